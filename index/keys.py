@@ -1,0 +1,71 @@
+"""Redis key layout (DESIGN.md). Namespaced keys carry ``{ns}`` as a cluster hash tag."""
+
+import hashlib
+import re
+import secrets
+
+ENTRY_PREFIX = "dc:e:"
+SEARCH_INDEX = "dc:idx"
+SEQUENCE = "dc:seq"
+EVENTS_CHANNEL = "dc:events"
+EXPIRED_PATTERN = "__keyevent@*__:expired"
+
+_ENTRY_ID = re.compile(r"^[0-9a-f]{16}$")
+_ENTRY_KEY = re.compile(r"^dc:e:\{(?P<ns>[^}]+)\}:(?P<id>[0-9a-f]{16})$")
+
+
+def new_entry_id() -> str:
+    """A random id that doubles as the entry's FAISS id: 63 random bits as 16 hex digits."""
+    return f"{secrets.randbits(63):016x}"
+
+
+def is_entry_id(text: str) -> bool:
+    return bool(_ENTRY_ID.match(text))
+
+
+def faiss_id(entry_id: str) -> int:
+    """The stable int64 FAISS id of an entry (the same on every replica)."""
+    return int(entry_id, 16)
+
+
+def entry_id_of(faiss_id_value: int) -> str:
+    return f"{faiss_id_value:016x}"
+
+
+def entry_key(ns: str, entry_id: str) -> str:
+    return f"dc:e:{{{ns}}}:{entry_id}"
+
+
+def entry_pattern(ns: str | None = None) -> str:
+    return "dc:e:*" if ns is None else f"dc:e:{{{ns}}}:*"
+
+
+def parse_entry_key(key: str) -> tuple[str, str] | None:
+    """``(ns, entry_id)`` of an entry key, or None for any other key."""
+    match = _ENTRY_KEY.match(key)
+    return (match["ns"], match["id"]) if match else None
+
+
+def exact_key(ns: str, scope: str, normalised_prompt: str) -> str:
+    digest = hashlib.sha256(f"{scope}\n{normalised_prompt}".encode()).hexdigest()
+    return f"dc:x:{{{ns}}}:{digest}"
+
+
+def exact_pattern(ns: str) -> str:
+    return f"dc:x:{{{ns}}}:*"
+
+
+def stats_key(ns: str) -> str:
+    return f"dc:stats:{{{ns}}}"
+
+
+def stats_pattern() -> str:
+    return "dc:stats:*"
+
+
+def replica_stats_key(replica_id: str) -> str:
+    return f"dc:replica:{replica_id}"
+
+
+def replica_stats_pattern() -> str:
+    return "dc:replica:*"

@@ -1,0 +1,348 @@
+"""Redis as the source of truth: entry hashes, exact pointers, the HNSW mirror, events.
+
+Every write and delete is one Lua script, so that taking the next ``dc:seq``, writing the
+hash with that seq, its EXPIRE, the exact-match pointer and the PUBLISH on ``dc:events``
+happen as one atomic step (DESIGN.md allows MULTI/EXEC or a script; the script is what lets
+the hash carry the seq it was given, and keeps seq order equal to commit order, which the
+replicas' catch-up relies on). Scripts build entry keys from the namespace, as a standalone
+Redis allows; every key of one call shares the ``{ns}`` hash tag.
+"""
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from index import keys
+from index.local_index import Candidate
+
+_WRITE_ENTRY = """
+local seq_key, xkey = KEYS[1], KEYS[2]
+local ns, id, ttl, channel, origin = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local existing = redis.call('GET', xkey)
+if existing and redis.call('EXISTS', 'dc:e:{' .. ns .. '}:' .. existing) == 1 then
+  id = existing
+end
+local ekey = 'dc:e:{' .. ns .. '}:' .. id
+local seq = redis.call('INCR', seq_key)
+redis.call('DEL', ekey)
+redis.call('HSET', ekey, 'seq', seq, 'xkey', xkey, 'ns', ns, unpack(ARGV, 6))
+if ttl > 0 then
+  redis.call('EXPIRE', ekey, ttl)
+  redis.call('SET', xkey, id, 'EX', ttl)
+else
+  redis.call('SET', xkey, id)
+end
+redis.call('PUBLISH', channel, cjson.encode({op='add', ns=ns, id=id, seq=seq, origin=origin}))
+return {id, seq}
+"""
+
+_DELETE_ENTRY = """
+local seq_key, ekey = KEYS[1], KEYS[2]
+local ns, id, channel, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', ekey) == 0 then return 0 end
+local xkey = redis.call('HGET', ekey, 'xkey')
+if xkey and redis.call('GET', xkey) == id then redis.call('DEL', xkey) end
+redis.call('DEL', ekey)
+local seq = redis.call('INCR', seq_key)
+redis.call('PUBLISH', channel, cjson.encode({op='del', ns=ns, id=id, seq=seq, origin=origin}))
+return seq
+"""
+
+_ANNOUNCE_FLUSH = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[2],
+  cjson.encode({op='flush', ns=ARGV[1], id=cjson.null, seq=seq, origin=ARGV[3]}))
+return seq
+"""
+
+_LOOKUP_EXACT = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+local fields = redis.call('HMGET', 'dc:e:{' .. ARGV[1] .. '}:' .. id, unpack(ARGV, 2))
+if not fields[1] then return false end
+table.insert(fields, 1, id)
+return fields
+"""
+
+# Fields read to serve a HIT, in this order.
+_SERVE_FIELDS = ("prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq")
+# Fields read to load an entry into a local index, in this order.
+_INDEX_FIELDS = ("ns", "scope", "vector", "seq")
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    ns: str
+    scope: str
+    model: str
+    prompt: str
+    normalised_prompt: str
+    response: str
+    vector: np.ndarray
+    llm_ms: float
+    cost: float
+    ttl: int
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    entry_id: str
+    prompt: str
+    response: str
+    created: float
+    llm_ms: float
+    cost: float
+    ttl: int
+    hits: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class IndexedVector:
+    """What a replica needs to hold an entry in its FAISS index."""
+
+    ns: str
+    scope: str
+    entry_id: str
+    vector: np.ndarray
+    seq: int
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stored_entry(entry_id: str, fields: Sequence[Any]) -> StoredEntry | None:
+    if fields[0] is None or fields[1] is None:
+        return None
+    prompt, response, created, llm_ms, cost, ttl, hits, seq = fields
+    return StoredEntry(
+        entry_id=entry_id,
+        prompt=_text(prompt),
+        response=_text(response),
+        created=float(created or 0),
+        llm_ms=float(llm_ms or 0),
+        cost=float(cost or 0),
+        ttl=int(ttl or 0),
+        hits=int(hits or 0),
+        seq=int(seq or 0),
+    )
+
+
+def escape_tag(value: str) -> str:
+    """Escape a value for a RediSearch TAG query (everything but letters and digits)."""
+    return "".join(ch if ch.isalnum() else f"\\{ch}" for ch in value)
+
+
+def connect(url: str, timeout_s: float | None) -> "aioredis.Redis":
+    """A client with bounded timeouts (``None`` for a pub/sub connection that waits)."""
+    return aioredis.Redis.from_url(
+        url,
+        protocol=3,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s if timeout_s is not None else 5.0,
+        retry_on_timeout=False,
+    )
+
+
+class RedisStore:
+    def __init__(self, client: "aioredis.Redis", origin: str, dim: int) -> None:
+        self.client = client
+        self.origin = origin
+        self.dim = dim
+        self._write_entry = client.register_script(_WRITE_ENTRY)
+        self._delete_entry = client.register_script(_DELETE_ENTRY)
+        self._announce_flush = client.register_script(_ANNOUNCE_FLUSH)
+        self._lookup_exact = client.register_script(_LOOKUP_EXACT)
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def enable_expiry_events(self) -> bool:
+        """Turn on keyspace expiry events; False when the server refuses CONFIG SET."""
+        try:
+            current = _text((await self.client.config_get("notify-keyspace-events")).get(
+                b"notify-keyspace-events", b""))
+            if "E" in current and ("x" in current or "A" in current):
+                return True
+            flags = "".join(sorted(set(current) | {"E", "x"}))
+            await self.client.config_set("notify-keyspace-events", flags)
+            return True
+        except ResponseError:
+            return False
+
+    async def ensure_search_index(self) -> None:
+        """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing)."""
+        try:
+            await self.client.execute_command(
+                "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
+                "PREFIX", "1", keys.ENTRY_PREFIX,
+                "SCHEMA",
+                "ns", "TAG",
+                "scope", "TAG",
+                "seq", "NUMERIC", "SORTABLE",
+                "vector", "VECTOR", "HNSW", "10",
+                "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
+                "M", "16", "EF_RUNTIME", "64",
+            )  # fmt: skip
+        except ResponseError as error:
+            if "already exists" not in str(error).lower():
+                raise
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def write(self, entry: NewEntry) -> tuple[str, int]:
+        """Store an entry (replacing the one its exact key points at); ``(id, seq)``."""
+        xkey = keys.exact_key(entry.ns, entry.scope, entry.normalised_prompt)
+        now = time.time()
+        fields: list[str | bytes | float | int] = [
+            "prompt", entry.prompt,
+            "response", entry.response,
+            "scope", entry.scope,
+            "model", entry.model,
+            "vector", np.asarray(entry.vector, dtype=np.float32).tobytes(),
+            "created", now,
+            "hits", 0,
+            "last_hit", 0,
+            "llm_ms", round(entry.llm_ms, 3),
+            "cost", entry.cost,
+            "ttl", entry.ttl,
+        ]  # fmt: skip
+        result = await self._write_entry(
+            keys=[keys.SEQUENCE, xkey],
+            args=[entry.ns, keys.new_entry_id(), entry.ttl, keys.EVENTS_CHANNEL, self.origin,
+                  *fields],
+        )
+        return _text(result[0]), int(result[1])
+
+    async def delete(self, ns: str, entry_id: str) -> int | None:
+        """Delete one entry; its delete seq, or None when the namespace has no such entry."""
+        seq = await self._delete_entry(
+            keys=[keys.SEQUENCE, keys.entry_key(ns, entry_id)],
+            args=[ns, entry_id, keys.EVENTS_CHANNEL, self.origin],
+        )
+        return int(seq) or None
+
+    async def flush_namespace(self, ns: str) -> tuple[int, int]:
+        """Delete every entry and pointer of a namespace; ``(entries deleted, flush seq)``."""
+        deleted = 0
+        for pattern in (keys.entry_pattern(ns), keys.exact_pattern(ns)):
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed = await self.client.unlink(*batch)
+                    deleted += removed if pattern.startswith("dc:e:") else 0
+                    batch = []
+            if batch:
+                removed = await self.client.unlink(*batch)
+                deleted += removed if pattern.startswith("dc:e:") else 0
+        seq = await self._announce_flush(
+            keys=[keys.SEQUENCE], args=[ns, keys.EVENTS_CHANNEL, self.origin]
+        )
+        return deleted, int(seq)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def lookup_exact(self, ns: str, scope: str, normalised_prompt: str) -> StoredEntry | None:
+        """The live entry whose exact key matches, in one round trip."""
+        xkey = keys.exact_key(ns, scope, normalised_prompt)
+        result = await self._lookup_exact(keys=[xkey], args=[ns, *_SERVE_FIELDS])
+        if not result:
+            return None
+        return _stored_entry(_text(result[0]), result[1:])
+
+    async def get(self, ns: str, entry_id: str) -> StoredEntry | None:
+        fields = await self.client.hmget(keys.entry_key(ns, entry_id), list(_SERVE_FIELDS))
+        return _stored_entry(entry_id, fields)
+
+    async def knn(
+        self, ns: str, scope: str, vector: np.ndarray, k: int
+    ) -> list[Candidate]:
+        """Nearest entries from the RediSearch HNSW mirror (the fallback search)."""
+        query = (
+            f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
+            f"=>[KNN {k} @vector $vec AS dist]"
+        )
+        reply = await self.client.execute_command(
+            "FT.SEARCH", keys.SEARCH_INDEX, query,
+            "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
+            "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
+            "DIALECT", "2",
+        )  # fmt: skip
+        candidates = []
+        for row in reply[b"results"]:
+            parsed = keys.parse_entry_key(_text(row[b"id"]))
+            if parsed:
+                distance = float(row[b"extra_attributes"][b"dist"])
+                candidates.append(Candidate(parsed[1], distance))
+        return candidates
+
+    async def current_seq(self) -> int:
+        return int(await self.client.get(keys.SEQUENCE) or 0)
+
+    async def scan_vectors(self, page_size: int) -> AsyncIterator[list[IndexedVector]]:
+        """Every entry's vector, a page at a time (for a full rebuild)."""
+        batch: list[bytes] = []
+        async for key in self.client.scan_iter(match=keys.entry_pattern(), count=page_size):
+            batch.append(key)
+            if len(batch) >= page_size:
+                yield await self.load_vectors(batch)
+                batch = []
+        if batch:
+            yield await self.load_vectors(batch)
+
+    async def vectors_since(self, seq: int, page_size: int) -> AsyncIterator[list[IndexedVector]]:
+        """Entries written after ``seq``, oldest first (for catch-up after a lost link)."""
+        offset = 0
+        while True:
+            reply = await self.client.execute_command(
+                "FT.SEARCH", keys.SEARCH_INDEX, f"@seq:[({seq} +inf]",
+                "NOCONTENT", "SORTBY", "seq", "ASC", "LIMIT", str(offset), str(page_size),
+            )  # fmt: skip
+            entry_keys = [row[b"id"] for row in reply[b"results"]]
+            if not entry_keys:
+                return
+            yield await self.load_vectors(entry_keys)
+            offset += len(entry_keys)
+
+    async def load_vectors(self, entry_keys: Sequence[bytes | str]) -> list[IndexedVector]:
+        """Index fields of the given entry keys; keys that are gone are left out."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in entry_keys:
+                pipe.hmget(key, list(_INDEX_FIELDS))
+            rows = await pipe.execute()
+        loaded = []
+        for key, (ns, scope, vector, seq) in zip(entry_keys, rows, strict=True):
+            parsed = keys.parse_entry_key(_text(key))
+            if parsed is None or vector is None or len(vector) != self.dim * 4:
+                continue
+            loaded.append(
+                IndexedVector(
+                    ns=_text(ns),
+                    scope=_text(scope),
+                    entry_id=parsed[1],
+                    vector=np.frombuffer(vector, dtype=np.float32),
+                    seq=int(seq or 0),
+                )
+            )
+        return loaded
+
+    async def count_by_namespace(self) -> dict[str, int]:
+        """Live entries per namespace, as the HNSW mirror counts them."""
+        reply = await self.client.execute_command(
+            "FT.AGGREGATE", keys.SEARCH_INDEX, "*",
+            "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
+        )  # fmt: skip
+        counts: dict[str, int] = {}
+        for row in reply[b"results"]:
+            attrs = row[b"extra_attributes"]
+            counts[_text(attrs[b"ns"])] = int(attrs[b"n"])
+        return counts

@@ -1,0 +1,1 @@
+"""HTTP side of Dyna-Cache: API, settings, the query path, LLM clients, telemetry."""

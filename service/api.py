@@ -1,0 +1,122 @@
+"""HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from service.errors import ApiError
+from service.schemas import (
+    DeletedResponse,
+    EntriesRequest,
+    EntriesResponse,
+    QueryRequest,
+    QueryResponse,
+)
+from service.telemetry import read_stats
+from service.validation import validate_namespace
+
+router = APIRouter()
+
+DEFAULT_NAMESPACE = "default"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid request"},
+    502: {"description": "The LLM failed"},
+    504: {"description": "The LLM timed out"},
+}
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def _namespace(request: Request) -> str:
+    return DEFAULT_NAMESPACE
+
+
+def _redis_unavailable(error: RedisError) -> ApiError:
+    return ApiError(503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})")
+
+
+@router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
+async def query(body: QueryRequest, request: Request, response: Response) -> QueryResponse:
+    """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
+    answer: QueryResponse = await _runtime(request).queries.answer(body, _namespace(request))
+    response.headers["X-Cache"] = answer.status
+    return answer
+
+
+@router.get("/v1/stats", tags=["cache"])
+async def stats(request: Request) -> dict[str, Any]:
+    """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica."""
+    runtime = _runtime(request)
+    try:
+        counts = await runtime.store.count_by_namespace()
+        return await read_stats(runtime.store.client, counts)
+    except RedisError as error:
+        raise _redis_unavailable(error) from error
+
+
+@router.post("/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"])
+async def add_entries(body: EntriesRequest, request: Request) -> EntriesResponse:
+    """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
+    try:
+        stored = await _runtime(request).entries.store_many(body.entries, _namespace(request))
+    except RedisError as error:
+        raise _redis_unavailable(error) from error
+    return EntriesResponse(stored=len(stored), entries=stored)
+
+
+@router.delete("/v1/entries/{entry_id}", response_model=DeletedResponse, tags=["entries"])
+async def delete_entry(entry_id: str, request: Request) -> DeletedResponse:
+    try:
+        await _runtime(request).entries.delete(_namespace(request), entry_id)
+    except RedisError as error:
+        raise _redis_unavailable(error) from error
+    return DeletedResponse(deleted=1)
+
+
+@router.delete("/v1/namespaces/{ns}", response_model=DeletedResponse, tags=["entries"])
+async def flush_namespace(ns: str, request: Request) -> DeletedResponse:
+    validate_namespace(ns)
+    if ns != _namespace(request):
+        raise ApiError(404, "namespace_not_found", "no such namespace")
+    try:
+        return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
+    except RedisError as error:
+        raise _redis_unavailable(error) from error
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Redis answers and the local index is loaded."""
+    runtime = _runtime(request)
+    checks: dict[str, str] = {}
+    try:
+        await runtime.store.ping()
+        checks["redis"] = "ok"
+    except RedisError as error:
+        checks["redis"] = f"unreachable ({type(error).__name__})"
+    checks["index"] = (
+        f"ready ({len(runtime.index)} entries)" if runtime.sync.ready else "loading from Redis"
+    )
+    ready = checks["redis"] == "ok" and runtime.sync.ready
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica."""
+    body = generate_latest(_runtime(request).telemetry.registry)
+    return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,104 @@
+"""Application assembly: settings → Redis, embedder, local index, sync, LLM → FastAPI app."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from index.embedder import load_embedder
+from index.embedding_worker import EmbeddingWorker
+from index.local_index import LocalIndex
+from index.redis_store import RedisStore, connect
+from index.replica_sync import ReplicaSync
+from service import api
+from service.embedded_redis import EmbeddedRedis
+from service.entries import EntryManager
+from service.errors import install_error_handlers
+from service.llm import LLMClient, make_llm_client
+from service.query_path import QueryPath
+from service.settings import Settings
+from service.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one replica holds while it runs."""
+
+    settings: Settings
+    store: RedisStore
+    index: LocalIndex
+    sync: ReplicaSync
+    embedder: EmbeddingWorker
+    llm: LLMClient
+    telemetry: Telemetry
+    queries: QueryPath
+    entries: EntryManager
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            redis_url = settings.redis_url
+            if redis_url is None:
+                embedded = EmbeddedRedis(settings.redis_data_dir).start()
+                stack.callback(embedded.stop)
+                redis_url = embedded.url
+            runtime = await _start_runtime(settings, redis_url, stack)
+            app.state.runtime = runtime
+            log.info("replica %s serving; Redis at %s", settings.replica_id, redis_url)
+            yield
+
+    app = FastAPI(
+        title="Dyna-Cache",
+        version="0.1.0",
+        description="Semantic cache for LLM applications.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(api.router)
+    return app
+
+
+async def _start_runtime(
+    settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
+) -> Runtime:
+    embedder = EmbeddingWorker(
+        await asyncio.to_thread(load_embedder, settings.embedder, settings.model_path)
+    )
+    stack.callback(embedder.close)
+    client = connect(redis_url, settings.redis_timeout_s)
+    stack.push_async_callback(client.aclose)
+    store = RedisStore(client, origin=settings.replica_id, dim=embedder.dim)
+    index = LocalIndex(embedder.dim)
+    sync = ReplicaSync(
+        store,
+        index,
+        subscriber_factory=lambda: connect(redis_url, None),
+        page_size=settings.rebuild_page_size,
+        drift_check_interval_s=settings.drift_check_interval_s,
+    )
+    sync.start()
+    stack.push_async_callback(sync.stop)
+    llm = make_llm_client(settings)
+    stack.push_async_callback(llm.aclose)
+    telemetry = Telemetry(client, settings.replica_id)
+    stack.push_async_callback(telemetry.flush)
+    return Runtime(
+        settings=settings,
+        store=store,
+        index=index,
+        sync=sync,
+        embedder=embedder,
+        llm=llm,
+        telemetry=telemetry,
+        queries=QueryPath(settings, store, index, sync, embedder, llm, telemetry),
+        entries=EntryManager(settings, store, index, embedder),
+    )

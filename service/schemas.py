@@ -1,0 +1,68 @@
+"""Request and response bodies of the HTTP API (pydantic; unknown fields are refused)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from index.distance import MAX_DISTANCE
+
+CacheMode = Literal["default", "bypass", "refresh", "only"]
+CacheStatus = Literal["HIT", "MISS", "BYPASS"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryRequest(_Strict):
+    prompt: str = Field(description="The question; its length limit is a setting.")
+    model: str | None = Field(default=None, max_length=200, description="Part of the scope.")
+    context: str | None = Field(default=None, description="RAG context; part of the scope.")
+    threshold: float | None = Field(
+        default=None, gt=0, le=MAX_DISTANCE,
+        description="Squared-L2 HIT threshold for this lookup, in (0, 4].",
+    )  # fmt: skip
+    ttl: int | None = Field(default=None, ge=0, description="Seconds the stored entry lives.")
+    cache: CacheMode = Field(
+        default="default",
+        description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
+        "overwrite; only: lookup, never the LLM.",
+    )
+
+
+class QueryResponse(BaseModel):
+    response: str | None
+    status: CacheStatus
+    distance: float | None
+    similarity: float | None
+    matched_prompt: str | None
+    entry_id: str | None
+    latency_ms: float
+    llm_latency_ms: float | None
+    namespace: str
+
+
+class EntryIn(_Strict):
+    prompt: str
+    response: str
+    model: str | None = Field(default=None, max_length=200)
+    context: str | None = None
+    ttl: int | None = Field(default=None, ge=0)
+
+
+class EntriesRequest(_Strict):
+    entries: list[EntryIn] = Field(min_length=1)
+
+
+class StoredEntryOut(BaseModel):
+    entry_id: str
+    prompt: str
+
+
+class EntriesResponse(BaseModel):
+    stored: int
+    entries: list[StoredEntryOut]
+
+
+class DeletedResponse(BaseModel):
+    deleted: int

@@ -1,0 +1,56 @@
+"""Configuration: environment variables prefixed ``DYNACACHE_`` (pydantic-settings)."""
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DYNACACHE_", extra="ignore")
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replica_id: str = Field(default_factory=_default_replica_id)
+    log_level: str = "info"
+
+    # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir
+    redis_url: str | None = None
+    redis_data_dir: Path = Path("data/redis")
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+
+    # Embedding and search
+    embedder: Literal["torch"] = "torch"
+    model_path: str | None = None
+    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=MAX_DISTANCE)
+    top_k: int = Field(default=4, ge=1, le=100)
+
+    # Entries
+    default_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0 = entries never expire
+    max_prompt_chars: int = Field(default=32_000, ge=1)
+    max_bulk_entries: int = Field(default=1_000, ge=1)
+
+    # LLM on a miss
+    llm: Literal["simulated", "openai"] = "simulated"
+    sim_latency_ms: float = Field(default=1000.0, ge=0)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr = SecretStr("")
+    openai_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0)
+    llm_retry_backoff_s: float = Field(default=0.5, ge=0)
+    price_per_call_usd: float = Field(default=0.002, ge=0)
+
+    # Replica sync
+    rebuild_page_size: int = Field(default=1000, ge=1)
+    drift_check_interval_s: float = Field(default=30.0, gt=0)
