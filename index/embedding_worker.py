@@ -18,13 +18,20 @@ class EmbeddingWorker:
         self.embedder = embedder
         self.dim = embedder.dim
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self.texts_embedded = 0
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embedder.encode, list(texts))
+        self.texts_embedded += len(texts)
+        vectors: np.ndarray = await loop.run_in_executor(
+            self._executor, self.embedder.encode, list(texts)
+        )
+        return vectors
 
     async def embed_one(self, text: str) -> np.ndarray:
-        return (await self.embed([text]))[0]
+        vectors = await self.embed([text])
+        row: np.ndarray = vectors[0]
+        return row
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

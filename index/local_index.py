@@ -123,7 +123,7 @@ class LocalIndex:
 
     def _drop(self, fid: int, slot: _Slot) -> None:
         sub_index = self._scopes[(slot.ns, slot.scope)]
-        sub_index.remove_ids(np.array([fid], dtype=np.int64))
+        sub_index.remove_ids(np.array([fid], dtype=np.int64))  # type: ignore[arg-type]
         if sub_index.ntotal == 0:
             del self._scopes[(slot.ns, slot.scope)]
         del self._slots[fid]

@@ -162,14 +162,18 @@ class RedisStore:
         self._announce_flush = client.register_script(_ANNOUNCE_FLUSH)
         self._lookup_exact = client.register_script(_LOOKUP_EXACT)
 
+    async def _command(self, *args: Any) -> Any:
+        """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
     async def enable_expiry_events(self) -> bool:
         """Turn on keyspace expiry events; False when the server refuses CONFIG SET."""
         try:
-            current = _text((await self.client.config_get("notify-keyspace-events")).get(
-                b"notify-keyspace-events", b""))
+            config: dict[Any, Any] = dict(await self.client.config_get("notify-keyspace-events"))
+            current = _text(config.get(b"notify-keyspace-events", b""))
             if "E" in current and ("x" in current or "A" in current):
                 return True
             flags = "".join(sorted(set(current) | {"E", "x"}))
@@ -181,7 +185,7 @@ class RedisStore:
     async def ensure_search_index(self) -> None:
         """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing)."""
         try:
-            await self.client.execute_command(
+            await self._command(
                 "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
                 "PREFIX", "1", keys.ENTRY_PREFIX,
                 "SCHEMA",
@@ -217,8 +221,14 @@ class RedisStore:
         ]  # fmt: skip
         result = await self._write_entry(
             keys=[keys.SEQUENCE, xkey],
-            args=[entry.ns, keys.new_entry_id(), entry.ttl, keys.EVENTS_CHANNEL, self.origin,
-                  *fields],
+            args=[
+                entry.ns,
+                keys.new_entry_id(),
+                entry.ttl,
+                keys.EVENTS_CHANNEL,
+                self.origin,
+                *fields,
+            ],
         )
         return _text(result[0]), int(result[1])
 
@@ -263,15 +273,13 @@ class RedisStore:
         fields = await self.client.hmget(keys.entry_key(ns, entry_id), list(_SERVE_FIELDS))
         return _stored_entry(entry_id, fields)
 
-    async def knn(
-        self, ns: str, scope: str, vector: np.ndarray, k: int
-    ) -> list[Candidate]:
+    async def knn(self, ns: str, scope: str, vector: np.ndarray, k: int) -> list[Candidate]:
         """Nearest entries from the RediSearch HNSW mirror (the fallback search)."""
         query = (
             f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
             f"=>[KNN {k} @vector $vec AS dist]"
         )
-        reply = await self.client.execute_command(
+        reply = await self._command(
             "FT.SEARCH", keys.SEARCH_INDEX, query,
             "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
             "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
@@ -303,7 +311,7 @@ class RedisStore:
         """Entries written after ``seq``, oldest first (for catch-up after a lost link)."""
         offset = 0
         while True:
-            reply = await self.client.execute_command(
+            reply = await self._command(
                 "FT.SEARCH", keys.SEARCH_INDEX, f"@seq:[({seq} +inf]",
                 "NOCONTENT", "SORTBY", "seq", "ASC", "LIMIT", str(offset), str(page_size),
             )  # fmt: skip
@@ -337,7 +345,7 @@ class RedisStore:
 
     async def count_by_namespace(self) -> dict[str, int]:
         """Live entries per namespace, as the HNSW mirror counts them."""
-        reply = await self.client.execute_command(
+        reply = await self._command(
             "FT.AGGREGATE", keys.SEARCH_INDEX, "*",
             "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
         )  # fmt: skip

@@ -99,15 +99,18 @@ class ReplicaSync:
             except (RedisError, OSError, _ReaderFailed) as error:
                 self.subscribed = False
                 self.reconnects += 1
-                log.warning("event subscription lost (%s); reconnecting in %.1f s",
-                            type(error).__name__, backoff)
+                log.warning(
+                    "event subscription lost (%s); reconnecting in %.1f s",
+                    type(error).__name__,
+                    backoff,
+                )
             finally:
                 if reader is not None:
                     reader.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await reader
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await subscriber.aclose()
             await asyncio.sleep(backoff)
@@ -212,8 +215,12 @@ class ReplicaSync:
         self.rebuilds += 1
         self._drift_strikes = 0
         elapsed = time.perf_counter() - started
-        log.info("rebuild done: %d entries in %.2f s (%.0f/s)",
-                 loaded, elapsed, loaded / elapsed if elapsed else 0.0)
+        log.info(
+            "rebuild done: %d entries in %.2f s (%.0f/s)",
+            loaded,
+            elapsed,
+            loaded / elapsed if elapsed else 0.0,
+        )
 
     async def _catch_up(self) -> None:
         since = self.last_seq
@@ -229,8 +236,9 @@ class ReplicaSync:
     async def _drifted(self) -> bool:
         in_redis = await self.store.count_by_namespace()
         local = self.index.count_by_namespace()
-        drifted = {ns for ns in in_redis.keys() | local.keys()
-                   if in_redis.get(ns, 0) != local.get(ns, 0)}
+        drifted = {
+            ns for ns in in_redis.keys() | local.keys() if in_redis.get(ns, 0) != local.get(ns, 0)
+        }
         if drifted:
             log.info("count drift in %d namespace(s): %s", len(drifted), sorted(drifted)[:5])
         return bool(drifted)

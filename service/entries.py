@@ -33,7 +33,9 @@ class EntryManager:
                 f"{self.settings.max_bulk_entries}",
             )  # fmt: skip
         for position, entry in enumerate(entries):
-            validate_prompt(entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt")
+            validate_prompt(
+                entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
+            )
             validate_context(entry.context, self.settings.max_prompt_chars)
         vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)

@@ -126,7 +126,7 @@ class OpenAIChatLLM:
         retry_after = response.headers.get("retry-after", "")
         if retry_after.replace(".", "", 1).isdigit():
             delay = max(delay, min(float(retry_after), 10.0))
-        return delay
+        return float(delay)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -60,8 +60,8 @@ class QueryPath:
         ttl = self.settings.default_ttl_s if request.ttl is None else request.ttl
 
         if request.cache == "bypass":
-            reply = await self._call_llm(question, request.model)
-            return self._pass_through(ns, started, reply, record=True)
+            passed = await self._call_llm(question, request.model)
+            return self._pass_through(ns, started, passed, record=True)
 
         reply: LLMReply | None = None
         try:

@@ -24,6 +24,8 @@ _COUNTERS = ("requests", "hits", "misses", "bypasses")
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
+RawHash = dict[Any, Any]  # a stats hash as redis-py returns it (bytes to bytes)
+
 
 class Telemetry:
     def __init__(self, client: "aioredis.Redis", replica_id: str) -> None:
@@ -97,7 +99,7 @@ class Telemetry:
             log.debug("stats write failed: %s", error)
 
 
-def summarise(raw: dict[bytes, bytes]) -> dict[str, Any]:
+def summarise(raw: RawHash) -> dict[str, Any]:
     """The numbers /v1/stats reports for one stats hash."""
     values = {name.decode(): float(value) for name, value in raw.items()}
     counts = {name: int(values.get(name, 0)) for name in _COUNTERS}
@@ -114,7 +116,7 @@ def summarise(raw: dict[bytes, bytes]) -> dict[str, Any]:
     }
 
 
-def _add(total: dict[bytes, bytes], raw: dict[bytes, bytes]) -> dict[bytes, bytes]:
+def _add(total: RawHash, raw: RawHash) -> RawHash:
     merged = dict(total)
     for name, value in raw.items():
         merged[name] = str(float(merged.get(name, b"0")) + float(value)).encode()
@@ -126,7 +128,7 @@ async def read_stats(
 ) -> dict[str, Any]:
     """Totals, per namespace and per replica. ``namespaces`` limits what is reported."""
     per_ns: dict[str, dict[str, Any]] = {}
-    total: dict[bytes, bytes] = {}
+    total: RawHash = {}
     async for key in client.scan_iter(match=keys.stats_pattern(), count=500):
         ns = key.decode()[len("dc:stats:{") : -1]
         if namespaces is not None and ns not in namespaces:

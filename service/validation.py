@@ -12,14 +12,18 @@ def validate_prompt(prompt: str, max_chars: int, field: str = "prompt") -> None:
         raise ApiError(422, "empty_prompt", f"{field} is empty or only whitespace")
     if len(prompt) > max_chars:
         raise ApiError(
-            422, "prompt_too_long", f"{field} has {len(prompt)} characters; the limit is {max_chars}"
+            422,
+            "prompt_too_long",
+            f"{field} has {len(prompt)} characters; the limit is {max_chars}",
         )
 
 
 def validate_context(context: str | None, max_chars: int) -> None:
     if context is not None and len(context) > max_chars:
         raise ApiError(
-            422, "context_too_long", f"context has {len(context)} characters; the limit is {max_chars}"
+            422,
+            "context_too_long",
+            f"context has {len(context)} characters; the limit is {max_chars}",
         )
 
 

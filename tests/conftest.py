@@ -1,0 +1,66 @@
+"""Fixtures: one real Redis Stack per session (emptied before each test), services on demand."""
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from service.embedded_redis import EmbeddedRedis, free_port
+from service.settings import Settings
+from tests.helpers import CacheService
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with tempfile.TemporaryDirectory(prefix="dc-redis-") as data_dir:
+        server = EmbeddedRedis(Path(data_dir), appendonly=False).start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def make_settings(redis_url: str, **overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "redis_url": redis_url,
+        "port": free_port(),
+        "sim_latency_ms": 0,
+        "replica_id": f"test-{free_port()}",
+    }
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+@pytest.fixture
+def start_service(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> Iterator[Callable[..., CacheService]]:
+    """Start replicas against the session Redis; all are stopped at the end of the test."""
+    started: list[CacheService] = []
+
+    def start(wait_ready: bool = True, **overrides: Any) -> CacheService:
+        overrides.setdefault("redis_url", redis_server.url)
+        service = CacheService(make_settings(**overrides))
+        started.append(service)
+        return service.start(wait_ready=wait_ready)
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def service(start_service: Callable[..., CacheService]) -> CacheService:
+    return start_service()

@@ -1,0 +1,99 @@
+"""Test helpers: real servers on 127.0.0.1 and waiting on conditions with a deadline."""
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from service.app import Runtime, create_app
+from service.embedded_redis import free_port
+from service.settings import Settings
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}")
+        time.sleep(interval_s)
+
+
+class ServerThread:
+    """Runs an ASGI app under uvicorn in a background thread, on a free loopback port."""
+
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> "ServerThread":
+        self.thread.start()
+        wait_until(
+            lambda: self.server.started or not self.thread.is_alive(),
+            timeout_s,
+            message="server start",
+        )
+        if not self.server.started:
+            raise RuntimeError("server failed to start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+class CacheService(ServerThread):
+    """A Dyna-Cache replica in this process, with an httpx client bound to it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings), settings.port)
+        self.settings = settings
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self, timeout_s: float = 60.0, wait_ready: bool = True) -> "CacheService":
+        super().start(timeout_s)
+        if wait_ready:
+            wait_until(
+                lambda: self.http.get("/readyz").status_code == 200,
+                timeout_s,
+                message="/readyz 200",
+            )
+        return self
+
+    def stop(self) -> None:
+        self.http.close()
+        super().stop()
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    def query(self, prompt: str, **fields: Any) -> httpx.Response:
+        return self.http.post("/v1/query", json={"prompt": prompt, **fields})

@@ -1,0 +1,79 @@
+"""Bad input gets a clear 4xx in the one error shape, stores nothing and counts nothing."""
+
+from typing import Any
+
+import pytest
+import redis
+
+from index import keys
+from tests.helpers import CacheService
+
+BAD_QUERIES: list[tuple[str, Any, int, str]] = [
+    ("empty prompt", {"prompt": ""}, 422, "empty_prompt"),
+    ("whitespace prompt", {"prompt": " \n\t "}, 422, "empty_prompt"),
+    ("prompt over the limit", {"prompt": "x" * 32_001}, 422, "prompt_too_long"),
+    ("threshold zero", {"prompt": "hi there", "threshold": 0}, 422, "invalid_request"),
+    ("threshold above 4", {"prompt": "hi there", "threshold": 4.5}, 422, "invalid_request"),
+    ("negative threshold", {"prompt": "hi there", "threshold": -1}, 422, "invalid_request"),
+    ("negative ttl", {"prompt": "hi there", "ttl": -5}, 422, "invalid_request"),
+    ("unknown cache mode", {"prompt": "hi there", "cache": "sometimes"}, 422, "invalid_request"),
+    ("unknown field", {"prompt": "hi there", "temperature_x": 1}, 422, "invalid_request"),
+    ("missing prompt", {}, 422, "invalid_request"),
+    ("prompt not a string", {"prompt": 42}, 422, "invalid_request"),
+]
+
+
+def nothing_changed(client: redis.Redis) -> bool:
+    stored = list(client.scan_iter(match=keys.entry_pattern()))
+    counted = list(client.scan_iter(match=keys.stats_pattern()))
+    return not stored and not counted
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "code"), BAD_QUERIES, ids=[case[0] for case in BAD_QUERIES]
+)
+def test_bad_query(
+    service: CacheService, redis_client: redis.Redis, case: str, body: Any, status: int, code: str
+) -> None:
+    response = service.http.post("/v1/query", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert nothing_changed(redis_client)
+
+
+def test_malformed_json(service: CacheService, redis_client: redis.Redis) -> None:
+    response = service.http.post(
+        "/v1/query", content=b'{"prompt": "hi', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert nothing_changed(redis_client)
+
+
+def test_bad_bulk_entry_stores_none_of_the_batch(
+    service: CacheService, redis_client: redis.Redis
+) -> None:
+    response = service.http.post(
+        "/v1/entries",
+        json={
+            "entries": [
+                {"prompt": "A fine question", "response": "A fine answer"},
+                {"prompt": "   ", "response": "nothing"},
+            ]
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "empty_prompt"
+    assert "entries[1]" in response.json()["error"]["message"]
+    assert nothing_changed(redis_client)
+
+
+def test_unknown_route_and_method_use_the_error_shape(service: CacheService) -> None:
+    missing = service.http.get("/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong_method = service.http.get("/v1/query")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"

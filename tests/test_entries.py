@@ -1,0 +1,69 @@
+"""Bulk warm-up, delete by id, namespace flush."""
+
+import redis
+
+from index import keys
+from tests.helpers import CacheService
+
+WARM = [
+    {"prompt": "What is the capital of France?", "response": "Paris."},
+    {"prompt": "Who wrote Hamlet?", "response": "Shakespeare.", "ttl": 60},
+    {"prompt": "What is the boiling point of water?", "response": "100 °C", "model": "m1"},
+]
+
+
+def test_bulk_entries_are_served_without_the_llm(
+    service: CacheService, redis_client: redis.Redis
+) -> None:
+    response = service.http.post("/v1/entries", json={"entries": WARM})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["stored"] == 3
+    assert [e["prompt"] for e in body["entries"]] == [e["prompt"] for e in WARM]
+    hamlet = keys.entry_key("default", body["entries"][1]["entry_id"])
+    assert 0 < redis_client.ttl(hamlet) <= 60
+    hit = service.query("Tell me the capital of France", cache="only").json()
+    assert hit == {**hit, "status": "HIT", "response": "Paris."}
+    # the model is part of the scope
+    assert (
+        service.query("What is the boiling point of water?", cache="only").json()["status"]
+        == "MISS"
+    )
+    assert (
+        service.query("What is the boiling point of water?", model="m1", cache="only").json()[
+            "response"
+        ]
+        == "100 °C"
+    )
+
+
+def test_delete_entry(service: CacheService, redis_client: redis.Redis) -> None:
+    stored = service.http.post("/v1/entries", json={"entries": WARM[:1]}).json()
+    entry_id = stored["entries"][0]["entry_id"]
+    deleted = service.http.delete(f"/v1/entries/{entry_id}")
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": 1}
+    assert entry_id not in service.runtime.index
+    assert not list(redis_client.scan_iter(match="dc:x:*"))  # the exact pointer went too
+    assert service.query("What is the capital of France?", cache="only").json()["status"] == "MISS"
+    again = service.http.delete(f"/v1/entries/{entry_id}")
+    assert again.status_code == 404
+    assert again.json()["error"]["code"] == "entry_not_found"
+    assert service.http.delete("/v1/entries/not-an-id").status_code == 404
+
+
+def test_flush_namespace(service: CacheService, redis_client: redis.Redis) -> None:
+    service.http.post("/v1/entries", json={"entries": WARM})
+    flushed = service.http.delete("/v1/namespaces/default")
+    assert flushed.status_code == 200 and flushed.json() == {"deleted": 3}
+    assert len(service.runtime.index) == 0
+    assert not list(redis_client.scan_iter(match="dc:[ex]:*"))
+    assert service.query("Who wrote Hamlet?", cache="only").json()["status"] == "MISS"
+    assert service.http.delete("/v1/namespaces/someone-else").status_code == 404
+    assert service.http.delete("/v1/namespaces/bad%20name").status_code == 422
+
+
+def test_bulk_limit(start_service) -> None:  # type: ignore[no-untyped-def]
+    service = start_service(max_bulk_entries=2)
+    response = service.http.post("/v1/entries", json={"entries": WARM})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "too_many_entries"

@@ -1,0 +1,49 @@
+"""Health, readiness, metrics and the Swagger UI."""
+
+from tests.helpers import CacheService
+
+
+def test_health_ready_metrics_docs(service: CacheService) -> None:
+    assert service.http.get("/healthz").json() == {"status": "ok"}
+    ready = service.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["redis"] == "ok"
+    service.query("What is the capital of France?")
+    metrics = service.http.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'dynacache_requests_total{status="MISS"} 1.0' in metrics.text
+    docs = service.http.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text.lower()
+    spec = service.http.get("/openapi.json").json()
+    assert "/v1/query" in spec["paths"] and "/v1/stats" in spec["paths"]
+
+
+def test_not_ready_index_answers_503_and_falls_back_to_the_redis_mirror(
+    service: CacheService,
+) -> None:
+    stored = service.http.post(
+        "/v1/entries",
+        json={
+            "entries": [
+                {"prompt": "What is the capital of France?", "response": "Paris."},
+                {"prompt": "How do I bake sourdough bread?", "response": "Slowly."},
+            ]
+        },
+    ).json()
+    # Put the replica in the state it has while it loads: no local entries, not ready.
+    runtime = service.runtime
+    runtime.sync.ready = False
+    for entry in stored["entries"]:
+        runtime.index.remove(entry["entry_id"])
+    try:
+        ready = service.http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["index"] == "loading from Redis"
+        hit = service.query("Tell me the capital of France", cache="only").json()
+        assert hit["status"] == "HIT" and hit["response"] == "Paris."
+        assert 0 < hit["distance"] < 0.35  # same squared-L2 scale as FAISS
+        miss = service.query("Tell me the capital of France", cache="only", threshold=0.05).json()
+        assert miss["status"] == "MISS"
+        assert abs(miss["distance"] - hit["distance"]) < 1e-4
+    finally:
+        runtime.sync.ready = True

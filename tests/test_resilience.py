@@ -1,0 +1,73 @@
+"""Restart and Redis failure: nothing lost, no hang, no 500."""
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from service.embedded_redis import EmbeddedRedis
+from tests.conftest import make_settings
+from tests.helpers import CacheService, wait_until
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, with AOF, that the test may kill and restart."""
+    with tempfile.TemporaryDirectory(prefix="dc-own-redis-") as data_dir:
+        server = EmbeddedRedis(Path(data_dir), appendonly=True).start()
+        yield server
+        server.stop()
+
+
+def test_restarted_service_rebuilds_and_hits(start_service: Callable[..., CacheService]) -> None:
+    first = start_service()
+    first.query("What is the capital of France?")
+    first.stop()
+    second = start_service()
+    assert len(second.runtime.index) == 1
+    hit = second.query("Tell me the capital of France").json()
+    assert hit["status"] == "HIT"
+
+
+def test_redis_restart_with_aof_keeps_the_cache(own_redis: EmbeddedRedis) -> None:
+    service = CacheService(make_settings(own_redis.url)).start()
+    try:
+        service.query("What is the capital of France?")
+        own_redis.stop()
+        own_redis.start()
+        wait_until(lambda: service.http.get("/readyz").status_code == 200, 20, message="ready")
+        assert service.query("What is the capital of France?").json()["status"] == "HIT"
+    finally:
+        service.stop()
+
+
+def test_redis_down_passes_through_without_hanging(own_redis: EmbeddedRedis) -> None:
+    service = CacheService(make_settings(own_redis.url, sim_latency_ms=10)).start()
+    try:
+        service.query("What is the capital of France?")
+        own_redis.kill()
+        started = time.monotonic()
+        response = service.query("What is the capital of France?")
+        assert time.monotonic() - started < 5
+        assert response.status_code == 200
+        assert response.headers["X-Cache"] == "BYPASS"
+        body = response.json()
+        assert body["status"] == "BYPASS"
+        assert "capital of France" in body["response"]
+        only = service.query("What is the capital of France?", cache="only").json()
+        assert only["status"] == "MISS" and only["response"] is None
+        ready = service.http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"].startswith("unreachable")
+        assert service.http.get("/healthz").status_code == 200
+        stats = service.http.get("/v1/stats")
+        assert stats.status_code == 503
+        assert stats.json()["error"]["code"] == "redis_unavailable"
+        bulk = service.http.post(
+            "/v1/entries", json={"entries": [{"prompt": "q", "response": "a"}]}
+        )
+        assert bulk.status_code == 503
+    finally:
+        service.stop()

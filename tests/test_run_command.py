@@ -1,0 +1,102 @@
+"""`python -m service` (what `make run` starts): embedded Redis with AOF, clean Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.embedded_redis import free_port
+from tests.helpers import wait_until
+
+
+def redis_processes_using(data_dir: Path) -> list[int]:
+    """redis-server rewrites its title, but it runs in its --dir: find it by working dir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if name.startswith("redis-server") and cwd == str(data_dir.resolve()):
+            pids.append(int(entry.name))
+    return pids
+
+
+class RunCommand:
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "DYNACACHE_PORT": str(self.port),
+            "DYNACACHE_SIM_LATENCY_MS": "0",
+            "DYNACACHE_REDIS_DATA_DIR": str(data_dir),
+            "HF_HUB_OFFLINE": "1",
+        }
+        env.pop("DYNACACHE_REDIS_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            try:
+                return self.http.get("/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, 120, interval_s=0.2, message="python -m service ready")
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "redis"
+    for pid in redis_processes_using(tmp_path / "redis"):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(data_dir: Path) -> None:
+    first = RunCommand(data_dir)
+    first.wait_ready()
+    assert first.http.get("/docs").status_code == 200
+    assert (
+        first.http.post("/v1/query", json={"prompt": "What is the capital of France?"}).json()[
+            "status"
+        ]
+        == "MISS"
+    )
+    assert redis_processes_using(data_dir)
+    assert first.interrupt() == 0
+    wait_until(lambda: not redis_processes_using(data_dir), 10, message="embedded Redis gone")
+    assert (data_dir / "appendonlydir").is_dir()
+
+    second = RunCommand(data_dir)
+    second.wait_ready()
+    hit = second.http.post("/v1/query", json={"prompt": "Tell me the capital of France"}).json()
+    assert hit["status"] == "HIT"
+    assert second.interrupt() == 0
+    wait_until(lambda: not redis_processes_using(data_dir), 10, message="embedded Redis gone")
+
+
+def test_a_killed_service_takes_its_redis_with_it(data_dir: Path) -> None:
+    run = RunCommand(data_dir)
+    run.wait_ready()
+    run.process.kill()
+    run.process.wait()
+    wait_until(lambda: not redis_processes_using(data_dir), 10, message="orphan Redis gone")
