@@ -5,85 +5,18 @@ import os
 import platform
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.processes import ServiceProcess
+
+__all__ = ["ServiceProcess"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = Path(os.environ.get("DYNACACHE_DATA_DIR", ROOT.parent / "shared" / "data"))
-
-
-def free_port() -> int:
-    from service.embedded_redis import free_port as pick
-
-    return pick()
-
-
-class ServiceProcess:
-    """``python -m service`` with its own embedded Redis in a temporary folder."""
-
-    def __init__(self, **env: str | float | int) -> None:
-        self.port = free_port()
-        self._data = tempfile.TemporaryDirectory(prefix="dc-bench-")
-        variables = {
-            "DYNACACHE_PORT": str(self.port),
-            "DYNACACHE_REDIS_DATA_DIR": str(Path(self._data.name) / "redis"),
-            "DYNACACHE_LOG_LEVEL": "warning",
-            "HF_HUB_OFFLINE": "1",
-        }
-        variables.update({f"DYNACACHE_{k.upper()}": str(v) for k, v in env.items()})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=ROOT,
-            env={**os.environ, **variables},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(base_url=self.url, timeout=120)
-
-    def wait_ready(self, timeout_s: float = 300) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if self.process.poll() is not None:
-                raise RuntimeError("service exited during start-up")
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    return time.monotonic() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("service not ready")
-
-    def store(self, pairs: Sequence[tuple[str, str]], batch: int = 500) -> None:
-        for start in range(0, len(pairs), batch):
-            body = {
-                "entries": [{"prompt": p, "response": r} for p, r in pairs[start : start + batch]]
-            }
-            self.http.post("/v1/entries", json=body).raise_for_status()
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._data.cleanup()
-
-    def __enter__(self) -> "ServiceProcess":
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def qqp_pairs() -> Iterator[dict[str, Any]]:

@@ -39,9 +39,13 @@ def packaged_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """The reference backend: sentence-transformers on torch, CPU."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
 
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.dim = EMBEDDING_DIM
@@ -58,12 +62,16 @@ class SentenceTransformerEmbedder:
 
 
 @functools.cache
-def load_embedder(backend: str, model_path: str | None) -> Embedder:
-    """Load a backend once per process (replicas in one test process share it)."""
+def load_embedder(backend: str, model_path: str | None, threads: int | None = None) -> Embedder:
+    """Load a backend once per process (replicas in one test process share it).
+
+    ``threads`` caps the backend's intra-op threads: replicas sharing a host's cores must
+    split them, or each encode waits on the others (3 replicas × 2 threads on 2 cores made
+    one encode ~10x slower here)."""
     path = Path(model_path) if model_path else packaged_model_path()
     started = time.perf_counter()
     if backend != "torch":
         raise ValueError(f"unknown embedder backend {backend!r}")
-    embedder = SentenceTransformerEmbedder(path)
+    embedder = SentenceTransformerEmbedder(path, threads)
     log.info("embedder %s loaded from %s in %.1f s", backend, path, time.perf_counter() - started)
     return embedder

@@ -141,11 +141,12 @@ def escape_tag(value: str) -> str:
     return "".join(ch if ch.isalnum() else f"\\{ch}" for ch in value)
 
 
-def connect(url: str, timeout_s: float | None) -> "aioredis.Redis":
+def connect(url: str, timeout_s: float | None, name: str | None = None) -> "aioredis.Redis":
     """A client with bounded timeouts (``None`` for a pub/sub connection that waits)."""
     return aioredis.Redis.from_url(
         url,
         protocol=3,
+        client_name=name,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s if timeout_s is not None else 5.0,
         retry_on_timeout=False,

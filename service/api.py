@@ -45,6 +45,7 @@ async def query(body: QueryRequest, request: Request, response: Response) -> Que
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
     answer: QueryResponse = await _runtime(request).queries.answer(body, _namespace(request))
     response.headers["X-Cache"] = answer.status
+    response.headers["X-Replica"] = _runtime(request).settings.replica_id
     return answer
 
 
@@ -87,6 +88,28 @@ async def flush_namespace(ns: str, request: Request) -> DeletedResponse:
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
     except RedisError as error:
         raise _redis_unavailable(error) from error
+
+
+@router.get("/v1/replica", tags=["health"])
+async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
+    """This replica's view: its local index and its sync with Redis (``ids`` lists entries)."""
+    runtime = _runtime(request)
+    sync = runtime.sync
+    view: dict[str, Any] = {
+        "replica_id": runtime.settings.replica_id,
+        "ready": sync.ready,
+        "subscribed": sync.subscribed,
+        "entries": len(runtime.index),
+        "entries_by_namespace": runtime.index.count_by_namespace(),
+        "last_seq": sync.last_seq,
+        "rebuilds": sync.rebuilds,
+        "reconnects": sync.reconnects,
+        "texts_embedded": runtime.embedder.texts_embedded,
+        "embedding_batches": runtime.embedder.batches,
+    }
+    if ids:
+        view["entry_ids"] = sorted(runtime.index.entry_ids())
+    return view
 
 
 @router.get("/healthz", tags=["health"])

@@ -70,10 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
-    embedder = EmbeddingWorker(
-        await asyncio.to_thread(load_embedder, settings.embedder, settings.model_path)
+    model = await asyncio.to_thread(
+        load_embedder, settings.embedder, settings.model_path, settings.embed_threads
     )
-    stack.callback(embedder.close)
+    embedder = EmbeddingWorker(model, settings.embed_max_batch, settings.embed_max_wait_ms)
+    stack.push_async_callback(embedder.close)
     client = connect(redis_url, settings.redis_timeout_s)
     stack.push_async_callback(client.aclose)
     store = RedisStore(client, origin=settings.replica_id, dim=embedder.dim)
@@ -81,7 +82,7 @@ async def _start_runtime(
     sync = ReplicaSync(
         store,
         index,
-        subscriber_factory=lambda: connect(redis_url, None),
+        subscriber_factory=lambda: connect(redis_url, None, f"dc-sub:{settings.replica_id}"),
         page_size=settings.rebuild_page_size,
         drift_check_interval_s=settings.drift_check_interval_s,
     )

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     model_path: str | None = None
     threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=MAX_DISTANCE)
     top_k: int = Field(default=4, ge=1, le=100)
+    embed_threads: int | None = Field(default=None, ge=1)  # None: the backend's default
+    embed_max_batch: int = Field(default=64, ge=1)  # 1 turns micro-batching off
+    embed_max_wait_ms: float = Field(default=0.0, ge=0, le=50)
 
     # Entries
     default_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0 = entries never expire
