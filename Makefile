@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint bench clean
+.PHONY: install models system-tools run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# nginx and docker-compose (Debian's) for the load-balancer and compose tests; installed
+# when missing and apt is usable (root), else those tests say they were skipped.
+system-tools:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx && command -v docker-compose >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light docker-compose >/dev/null) \
+	    || echo "warning: nginx/docker-compose not installed; their tests will be skipped"; }
+
+# ONNX export of the packaged model (the default embedder), cached in models/onnx
+models: install
+	$(PY) -m index.onnx_export --if-missing --out models/onnx
+
+run: install models
 	$(PY) -m service
 
-test: install
+test: install models system-tools
 	$(PY) -m pytest -q
 
 lint: install

@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=200, help="queries per kind at 0 ms LLM")
     parser.add_argument("--slow-queries", type=int, default=30, help="queries at 1000 ms LLM")
-    parser.add_argument("--embedder", default="torch")
+    parser.add_argument("--embedder", default="onnx")
     args = parser.parse_args()
     results: dict[str, Any] = {"seed_figures": SEED_FIGURES, "embedder": args.embedder, "runs": {}}
     for sim_latency_ms, count in ((0, args.queries), (1000, args.slow_queries)):

@@ -23,6 +23,9 @@ EMBEDDING_DIM = 384
 
 class Embedder(Protocol):
     dim: int
+    # False when a text's vector depends on what it is batched with (dynamic int8
+    # quantisation picks one activation scale per batch): such a backend is never micro-batched
+    batch_invariant: bool
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-normalised float32 rows, one per text (blocking; call off the event loop)."""
@@ -49,6 +52,7 @@ class SentenceTransformerEmbedder:
 
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.dim = EMBEDDING_DIM
+        self.batch_invariant = True
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(
@@ -61,17 +65,30 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+BACKENDS = ("onnx-int8", "onnx", "torch")
+
+
 @functools.cache
-def load_embedder(backend: str, model_path: str | None, threads: int | None = None) -> Embedder:
+def load_embedder(
+    backend: str, model_path: str | None, threads: int | None = None, onnx_dir: str = "models/onnx"
+) -> Embedder:
     """Load a backend once per process (replicas in one test process share it).
 
     ``threads`` caps the backend's intra-op threads: replicas sharing a host's cores must
     split them, or each encode waits on the others (3 replicas × 2 threads on 2 cores made
     one encode ~10x slower here)."""
-    path = Path(model_path) if model_path else packaged_model_path()
     started = time.perf_counter()
-    if backend != "torch":
-        raise ValueError(f"unknown embedder backend {backend!r}")
-    embedder = SentenceTransformerEmbedder(path, threads)
+    embedder: Embedder
+    if backend == "torch":
+        path = Path(model_path) if model_path else packaged_model_path()
+        embedder = SentenceTransformerEmbedder(path, threads)
+    elif backend in ("onnx", "onnx-int8"):
+        from index.onnx_embedder import OnnxEmbedder
+        from index.onnx_export import model_files
+
+        path, tokenizer = model_files(Path(onnx_dir), backend)
+        embedder = OnnxEmbedder(path, tokenizer, threads)
+    else:
+        raise ValueError(f"unknown embedder backend {backend!r}; choose one of {BACKENDS}")
     log.info("embedder %s loaded from %s in %.1f s", backend, path, time.perf_counter() - started)
     return embedder

@@ -4,7 +4,8 @@ Single texts wait in a queue; one worker task takes everything queued (up to ``m
 optionally waits ``max_wait_ms`` for more, and encodes the batch in one worker thread.
 While a batch is being encoded, the next one fills up, so batches form by themselves under
 load and a lone request waits for nothing. Lists of texts (bulk warm-up) are encoded as
-they come. One thread, because the model already uses the cores for one batch.
+they come. One thread, because the model already uses the cores for one batch. A backend
+whose vectors depend on their batch (``batch_invariant`` False) is never micro-batched.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ class EmbeddingWorker:
     def __init__(self, embedder: Embedder, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
         self.embedder = embedder
         self.dim = embedder.dim
-        self.max_batch = max_batch
+        self.max_batch = max_batch if embedder.batch_invariant else 1
         self.max_wait_s = max_wait_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[np.ndarray]]] = asyncio.Queue()

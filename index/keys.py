@@ -55,6 +55,11 @@ def exact_pattern(ns: str) -> str:
     return f"dc:x:{{{ns}}}:*"
 
 
+def lock_key(exact: str) -> str:
+    """The coalescing lock of an exact key (same ``{ns}`` tag, same digest)."""
+    return "dc:lock:" + exact.removeprefix("dc:x:")
+
+
 def stats_key(ns: str) -> str:
     return f"dc:stats:{{{ns}}}"
 

@@ -52,6 +52,7 @@ class ReplicaSync:
         self.subscribed = False
         self.last_seq = 0
         self.rebuilds = 0
+        self.last_rebuild = {"entries": 0, "seconds": 0.0}
         self.reconnects = 0
         self._queue: asyncio.Queue[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -215,6 +216,7 @@ class ReplicaSync:
         self.rebuilds += 1
         self._drift_strikes = 0
         elapsed = time.perf_counter() - started
+        self.last_rebuild = {"entries": loaded, "seconds": round(elapsed, 3)}
         log.info(
             "rebuild done: %d entries in %.2f s (%.0f/s)",
             loaded,

@@ -103,6 +103,7 @@ async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
         "entries_by_namespace": runtime.index.count_by_namespace(),
         "last_seq": sync.last_seq,
         "rebuilds": sync.rebuilds,
+        "last_rebuild": sync.last_rebuild,
         "reconnects": sync.reconnects,
         "texts_embedded": runtime.embedder.texts_embedded,
         "embedding_batches": runtime.embedder.batches,

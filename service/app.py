@@ -14,6 +14,7 @@ from index.local_index import LocalIndex
 from index.redis_store import RedisStore, connect
 from index.replica_sync import ReplicaSync
 from service import api
+from service.coalescing import MissCoalescer
 from service.embedded_redis import EmbeddedRedis
 from service.entries import EntryManager
 from service.errors import install_error_handlers
@@ -71,7 +72,11 @@ async def _start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
     model = await asyncio.to_thread(
-        load_embedder, settings.embedder, settings.model_path, settings.embed_threads
+        load_embedder,
+        settings.embedder,
+        settings.model_path,
+        settings.embed_threads,
+        str(settings.onnx_dir),
     )
     embedder = EmbeddingWorker(model, settings.embed_max_batch, settings.embed_max_wait_ms)
     stack.push_async_callback(embedder.close)
@@ -100,6 +105,15 @@ async def _start_runtime(
         embedder=embedder,
         llm=llm,
         telemetry=telemetry,
-        queries=QueryPath(settings, store, index, sync, embedder, llm, telemetry),
+        queries=QueryPath(
+            settings,
+            store,
+            index,
+            sync,
+            embedder,
+            llm,
+            telemetry,
+            MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
+        ),
         entries=EntryManager(settings, store, index, embedder),
     )

@@ -1,7 +1,8 @@
 """The path of one query, top to bottom:
 
 normalise → scope → exact match → embed → search (FAISS, or the Redis HNSW mirror while the
-local index is not ready) → confirm in Redis → serve; or call the LLM → store → publish.
+local index is not ready) → confirm in Redis → serve; or call the LLM (once for identical
+misses in flight) → store → publish.
 
 Redis failing at any step turns the request into a pass-through to the LLM (``BYPASS``);
 the LLM failing gives 502/504 and stores nothing.
@@ -19,6 +20,7 @@ from index.keys import entry_key
 from index.local_index import LocalIndex
 from index.redis_store import NewEntry, RedisStore, StoredEntry
 from index.replica_sync import ReplicaSync
+from service.coalescing import Followed, MissCoalescer
 from service.errors import ApiError
 from service.llm import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut
 from service.normalise import collapse_whitespace, normalise_prompt, scope_of
@@ -40,6 +42,7 @@ class QueryPath:
         embedder: EmbeddingWorker,
         llm: LLMClient,
         telemetry: Telemetry,
+        coalescer: MissCoalescer,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -48,6 +51,7 @@ class QueryPath:
         self.embedder = embedder
         self.llm = llm
         self.telemetry = telemetry
+        self.coalescer = coalescer
 
     async def answer(self, request: QueryRequest, ns: str) -> QueryResponse:
         started = time.perf_counter()
@@ -82,22 +86,33 @@ class QueryPath:
             if request.cache == "only":
                 return self._miss(ns, started, None, nearest, reply=None)
 
-            reply = await self._call_llm(question, request.model)
-            entry_id, seq = await self.store.write(
-                NewEntry(
-                    ns=ns,
-                    scope=scope,
-                    model=request.model or "",
-                    prompt=request.prompt,
-                    normalised_prompt=normalised,
-                    response=reply.text,
-                    vector=vector,
-                    llm_ms=reply.latency_ms,
-                    cost=self.settings.price_per_call_usd,
-                    ttl=ttl,
+            async def call_llm_and_store() -> str:
+                nonlocal reply
+                reply = await self._call_llm(question, request.model)
+                entry_id, seq = await self.store.write(
+                    NewEntry(
+                        ns=ns,
+                        scope=scope,
+                        model=request.model or "",
+                        prompt=request.prompt,
+                        normalised_prompt=normalised,
+                        response=reply.text,
+                        vector=vector,
+                        llm_ms=reply.latency_ms,
+                        cost=self.settings.price_per_call_usd,
+                        ttl=ttl,
+                    )
                 )
-            )
-            self.index.add(ns, scope, entry_id, vector, seq)
+                self.index.add(ns, scope, entry_id, vector, seq)
+                return entry_id
+
+            if request.cache == "refresh":
+                entry_id = await call_llm_and_store()
+            else:  # identical misses in flight, here or on other replicas, share one call
+                outcome = await self.coalescer.run(ns, scope, normalised, call_llm_and_store)
+                if isinstance(outcome, Followed):
+                    return self._serve_hit(ns, started, outcome.entry, distance=0.0)
+                entry_id = outcome.result
             return self._miss(ns, started, entry_id, nearest, reply)
         except RedisError as error:
             log.warning("Redis unavailable (%s): passing the query through", type(error).__name__)

@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible upstream: a real HTTP server on 127.0.0.1 whose next answers a
-test scripts (``ok``, an HTTP status such as ``500``, ``slow:<seconds>``, ``garbage``)."""
+test scripts (``ok``, an HTTP status such as ``500``, ``slow:<seconds>[:<step>]``,
+``garbage``)."""
 
 import asyncio
 from collections import deque
@@ -24,9 +25,10 @@ class FakeUpstream(ServerThread):
             self.requests.append(body)
             self.headers.append(dict(request.headers))
             step = self.plan.popleft() if self.plan else "ok"
-            if step.startswith("slow:"):
-                await asyncio.sleep(float(step.split(":")[1]))
-                step = "ok"
+            if step.startswith("slow:"):  # slow:<seconds>[:<then what>]
+                _, seconds, *then = step.split(":")
+                await asyncio.sleep(float(seconds))
+                step = then[0] if then else "ok"
             if step == "garbage":
                 return PlainTextResponse("not json at all")
             if step.isdigit():

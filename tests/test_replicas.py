@@ -14,6 +14,7 @@ import redis
 from index import keys
 from service.embedded_redis import EmbeddedRedis
 from tests.helpers import wait_until
+from tests.nginx_lb import NginxLB, nginx_binary
 from tests.processes import ServiceProcess
 
 B_USER, B_PASSWORD = "replica-b", "b-secret"
@@ -207,3 +208,35 @@ def test_concurrent_writes_leave_every_replica_equal_to_redis(
             20,
             message=f"{replica.replica_id} equal to Redis",
         )
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_paraphrase_hits_through_nginx_whichever_replica_answers(
+    replicas: list[ServiceProcess],
+) -> None:
+    replicas[0].query("What is the capital of France?")
+    balancer = NginxLB([replica.port for replica in replicas]).start()
+    try:
+        with httpx.Client(base_url=balancer.url, timeout=30) as client:
+
+            def answered() -> bool:
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(answered, 10, message="nginx up")
+            # every replica must have applied the write before any answer is checked
+            for replica in replicas:
+                wait_until(lambda r=replica: r.view()["entries"] == 1, 5, message="entry applied")
+            answered_by = set()
+            for _ in range(9):
+                response = client.post(
+                    "/v1/query", json={"prompt": "Tell me the capital of France"}
+                )
+                assert response.json()["status"] == "HIT"
+                assert response.headers["X-Cache"] == "HIT"
+                answered_by.add(response.headers["X-Replica"])
+            assert answered_by == {"A", "B", "C"}
+    finally:
+        balancer.stop()

@@ -1,0 +1,54 @@
+"""The fast embedding backends: all-MiniLM-L6-v2 on ONNX Runtime, fp32 or int8.
+
+Tokenises with ``tokenizers`` as sentence-transformers does (pad to the longest text of the
+batch, truncate at 256 tokens), runs the exported transformer, then mean-pools over the
+attention mask and L2-normalises in numpy. Imports neither torch nor transformers.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from index.embedder import EMBEDDING_DIM
+
+MAX_TOKENS = 256
+
+
+class OnnxEmbedder:
+    def __init__(self, model_file: Path, tokenizer_file: Path, threads: int | None = None) -> None:
+        for path in (model_file, tokenizer_file):
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{path} is missing: export the ONNX models with "
+                    f"`python -m index.onnx_export --out {path.parent}` (make does it)"
+                )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._input_names = {node.name for node in self._session.get_inputs()}
+        self.dim = EMBEDDING_DIM
+        self.batch_invariant = "int8" not in model_file.name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        mask = attention_mask[:, :, None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.ascontiguousarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)

@@ -1,0 +1,127 @@
+"""The ONNX backends stay equivalent to the torch reference (DESIGN.md), and batching does
+not change a text's vector beyond the parity bound."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from index.distance import DEFAULT_THRESHOLD, is_hit
+from index.embedder import load_embedder
+from index.embedding_worker import EmbeddingWorker
+from tests.corpus import DATA, qqp_pairs, varied_texts
+
+ONNX_DIR = "models/onnx"
+MIN_MEAN_COSINE = {"onnx": 0.999, "onnx-int8": 0.99}
+# onnx agrees on ~100%; int8 on ~97-98% (below the 99% target, so it is not the default)
+MIN_DECISION_AGREEMENT = {"onnx": 0.99, "onnx-int8": 0.95}
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return varied_texts(200)
+
+
+@pytest.fixture(scope="module")
+def reference(texts: list[str]) -> np.ndarray:
+    return load_embedder("torch", None).encode(texts)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_mean_cosine_to_torch(backend: str, texts: list[str], reference: np.ndarray) -> None:
+    vectors = load_embedder(backend, None, None, ONNX_DIR).encode(texts)
+    assert vectors.shape == reference.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = (vectors * reference).sum(axis=1)
+    assert cosines.mean() >= MIN_MEAN_COSINE[backend], (backend, cosines.mean(), cosines.min())
+    assert cosines.min() > 0.95, (backend, cosines.min())
+
+
+def test_long_texts_are_truncated_like_torch(reference: np.ndarray, texts: list[str]) -> None:
+    very_long = " ".join(["word"] * 600)
+    onnx = load_embedder("onnx", None, None, ONNX_DIR).encode([very_long])
+    torch = load_embedder("torch", None).encode([very_long])
+    assert float(onnx[0] @ torch[0]) > 0.999
+
+
+@pytest.mark.skipif(not (DATA / "qqp_open.jsonl").exists(), reason="no ../shared/data")
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_hit_decisions_agree_with_torch(backend: str) -> None:
+    pairs = qqp_pairs(300)
+    flat = [text for pair in pairs for text in pair]
+
+    def decisions(vectors: np.ndarray) -> list[bool]:
+        first, second = vectors[0::2], vectors[1::2]
+        distances = ((first - second) ** 2).sum(axis=1)
+        return [is_hit(float(d), DEFAULT_THRESHOLD) for d in distances]
+
+    reference = decisions(load_embedder("torch", None).encode(flat))
+    candidate = decisions(load_embedder(backend, None, None, ONNX_DIR).encode(flat))
+    agreement = np.mean([a == b for a, b in zip(reference, candidate, strict=True)])
+    # the 2,000-pair figures are in bench/results/parity.json
+    assert agreement >= MIN_DECISION_AGREEMENT[backend], (backend, agreement)
+
+
+@pytest.mark.parametrize(("backend", "min_cosine"), [("onnx", 0.9999), ("torch", 0.9999)])
+def test_micro_batching_keeps_vectors(backend: str, min_cosine: float, texts: list[str]) -> None:
+    embedder = (
+        load_embedder(backend, None, None, ONNX_DIR)
+        if backend != "torch"
+        else load_embedder("torch", None)
+    )
+    alone = np.vstack([embedder.encode([text]) for text in texts[:64]])
+
+    async def concurrently() -> tuple[np.ndarray, int]:
+        worker = EmbeddingWorker(embedder, max_batch=16, max_wait_ms=2)
+        try:
+            vectors = await asyncio.gather(*(worker.embed_one(text) for text in texts[:64]))
+            return np.vstack(vectors), worker.batches
+        finally:
+            await worker.close()
+
+    batched, batches = asyncio.run(concurrently())
+    assert batches < 64 / 2  # requests really were merged
+    cosines = (alone * batched).sum(axis=1)
+    assert cosines.min() >= min_cosine, cosines.min()
+
+
+def test_int8_is_never_micro_batched(texts: list[str]) -> None:
+    """Dynamic int8 quantisation scales activations per batch: batched with others, a text's
+    vector moved to cosine 0.95 of its own here. The worker must not merge its requests."""
+    embedder = load_embedder("onnx-int8", None, None, ONNX_DIR)
+    assert not embedder.batch_invariant
+
+    async def concurrently() -> tuple[np.ndarray, int]:
+        worker = EmbeddingWorker(embedder, max_batch=16, max_wait_ms=2)
+        try:
+            vectors = await asyncio.gather(*(worker.embed_one(text) for text in texts[:16]))
+            return np.vstack(vectors), worker.batches
+        finally:
+            await worker.close()
+
+    batched, batches = asyncio.run(concurrently())
+    assert batches == 16
+    alone = np.vstack([embedder.encode([text]) for text in texts[:16]])
+    assert np.allclose(alone, batched, atol=1e-6)
+
+
+def test_a_failing_batch_fails_its_callers_only() -> None:
+    class Exploding:
+        dim = 384
+        batch_invariant = True
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            if "boom" in texts:
+                raise RuntimeError("encoder failed")
+            return np.ones((len(texts), 384), dtype=np.float32)
+
+    async def scenario() -> None:
+        worker = EmbeddingWorker(Exploding(), max_batch=8)
+        try:
+            with pytest.raises(RuntimeError):
+                await worker.embed_one("boom")
+            assert (await worker.embed_one("fine")).shape == (384,)
+        finally:
+            await worker.close()
+
+    asyncio.run(scenario())
