@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: a service in a subprocess, data, percentiles, results."""
 
+import asyncio
 import json
 import os
 import platform
@@ -10,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tests.processes import ServiceProcess
 
 __all__ = ["ServiceProcess"]
@@ -17,6 +20,51 @@ __all__ = ["ServiceProcess"]
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = Path(os.environ.get("DYNACACHE_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+async def fill_redis(
+    redis_url: str, count: int, scope: str = "bench", ns: str = "default", seed: int = 11
+) -> float:
+    """Write ``count`` entries with random unit vectors through the store's own write script
+    (what a replica rebuilds from is the same as for real entries); seconds taken."""
+    from index.embedder import EMBEDDING_DIM
+    from index.redis_store import NewEntry, RedisStore, connect
+
+    client = connect(redis_url, 30)
+    store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)
+    await store.ensure_search_index()
+    rng = np.random.default_rng(seed)
+    in_flight = asyncio.Semaphore(32)
+
+    async def write(position: int, vector: np.ndarray) -> None:
+        async with in_flight:
+            await store.write(
+                NewEntry(
+                    ns=ns,
+                    scope=scope,
+                    model="",
+                    prompt=f"filler {position}",
+                    normalised_prompt=f"filler {position}",
+                    response="filler",
+                    vector=vector,
+                    llm_ms=0,
+                    cost=0,
+                    ttl=0,
+                )
+            )
+
+    started = time.perf_counter()
+    for offset in range(0, count, 2000):
+        vectors = random_unit_vectors(min(2000, count - offset), rng)
+        await asyncio.gather(*(write(offset + j, v) for j, v in enumerate(vectors)))
+    await client.aclose()
+    return time.perf_counter() - started
+
+
+def random_unit_vectors(count: int, rng: np.random.Generator, dim: int = 384) -> np.ndarray:
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
 
 
 def qqp_pairs() -> Iterator[dict[str, Any]]:

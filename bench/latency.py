@@ -1,79 +1,126 @@
 """HIT and MISS latency over HTTP against a real service (simulated LLM).
 
-For each simulated LLM latency: store nothing, then send distinct QQP questions (MISS),
-the same questions reworded slightly (semantic HIT), and the same questions again (exact
-HIT). Reports p50/p95/p99 per kind and the MISS/HIT speedup. Writes bench/results/latency.json.
+For each index size and embedder backend: Redis holds ``size`` entries in the queries'
+scope (random unit vectors, written through the store's own script, so FAISS searches
+among them), then one client sends, one at a time, distinct QQP questions (MISS, LLM 0 ms),
+each question with " ?" for "?" (tokenised identically, so a semantic HIT that the exact
+path cannot serve), and each question again (exact HIT). A run with a 1000 ms LLM gives the
+speedup a user sees. Writes bench/results/latency.json.
 
-    python bench/latency.py [--queries 200] [--slow-queries 30]
+    python bench/latency.py [--queries 200] [--sizes 1000,100000] [--backends onnx,onnx-int8,torch]
 """
 
 import argparse
+import asyncio
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ServiceProcess, distinct_questions, percentiles, write_results
+from bench.common import (
+    ServiceProcess,
+    distinct_questions,
+    fill_redis,
+    percentiles,
+    write_results,
+)
+from service.embedded_redis import EmbeddedRedis
+from service.normalise import scope_of
 
 SEED_FIGURES = {"miss_ms": 16.87, "hit_ms": 13.99, "speedup": 1.21}
 
 
-def timed(service: ServiceProcess, prompt: str) -> tuple[float, str]:
+def semantic_variant(question: str) -> str:
+    return question.replace("?", " ?") if "?" in question else f"{question} ?"
+
+
+def timed(service: ServiceProcess, prompt: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    response = service.http.post("/v1/query", json={"prompt": prompt})
+    response = service.query(prompt)
     elapsed = (time.perf_counter() - started) * 1000
     response.raise_for_status()
-    return elapsed, response.json()["status"]
+    return elapsed, response.json()
 
 
-def run(sim_latency_ms: int, questions: list[str], embedder: str) -> dict[str, Any]:
+def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"miss": [], "semantic_hit": [], "exact_hit": []}
-    with ServiceProcess(sim_latency_ms=sim_latency_ms, embedder=embedder) as service:
-        for warm_up in ("warm-up question one", "warm-up question one"):
-            timed(service, warm_up)
-        for question in questions:
-            elapsed, status = timed(service, question)
-            if status == "MISS":
-                samples["miss"].append(elapsed)
-        for question in questions:
-            elapsed, status = timed(service, f"{question.rstrip('?')} please?")
-            if status == "HIT":
-                samples["semantic_hit"].append(elapsed)
-        for question in questions:
-            elapsed, status = timed(service, question)
-            if status == "HIT":
-                samples["exact_hit"].append(elapsed)
-    figures = {kind: percentiles(values) for kind, values in samples.items() if values}
+    stored: list[str] = []
+    timed(service, "warm-up question number one?")
+    timed(service, "warm-up question number one ?")
+    for question in questions:
+        elapsed, answer = timed(service, question)
+        if answer["status"] == "MISS":
+            samples["miss"].append(elapsed)
+            stored.append(answer["entry_id"])
+    for question in questions:
+        elapsed, answer = timed(service, semantic_variant(question))
+        if answer["status"] == "HIT":
+            samples["semantic_hit"].append(elapsed)
+    for question in questions:
+        elapsed, answer = timed(service, question)
+        if answer["status"] == "HIT":
+            samples["exact_hit"].append(elapsed)
+    for entry_id in stored:  # leave Redis as it was for the next backend
+        service.http.delete(f"/v1/entries/{entry_id}")
+    service.http.delete(
+        f"/v1/entries/{service.query('warm-up question number one?').json()['entry_id']}"
+    )
+    figures: dict[str, Any] = {kind: percentiles(v) for kind, v in samples.items() if v}
     miss_p50 = figures["miss"]["p50_ms"]
     figures["speedup_semantic_p50"] = round(miss_p50 / figures["semantic_hit"]["p50_ms"], 2)
     figures["speedup_exact_p50"] = round(miss_p50 / figures["exact_hit"]["p50_ms"], 2)
     return figures
 
 
+def describe(label: str, figures: dict[str, Any]) -> None:
+    parts = [
+        f"{kind} p50 {f['p50_ms']:.2f} p99 {f['p99_ms']:.2f} ms (n={f['n']})"
+        for kind, f in figures.items()
+        if isinstance(f, dict)
+    ]
+    print(
+        f"{label}: "
+        + ", ".join(parts)
+        + f"; speedup {figures['speedup_semantic_p50']}x / {figures['speedup_exact_p50']}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--queries", type=int, default=200, help="queries per kind at 0 ms LLM")
-    parser.add_argument("--slow-queries", type=int, default=30, help="queries at 1000 ms LLM")
-    parser.add_argument("--embedder", default="onnx")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--slow-queries", type=int, default=30)
+    parser.add_argument("--sizes", default="1000,100000")
+    parser.add_argument("--backends", default="onnx,onnx-int8,torch")
     args = parser.parse_args()
-    results: dict[str, Any] = {"seed_figures": SEED_FIGURES, "embedder": args.embedder, "runs": {}}
-    for sim_latency_ms, count in ((0, args.queries), (1000, args.slow_queries)):
-        figures = run(
-            sim_latency_ms, distinct_questions(count, seed=sim_latency_ms + 1), args.embedder
-        )
-        results["runs"][f"llm_{sim_latency_ms}ms"] = figures
-        print(
-            f"LLM {sim_latency_ms:>4} ms: "
-            + ", ".join(
-                f"{kind} p50 {f['p50_ms']:.2f} ms p95 {f['p95_ms']:.2f} ms (n={f['n']})"
-                for kind, f in figures.items()
-                if isinstance(f, dict)
-            )
-            + f"; speedup {figures['speedup_semantic_p50']}x semantic, "
-            f"{figures['speedup_exact_p50']}x exact"
-        )
+    backends = args.backends.split(",")
+    results: dict[str, Any] = {"seed_figures": SEED_FIGURES, "queries": args.queries, "runs": []}
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="dc-bench-latency-") as folder:
+            redis = EmbeddedRedis(Path(folder), appendonly=False).start()
+            try:
+                asyncio.run(fill_redis(redis.url, size, scope=scope_of(None, None)))
+                for backend in backends:
+                    questions = distinct_questions(args.queries, seed=3)
+                    with ServiceProcess(redis.url, embedder=backend, sim_latency_ms=0) as svc:
+                        figures = measure(svc, questions)
+                    run = {"entries": size, "backend": backend, "llm_ms": 0, **figures}
+                    results["runs"].append(run)
+                    describe(f"{size:>7} entries, {backend:>9}, LLM 0 ms", figures)
+                if size == min(int(s) for s in args.sizes.split(",")):
+                    questions = distinct_questions(args.slow_queries, seed=4)
+                    with ServiceProcess(
+                        redis.url, embedder=backends[0], sim_latency_ms=1000
+                    ) as svc:
+                        figures = measure(svc, questions)
+                    results["runs"].append(
+                        {"entries": size, "backend": backends[0], "llm_ms": 1000, **figures}
+                    )
+                    describe(f"{size:>7} entries, {backends[0]:>9}, LLM 1000 ms", figures)
+            finally:
+                redis.stop()
     write_results("latency", results)
 
 

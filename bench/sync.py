@@ -19,13 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentiles, write_results
-from index.embedder import EMBEDDING_DIM
-from index.redis_store import NewEntry, RedisStore, connect
+from bench.common import fill_redis, percentiles, write_results
 from service.embedded_redis import EmbeddedRedis
 from tests.processes import ServiceProcess
 
@@ -58,46 +54,11 @@ def measure_lag(redis_url: str, writes: int) -> dict[str, Any]:
         b.stop()
 
 
-async def fill(redis_url: str, count: int, seed: int = 11) -> float:
-    client = connect(redis_url, 30)
-    store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)
-    await store.ensure_search_index()
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    batch = 2000
-    in_flight = asyncio.Semaphore(32)
-
-    async def write(position: int, vector: np.ndarray) -> None:
-        async with in_flight:
-            await store.write(
-                NewEntry(
-                    ns="default",
-                    scope="bench",
-                    model="",
-                    prompt=f"p{position}",
-                    normalised_prompt=f"p{position}",
-                    response="r",
-                    vector=vector,
-                    llm_ms=0,
-                    cost=0,
-                    ttl=0,
-                )
-            )
-
-    for offset in range(0, count, batch):
-        size = min(batch, count - offset)
-        vectors = rng.standard_normal((size, EMBEDDING_DIM)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        await asyncio.gather(*(write(offset + j, vector) for j, vector in enumerate(vectors)))
-    await client.aclose()
-    return time.perf_counter() - started
-
-
 def measure_rebuild(size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dc-bench-sync-") as folder:
         server = EmbeddedRedis(Path(folder), appendonly=False).start()
         try:
-            fill_s = asyncio.run(fill(server.url, size))
+            fill_s = asyncio.run(fill_redis(server.url, size))
             replica = ServiceProcess(server.url, replica_id=f"rebuild-{size}")
             try:
                 to_ready = replica.wait_ready(timeout_s=600)

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 from index.embedder import EMBEDDING_DIM
 
 MAX_TOKENS = 256
+CHUNK = 32  # texts per ONNX run
 
 
 class OnnxEmbedder:
@@ -41,7 +42,17 @@ class OnnxEmbedder:
         self.batch_invariant = "int8" not in model_file.name
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(list(texts))
+        """Encode in chunks of texts of similar length: one ONNX run over thousands of texts
+        would hold batch × tokens² attention scores at once (tens of GB)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), CHUNK):
+            chunk = order[start : start + CHUNK]
+            vectors[chunk] = self._encode_chunk([texts[i] for i in chunk])
+        return vectors
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
         input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
         attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}

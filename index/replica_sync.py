@@ -6,7 +6,8 @@
 3. Apply events as they come, idempotently (the local index orders changes by seq).
 4. On a lost subscription: reconnect with backoff, subscribe again, load every entry whose
    seq is above the last one applied, then compare counts (a missed delete shows there).
-   A periodic count check per namespace rebuilds on drift seen twice in a row.
+   A periodic count check per namespace rebuilds on drift seen twice in a row, and when
+   the local index needs maintenance (an HNSW to build, tombstones to compact).
 """
 
 import asyncio
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import faiss
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -28,6 +30,13 @@ log = logging.getLogger(__name__)
 
 _REBUILD = "rebuild"  # queued by the drift check, so a rebuild runs in order with events
 _BATCH = 256
+_BUILD_CHUNK = 10_000  # vectors handed to FAISS at once during a rebuild
+_BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep one)
+
+
+def _build(vectors: list[IndexedVector], index: LocalIndex) -> None:
+    faiss.omp_set_num_threads(_BUILD_THREADS)
+    index.add_many((v.ns, v.scope, v.entry_id, v.vector, v.seq) for v in vectors)
 
 
 class _ReaderFailed(Exception):
@@ -192,8 +201,7 @@ class ReplicaSync:
 
     @staticmethod
     def _add_all(vectors: list[IndexedVector], index: LocalIndex) -> None:
-        for item in vectors:
-            index.add(item.ns, item.scope, item.entry_id, item.vector, item.seq)
+        index.add_many((v.ns, v.scope, v.entry_id, v.vector, v.seq) for v in vectors)
 
     # -- rebuild, catch-up, drift ------------------------------------------------------
 
@@ -201,16 +209,28 @@ class ReplicaSync:
         """Load every entry from Redis into a fresh index, then swap it in."""
         started = time.perf_counter()
         seq_at_start = await self.store.current_seq()
-        fresh = LocalIndex(self.index.dim)
+        fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=True)
         loaded = 0
         last_log = started
+        pending: list[IndexedVector] = []
+        building: asyncio.Task[None] | None = None
         async for page in self.store.scan_vectors(self._page_size):
-            self._add_all(page, fresh)
+            pending.extend(page)
             loaded += len(page)
+            if len(pending) >= _BUILD_CHUNK:
+                # the fresh index is ours alone until the swap: build it in a worker thread
+                # (FAISS releases the GIL) while the next pages are read from Redis
+                if building is not None:
+                    await building
+                building = asyncio.create_task(asyncio.to_thread(_build, pending, fresh))
+                pending = []
             now = time.perf_counter()
             if now - last_log >= 1.0:
                 log.info("rebuild: %d entries loaded (%.0f/s)", loaded, loaded / (now - started))
                 last_log = now
+        if building is not None:
+            await building
+        await asyncio.to_thread(_build, pending, fresh)
         self.index.replace_with(fresh)
         self.last_seq = max(self.last_seq, seq_at_start)
         self.rebuilds += 1
@@ -256,6 +276,6 @@ class ReplicaSync:
                 log.warning("drift check failed: %s", error)
                 continue
             self._drift_strikes = self._drift_strikes + 1 if drifted else 0
-            if self._drift_strikes >= 2:
+            if self._drift_strikes >= 2 or self.index.needs_maintenance():
                 self._drift_strikes = 0
                 self._queue.put_nowait(_REBUILD)

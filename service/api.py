@@ -101,6 +101,7 @@ async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
         "subscribed": sync.subscribed,
         "entries": len(runtime.index),
         "entries_by_namespace": runtime.index.count_by_namespace(),
+        "index": runtime.index.describe(),
         "last_seq": sync.last_seq,
         "rebuilds": sync.rebuilds,
         "last_rebuild": sync.last_rebuild,

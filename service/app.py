@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from index.embedder import load_embedder
 from index.embedding_worker import EmbeddingWorker
-from index.local_index import LocalIndex
+from index.local_index import IndexShape, LocalIndex
 from index.redis_store import RedisStore, connect
 from index.replica_sync import ReplicaSync
 from service import api
@@ -83,7 +83,16 @@ async def _start_runtime(
     client = connect(redis_url, settings.redis_timeout_s)
     stack.push_async_callback(client.aclose)
     store = RedisStore(client, origin=settings.replica_id, dim=embedder.dim)
-    index = LocalIndex(embedder.dim)
+    index = LocalIndex(
+        embedder.dim,
+        IndexShape(
+            hnsw_min_entries=settings.hnsw_min_entries,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
+            hnsw_ef_search=settings.hnsw_ef_search,
+            compact_ratio=settings.compact_ratio,
+        ),
+    )
     sync = ReplicaSync(
         store,
         index,

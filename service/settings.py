@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     embed_max_batch: int = Field(default=64, ge=1)  # 1 turns micro-batching off
     embed_max_wait_ms: float = Field(default=0.0, ge=0, le=50)
 
+    # Local index: exact below hnsw_min_entries per (namespace, scope), HNSW above
+    hnsw_min_entries: int = Field(default=20_000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_search: int = Field(default=128, ge=1)
+    hnsw_ef_construction: int = Field(default=40, ge=4)
+    compact_ratio: float = Field(default=0.2, gt=0, le=1)
+
     # Entries
     default_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0 = entries never expire
     max_prompt_chars: int = Field(default=32_000, ge=1)

@@ -125,3 +125,14 @@ def test_a_failing_batch_fails_its_callers_only() -> None:
             await worker.close()
 
     asyncio.run(scenario())
+
+
+def test_large_batches_are_chunked_and_keep_their_order(texts: list[str]) -> None:
+    """Thousands of texts in one call once ran as one ONNX batch and took 24 GB; now they
+    are encoded in length-sorted chunks and must come back in the caller's order."""
+    embedder = load_embedder("onnx", None, None, ONNX_DIR)
+    mixed = texts[::-1] * 3  # long and short interleaved, more than a few chunks
+    together = embedder.encode(mixed)
+    for position in (0, 7, 150, len(mixed) - 1):
+        alone = embedder.encode([mixed[position]])[0]
+        assert float(together[position] @ alone) > 0.9999

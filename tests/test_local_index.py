@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from index.keys import new_entry_id
-from index.local_index import LocalIndex
+from index.local_index import IndexShape, LocalIndex
 
 DIM = 8
 
@@ -69,3 +69,58 @@ def test_flush_drops_older_entries_and_blocks_late_adds(index: LocalIndex) -> No
     assert not index.add("ns", "s", late, unit(1), seq=2)
     assert index.add("ns", "s", newer, unit(1), seq=4)
     assert index.count_by_namespace() == {"ns": 1, "other": 1}
+
+
+SMALL_HNSW = IndexShape(hnsw_min_entries=40, compact_ratio=0.25)
+
+
+def random_unit_rows(count: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_becomes_hnsw_past_its_size_and_still_finds_exact_neighbours() -> None:
+    index = LocalIndex(DIM, SMALL_HNSW, maintain_inline=True)
+    rows = random_unit_rows(100, seed=1)
+    ids = [new_entry_id() for _ in rows]
+    index.add_many(("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True)))
+    assert index.describe()["hnsw_sub_indexes"] == 1
+    for i in (0, 17, 99):
+        found = index.search("ns", "s", rows[i], k=1)
+        assert found[0].entry_id == ids[i] and found[0].distance == pytest.approx(0, abs=1e-5)
+
+
+def test_hnsw_deletes_are_skipped_and_churn_does_not_grow_memory() -> None:
+    index = LocalIndex(DIM, SMALL_HNSW, maintain_inline=True)
+    live: dict[str, np.ndarray] = {}
+    seq = 0
+    for round_number in range(20):  # 20 rounds of 30 adds and 30 deletes over ~100 live
+        for row in random_unit_rows(30, seed=round_number):
+            seq += 1
+            entry = new_entry_id()
+            index.add("ns", "s", entry, row, seq)
+            live[entry] = row
+        for entry in list(live)[: max(0, len(live) - 100)]:
+            seq += 1
+            index.remove(entry, seq)
+            del live[entry]
+        assert index.stored_vectors() <= len(live) * (1 + SMALL_HNSW.compact_ratio) + 1
+    assert len(index) == len(live)
+    assert index.describe()["compactions"] > 1
+    for entry, row in list(live.items())[:10]:
+        assert index.search("ns", "s", row, k=1)[0].entry_id == entry
+    gone = random_unit_rows(1, seed=99)[0]
+    removed = new_entry_id()
+    index.add("ns", "s", removed, gone, seq + 1)
+    index.remove(removed, seq + 2)
+    assert all(c.entry_id != removed for c in index.search("ns", "s", gone, k=5))
+
+
+def test_the_live_index_asks_for_maintenance_instead_of_blocking() -> None:
+    index = LocalIndex(DIM, SMALL_HNSW)  # live: never rebuilds FAISS structures inline
+    rows = random_unit_rows(60, seed=4)
+    ids = [new_entry_id() for _ in rows]
+    index.add_many(("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True)))
+    assert index.describe()["hnsw_sub_indexes"] == 0
+    assert index.needs_maintenance()  # 60 entries outgrew flat search at 40
+    assert index.search("ns", "s", rows[3], k=1)[0].entry_id == ids[3]

@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -71,8 +71,26 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
-def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(data_dir: Path) -> None:
-    first = RunCommand(data_dir)
+@pytest.fixture
+def run_command(data_dir: Path) -> Iterator[Callable[[], RunCommand]]:
+    """Start `python -m service`; whatever a failing test leaves running is killed."""
+    started: list[RunCommand] = []
+
+    def start() -> RunCommand:
+        started.append(RunCommand(data_dir))
+        return started[-1]
+
+    yield start
+    for run in started:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(
+    data_dir: Path, run_command: Callable[[], RunCommand]
+) -> None:
+    first = run_command()
     first.wait_ready()
     assert first.http.get("/docs").status_code == 200
     assert (
@@ -86,7 +104,7 @@ def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(data_dir: Path)
     wait_until(lambda: not redis_processes_using(data_dir), 10, message="embedded Redis gone")
     assert (data_dir / "appendonlydir").is_dir()
 
-    second = RunCommand(data_dir)
+    second = run_command()
     second.wait_ready()
     hit = second.http.post("/v1/query", json={"prompt": "Tell me the capital of France"}).json()
     assert hit["status"] == "HIT"
@@ -94,8 +112,10 @@ def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(data_dir: Path)
     wait_until(lambda: not redis_processes_using(data_dir), 10, message="embedded Redis gone")
 
 
-def test_a_killed_service_takes_its_redis_with_it(data_dir: Path) -> None:
-    run = RunCommand(data_dir)
+def test_a_killed_service_takes_its_redis_with_it(
+    data_dir: Path, run_command: Callable[[], RunCommand]
+) -> None:
+    run = run_command()
     run.wait_ready()
     run.process.kill()
     run.process.wait()
