@@ -83,7 +83,9 @@ def test_becomes_hnsw_past_its_size_and_still_finds_exact_neighbours() -> None:
     index = LocalIndex(DIM, SMALL_HNSW, maintain_inline=True)
     rows = random_unit_rows(100, seed=1)
     ids = [new_entry_id() for _ in rows]
-    index.add_many(("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True)))
+    index.add_many(
+        ("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
+    )
     assert index.describe()["hnsw_sub_indexes"] == 1
     for i in (0, 17, 99):
         found = index.search("ns", "s", rows[i], k=1)
@@ -120,7 +122,9 @@ def test_the_live_index_asks_for_maintenance_instead_of_blocking() -> None:
     index = LocalIndex(DIM, SMALL_HNSW)  # live: never rebuilds FAISS structures inline
     rows = random_unit_rows(60, seed=4)
     ids = [new_entry_id() for _ in rows]
-    index.add_many(("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True)))
+    index.add_many(
+        ("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
+    )
     assert index.describe()["hnsw_sub_indexes"] == 0
     assert index.needs_maintenance()  # 60 entries outgrew flat search at 40
     assert index.search("ns", "s", rows[3], k=1)[0].entry_id == ids[3]
