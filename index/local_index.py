@@ -42,6 +42,19 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class IndexedVector:
+    """What a replica holds of an entry: its vector, where it belongs, the write seq, and
+    its exact-match key (so an exact repeat is found without asking Redis first)."""
+
+    ns: str
+    scope: str
+    entry_id: str
+    vector: np.ndarray
+    seq: int
+    exact_key: str = ""
+
+
+@dataclass(frozen=True)
 class IndexShape:
     """When a sub-index becomes HNSW, and how that HNSW is built and searched."""
 
@@ -57,6 +70,7 @@ class _Slot:
     ns: str
     scope: str
     seq: int
+    exact_key: str
 
 
 class _SubIndex:
@@ -144,6 +158,7 @@ class LocalIndex:
         self.maintain_inline = maintain_inline
         self._scopes: dict[tuple[str, str], _SubIndex] = {}
         self._slots: dict[int, _Slot] = {}
+        self._exact: dict[str, int] = {}
         self._tombstones: OrderedDict[int, int] = OrderedDict()
         self._flushed_at: dict[str, int] = {}
 
@@ -164,17 +179,18 @@ class LocalIndex:
             sub_index.maintain_inline = self.maintain_inline  # the live index never blocks
         self._scopes = other._scopes
         self._slots = other._slots
+        self._exact = other._exact
         self._flushed_at = {**other._flushed_at, **self._flushed_at}
 
-    def add(self, ns: str, scope: str, entry_id: str, vector: np.ndarray, seq: int) -> bool:
+    def add(self, item: IndexedVector) -> bool:
         """Insert or replace an entry; False when a newer change already covers it."""
-        return self.add_many([(ns, scope, entry_id, vector, seq)]) == 1
+        return self.add_many([item]) == 1
 
-    def add_many(self, items: Iterable[tuple[str, str, str, np.ndarray, int]]) -> int:
+    def add_many(self, items: Iterable[IndexedVector]) -> int:
         """Insert or replace entries, one FAISS call per sub-index; returns how many went in."""
         groups: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
-        for ns, scope, entry_id, vector, seq in items:
-            fid = faiss_id(entry_id)
+        for item in items:
+            fid, ns, seq = faiss_id(item.entry_id), item.ns, item.seq
             if self._tombstones.get(fid, -1) >= seq or self._flushed_at.get(ns, -1) >= seq:
                 continue
             existing = self._slots.get(fid)
@@ -182,8 +198,10 @@ class LocalIndex:
                 if existing.seq > seq:
                     continue
                 self._drop(fid, existing)
-            self._slots[fid] = _Slot(ns, scope, seq)
-            groups.setdefault((ns, scope), []).append((fid, vector))
+            self._slots[fid] = _Slot(ns, item.scope, seq, item.exact_key)
+            if item.exact_key:
+                self._exact[item.exact_key] = fid
+            groups.setdefault((ns, item.scope), []).append((fid, item.vector))
         added = 0
         for key, rows in groups.items():
             unique = dict(rows)  # the same id twice in one batch: the later vector wins
@@ -228,6 +246,11 @@ class LocalIndex:
         row = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         return [Candidate(entry_id_of(fid), dist) for dist, fid in sub_index.search(row, k)]
 
+    def exact_entry(self, exact_key: str) -> str | None:
+        """The entry this replica holds under an exact-match key, if any."""
+        fid = self._exact.get(exact_key)
+        return None if fid is None else entry_id_of(fid)
+
     def entry_ids(self) -> set[str]:
         return {entry_id_of(fid) for fid in self._slots}
 
@@ -257,4 +280,6 @@ class LocalIndex:
         sub_index.remove(fid)
         if sub_index.live == 0:
             del self._scopes[(slot.ns, slot.scope)]
+        if self._exact.get(slot.exact_key) == fid:
+            del self._exact[slot.exact_key]
         del self._slots[fid]

@@ -43,7 +43,8 @@ def export(model_path: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    model = AutoModel.from_pretrained(str(model_path)).eval()
+    # eager attention: the SDPA path exports to a graph whose cost grows badly with batch
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
     sample = tokenizer(["an example sentence to trace", "short"], padding=True, return_tensors="pt")
 
     class LastHiddenState(torch.nn.Module):

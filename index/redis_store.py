@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from index import keys
-from index.local_index import Candidate
+from index.local_index import Candidate, IndexedVector
 
 _WRITE_ENTRY = """
 local seq_key, xkey = KEYS[1], KEYS[2]
@@ -72,7 +72,7 @@ return fields
 # Fields read to serve a HIT, in this order.
 _SERVE_FIELDS = ("prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq")
 # Fields read to load an entry into a local index, in this order.
-_INDEX_FIELDS = ("ns", "scope", "vector", "seq")
+_INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,6 @@ class StoredEntry:
     cost: float
     ttl: int
     hits: int
-    seq: int
-
-
-@dataclass(frozen=True)
-class IndexedVector:
-    """What a replica needs to hold an entry in its FAISS index."""
-
-    ns: str
-    scope: str
-    entry_id: str
-    vector: np.ndarray
     seq: int
 
 
@@ -203,8 +192,8 @@ class RedisStore:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def write(self, entry: NewEntry) -> tuple[str, int]:
-        """Store an entry (replacing the one its exact key points at); ``(id, seq)``."""
+    async def write(self, entry: NewEntry) -> IndexedVector:
+        """Store an entry (replacing the one its exact key points at); what was written."""
         xkey = keys.exact_key(entry.ns, entry.scope, entry.normalised_prompt)
         now = time.time()
         fields: list[str | bytes | float | int] = [
@@ -231,7 +220,14 @@ class RedisStore:
                 *fields,
             ],
         )
-        return _text(result[0]), int(result[1])
+        return IndexedVector(
+            ns=entry.ns,
+            scope=entry.scope,
+            entry_id=_text(result[0]),
+            vector=entry.vector,
+            seq=int(result[1]),
+            exact_key=xkey,
+        )
 
     async def delete(self, ns: str, entry_id: str) -> int | None:
         """Delete one entry; its delete seq, or None when the namespace has no such entry."""
@@ -329,7 +325,7 @@ class RedisStore:
                 pipe.hmget(key, list(_INDEX_FIELDS))
             rows = await pipe.execute()
         loaded = []
-        for key, (ns, scope, vector, seq) in zip(entry_keys, rows, strict=True):
+        for key, (ns, scope, vector, seq, xkey) in zip(entry_keys, rows, strict=True):
             parsed = keys.parse_entry_key(_text(key))
             if parsed is None or vector is None or len(vector) != self.dim * 4:
                 continue
@@ -340,6 +336,7 @@ class RedisStore:
                     entry_id=parsed[1],
                     vector=np.frombuffer(vector, dtype=np.float32),
                     seq=int(seq or 0),
+                    exact_key=_text(xkey),
                 )
             )
         return loaded

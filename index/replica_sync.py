@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from index import keys
-from index.local_index import LocalIndex
-from index.redis_store import IndexedVector, RedisStore
+from index.local_index import IndexedVector, LocalIndex
+from index.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep 
 
 def _build(vectors: list[IndexedVector], index: LocalIndex) -> None:
     faiss.omp_set_num_threads(_BUILD_THREADS)
-    index.add_many((v.ns, v.scope, v.entry_id, v.vector, v.seq) for v in vectors)
+    index.add_many(vectors)
 
 
 class _ReaderFailed(Exception):
@@ -197,11 +197,7 @@ class ReplicaSync:
 
     async def _load_adds(self, adds: dict[bytes, int]) -> None:
         if adds:
-            self._add_all(await self.store.load_vectors(list(adds)), self.index)
-
-    @staticmethod
-    def _add_all(vectors: list[IndexedVector], index: LocalIndex) -> None:
-        index.add_many((v.ns, v.scope, v.entry_id, v.vector, v.seq) for v in vectors)
+            self.index.add_many(await self.store.load_vectors(list(adds)))
 
     # -- rebuild, catch-up, drift ------------------------------------------------------
 
@@ -248,7 +244,7 @@ class ReplicaSync:
         since = self.last_seq
         loaded = 0
         async for page in self.store.vectors_since(since, self._page_size):
-            self._add_all(page, self.index)
+            self.index.add_many(page)
             loaded += len(page)
             self.last_seq = max([self.last_seq, *(item.seq for item in page)])
         log.info("caught up: %d entries written after seq %d", loaded, since)

@@ -43,7 +43,7 @@ class EntryManager:
         async def write(entry: EntryIn, position: int) -> StoredEntryOut:
             scope = scope_of(entry.model, entry.context)
             async with limiter:
-                entry_id, seq = await self.store.write(
+                written = await self.store.write(
                     NewEntry(
                         ns=ns,
                         scope=scope,
@@ -57,8 +57,8 @@ class EntryManager:
                         ttl=self.settings.default_ttl_s if entry.ttl is None else entry.ttl,
                     )
                 )
-            self.index.add(ns, scope, entry_id, vectors[position], seq)
-            return StoredEntryOut(entry_id=entry_id, prompt=entry.prompt)
+            self.index.add(written)
+            return StoredEntryOut(entry_id=written.entry_id, prompt=entry.prompt)
 
         return list(await asyncio.gather(*(write(e, i) for i, e in enumerate(entries))))
 

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from index.distance import is_hit, resolve_threshold, similarity
 from index.embedding_worker import EmbeddingWorker
-from index.keys import entry_key
+from index.keys import entry_key, exact_key
 from index.local_index import LocalIndex
 from index.redis_store import NewEntry, RedisStore, StoredEntry
 from index.replica_sync import ReplicaSync
@@ -71,7 +71,7 @@ class QueryPath:
         try:
             nearest: float | None = None
             if request.cache != "refresh":
-                exact = await self.store.lookup_exact(ns, scope, normalised)
+                exact = await self._exact_entry(ns, scope, normalised)
                 if exact is not None:
                     return self._serve_hit(ns, started, exact, distance=0.0)
 
@@ -89,7 +89,7 @@ class QueryPath:
             async def call_llm_and_store() -> str:
                 nonlocal reply
                 reply = await self._call_llm(question, request.model)
-                entry_id, seq = await self.store.write(
+                written = await self.store.write(
                     NewEntry(
                         ns=ns,
                         scope=scope,
@@ -103,8 +103,8 @@ class QueryPath:
                         ttl=ttl,
                     )
                 )
-                self.index.add(ns, scope, entry_id, vector, seq)
-                return entry_id
+                self.index.add(written)
+                return written.entry_id
 
             if request.cache == "refresh":
                 entry_id = await call_llm_and_store()
@@ -121,6 +121,20 @@ class QueryPath:
             if reply is None:
                 reply = await self._call_llm(question, request.model)
             return self._pass_through(ns, started, reply, record=False)
+
+    async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
+        """The live entry stored for exactly this prompt. A ready replica knows every exact
+        key it holds, so only a known one costs a Redis read (the confirm); while loading,
+        Redis's own pointer answers."""
+        if not self.sync.ready:
+            return await self.store.lookup_exact(ns, scope, normalised)
+        entry_id = self.index.exact_entry(exact_key(ns, scope, normalised))
+        if entry_id is None:
+            return None
+        entry = await self.store.get(ns, entry_id)
+        if entry is None:
+            self.index.remove(entry_id)
+        return entry
 
     async def _nearest_live_entry(
         self, ns: str, scope: str, vector: np.ndarray, threshold: float

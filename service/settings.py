@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # how long identical misses wait for the one LLM call they share (then call themselves)
     coalesce_lock_s: float = Field(default=30.0, gt=0)
 
+    # Telemetry: counts are sent to Redis in one pipeline per interval
+    stats_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+
     # Replica sync
     rebuild_page_size: int = Field(default=1000, ge=1)
     drift_check_interval_s: float = Field(default=30.0, gt=0)

@@ -1,13 +1,15 @@
 """Telemetry: counters in Redis hashes (so they add up across replicas and survive restarts)
 and Prometheus metrics for this process.
 
-Counters go to ``dc:stats:{ns}`` (per namespace) and ``dc:replica:<id>`` (per replica) in
-one pipeline, written off the request path: a response never waits for its own bookkeeping.
+Counters go to ``dc:stats:{ns}`` (per namespace) and ``dc:replica:<id>`` (per replica),
+aggregated in memory and written in one pipeline per interval, off the request path.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import defaultdict
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -24,13 +26,32 @@ _COUNTERS = ("requests", "hits", "misses", "bypasses")
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
-RawHash = dict[Any, Any]  # a stats hash as redis-py returns it (bytes to bytes)
+RawHash = dict[Any, Any]
+
+# hits and last_hit of an entry that still exists (a late count must not recreate a hash)
+_BUMP_HITS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'hits', ARGV[1])
+  redis.call('HSET', KEYS[1], 'last_hit', ARGV[2])
+end
+return 0
+"""  # a stats hash as redis-py returns it (bytes to bytes)
 
 
 class Telemetry:
-    def __init__(self, client: "aioredis.Redis", replica_id: str) -> None:
+    """Counts requests in memory and adds them to Redis in one pipeline per interval.
+
+    A per-request pipeline cost more loop time than the lookup it counted. On a failed flush
+    the counts are kept and sent with the next one, so an outage loses nothing; a crash
+    loses at most one interval.
+    """
+
+    def __init__(
+        self, client: "aioredis.Redis", replica_id: str, flush_interval_s: float = 0.2
+    ) -> None:
         self.client = client
         self.replica_id = replica_id
+        self.flush_interval_s = flush_interval_s
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "dynacache_requests", "Cache lookups by outcome", ["status"], registry=self.registry
@@ -41,10 +62,25 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
         self.recording_failures = Counter(
-            "dynacache_stats_write_failures", "Stats writes that Redis refused",
+            "dynacache_stats_write_failures", "Stats flushes that Redis refused",
             registry=self.registry,
         )  # fmt: skip
-        self._pending: set[asyncio.Task[None]] = set()
+        self._counts: defaultdict[str, defaultdict[str, float]] = defaultdict(
+            lambda: defaultdict(float)
+        )
+        self._entry_hits: dict[str, tuple[int, float]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._bump_hits = client.register_script(_BUMP_HITS)
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="telemetry")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
 
     def record(
         self,
@@ -55,48 +91,70 @@ class Telemetry:
         llm_ms_saved: float = 0.0,
         cost_saved: float = 0.0,
     ) -> None:
-        """Count one request; the Redis write runs in the background."""
+        """Count one request (in memory; flushed to Redis within the interval)."""
         self.requests.labels(outcome.upper()).inc()
         self.latency.labels(outcome.upper()).observe(latency_ms / 1000)
-        task = asyncio.create_task(
-            self._write(ns, outcome, latency_ms, served_entry_key, llm_ms_saved, cost_saved)
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        counts = self._counts[ns]
+        counts["requests"] += 1
+        counts[{"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]] += 1
+        if outcome in ("hit", "miss"):
+            counts[f"{outcome}_latency_ms_sum"] += latency_ms
+        if outcome == "hit":
+            counts["latency_saved_ms"] += llm_ms_saved - latency_ms
+            counts["cost_saved_usd"] += cost_saved
+        if served_entry_key is not None:
+            hits, _ = self._entry_hits.get(served_entry_key, (0, 0.0))
+            self._entry_hits[served_entry_key] = (hits + 1, time.time())
 
     async def flush(self) -> None:
-        """Wait for the background writes under way (at shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def _write(
-        self,
-        ns: str,
-        outcome: Outcome,
-        latency_ms: float,
-        served_entry_key: str | None,
-        llm_ms_saved: float,
-        cost_saved: float,
-    ) -> None:
-        counter = {"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]
+        """Send what was counted since the last flush."""
+        counts, self._counts = self._counts, defaultdict(lambda: defaultdict(float))
+        entry_hits, self._entry_hits = self._entry_hits, {}
+        if not counts and not entry_hits:
+            return
+        replica_totals: defaultdict[str, float] = defaultdict(float)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for key in (keys.stats_key(ns), keys.replica_stats_key(self.replica_id)):
-                    pipe.hincrby(key, "requests", 1)
-                    pipe.hincrby(key, counter, 1)
-                    if outcome in ("hit", "miss"):
-                        pipe.hincrbyfloat(key, f"{outcome}_latency_ms_sum", latency_ms)
-                    if outcome == "hit":
-                        pipe.hincrbyfloat(key, "latency_saved_ms", llm_ms_saved - latency_ms)
-                        pipe.hincrbyfloat(key, "cost_saved_usd", cost_saved)
-                pipe.expire(keys.replica_stats_key(self.replica_id), _REPLICA_STATS_TTL_S)
-                if served_entry_key is not None:
-                    pipe.hincrby(served_entry_key, "hits", 1)
-                    pipe.hset(served_entry_key, "last_hit", time.time())
+                for ns, fields in counts.items():
+                    for name, value in fields.items():
+                        replica_totals[name] += value
+                        _increment(pipe, keys.stats_key(ns), name, value)
+                replica_key = keys.replica_stats_key(self.replica_id)
+                for name, value in replica_totals.items():
+                    _increment(pipe, replica_key, name, value)
+                pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
+                for entry_key, (hits, last_hit) in entry_hits.items():
+                    # only entries that still exist: a counter must not resurrect a deleted one
+                    await self._bump_hits(keys=[entry_key], args=[hits, last_hit], client=pipe)
                 await pipe.execute()
         except RedisError as error:
             self.recording_failures.inc()
-            log.debug("stats write failed: %s", error)
+            log.debug("stats flush failed, kept for the next one: %s", error)
+            self._merge_back(counts, entry_hits)
+
+    def _merge_back(
+        self,
+        counts: defaultdict[str, defaultdict[str, float]],
+        entry_hits: dict[str, tuple[int, float]],
+    ) -> None:
+        for ns, fields in counts.items():
+            for name, value in fields.items():
+                self._counts[ns][name] += value
+        for entry_key, (hits, last_hit) in entry_hits.items():
+            earlier, _ = self._entry_hits.get(entry_key, (0, 0.0))
+            self._entry_hits[entry_key] = (earlier + hits, last_hit)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self.flush()
+
+
+def _increment(pipe: Any, key: str, name: str, value: float) -> None:
+    if name in _COUNTERS:
+        pipe.hincrby(key, name, int(value))
+    else:
+        pipe.hincrbyfloat(key, name, value)
 
 
 def summarise(raw: RawHash) -> dict[str, Any]:

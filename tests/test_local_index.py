@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 
 from index.keys import new_entry_id
-from index.local_index import IndexShape, LocalIndex
+from index.local_index import IndexedVector, IndexShape, LocalIndex
 
 DIM = 8
+
+
+def put(index: LocalIndex, ns: str, scope: str, entry: str, vector: np.ndarray, seq: int) -> bool:
+    return index.add(IndexedVector(ns, scope, entry, vector, seq))
 
 
 def unit(*values: float) -> np.ndarray:
@@ -20,8 +24,8 @@ def index() -> LocalIndex:
 
 def test_search_returns_squared_l2_nearest_first(index: LocalIndex) -> None:
     near, far = new_entry_id(), new_entry_id()
-    index.add("ns", "s", near, unit(1, 0.1), seq=1)
-    index.add("ns", "s", far, unit(0, 1), seq=2)
+    put(index, "ns", "s", near, unit(1, 0.1), seq=1)
+    put(index, "ns", "s", far, unit(0, 1), seq=2)
     found = index.search("ns", "s", unit(1, 0), k=5)
     assert [c.entry_id for c in found] == [near, far]
     cos = float(unit(1, 0.1) @ unit(1, 0))
@@ -29,8 +33,8 @@ def test_search_returns_squared_l2_nearest_first(index: LocalIndex) -> None:
 
 
 def test_namespaces_and_scopes_never_see_each_other(index: LocalIndex) -> None:
-    index.add("a", "s", new_entry_id(), unit(1), seq=1)
-    index.add("a", "t", new_entry_id(), unit(1), seq=2)
+    put(index, "a", "s", new_entry_id(), unit(1), seq=1)
+    put(index, "a", "t", new_entry_id(), unit(1), seq=2)
     assert len(index.search("b", "s", unit(1), k=5)) == 0
     assert len(index.search("a", "s", unit(1), k=5)) == 1
     assert index.count_by_namespace() == {"a": 2}
@@ -38,8 +42,8 @@ def test_namespaces_and_scopes_never_see_each_other(index: LocalIndex) -> None:
 
 def test_remove_and_replace(index: LocalIndex) -> None:
     entry = new_entry_id()
-    index.add("ns", "s", entry, unit(1), seq=1)
-    index.add("ns", "s", entry, unit(0, 1), seq=2)  # overwrite keeps one copy
+    put(index, "ns", "s", entry, unit(1), seq=1)
+    put(index, "ns", "s", entry, unit(0, 1), seq=2)  # overwrite keeps one copy
     assert len(index) == 1
     assert index.search("ns", "s", unit(0, 1), k=1)[0].distance == pytest.approx(0, abs=1e-6)
     assert index.remove(entry, seq=3)
@@ -50,24 +54,24 @@ def test_remove_and_replace(index: LocalIndex) -> None:
 def test_stale_add_after_delete_is_ignored(index: LocalIndex) -> None:
     entry = new_entry_id()
     index.remove(entry, seq=5)
-    assert not index.add("ns", "s", entry, unit(1), seq=4)
-    assert index.add("ns", "s", entry, unit(1), seq=6)
+    assert not put(index, "ns", "s", entry, unit(1), seq=4)
+    assert put(index, "ns", "s", entry, unit(1), seq=6)
 
 
 def test_older_delete_does_not_remove_newer_write(index: LocalIndex) -> None:
     entry = new_entry_id()
-    index.add("ns", "s", entry, unit(1), seq=10)
+    put(index, "ns", "s", entry, unit(1), seq=10)
     assert not index.remove(entry, seq=9)
     assert entry in index
 
 
 def test_flush_drops_older_entries_and_blocks_late_adds(index: LocalIndex) -> None:
     old, late, newer = new_entry_id(), new_entry_id(), new_entry_id()
-    index.add("ns", "s", old, unit(1), seq=1)
-    index.add("other", "s", new_entry_id(), unit(1), seq=2)
+    put(index, "ns", "s", old, unit(1), seq=1)
+    put(index, "other", "s", new_entry_id(), unit(1), seq=2)
     assert index.flush("ns", seq=3) == 1
-    assert not index.add("ns", "s", late, unit(1), seq=2)
-    assert index.add("ns", "s", newer, unit(1), seq=4)
+    assert not put(index, "ns", "s", late, unit(1), seq=2)
+    assert put(index, "ns", "s", newer, unit(1), seq=4)
     assert index.count_by_namespace() == {"ns": 1, "other": 1}
 
 
@@ -84,7 +88,8 @@ def test_becomes_hnsw_past_its_size_and_still_finds_exact_neighbours() -> None:
     rows = random_unit_rows(100, seed=1)
     ids = [new_entry_id() for _ in rows]
     index.add_many(
-        ("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
+        IndexedVector("ns", "s", entry, row, i)
+        for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
     )
     assert index.describe()["hnsw_sub_indexes"] == 1
     for i in (0, 17, 99):
@@ -100,7 +105,7 @@ def test_hnsw_deletes_are_skipped_and_churn_does_not_grow_memory() -> None:
         for row in random_unit_rows(30, seed=round_number):
             seq += 1
             entry = new_entry_id()
-            index.add("ns", "s", entry, row, seq)
+            put(index, "ns", "s", entry, row, seq)
             live[entry] = row
         for entry in list(live)[: max(0, len(live) - 100)]:
             seq += 1
@@ -113,7 +118,7 @@ def test_hnsw_deletes_are_skipped_and_churn_does_not_grow_memory() -> None:
         assert index.search("ns", "s", row, k=1)[0].entry_id == entry
     gone = random_unit_rows(1, seed=99)[0]
     removed = new_entry_id()
-    index.add("ns", "s", removed, gone, seq + 1)
+    put(index, "ns", "s", removed, gone, seq + 1)
     index.remove(removed, seq + 2)
     assert all(c.entry_id != removed for c in index.search("ns", "s", gone, k=5))
 
@@ -123,8 +128,18 @@ def test_the_live_index_asks_for_maintenance_instead_of_blocking() -> None:
     rows = random_unit_rows(60, seed=4)
     ids = [new_entry_id() for _ in rows]
     index.add_many(
-        ("ns", "s", entry, row, i) for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
+        IndexedVector("ns", "s", entry, row, i)
+        for i, (entry, row) in enumerate(zip(ids, rows, strict=True))
     )
     assert index.describe()["hnsw_sub_indexes"] == 0
     assert index.needs_maintenance()  # 60 entries outgrew flat search at 40
     assert index.search("ns", "s", rows[3], k=1)[0].entry_id == ids[3]
+
+
+def test_exact_keys_are_known_locally_and_forgotten_with_their_entry(index: LocalIndex) -> None:
+    entry = new_entry_id()
+    index.add(IndexedVector("ns", "s", entry, unit(1), 1, exact_key="dc:x:{ns}:abc"))
+    assert index.exact_entry("dc:x:{ns}:abc") == entry
+    assert index.exact_entry("dc:x:{ns}:other") is None
+    index.remove(entry, seq=2)
+    assert index.exact_entry("dc:x:{ns}:abc") is None

@@ -180,3 +180,18 @@ def test_stats_are_numbers_and_add_up_across_replicas(
     assert per_replica[first.settings.replica_id]["requests"] == 2
     assert per_replica[second.settings.replica_id]["requests"] == 2
     assert second.http.get("/v1/stats").json()["requests"] == 4
+
+
+def test_hits_are_counted_on_the_entry_and_never_recreate_a_deleted_one(
+    service: CacheService, redis_client: redis.Redis
+) -> None:
+    entry_id = service.query(FRANCE).json()["entry_id"]
+    key = keys.entry_key("default", entry_id)
+    service.query(FRANCE_PARAPHRASE)
+    service.query(FRANCE)
+    wait_until(lambda: redis_client.hget(key, "hits") == b"2", 5, message="2 hits recorded")
+    assert float(redis_client.hget(key, "last_hit") or 0) > 0
+    service.query(FRANCE)  # counted in memory...
+    assert service.http.delete(f"/v1/entries/{entry_id}").status_code == 200
+    wait_until(lambda: service.http.get("/v1/stats").json()["hits"] == 3, 5, message="flushed")
+    assert not redis_client.exists(key)  # ...and its late flush did not bring the hash back
