@@ -60,6 +60,28 @@ def lock_key(exact: str) -> str:
     return "dc:lock:" + exact.removeprefix("dc:x:")
 
 
+def api_key_key(key_sha256: str) -> str:
+    """Where an API key is kept: under its SHA-256, never in clear."""
+    return f"dc:key:{key_sha256}"
+
+
+def key_id_key(key_id: str) -> str:
+    """A key's public id (for listing and revoking) → its SHA-256."""
+    return f"dc:keyid:{key_id}"
+
+
+def tenant_key(ns: str) -> str:
+    return f"dc:tenant:{{{ns}}}"
+
+
+def tenant_pattern() -> str:
+    return "dc:tenant:*"
+
+
+def rate_key(ns: str, key_id: str) -> str:
+    return f"dc:rl:{{{ns}}}:{key_id}"
+
+
 def stats_key(ns: str) -> str:
     return f"dc:stats:{{{ns}}}"
 

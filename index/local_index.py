@@ -159,6 +159,7 @@ class LocalIndex:
         self._scopes: dict[tuple[str, str], _SubIndex] = {}
         self._slots: dict[int, _Slot] = {}
         self._exact: dict[str, int] = {}
+        self._per_ns: Counter[str] = Counter()
         self._tombstones: OrderedDict[int, int] = OrderedDict()
         self._flushed_at: dict[str, int] = {}
 
@@ -180,6 +181,7 @@ class LocalIndex:
         self._scopes = other._scopes
         self._slots = other._slots
         self._exact = other._exact
+        self._per_ns = other._per_ns
         self._flushed_at = {**other._flushed_at, **self._flushed_at}
 
     def add(self, item: IndexedVector) -> bool:
@@ -199,6 +201,7 @@ class LocalIndex:
                     continue
                 self._drop(fid, existing)
             self._slots[fid] = _Slot(ns, item.scope, seq, item.exact_key)
+            self._per_ns[ns] += 1
             if item.exact_key:
                 self._exact[item.exact_key] = fid
             groups.setdefault((ns, item.scope), []).append((fid, item.vector))
@@ -255,7 +258,10 @@ class LocalIndex:
         return {entry_id_of(fid) for fid in self._slots}
 
     def count_by_namespace(self) -> dict[str, int]:
-        return dict(Counter(slot.ns for slot in self._slots.values()))
+        return {ns: count for ns, count in self._per_ns.items() if count}
+
+    def count(self, ns: str) -> int:
+        return self._per_ns[ns]
 
     def needs_maintenance(self) -> bool:
         """A flat sub-index has outgrown flat search, or an HNSW one carries too many
@@ -283,3 +289,4 @@ class LocalIndex:
         if self._exact.get(slot.exact_key) == fid:
             del self._exact[slot.exact_key]
         del self._slots[fid]
+        self._per_ns[slot.ns] -= 1

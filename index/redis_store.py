@@ -102,7 +102,7 @@ class StoredEntry:
     seq: int
 
 
-def _text(value: bytes | str | None) -> str:
+def as_text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
@@ -114,8 +114,8 @@ def _stored_entry(entry_id: str, fields: Sequence[Any]) -> StoredEntry | None:
     prompt, response, created, llm_ms, cost, ttl, hits, seq = fields
     return StoredEntry(
         entry_id=entry_id,
-        prompt=_text(prompt),
-        response=_text(response),
+        prompt=as_text(prompt),
+        response=as_text(response),
         created=float(created or 0),
         llm_ms=float(llm_ms or 0),
         cost=float(cost or 0),
@@ -163,7 +163,7 @@ class RedisStore:
         """Turn on keyspace expiry events; False when the server refuses CONFIG SET."""
         try:
             config: dict[Any, Any] = dict(await self.client.config_get("notify-keyspace-events"))
-            current = _text(config.get(b"notify-keyspace-events", b""))
+            current = as_text(config.get(b"notify-keyspace-events", b""))
             if "E" in current and ("x" in current or "A" in current):
                 return True
             flags = "".join(sorted(set(current) | {"E", "x"}))
@@ -223,7 +223,7 @@ class RedisStore:
         return IndexedVector(
             ns=entry.ns,
             scope=entry.scope,
-            entry_id=_text(result[0]),
+            entry_id=as_text(result[0]),
             vector=entry.vector,
             seq=int(result[1]),
             exact_key=xkey,
@@ -264,7 +264,7 @@ class RedisStore:
         result = await self._lookup_exact(keys=[xkey], args=[ns, *_SERVE_FIELDS])
         if not result:
             return None
-        return _stored_entry(_text(result[0]), result[1:])
+        return _stored_entry(as_text(result[0]), result[1:])
 
     async def get(self, ns: str, entry_id: str) -> StoredEntry | None:
         fields = await self.client.hmget(keys.entry_key(ns, entry_id), list(_SERVE_FIELDS))
@@ -284,7 +284,7 @@ class RedisStore:
         )  # fmt: skip
         candidates = []
         for row in reply[b"results"]:
-            parsed = keys.parse_entry_key(_text(row[b"id"]))
+            parsed = keys.parse_entry_key(as_text(row[b"id"]))
             if parsed:
                 distance = float(row[b"extra_attributes"][b"dist"])
                 candidates.append(Candidate(parsed[1], distance))
@@ -326,17 +326,17 @@ class RedisStore:
             rows = await pipe.execute()
         loaded = []
         for key, (ns, scope, vector, seq, xkey) in zip(entry_keys, rows, strict=True):
-            parsed = keys.parse_entry_key(_text(key))
+            parsed = keys.parse_entry_key(as_text(key))
             if parsed is None or vector is None or len(vector) != self.dim * 4:
                 continue
             loaded.append(
                 IndexedVector(
-                    ns=_text(ns),
-                    scope=_text(scope),
+                    ns=as_text(ns),
+                    scope=as_text(scope),
                     entry_id=parsed[1],
                     vector=np.frombuffer(vector, dtype=np.float32),
                     seq=int(seq or 0),
-                    exact_key=_text(xkey),
+                    exact_key=as_text(xkey),
                 )
             )
         return loaded
@@ -350,5 +350,5 @@ class RedisStore:
         counts: dict[str, int] = {}
         for row in reply[b"results"]:
             attrs = row[b"extra_attributes"]
-            counts[_text(attrs[b"ns"])] = int(attrs[b"n"])
+            counts[as_text(attrs[b"ns"])] = int(attrs[b"n"])
         return counts

@@ -7,9 +7,16 @@ import uvicorn
 from service.app import create_app
 from service.settings import Settings
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def main() -> None:
     settings = Settings()
+    if settings.admin_token is None and settings.host not in LOOPBACK and not settings.allow_open:
+        raise SystemExit(
+            f"refusing to serve {settings.host} open: set DYNACACHE_ADMIN_TOKEN (API keys), "
+            "or DYNACACHE_ALLOW_OPEN=1 to serve without keys anyway"
+        )
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

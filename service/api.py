@@ -2,11 +2,12 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from service.auth import Principal, authenticate, require_operator
 from service.errors import ApiError
 from service.schemas import (
     DeletedResponse,
@@ -20,9 +21,11 @@ from service.validation import validate_namespace
 
 router = APIRouter()
 
-DEFAULT_NAMESPACE = "default"
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, unknown or revoked API key"},
+    413: {"description": "Request body too large"},
     422: {"description": "Invalid request"},
+    429: {"description": "Rate limited (see Retry-After)"},
     502: {"description": "The LLM failed"},
     504: {"description": "The LLM timed out"},
 }
@@ -32,57 +35,79 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-def _namespace(request: Request) -> str:
-    return DEFAULT_NAMESPACE
-
-
 def _redis_unavailable(error: RedisError) -> ApiError:
     return ApiError(503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})")
 
 
 @router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
-async def query(body: QueryRequest, request: Request, response: Response) -> QueryResponse:
+async def query(
+    body: QueryRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = Security(authenticate),
+) -> QueryResponse:
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
-    answer: QueryResponse = await _runtime(request).queries.answer(body, _namespace(request))
+    answer: QueryResponse = await _runtime(request).queries.answer(
+        body, principal.ns, principal.settings
+    )
     response.headers["X-Cache"] = answer.status
     response.headers["X-Replica"] = _runtime(request).settings.replica_id
     return answer
 
 
-@router.get("/v1/stats", tags=["cache"])
-async def stats(request: Request) -> dict[str, Any]:
-    """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica."""
+@router.get("/v1/stats", tags=["cache"], responses=_ERRORS)
+async def stats(request: Request, principal: Principal = Security(authenticate)) -> dict[str, Any]:
+    """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
+    A tenant sees its own namespace only."""
     runtime = _runtime(request)
+    visible = None if principal.role in ("open", "admin") else {principal.ns}
     try:
         counts = await runtime.store.count_by_namespace()
-        return await read_stats(runtime.store.client, counts)
+        return await read_stats(runtime.store.client, counts, visible)
     except RedisError as error:
         raise _redis_unavailable(error) from error
 
 
-@router.post("/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"])
-async def add_entries(body: EntriesRequest, request: Request) -> EntriesResponse:
+@router.post(
+    "/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"],
+    responses=_ERRORS,
+)  # fmt: skip
+async def add_entries(
+    body: EntriesRequest, request: Request, principal: Principal = Security(authenticate)
+) -> EntriesResponse:
     """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
     try:
-        stored = await _runtime(request).entries.store_many(body.entries, _namespace(request))
+        stored = await _runtime(request).entries.store_many(
+            body.entries, principal.ns, principal.settings
+        )
     except RedisError as error:
         raise _redis_unavailable(error) from error
     return EntriesResponse(stored=len(stored), entries=stored)
 
 
-@router.delete("/v1/entries/{entry_id}", response_model=DeletedResponse, tags=["entries"])
-async def delete_entry(entry_id: str, request: Request) -> DeletedResponse:
+@router.delete(
+    "/v1/entries/{entry_id}", response_model=DeletedResponse, tags=["entries"], responses=_ERRORS
+)
+async def delete_entry(
+    entry_id: str, request: Request, principal: Principal = Security(authenticate)
+) -> DeletedResponse:
+    """Delete one entry of the caller's namespace (404 for any other id)."""
     try:
-        await _runtime(request).entries.delete(_namespace(request), entry_id)
+        await _runtime(request).entries.delete(principal.ns, entry_id)
     except RedisError as error:
         raise _redis_unavailable(error) from error
     return DeletedResponse(deleted=1)
 
 
-@router.delete("/v1/namespaces/{ns}", response_model=DeletedResponse, tags=["entries"])
-async def flush_namespace(ns: str, request: Request) -> DeletedResponse:
+@router.delete(
+    "/v1/namespaces/{ns}", response_model=DeletedResponse, tags=["entries"], responses=_ERRORS
+)
+async def flush_namespace(
+    ns: str, request: Request, principal: Principal = Security(authenticate)
+) -> DeletedResponse:
+    """Delete every entry of the caller's own namespace."""
     validate_namespace(ns)
-    if ns != _namespace(request):
+    if ns != principal.ns:
         raise ApiError(404, "namespace_not_found", "no such namespace")
     try:
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
@@ -90,7 +115,7 @@ async def flush_namespace(ns: str, request: Request) -> DeletedResponse:
         raise _redis_unavailable(error) from error
 
 
-@router.get("/v1/replica", tags=["health"])
+@router.get("/v1/replica", tags=["health"], dependencies=[Security(require_operator)])
 async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
     """This replica's view: its local index and its sync with Redis (``ids`` lists entries)."""
     runtime = _runtime(request)

@@ -13,15 +13,18 @@ from index.embedding_worker import EmbeddingWorker
 from index.local_index import IndexShape, LocalIndex
 from index.redis_store import RedisStore, connect
 from index.replica_sync import ReplicaSync
-from service import api
+from service import admin_api, api
+from service.body_limit import BodySizeLimit
 from service.coalescing import MissCoalescer
 from service.embedded_redis import EmbeddedRedis
 from service.entries import EntryManager
 from service.errors import install_error_handlers
 from service.llm import LLMClient, make_llm_client
 from service.query_path import QueryPath
+from service.rate_limit import RateLimiter
 from service.settings import Settings
 from service.telemetry import Telemetry
+from service.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Runtime:
     telemetry: Telemetry
     queries: QueryPath
     entries: EntryManager
+    tenants: TenantStore
+    rate_limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await _start_runtime(settings, redis_url, stack)
             app.state.runtime = runtime
             log.info("replica %s serving; Redis at %s", settings.replica_id, redis_url)
+            if settings.admin_token is None:
+                log.warning("no DYNACACHE_ADMIN_TOKEN: running OPEN (no API keys), one namespace")
             yield
 
     app = FastAPI(
@@ -65,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(api.router)
+    app.include_router(admin_api.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -126,4 +135,6 @@ async def _start_runtime(
             MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
         ),
         entries=EntryManager(settings, store, index, embedder),
+        tenants=TenantStore(client),
+        rate_limiter=RateLimiter(client),
     )

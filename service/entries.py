@@ -8,8 +8,9 @@ from index.local_index import LocalIndex
 from index.redis_store import NewEntry, RedisStore
 from service.errors import ApiError
 from service.normalise import collapse_whitespace, normalise_prompt, scope_of
-from service.schemas import EntryIn, StoredEntryOut
+from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
+from service.tenants import effective_ttl, has_room
 from service.validation import validate_context, validate_prompt
 
 _WRITES_IN_FLIGHT = 32
@@ -24,7 +25,9 @@ class EntryManager:
         self.index = index
         self.embedder = embedder
 
-    async def store_many(self, entries: list[EntryIn], ns: str) -> list[StoredEntryOut]:
+    async def store_many(
+        self, entries: list[EntryIn], ns: str, tenant: TenantSettings | None = None
+    ) -> list[StoredEntryOut]:
         """Validate all, embed all in one batch, then write each (nothing stored on bad input)."""
         if len(entries) > self.settings.max_bulk_entries:
             raise ApiError(
@@ -37,6 +40,11 @@ class EntryManager:
                 entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
             )
             validate_context(entry.context, self.settings.max_prompt_chars)
+        if not has_room(self.index.count(ns), tenant, adding=len(entries)):
+            raise ApiError(
+                409, "namespace_full", "these entries would exceed the tenant's max_entries"
+            )
+        ttl = effective_ttl(self.settings.default_ttl_s, tenant)
         vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
 
@@ -54,7 +62,7 @@ class EntryManager:
                         vector=vectors[position],
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
-                        ttl=self.settings.default_ttl_s if entry.ttl is None else entry.ttl,
+                        ttl=ttl if entry.ttl is None else entry.ttl,
                     )
                 )
             self.index.add(written)

@@ -24,9 +24,10 @@ from service.coalescing import Followed, MissCoalescer
 from service.errors import ApiError
 from service.llm import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut
 from service.normalise import collapse_whitespace, normalise_prompt, scope_of
-from service.schemas import CacheStatus, QueryRequest, QueryResponse
+from service.schemas import CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
 from service.telemetry import Telemetry
+from service.tenants import effective_threshold, effective_ttl, has_room
 from service.validation import validate_context, validate_prompt
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,23 @@ class QueryPath:
         self.telemetry = telemetry
         self.coalescer = coalescer
 
-    async def answer(self, request: QueryRequest, ns: str) -> QueryResponse:
+    async def answer(
+        self, request: QueryRequest, ns: str, tenant: TenantSettings | None = None
+    ) -> QueryResponse:
         started = time.perf_counter()
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
         question = collapse_whitespace(request.prompt)
         normalised = normalise_prompt(request.prompt)
         scope = scope_of(request.model, request.context)
-        threshold = resolve_threshold(request.threshold, self.settings.threshold)
-        ttl = self.settings.default_ttl_s if request.ttl is None else request.ttl
+        threshold = resolve_threshold(
+            request.threshold, effective_threshold(self.settings.threshold, tenant)
+        )
+        ttl = (
+            effective_ttl(self.settings.default_ttl_s, tenant)
+            if request.ttl is None
+            else request.ttl
+        )
 
         if request.cache == "bypass":
             passed = await self._call_llm(question, request.model)
@@ -86,9 +95,11 @@ class QueryPath:
             if request.cache == "only":
                 return self._miss(ns, started, None, nearest, reply=None)
 
-            async def call_llm_and_store() -> str:
+            async def call_llm_and_store() -> str | None:
                 nonlocal reply
                 reply = await self._call_llm(question, request.model)
+                if not has_room(self.index.count(ns), tenant):
+                    return None  # the tenant's namespace is full: answer, do not store
                 written = await self.store.write(
                     NewEntry(
                         ns=ns,

@@ -66,3 +66,30 @@ class EntriesResponse(BaseModel):
 
 class DeletedResponse(BaseModel):
     deleted: int
+
+
+class TenantSettings(_Strict):
+    """Per-tenant overrides of the service's defaults (unset: the default applies)."""
+
+    threshold: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
+    default_ttl_s: int | None = Field(default=None, ge=0)
+    rate_limit_per_s: float | None = Field(default=None, gt=0, description="Per key.")
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    max_entries: int | None = Field(
+        default=None, ge=1, description="New entries beyond it are answered but not stored."
+    )
+
+
+class TenantCreate(_Strict):
+    namespace: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    settings: TenantSettings = Field(default_factory=TenantSettings)
+
+
+class KeyIssue(_Strict):
+    role: Literal["tenant"] = "tenant"
+
+
+class KeyIssued(BaseModel):
+    key: str = Field(description="Shown this once; only its SHA-256 is stored.")
+    key_id: str
+    namespace: str

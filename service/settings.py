@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     replica_id: str = Field(default_factory=_default_replica_id)
     log_level: str = "info"
 
+    # Tenants: with an admin token every /v1 endpoint needs a key; without one the service
+    # runs open, in the one namespace "default", and binds only to loopback unless allowed
+    admin_token: SecretStr | None = None
+    allow_open: bool = False
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    default_rate_limit_per_s: float | None = Field(default=None, gt=0)  # per key; None: none
+    default_rate_limit_burst: int = Field(default=20, ge=1)
+
     # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir
     redis_url: str | None = None
     redis_data_dir: Path = Path("data/redis")

@@ -1,0 +1,283 @@
+"""Tenants: keys, isolation, admin API, limits. No tenant ever sees another's answers."""
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import CacheService, wait_until
+
+ADMIN = "admin-token-for-tests"
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN}"}
+
+
+def make_tenant(service: CacheService, ns: str, **settings: Any) -> str:
+    created = service.http.post(
+        "/v1/admin/tenants", headers=admin_headers(), json={"namespace": ns, "settings": settings}
+    )
+    assert created.status_code == 201, created.text
+    issued = service.http.post(f"/v1/admin/tenants/{ns}/keys", headers=admin_headers())
+    assert issued.status_code == 201
+    body = issued.json()
+    assert body["namespace"] == ns and len(body["key"]) >= 43
+    return str(body["key"])
+
+
+def ask(service: CacheService, key: str, prompt: str, **fields: Any) -> httpx.Response:
+    return service.http.post(
+        "/v1/query", headers={"Authorization": f"Bearer {key}"}, json={"prompt": prompt, **fields}
+    )
+
+
+@pytest.fixture
+def secured(start_service: Callable[..., CacheService]) -> CacheService:
+    return start_service(admin_token=ADMIN)
+
+
+def test_same_prompt_different_tenants_get_their_own_answers(secured: CacheService) -> None:
+    alice, bob = make_tenant(secured, "alice"), make_tenant(secured, "bob")
+    stored_a = secured.http.post(
+        "/v1/entries",
+        headers={"X-API-Key": alice},
+        json={"entries": [{"prompt": "What is our refund policy?", "response": "Alice: 30 days"}]},
+    )
+    stored_b = secured.http.post(
+        "/v1/entries",
+        headers={"X-API-Key": bob},
+        json={"entries": [{"prompt": "What is our refund policy?", "response": "Bob: no refunds"}]},
+    )
+    assert stored_a.status_code == stored_b.status_code == 201
+    assert ask(secured, alice, "What is our refund policy?").json()["response"] == "Alice: 30 days"
+    assert ask(secured, bob, "What's the refund policy?").json()["response"] == "Bob: no refunds"
+    assert ask(secured, bob, "What is our refund policy?").json()["namespace"] == "bob"
+
+
+def test_a_thousand_paraphrases_from_b_never_hit_a(secured: CacheService) -> None:
+    alice, bob = make_tenant(secured, "alice"), make_tenant(secured, "bob")
+    topics = [f"the opening hours of store number {i}" for i in range(50)]
+    secured.http.post(
+        "/v1/entries",
+        headers={"X-API-Key": alice},
+        json={
+            "entries": [
+                {"prompt": f"What are {t}?", "response": f"secret {i}"}
+                for i, t in enumerate(topics)
+            ]
+        },
+    ).raise_for_status()
+    forms = [
+        "What are {}?",
+        "Tell me {}",
+        "what are {} ?",
+        "Could you give me {}?",
+        "I need {}",
+        "{}?",
+        "Please list {}",
+        "When are {}",
+        "Share {}",
+        "Do you know {}?",
+        "WHAT ARE {}?",
+        "what are {}?",
+        "What are {} please?",
+        "Give me {}",
+        "Show {}",
+        "Remind me of {}",
+        "Any info on {}?",
+        "Info: {}",
+        "Looking for {}",
+        "{} - what?",
+    ]
+    prompts = [form.format(t) for t in topics for form in forms]
+    assert len(prompts) == 1000
+    assert ask(secured, alice, prompts[1], cache="only").json()["status"] == "HIT"  # A does hit
+
+    async def lookups() -> list[dict[str, Any]]:
+        limits = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(
+            base_url=secured.url, timeout=60, headers={"X-API-Key": bob}
+        ) as client:
+
+            async def one(prompt: str) -> dict[str, Any]:
+                async with limits:
+                    response = await client.post(
+                        "/v1/query", json={"prompt": prompt, "cache": "only"}
+                    )
+                body: dict[str, Any] = response.json()
+                return body
+
+            return await asyncio.gather(*(one(p) for p in prompts))
+
+    answers = asyncio.run(lookups())
+    assert sum(a["status"] == "HIT" for a in answers) == 0
+    assert all(a["response"] is None for a in answers)
+
+
+def test_deleting_another_tenants_entry_is_404(secured: CacheService) -> None:
+    alice, bob = make_tenant(secured, "alice"), make_tenant(secured, "bob")
+    entry_id = ask(secured, alice, "What is the capital of France?").json()["entry_id"]
+    for path in (f"/v1/entries/{entry_id}", "/v1/namespaces/alice"):
+        denied = secured.http.delete(path, headers={"X-API-Key": bob})
+        assert denied.status_code == 404, path
+    assert ask(secured, alice, "Tell me the capital of France").json()["status"] == "HIT"
+
+
+def test_stats_show_a_tenant_only_its_own_namespace(secured: CacheService) -> None:
+    alice, bob = make_tenant(secured, "alice"), make_tenant(secured, "bob")
+    ask(secured, alice, "What is the capital of France?")
+    ask(secured, bob, "Who wrote Hamlet?")
+
+    def stats_for(key: str) -> dict[str, Any]:
+        body: dict[str, Any] = secured.http.get("/v1/stats", headers={"X-API-Key": key}).json()
+        return body
+
+    wait_until(lambda: stats_for(alice)["requests"] == 1, 5, message="alice counted")
+    assert set(stats_for(alice)["namespaces"]) == {"alice"}
+    assert stats_for(alice)["replicas"] == {}
+    assert set(secured.http.get("/v1/stats", headers=admin_headers()).json()["namespaces"]) >= {
+        "alice",
+        "bob",
+    }
+
+
+def test_revoked_key_fails_on_another_replica_within_a_second(
+    start_service: Callable[..., CacheService],
+) -> None:
+    first, second = start_service(admin_token=ADMIN), start_service(admin_token=ADMIN)
+    key = make_tenant(first, "alice")
+    assert ask(second, key, "hello there").status_code == 200  # cached as valid on B
+    key_id = first.http.get("/v1/admin/tenants/alice/keys", headers=admin_headers()).json()["keys"][
+        0
+    ]["key_id"]
+    revoked_at = time.monotonic()
+    assert first.http.delete(f"/v1/admin/keys/{key_id}", headers=admin_headers()).status_code == 200
+    wait_until(
+        lambda: ask(second, key, "hello there").status_code == 401,
+        3,
+        message="revocation seen by B",
+    )
+    assert time.monotonic() - revoked_at < 1.5
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer dc_not-a-real-key"},
+        {"X-API-Key": "wrong"},
+        {"Authorization": "Bearer " + "x" * 500},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "spaces in a key"},
+    ],
+    ids=["missing", "unknown", "wrong", "too-long", "not-bearer", "spaces"],
+)
+def test_missing_wrong_and_malformed_keys_are_401(
+    secured: CacheService, headers: dict[str, str]
+) -> None:
+    response = secured.http.post("/v1/query", headers=headers, json={"prompt": "hello"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] in ("missing_key", "invalid_key")
+    assert "x" * 50 not in response.text and "dc_not-a-real-key" not in response.text
+
+
+def test_tenant_keys_cannot_use_the_admin_api(secured: CacheService) -> None:
+    alice = make_tenant(secured, "alice")
+    for method, path in (
+        ("GET", "/v1/admin/tenants"),
+        ("POST", "/v1/admin/tenants/alice/keys"),
+        ("DELETE", "/v1/admin/tenants/alice/entries"),
+        ("GET", "/v1/replica"),
+    ):
+        response = secured.http.request(method, path, headers={"X-API-Key": alice})
+        assert response.status_code == 403, path
+
+
+def test_admin_manages_tenants_and_settings(secured: CacheService) -> None:
+    alice = make_tenant(secured, "alice", threshold=0.05)
+    duplicate = secured.http.post(
+        "/v1/admin/tenants", headers=admin_headers(), json={"namespace": "alice"}
+    )
+    assert duplicate.status_code == 409
+    ask(secured, alice, "What is the capital of France?")
+    # the tenant's strict threshold applies when the request gives none
+    assert (
+        ask(secured, alice, "Tell me the capital of France", cache="only").json()["status"]
+        == "MISS"
+    )
+    secured.http.put(
+        "/v1/admin/tenants/alice/settings", headers=admin_headers(), json={"threshold": 0.35}
+    ).raise_for_status()
+    wait_until(
+        lambda: (
+            ask(secured, alice, "Tell me the capital of France", cache="only").json()["status"]
+            == "HIT"
+        ),
+        3,
+        message="new threshold",
+    )
+    listed = secured.http.get("/v1/admin/tenants", headers=admin_headers()).json()["tenants"]
+    assert listed[0]["namespace"] == "alice" and listed[0]["entries"] == 1
+    flushed = secured.http.delete("/v1/admin/tenants/alice/entries", headers=admin_headers())
+    assert flushed.json() == {"deleted": 1}
+    missing = secured.http.post("/v1/admin/tenants/nobody/keys", headers=admin_headers())
+    assert missing.status_code == 404
+
+
+def test_max_entries_answers_but_stops_storing(secured: CacheService) -> None:
+    alice = make_tenant(secured, "alice", max_entries=1)
+    assert ask(secured, alice, "What is the capital of France?").json()["entry_id"]
+    second = ask(secured, alice, "How do I bake sourdough bread?").json()
+    assert second["status"] == "MISS" and second["response"] and second["entry_id"] is None
+    full = secured.http.post(
+        "/v1/entries",
+        headers={"X-API-Key": alice},
+        json={"entries": [{"prompt": "q", "response": "a"}]},
+    )
+    assert full.status_code == 409
+
+
+def test_rate_limit_answers_429_then_recovers(secured: CacheService) -> None:
+    alice = make_tenant(secured, "alice", rate_limit_per_s=2, rate_limit_burst=2)
+    codes = [ask(secured, alice, "hello there", cache="only").status_code for _ in range(3)]
+    assert codes[:2] == [200, 200] and codes[2] == 429
+    limited = ask(secured, alice, "hello there", cache="only")
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    wait_until(
+        lambda: ask(secured, alice, "hello", cache="only").status_code == 200,
+        3,
+        interval_s=0.25,
+        message="bucket refilled",
+    )
+
+
+def test_body_too_large_is_413(start_service: Callable[..., CacheService]) -> None:
+    service = start_service(max_body_bytes=4096)
+    response = service.http.post("/v1/query", json={"prompt": "x" * 10_000})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert service.query("small enough").status_code == 200
+
+
+def test_open_mode_refuses_a_public_address() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service"], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DYNACACHE_HOST": "0.0.0.0", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "DYNACACHE_ADMIN_TOKEN" in result.stderr
+
+
+def test_openapi_declares_the_security_schemes(secured: CacheService) -> None:
+    spec = secured.http.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
+    assert spec["paths"]["/v1/query"]["post"]["security"]
+    assert "/v1/admin/tenants" in spec["paths"]
