@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install models system-tools run test lint bench clean
+.PHONY: install bench-deps models system-tools run test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,21 @@ lint: install
 	$(VENV)/bin/ruff check service index tests bench
 	$(VENV)/bin/mypy service index
 
-bench: install
-	$(PY) bench/latency.py
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
+	touch $(BENCH_STAMP)
+
+bench-deps: $(BENCH_STAMP)
+
+# every benchmark; each prints its figures and writes bench/results/<name>.json
+bench: bench-deps models
+	for script in latency throughput scale sync parity peers; do $(PY) bench/$$script.py || exit 1; done
+
+# schemathesis against the service's own OpenAPI schema -> bench/results/fuzz.json
+fuzz: bench-deps models
+	$(PY) bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

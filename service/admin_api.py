@@ -3,14 +3,20 @@
 from typing import Any
 
 from fastapi import APIRouter, Request, Security
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.auth import require_admin
-from service.errors import ApiError
+from service.errors import CALLER_ERRORS, ApiError, documented
 from service.schemas import DeletedResponse, KeyIssue, KeyIssued, TenantCreate, TenantSettings
 from service.validation import validate_namespace
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Security(require_admin)])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Security(require_admin)],
+    responses=documented(*CALLER_ERRORS, 403, 404, 409, 503),
+)
 
 
 def _runtime(request: Request) -> Any:
@@ -68,5 +74,5 @@ async def flush_tenant(ns: str, request: Request) -> DeletedResponse:
     validate_namespace(ns)
     try:
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
-    except RedisError as error:
+    except (RedisConnectionError, RedisTimeoutError) as error:
         raise ApiError(503, "redis_unavailable", "Redis is unavailable") from error

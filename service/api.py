@@ -5,10 +5,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.auth import Principal, authenticate, require_operator
-from service.errors import ApiError
+from service.errors import CALLER_ERRORS, ApiError, documented
 from service.schemas import (
     DeletedResponse,
     EntriesRequest,
@@ -21,21 +22,18 @@ from service.validation import validate_namespace
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, unknown or revoked API key"},
-    413: {"description": "Request body too large"},
-    422: {"description": "Invalid request"},
-    429: {"description": "Rate limited (see Retry-After)"},
-    502: {"description": "The LLM failed"},
-    504: {"description": "The LLM timed out"},
-}
+# Redis not answering (a refused command is a bug, and a 500, not "unavailable")
+RedisUnavailable = (RedisConnectionError, RedisTimeoutError)
+
+_ERRORS = documented(*CALLER_ERRORS, 502, 504)
+_ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
 
 
 def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-def _redis_unavailable(error: RedisError) -> ApiError:
+def _redis_unavailable(error: Exception) -> ApiError:
     return ApiError(503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})")
 
 
@@ -55,7 +53,7 @@ async def query(
     return answer
 
 
-@router.get("/v1/stats", tags=["cache"], responses=_ERRORS)
+@router.get("/v1/stats", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
 async def stats(request: Request, principal: Principal = Security(authenticate)) -> dict[str, Any]:
     """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
     A tenant sees its own namespace only."""
@@ -64,13 +62,13 @@ async def stats(request: Request, principal: Principal = Security(authenticate))
     try:
         counts = await runtime.store.count_by_namespace()
         return await read_stats(runtime.store.client, counts, visible)
-    except RedisError as error:
+    except RedisUnavailable as error:
         raise _redis_unavailable(error) from error
 
 
 @router.post(
     "/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"],
-    responses=_ERRORS,
+    responses=_ENTRY_ERRORS,
 )  # fmt: skip
 async def add_entries(
     body: EntriesRequest, request: Request, principal: Principal = Security(authenticate)
@@ -80,13 +78,16 @@ async def add_entries(
         stored = await _runtime(request).entries.store_many(
             body.entries, principal.ns, principal.settings
         )
-    except RedisError as error:
+    except RedisUnavailable as error:
         raise _redis_unavailable(error) from error
     return EntriesResponse(stored=len(stored), entries=stored)
 
 
 @router.delete(
-    "/v1/entries/{entry_id}", response_model=DeletedResponse, tags=["entries"], responses=_ERRORS
+    "/v1/entries/{entry_id}",
+    response_model=DeletedResponse,
+    tags=["entries"],
+    responses=_ENTRY_ERRORS,
 )
 async def delete_entry(
     entry_id: str, request: Request, principal: Principal = Security(authenticate)
@@ -94,13 +95,16 @@ async def delete_entry(
     """Delete one entry of the caller's namespace (404 for any other id)."""
     try:
         await _runtime(request).entries.delete(principal.ns, entry_id)
-    except RedisError as error:
+    except RedisUnavailable as error:
         raise _redis_unavailable(error) from error
     return DeletedResponse(deleted=1)
 
 
 @router.delete(
-    "/v1/namespaces/{ns}", response_model=DeletedResponse, tags=["entries"], responses=_ERRORS
+    "/v1/namespaces/{ns}",
+    response_model=DeletedResponse,
+    tags=["entries"],
+    responses=_ENTRY_ERRORS,
 )
 async def flush_namespace(
     ns: str, request: Request, principal: Principal = Security(authenticate)
@@ -111,11 +115,16 @@ async def flush_namespace(
         raise ApiError(404, "namespace_not_found", "no such namespace")
     try:
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
-    except RedisError as error:
+    except RedisUnavailable as error:
         raise _redis_unavailable(error) from error
 
 
-@router.get("/v1/replica", tags=["health"], dependencies=[Security(require_operator)])
+@router.get(
+    "/v1/replica",
+    tags=["health"],
+    dependencies=[Security(require_operator)],
+    responses=documented(*CALLER_ERRORS, 403),
+)
 async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
     """This replica's view: its local index and its sync with Redis (``ids`` lists entries)."""
     runtime = _runtime(request)
@@ -153,7 +162,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await runtime.store.ping()
         checks["redis"] = "ok"
-    except RedisError as error:
+    except RedisUnavailable as error:
         checks["redis"] = f"unreachable ({type(error).__name__})"
     checks["index"] = (
         f"ready ({len(runtime.index)} entries)" if runtime.sync.ready else "loading from Redis"

@@ -1,13 +1,37 @@
 """The one error shape of the API: ``{"error": {"code", "message"}}`` with a fitting status."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.schemas import ErrorBody
+
 log = logging.getLogger(__name__)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the error body."""
+    return {status: {"model": ErrorBody, "description": _MEANING[status]} for status in statuses}
+
+
+_MEANING = {
+    400: "Malformed JSON",
+    401: "Missing, unknown or revoked API key",
+    403: "Not allowed with this key",
+    404: "No such entry, namespace, tenant or key (for this caller)",
+    409: "Conflict: exists already, or the namespace is full",
+    413: "Request body too large",
+    422: "Invalid request",
+    429: "Rate limited (see Retry-After)",
+    502: "The LLM failed",
+    503: "Redis is unavailable",
+    504: "The LLM timed out",
+}
+CALLER_ERRORS = (400, 401, 413, 422, 429)
 
 
 class ApiError(Exception):

@@ -12,7 +12,8 @@ import logging
 import time
 
 import numpy as np
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from index.distance import is_hit, resolve_threshold, similarity
 from index.embedding_worker import EmbeddingWorker
@@ -125,7 +126,7 @@ class QueryPath:
                     return self._serve_hit(ns, started, outcome.entry, distance=0.0)
                 entry_id = outcome.result
             return self._miss(ns, started, entry_id, nearest, reply)
-        except RedisError as error:
+        except (RedisConnectionError, RedisTimeoutError) as error:
             log.warning("Redis unavailable (%s): passing the query through", type(error).__name__)
             if request.cache == "only":
                 return self._miss(ns, started, None, None, reply=None, record=False)

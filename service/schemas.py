@@ -10,19 +10,35 @@ CacheMode = Literal["default", "bypass", "refresh", "only"]
 CacheStatus = Literal["HIT", "MISS", "BYPASS"]
 
 
+MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years; Redis refuses far larger EXPIREs
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
 class QueryRequest(_Strict):
-    prompt: str = Field(description="The question; its length limit is a setting.")
+    prompt: str = Field(min_length=1, description="The question; its length limit is a setting.")
     model: str | None = Field(default=None, max_length=200, description="Part of the scope.")
     context: str | None = Field(default=None, description="RAG context; part of the scope.")
     threshold: float | None = Field(
         default=None, gt=0, le=MAX_DISTANCE,
         description="Squared-L2 HIT threshold for this lookup, in (0, 4].",
     )  # fmt: skip
-    ttl: int | None = Field(default=None, ge=0, description="Seconds the stored entry lives.")
+    ttl: int | None = Field(
+        default=None, ge=0, le=MAX_TTL_S, description="Seconds the stored entry lives; 0: always."
+    )
     cache: CacheMode = Field(
         default="default",
         description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
@@ -43,11 +59,11 @@ class QueryResponse(BaseModel):
 
 
 class EntryIn(_Strict):
-    prompt: str
+    prompt: str = Field(min_length=1)
     response: str
     model: str | None = Field(default=None, max_length=200)
     context: str | None = None
-    ttl: int | None = Field(default=None, ge=0)
+    ttl: int | None = Field(default=None, ge=0, le=MAX_TTL_S)
 
 
 class EntriesRequest(_Strict):
@@ -72,9 +88,9 @@ class TenantSettings(_Strict):
     """Per-tenant overrides of the service's defaults (unset: the default applies)."""
 
     threshold: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
-    default_ttl_s: int | None = Field(default=None, ge=0)
-    rate_limit_per_s: float | None = Field(default=None, gt=0, description="Per key.")
-    rate_limit_burst: int | None = Field(default=None, ge=1)
+    default_ttl_s: int | None = Field(default=None, ge=0, le=MAX_TTL_S)
+    rate_limit_per_s: float | None = Field(default=None, ge=0.001, le=1e6, description="Per key.")
+    rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
     max_entries: int | None = Field(
         default=None, ge=1, description="New entries beyond it are answered but not stored."
     )

@@ -9,7 +9,8 @@ from index import keys
 from tests.helpers import CacheService
 
 BAD_QUERIES: list[tuple[str, Any, int, str]] = [
-    ("empty prompt", {"prompt": ""}, 422, "empty_prompt"),
+    ("empty prompt", {"prompt": ""}, 422, "invalid_request"),
+    ("ttl beyond ten years", {"prompt": "hi there", "ttl": 10**20}, 422, "invalid_request"),
     ("whitespace prompt", {"prompt": " \n\t "}, 422, "empty_prompt"),
     ("prompt over the limit", {"prompt": "x" * 32_001}, 422, "prompt_too_long"),
     ("threshold zero", {"prompt": "hi there", "threshold": 0}, 422, "invalid_request"),
@@ -49,6 +50,18 @@ def test_malformed_json(service: CacheService, redis_client: redis.Redis) -> Non
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
+    assert nothing_changed(redis_client)
+
+
+def test_lone_surrogate_is_refused(service: CacheService, redis_client: redis.Redis) -> None:
+    # valid JSON, but not text that can be stored as UTF-8
+    response = service.http.post(
+        "/v1/query",
+        content=b'{"prompt": "hi \\ud800 there"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
     assert nothing_changed(redis_client)
 
 
