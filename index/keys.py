@@ -82,6 +82,18 @@ def rate_key(ns: str, key_id: str) -> str:
     return f"dc:rl:{{{ns}}}:{key_id}"
 
 
+def recency_key(ns: str) -> str:
+    """Sorted set of a namespace's entry ids by last use (LRU eviction)."""
+    return f"dc:lru:{{{ns}}}"
+
+
+def frequency_key(ns: str) -> str:
+    """Sorted set of a namespace's entry ids by uses, the write counting as the first (LFU
+    eviction; ties: least recently used first). A new entry scoring 0 would be the next
+    victim of every write."""
+    return f"dc:lfu:{{{ns}}}"
+
+
 def stats_key(ns: str) -> str:
     return f"dc:stats:{{{ns}}}"
 

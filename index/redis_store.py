@@ -21,16 +21,42 @@ from index import keys
 from index.local_index import Candidate, IndexedVector
 
 _WRITE_ENTRY = """
-local seq_key, xkey = KEYS[1], KEYS[2]
+local seq_key, xkey, lru, lfu, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ns, id, ttl, channel, origin = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local capacity, eviction, now = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local replacing = false
 local existing = redis.call('GET', xkey)
 if existing and redis.call('EXISTS', 'dc:e:{' .. ns .. '}:' .. existing) == 1 then
   id = existing
+  replacing = true
+end
+if capacity > 0 and not replacing then
+  -- make room: drop the lowest-scored entries (members already expired are just removed)
+  local order = lru
+  if eviction == 'lfu' then order = lfu end
+  while redis.call('ZCARD', order) >= capacity do
+    local victim = redis.call('ZRANGE', order, 0, 0)[1]
+    redis.call('ZREM', lru, victim)
+    redis.call('ZREM', lfu, victim)
+    local vkey = 'dc:e:{' .. ns .. '}:' .. victim
+    if redis.call('EXISTS', vkey) == 1 then
+      local vx = redis.call('HGET', vkey, 'xkey')
+      if vx and redis.call('GET', vx) == victim then redis.call('DEL', vx) end
+      redis.call('DEL', vkey)
+      local vseq = redis.call('INCR', seq_key)
+      redis.call('PUBLISH', channel, cjson.encode(
+        {op='del', ns=ns, id=victim, seq=vseq, origin=origin, reason='evicted'}))
+      redis.call('HINCRBY', stats, 'evictions', 1)
+    end
+  end
 end
 local ekey = 'dc:e:{' .. ns .. '}:' .. id
+redis.call('ZADD', lru, now, id)
+-- LFU score: uses (the write is the first) + recency as a fraction, so ties go oldest first
+redis.call('ZADD', lfu, 1 + now / 1e10, id)
 local seq = redis.call('INCR', seq_key)
 redis.call('DEL', ekey)
-redis.call('HSET', ekey, 'seq', seq, 'xkey', xkey, 'ns', ns, unpack(ARGV, 6))
+redis.call('HSET', ekey, 'seq', seq, 'xkey', xkey, 'ns', ns, unpack(ARGV, 9))
 if ttl > 0 then
   redis.call('EXPIRE', ekey, ttl)
   redis.call('SET', xkey, id, 'EX', ttl)
@@ -45,6 +71,8 @@ _DELETE_ENTRY = """
 local seq_key, ekey = KEYS[1], KEYS[2]
 local ns, id, channel, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('EXISTS', ekey) == 0 then return 0 end
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
 local xkey = redis.call('HGET', ekey, 'xkey')
 if xkey and redis.call('GET', xkey) == id then redis.call('DEL', xkey) end
 redis.call('DEL', ekey)
@@ -60,12 +88,38 @@ redis.call('PUBLISH', ARGV[2],
 return seq
 """
 
+_TOUCH_ENTRY = """
+local ekey, lru, lfu = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', ekey) == 0 then return 0 end
+local now = tonumber(ARGV[2])
+local total = redis.call('HINCRBY', ekey, 'hits', ARGV[1])
+redis.call('HSET', ekey, 'last_hit', now)
+local id = string.match(ekey, ':([0-9a-f]+)$')
+redis.call('ZADD', lru, now, id)
+redis.call('ZADD', lfu, 1 + total + now / 1e10, id)
+local policy = redis.call('HGET', ekey, 'policy')
+local ttl = tonumber(redis.call('HGET', ekey, 'ttl') or '0')
+if ttl > 0 and (policy == 'sliding' or policy == 'adaptive') then
+  local lifetime = ttl
+  if policy == 'adaptive' then
+    lifetime = math.floor(ttl * (1 + math.log(1 + total) / math.log(2)))
+    local cap = tonumber(redis.call('HGET', ekey, 'ttl_max') or '0')
+    if cap > 0 and lifetime > cap then lifetime = cap end
+  end
+  redis.call('EXPIRE', ekey, lifetime)
+  local xkey = redis.call('HGET', ekey, 'xkey')
+  if xkey and redis.call('GET', xkey) == id then redis.call('EXPIRE', xkey, lifetime) end
+end
+return total
+"""
+
 _LOOKUP_EXACT = """
 local id = redis.call('GET', KEYS[1])
 if not id then return false end
 local fields = redis.call('HMGET', 'dc:e:{' .. ARGV[1] .. '}:' .. id, unpack(ARGV, 2))
 if not fields[1] then return false end
 table.insert(fields, 1, id)
+table.insert(fields, redis.call('PTTL', 'dc:e:{' .. ARGV[1] .. '}:' .. id))
 return fields
 """
 
@@ -87,6 +141,10 @@ class NewEntry:
     llm_ms: float
     cost: float
     ttl: int
+    ttl_policy: str = "fixed"  # fixed | sliding | adaptive: what a HIT does to its expiry
+    ttl_max: int = 0  # adaptive: the longest lifetime a HIT can give it
+    capacity: int = 0  # the namespace's max entries (0: no limit)
+    eviction: str = "lru"  # lru | lfu: which entry makes room when it is full
 
 
 @dataclass(frozen=True)
@@ -100,6 +158,10 @@ class StoredEntry:
     ttl: int
     hits: int
     seq: int
+    expires_at: float | None = None  # None: never expires
+
+    def age_s(self, now: float) -> float:
+        return max(0.0, now - self.created)
 
 
 def as_text(value: bytes | str | None) -> str:
@@ -108,7 +170,7 @@ def as_text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _stored_entry(entry_id: str, fields: Sequence[Any]) -> StoredEntry | None:
+def _stored_entry(entry_id: str, fields: Sequence[Any], pttl: int) -> StoredEntry | None:
     if fields[0] is None or fields[1] is None:
         return None
     prompt, response, created, llm_ms, cost, ttl, hits, seq = fields
@@ -122,6 +184,7 @@ def _stored_entry(entry_id: str, fields: Sequence[Any]) -> StoredEntry | None:
         ttl=int(ttl or 0),
         hits=int(hits or 0),
         seq=int(seq or 0),
+        expires_at=time.time() + pttl / 1000 if pttl and int(pttl) > 0 else None,
     )
 
 
@@ -151,6 +214,7 @@ class RedisStore:
         self._delete_entry = client.register_script(_DELETE_ENTRY)
         self._announce_flush = client.register_script(_ANNOUNCE_FLUSH)
         self._lookup_exact = client.register_script(_LOOKUP_EXACT)
+        self._touch_entry = client.register_script(_TOUCH_ENTRY)
 
     async def _command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
@@ -208,18 +272,15 @@ class RedisStore:
             "llm_ms", round(entry.llm_ms, 3),
             "cost", entry.cost,
             "ttl", entry.ttl,
+            "policy", entry.ttl_policy,
+            "ttl_max", entry.ttl_max,
         ]  # fmt: skip
         result = await self._write_entry(
-            keys=[keys.SEQUENCE, xkey],
-            args=[
-                entry.ns,
-                keys.new_entry_id(),
-                entry.ttl,
-                keys.EVENTS_CHANNEL,
-                self.origin,
-                *fields,
-            ],
-        )
+            keys=[keys.SEQUENCE, xkey, keys.recency_key(entry.ns),
+                  keys.frequency_key(entry.ns), keys.stats_key(entry.ns)],
+            args=[entry.ns, keys.new_entry_id(), entry.ttl, keys.EVENTS_CHANNEL, self.origin,
+                  entry.capacity, entry.eviction, now, *fields],
+        )  # fmt: skip
         return IndexedVector(
             ns=entry.ns,
             scope=entry.scope,
@@ -232,7 +293,12 @@ class RedisStore:
     async def delete(self, ns: str, entry_id: str) -> int | None:
         """Delete one entry; its delete seq, or None when the namespace has no such entry."""
         seq = await self._delete_entry(
-            keys=[keys.SEQUENCE, keys.entry_key(ns, entry_id)],
+            keys=[
+                keys.SEQUENCE,
+                keys.entry_key(ns, entry_id),
+                keys.recency_key(ns),
+                keys.frequency_key(ns),
+            ],
             args=[ns, entry_id, keys.EVENTS_CHANNEL, self.origin],
         )
         return int(seq) or None
@@ -251,6 +317,7 @@ class RedisStore:
             if batch:
                 removed = await self.client.unlink(*batch)
                 deleted += removed if pattern.startswith("dc:e:") else 0
+        await self.client.delete(keys.recency_key(ns), keys.frequency_key(ns))
         seq = await self._announce_flush(
             keys=[keys.SEQUENCE], args=[ns, keys.EVENTS_CHANNEL, self.origin]
         )
@@ -264,11 +331,49 @@ class RedisStore:
         result = await self._lookup_exact(keys=[xkey], args=[ns, *_SERVE_FIELDS])
         if not result:
             return None
-        return _stored_entry(as_text(result[0]), result[1:])
+        return _stored_entry(as_text(result[0]), result[1:-1], int(result[-1]))
 
     async def get(self, ns: str, entry_id: str) -> StoredEntry | None:
-        fields = await self.client.hmget(keys.entry_key(ns, entry_id), list(_SERVE_FIELDS))
-        return _stored_entry(entry_id, fields)
+        """An entry as served on a HIT, with its remaining lifetime, in one round trip."""
+        key = keys.entry_key(ns, entry_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, list(_SERVE_FIELDS))
+            pipe.pttl(key)
+            fields, pttl = await pipe.execute()
+        return _stored_entry(entry_id, fields, int(pttl))
+
+    async def touch(self, pipe: Any, ns: str, entry_id: str, hits: int, last_hit: float) -> None:
+        """Queue on ``pipe``: count hits, refresh LRU/LFU scores, apply the TTL policy.
+        Nothing happens to an entry that is gone (a late count must not recreate it)."""
+        await self._touch_entry(
+            keys=[keys.entry_key(ns, entry_id), keys.recency_key(ns), keys.frequency_key(ns)],
+            args=[hits, last_hit],
+            client=pipe,
+        )
+
+    async def entries_older_than(self, ns: str, cutoff: float) -> list[str]:
+        """Ids of a namespace's entries created before ``cutoff`` (epoch seconds)."""
+        old: list[str] = []
+        batch: list[bytes] = []
+
+        async def check() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hget(key, "created")
+                created = await pipe.execute()
+            for key, value in zip(batch, created, strict=True):
+                parsed = keys.parse_entry_key(as_text(key))
+                if parsed and value is not None and float(value) < cutoff:
+                    old.append(parsed[1])
+
+        async for key in self.client.scan_iter(match=keys.entry_pattern(ns), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await check()
+                batch = []
+        if batch:
+            await check()
+        return old
 
     async def knn(self, ns: str, scope: str, vector: np.ndarray, k: int) -> list[Candidate]:
         """Nearest entries from the RediSearch HNSW mirror (the fallback search)."""

@@ -1,16 +1,19 @@
 """HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
 
+import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.auth import Principal, authenticate, require_operator
+from service.cache_control import parse_cache_control
 from service.errors import CALLER_ERRORS, ApiError, documented
 from service.schemas import (
+    MAX_TTL_S,
     DeletedResponse,
     EntriesRequest,
     EntriesResponse,
@@ -45,10 +48,14 @@ async def query(
     principal: Principal = Security(authenticate),
 ) -> QueryResponse:
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
+    control = parse_cache_control(request.headers.get("cache-control"))
     answer: QueryResponse = await _runtime(request).queries.answer(
-        body, principal.ns, principal.settings
+        body, principal.ns, principal.settings, control
     )
     response.headers["X-Cache"] = answer.status
+    if answer.status == "HIT" and answer.entry_id and answer.created is not None:
+        response.headers["X-Cache-Entry"] = answer.entry_id
+        response.headers["Age"] = str(int(max(0.0, time.time() - answer.created)))
     response.headers["X-Replica"] = _runtime(request).settings.replica_id
     return answer
 
@@ -81,6 +88,22 @@ async def add_entries(
     except RedisUnavailable as error:
         raise _redis_unavailable(error) from error
     return EntriesResponse(stored=len(stored), entries=stored)
+
+
+@router.delete(
+    "/v1/entries", response_model=DeletedResponse, tags=["entries"], responses=_ENTRY_ERRORS
+)
+async def delete_old_entries(
+    request: Request,
+    older_than: int = Query(ge=0, le=MAX_TTL_S, description="Seconds since stored."),
+    principal: Principal = Security(authenticate),
+) -> DeletedResponse:
+    """Delete the caller's entries stored more than ``older_than`` seconds ago."""
+    try:
+        deleted = await _runtime(request).entries.delete_older_than(principal.ns, older_than)
+    except RedisUnavailable as error:
+        raise _redis_unavailable(error) from error
+    return DeletedResponse(deleted=deleted)
 
 
 @router.delete(

@@ -113,7 +113,7 @@ async def _start_runtime(
     stack.push_async_callback(sync.stop)
     llm = make_llm_client(settings)
     stack.push_async_callback(llm.aclose)
-    telemetry = Telemetry(client, settings.replica_id, settings.stats_flush_interval_s)
+    telemetry = Telemetry(client, settings.replica_id, store.touch, settings.stats_flush_interval_s)
     telemetry.start()
     stack.push_async_callback(telemetry.stop)
     return Runtime(

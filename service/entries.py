@@ -1,6 +1,7 @@
 """Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
 
 import asyncio
+import time
 
 from index import keys
 from index.embedding_worker import EmbeddingWorker
@@ -10,7 +11,7 @@ from service.errors import ApiError
 from service.normalise import collapse_whitespace, normalise_prompt, scope_of
 from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
-from service.tenants import effective_ttl, has_room
+from service.tenants import storage_policy
 from service.validation import validate_context, validate_prompt
 
 _WRITES_IN_FLIGHT = 32
@@ -40,11 +41,7 @@ class EntryManager:
                 entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
             )
             validate_context(entry.context, self.settings.max_prompt_chars)
-        if not has_room(self.index.count(ns), tenant, adding=len(entries)):
-            raise ApiError(
-                409, "namespace_full", "these entries would exceed the tenant's max_entries"
-            )
-        ttl = effective_ttl(self.settings.default_ttl_s, tenant)
+        policy = storage_policy(self.settings, tenant)
         vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
 
@@ -62,7 +59,11 @@ class EntryManager:
                         vector=vectors[position],
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
-                        ttl=ttl if entry.ttl is None else entry.ttl,
+                        ttl=policy.ttl if entry.ttl is None else entry.ttl,
+                        ttl_policy=policy.ttl_policy,
+                        ttl_max=policy.ttl_max,
+                        capacity=policy.capacity,
+                        eviction=policy.eviction,
                     )
                 )
             self.index.add(written)
@@ -76,6 +77,16 @@ class EntryManager:
         if seq is None:
             raise ApiError(404, "entry_not_found", "no entry with that id in this namespace")
         self.index.remove(entry_id, seq)
+
+    async def delete_older_than(self, ns: str, seconds: int) -> int:
+        """Delete the namespace's entries stored more than ``seconds`` ago; how many."""
+        deleted = 0
+        for entry_id in await self.store.entries_older_than(ns, time.time() - seconds):
+            seq = await self.store.delete(ns, entry_id)
+            if seq is not None:
+                self.index.remove(entry_id, seq)
+                deleted += 1
+        return deleted
 
     async def flush(self, ns: str) -> int:
         deleted, seq = await self.store.flush_namespace(ns)

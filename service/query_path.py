@@ -17,10 +17,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from index.distance import is_hit, resolve_threshold, similarity
 from index.embedding_worker import EmbeddingWorker
-from index.keys import entry_key, exact_key
+from index.keys import exact_key
 from index.local_index import LocalIndex
 from index.redis_store import NewEntry, RedisStore, StoredEntry
 from index.replica_sync import ReplicaSync
+from service.cache_control import CacheControl
 from service.coalescing import Followed, MissCoalescer
 from service.errors import ApiError
 from service.llm import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut
@@ -28,7 +29,7 @@ from service.normalise import collapse_whitespace, normalise_prompt, scope_of
 from service.schemas import CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
 from service.telemetry import Telemetry
-from service.tenants import effective_threshold, effective_ttl, has_room
+from service.tenants import effective_threshold, storage_policy
 from service.validation import validate_context, validate_prompt
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,14 @@ class QueryPath:
         self.coalescer = coalescer
 
     async def answer(
-        self, request: QueryRequest, ns: str, tenant: TenantSettings | None = None
+        self,
+        request: QueryRequest,
+        ns: str,
+        tenant: TenantSettings | None = None,
+        control: CacheControl | None = None,
     ) -> QueryResponse:
         started = time.perf_counter()
+        control = control or CacheControl()
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
         question = collapse_whitespace(request.prompt)
@@ -67,40 +73,39 @@ class QueryPath:
         threshold = resolve_threshold(
             request.threshold, effective_threshold(self.settings.threshold, tenant)
         )
-        ttl = (
-            effective_ttl(self.settings.default_ttl_s, tenant)
-            if request.ttl is None
-            else request.ttl
-        )
+        policy = storage_policy(self.settings, tenant, request.ttl, request.ttl_policy)
+        mode = "refresh" if control.no_cache and request.cache == "default" else request.cache
 
-        if request.cache == "bypass":
+        if mode == "bypass":
             passed = await self._call_llm(question, request.model)
             return self._pass_through(ns, started, passed, record=True)
 
         reply: LLMReply | None = None
         try:
             nearest: float | None = None
-            if request.cache != "refresh":
+            if mode != "refresh":
                 exact = await self._exact_entry(ns, scope, normalised)
-                if exact is not None:
+                if exact is not None and control.fresh_enough(exact.age_s(time.time())):
                     return self._serve_hit(ns, started, exact, distance=0.0)
 
             vector = await self.embedder.embed_one(question)
 
-            if request.cache != "refresh":
-                match, nearest = await self._nearest_live_entry(ns, scope, vector, threshold)
+            if mode != "refresh":
+                match, nearest = await self._nearest_live_entry(
+                    ns, scope, vector, threshold, control
+                )
                 if match is not None:
                     entry, distance = match
                     return self._serve_hit(ns, started, entry, distance)
 
-            if request.cache == "only":
+            if mode == "only":
                 return self._miss(ns, started, None, nearest, reply=None)
 
             async def call_llm_and_store() -> str | None:
                 nonlocal reply
                 reply = await self._call_llm(question, request.model)
-                if not has_room(self.index.count(ns), tenant):
-                    return None  # the tenant's namespace is full: answer, do not store
+                if control.no_store:
+                    return None
                 written = await self.store.write(
                     NewEntry(
                         ns=ns,
@@ -112,13 +117,17 @@ class QueryPath:
                         vector=vector,
                         llm_ms=reply.latency_ms,
                         cost=self.settings.price_per_call_usd,
-                        ttl=ttl,
+                        ttl=policy.ttl,
+                        ttl_policy=policy.ttl_policy,
+                        ttl_max=policy.ttl_max,
+                        capacity=policy.capacity,
+                        eviction=policy.eviction,
                     )
                 )
                 self.index.add(written)
                 return written.entry_id
 
-            if request.cache == "refresh":
+            if mode == "refresh" or control.no_store:
                 entry_id = await call_llm_and_store()
             else:  # identical misses in flight, here or on other replicas, share one call
                 outcome = await self.coalescer.run(ns, scope, normalised, call_llm_and_store)
@@ -128,7 +137,7 @@ class QueryPath:
             return self._miss(ns, started, entry_id, nearest, reply)
         except (RedisConnectionError, RedisTimeoutError) as error:
             log.warning("Redis unavailable (%s): passing the query through", type(error).__name__)
-            if request.cache == "only":
+            if mode == "only":
                 return self._miss(ns, started, None, None, reply=None, record=False)
             if reply is None:
                 reply = await self._call_llm(question, request.model)
@@ -149,11 +158,11 @@ class QueryPath:
         return entry
 
     async def _nearest_live_entry(
-        self, ns: str, scope: str, vector: np.ndarray, threshold: float
+        self, ns: str, scope: str, vector: np.ndarray, threshold: float, control: CacheControl
     ) -> tuple[tuple[StoredEntry, float] | None, float | None]:
-        """The nearest candidate under the threshold that Redis still holds, and the distance
-        of the nearest candidate at all. Candidates that Redis no longer holds are dropped
-        from the local index."""
+        """The nearest candidate under the threshold that Redis still holds (and that is young
+        enough for ``max-age``), and the distance of the nearest candidate at all. Candidates
+        that Redis no longer holds are dropped from the local index."""
         k = self.settings.top_k
         if self.sync.ready:
             candidates = self.index.search(ns, scope, vector, k)
@@ -164,9 +173,10 @@ class QueryPath:
             if not is_hit(candidate.distance, threshold):
                 break
             entry = await self.store.get(ns, candidate.entry_id)
-            if entry is not None:
+            if entry is None:
+                self.index.remove(candidate.entry_id)
+            elif control.fresh_enough(entry.age_s(time.time())):
                 return (entry, candidate.distance), nearest
-            self.index.remove(candidate.entry_id)
         return None, nearest
 
     async def _call_llm(self, prompt: str, model: str | None) -> LLMReply:
@@ -185,7 +195,7 @@ class QueryPath:
         latency_ms = _elapsed_ms(started)
         self.telemetry.record(
             ns, "hit", latency_ms,
-            served_entry_key=entry_key(ns, entry.entry_id),
+            served=(ns, entry.entry_id),
             llm_ms_saved=entry.llm_ms if entry.llm_ms > 0 else latency_ms,
             cost_saved=entry.cost,
         )  # fmt: skip
@@ -199,6 +209,8 @@ class QueryPath:
             latency_ms=latency_ms,
             llm_latency_ms=None,
             namespace=ns,
+            created=entry.created,
+            expires_at=entry.expires_at,
         )
 
     def _miss(

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from index.distance import MAX_DISTANCE
 
 CacheMode = Literal["default", "bypass", "refresh", "only"]
+TtlPolicy = Literal["fixed", "sliding", "adaptive"]
 CacheStatus = Literal["HIT", "MISS", "BYPASS"]
 
 
@@ -39,6 +40,9 @@ class QueryRequest(_Strict):
     ttl: int | None = Field(
         default=None, ge=0, le=MAX_TTL_S, description="Seconds the stored entry lives; 0: always."
     )
+    ttl_policy: TtlPolicy | None = Field(
+        default=None, description="What a HIT does to the stored entry's expiry."
+    )
     cache: CacheMode = Field(
         default="default",
         description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
@@ -56,6 +60,8 @@ class QueryResponse(BaseModel):
     latency_ms: float
     llm_latency_ms: float | None
     namespace: str
+    created: float | None = Field(default=None, description="HIT: when the entry was stored.")
+    expires_at: float | None = Field(default=None, description="HIT: when it expires (epoch s).")
 
 
 class EntryIn(_Strict):
@@ -89,10 +95,13 @@ class TenantSettings(_Strict):
 
     threshold: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     default_ttl_s: int | None = Field(default=None, ge=0, le=MAX_TTL_S)
+    ttl_policy: TtlPolicy | None = None
+    ttl_max_s: int | None = Field(default=None, ge=1, le=MAX_TTL_S)
+    eviction: Literal["lru", "lfu"] | None = None
     rate_limit_per_s: float | None = Field(default=None, ge=0.001, le=1e6, description="Per key.")
     rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
     max_entries: int | None = Field(
-        default=None, ge=1, description="New entries beyond it are answered but not stored."
+        default=None, ge=1, description="Capacity: a new entry beyond it evicts one (eviction)."
     )
 
 

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
 
     # Entries
     default_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0 = entries never expire
+    # fixed: an entry lives ttl; sliding: each HIT restarts ttl; adaptive: each HIT gives
+    # ttl × (1 + log2(1 + hits)), at most ttl_max_s
+    ttl_policy: Literal["fixed", "sliding", "adaptive"] = "fixed"
+    ttl_max_s: int = Field(default=30 * 24 * 3600, ge=1)
+    # capacity per namespace (None: unbounded); a full namespace evicts by lru or lfu
+    max_entries_per_namespace: int | None = Field(default=None, ge=1)
+    eviction: Literal["lru", "lfu"] = "lru"
     max_prompt_chars: int = Field(default=32_000, ge=1)
     max_bulk_entries: int = Field(default=1_000, ge=1)
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -22,20 +23,13 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["hit", "miss", "bypass"]
 
-_COUNTERS = ("requests", "hits", "misses", "bypasses")
+_COUNTERS = ("requests", "hits", "misses", "bypasses", "evictions")
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
 RawHash = dict[Any, Any]
-
-# hits and last_hit of an entry that still exists (a late count must not recreate a hash)
-_BUMP_HITS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'hits', ARGV[1])
-  redis.call('HSET', KEYS[1], 'last_hit', ARGV[2])
-end
-return 0
-"""  # a stats hash as redis-py returns it (bytes to bytes)
+# queues on a pipeline what a HIT does to an entry: (pipe, ns, entry id, hits, last hit)
+Touch = Callable[[Any, str, str, int, float], Awaitable[None]]
 
 
 class Telemetry:
@@ -43,13 +37,19 @@ class Telemetry:
 
     A per-request pipeline cost more loop time than the lookup it counted. On a failed flush
     the counts are kept and sent with the next one, so an outage loses nothing; a crash
-    loses at most one interval.
+    loses at most one interval. Hits also reach their entries then (``touch``: hit count,
+    LRU/LFU scores, sliding or adaptive TTL).
     """
 
     def __init__(
-        self, client: "aioredis.Redis", replica_id: str, flush_interval_s: float = 0.2
+        self,
+        client: "aioredis.Redis",
+        replica_id: str,
+        touch: Touch,
+        flush_interval_s: float = 0.2,
     ) -> None:
         self.client = client
+        self.touch = touch
         self.replica_id = replica_id
         self.flush_interval_s = flush_interval_s
         self.registry = CollectorRegistry()
@@ -68,9 +68,8 @@ class Telemetry:
         self._counts: defaultdict[str, defaultdict[str, float]] = defaultdict(
             lambda: defaultdict(float)
         )
-        self._entry_hits: dict[str, tuple[int, float]] = {}
+        self._entry_hits: dict[tuple[str, str], tuple[int, float]] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._bump_hits = client.register_script(_BUMP_HITS)
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_periodically(), name="telemetry")
@@ -87,7 +86,7 @@ class Telemetry:
         ns: str,
         outcome: Outcome,
         latency_ms: float,
-        served_entry_key: str | None = None,
+        served: tuple[str, str] | None = None,
         llm_ms_saved: float = 0.0,
         cost_saved: float = 0.0,
     ) -> None:
@@ -102,9 +101,9 @@ class Telemetry:
         if outcome == "hit":
             counts["latency_saved_ms"] += llm_ms_saved - latency_ms
             counts["cost_saved_usd"] += cost_saved
-        if served_entry_key is not None:
-            hits, _ = self._entry_hits.get(served_entry_key, (0, 0.0))
-            self._entry_hits[served_entry_key] = (hits + 1, time.time())
+        if served is not None:  # (namespace, entry id): its hits, LRU/LFU and TTL policy
+            hits, _ = self._entry_hits.get(served, (0, 0.0))
+            self._entry_hits[served] = (hits + 1, time.time())
 
     async def flush(self) -> None:
         """Send what was counted since the last flush."""
@@ -123,9 +122,8 @@ class Telemetry:
                 for name, value in replica_totals.items():
                     _increment(pipe, replica_key, name, value)
                 pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
-                for entry_key, (hits, last_hit) in entry_hits.items():
-                    # only entries that still exist: a counter must not resurrect a deleted one
-                    await self._bump_hits(keys=[entry_key], args=[hits, last_hit], client=pipe)
+                for (ns, entry_id), (hits, last_hit) in entry_hits.items():
+                    await self.touch(pipe, ns, entry_id, hits, last_hit)
                 await pipe.execute()
         except RedisError as error:
             self.recording_failures.inc()
@@ -135,7 +133,7 @@ class Telemetry:
     def _merge_back(
         self,
         counts: defaultdict[str, defaultdict[str, float]],
-        entry_hits: dict[str, tuple[int, float]],
+        entry_hits: dict[tuple[str, str], tuple[int, float]],
     ) -> None:
         for ns, fields in counts.items():
             for name, value in fields.items():

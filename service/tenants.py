@@ -20,6 +20,7 @@ from index import keys
 from index.redis_store import as_text
 from service.errors import ApiError
 from service.schemas import TenantSettings
+from service.settings import Settings
 from service.validation import validate_namespace
 
 
@@ -143,9 +144,36 @@ def effective_threshold(default: float, tenant: TenantSettings | None) -> float:
     return default if tenant is None or tenant.threshold is None else tenant.threshold
 
 
-def effective_ttl(default: int, tenant: TenantSettings | None) -> int:
-    return default if tenant is None or tenant.default_ttl_s is None else tenant.default_ttl_s
+@dataclass(frozen=True)
+class StoragePolicy:
+    """How a new entry is kept: its lifetime, what HITs do to it, and its namespace's room."""
+
+    ttl: int
+    ttl_policy: str
+    ttl_max: int
+    capacity: int  # 0: no limit
+    eviction: str
 
 
-def has_room(stored: int, tenant: TenantSettings | None, adding: int = 1) -> bool:
-    return tenant is None or tenant.max_entries is None or stored + adding <= tenant.max_entries
+def storage_policy(
+    settings: Settings,
+    tenant: TenantSettings | None,
+    ttl: int | None = None,
+    ttl_policy: str | None = None,
+) -> StoragePolicy:
+    """The request's choice, else the tenant's, else the service's."""
+    own = tenant or TenantSettings()
+    capacity = (
+        own.max_entries if own.max_entries is not None else settings.max_entries_per_namespace
+    )
+    return StoragePolicy(
+        ttl=ttl if ttl is not None else _first(own.default_ttl_s, settings.default_ttl_s),
+        ttl_policy=ttl_policy or own.ttl_policy or settings.ttl_policy,
+        ttl_max=_first(own.ttl_max_s, settings.ttl_max_s),
+        capacity=capacity or 0,
+        eviction=own.eviction or settings.eviction,
+    )
+
+
+def _first(value: int | None, default: int) -> int:
+    return default if value is None else value
