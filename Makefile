@@ -38,7 +38,7 @@ test: install models system-tools
 
 lint: install
 	$(VENV)/bin/ruff check service index tests bench
-	$(VENV)/bin/mypy service index
+	$(VENV)/bin/mypy service index bench
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)

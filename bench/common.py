@@ -28,7 +28,7 @@ async def fill_redis(
     """Write ``count`` entries with random unit vectors through the store's own write script
     (what a replica rebuilds from is the same as for real entries); seconds taken."""
     from index.embedder import EMBEDDING_DIM
-    from index.redis_store import NewEntry, RedisStore, connect
+    from index.redis_store import NewEntry, RedisStore, Retention, connect
 
     client = connect(redis_url, 30)
     store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)
@@ -49,7 +49,7 @@ async def fill_redis(
                     vector=vector,
                     llm_ms=0,
                     cost=0,
-                    ttl=0,
+                    retention=Retention(ttl=0),
                 )
             )
 

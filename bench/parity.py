@@ -56,7 +56,8 @@ def main() -> None:
 
     def hits(vectors: np.ndarray) -> np.ndarray:
         distances = ((vectors[0::2] - vectors[1::2]) ** 2).sum(axis=1)
-        return distances < DEFAULT_THRESHOLD
+        decided: np.ndarray = distances < DEFAULT_THRESHOLD
+        return decided
 
     reference_hits = hits(reference_pairs)
     results: dict[str, Any] = {

@@ -33,7 +33,7 @@ from bench.common import (
     write_results,
 )
 from index.keys import new_entry_id
-from index.local_index import LocalIndex
+from index.local_index import IndexedVector, LocalIndex
 from service.embedded_redis import EmbeddedRedis
 from service.normalise import scope_of
 
@@ -98,7 +98,8 @@ def index_only(size: int) -> dict[str, Any]:
         if kept is None:
             kept = vectors[:500].copy()
         index.add_many(
-            ("default", "s", new_entry_id(), v, offset + j) for j, v in enumerate(vectors)
+            IndexedVector("default", "s", new_entry_id(), v, offset + j)
+            for j, v in enumerate(vectors)
         )
     build_s = time.perf_counter() - started
     faiss.omp_set_num_threads(1)
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="also the 1M index-only run")
     args = parser.parse_args()
     results: dict[str, Any] = {"with_redis": [], "index_only": []}
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in args.sizes.split(",") if s):
         figures = with_redis(size)
         results["with_redis"].append(figures)
         print(

@@ -130,6 +130,17 @@ _INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long an entry lives and what makes room for it."""
+
+    ttl: int  # seconds; 0: never expires
+    ttl_policy: str = "fixed"  # fixed | sliding | adaptive: what a HIT does to its expiry
+    ttl_max: int = 0  # adaptive: the longest lifetime a HIT can give it
+    capacity: int = 0  # the namespace's max entries (0: no limit)
+    eviction: str = "lru"  # lru | lfu: which entry makes room when it is full
+
+
+@dataclass(frozen=True)
 class NewEntry:
     ns: str
     scope: str
@@ -140,11 +151,7 @@ class NewEntry:
     vector: np.ndarray
     llm_ms: float
     cost: float
-    ttl: int
-    ttl_policy: str = "fixed"  # fixed | sliding | adaptive: what a HIT does to its expiry
-    ttl_max: int = 0  # adaptive: the longest lifetime a HIT can give it
-    capacity: int = 0  # the namespace's max entries (0: no limit)
-    eviction: str = "lru"  # lru | lfu: which entry makes room when it is full
+    retention: Retention
 
 
 @dataclass(frozen=True)
@@ -271,15 +278,15 @@ class RedisStore:
             "last_hit", 0,
             "llm_ms", round(entry.llm_ms, 3),
             "cost", entry.cost,
-            "ttl", entry.ttl,
-            "policy", entry.ttl_policy,
-            "ttl_max", entry.ttl_max,
+            "ttl", entry.retention.ttl,
+            "policy", entry.retention.ttl_policy,
+            "ttl_max", entry.retention.ttl_max,
         ]  # fmt: skip
         result = await self._write_entry(
             keys=[keys.SEQUENCE, xkey, keys.recency_key(entry.ns),
                   keys.frequency_key(entry.ns), keys.stats_key(entry.ns)],
-            args=[entry.ns, keys.new_entry_id(), entry.ttl, keys.EVENTS_CHANNEL, self.origin,
-                  entry.capacity, entry.eviction, now, *fields],
+            args=[entry.ns, keys.new_entry_id(), entry.retention.ttl, keys.EVENTS_CHANNEL,
+                  self.origin, entry.retention.capacity, entry.retention.eviction, now, *fields],
         )  # fmt: skip
         return IndexedVector(
             ns=entry.ns,

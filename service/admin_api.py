@@ -3,11 +3,10 @@
 from typing import Any
 
 from fastapi import APIRouter, Request, Security
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.api import redis_answers
 from service.auth import require_admin
-from service.errors import CALLER_ERRORS, ApiError, documented
+from service.errors import CALLER_ERRORS, documented
 from service.schemas import DeletedResponse, KeyIssue, KeyIssued, TenantCreate, TenantSettings
 from service.validation import validate_namespace
 
@@ -72,7 +71,5 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
 async def flush_tenant(ns: str, request: Request) -> DeletedResponse:
     """Delete every entry of a tenant's namespace."""
     validate_namespace(ns)
-    try:
+    with redis_answers():
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
-    except (RedisConnectionError, RedisTimeoutError) as error:
-        raise ApiError(503, "redis_unavailable", "Redis is unavailable") from error

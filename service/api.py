@@ -1,12 +1,15 @@
 """HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.auth import Principal, authenticate, require_operator
@@ -25,8 +28,6 @@ from service.validation import validate_namespace
 
 router = APIRouter()
 
-# Redis not answering (a refused command is a bug, and a 500, not "unavailable")
-RedisUnavailable = (RedisConnectionError, RedisTimeoutError)
 
 _ERRORS = documented(*CALLER_ERRORS, 502, 504)
 _ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
@@ -36,8 +37,15 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-def _redis_unavailable(error: Exception) -> ApiError:
-    return ApiError(503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})")
+@contextlib.contextmanager
+def redis_answers() -> Iterator[None]:
+    """Redis not answering inside the block is a 503, not a 500."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        raise ApiError(
+            503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})"
+        ) from error
 
 
 @router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
@@ -66,11 +74,9 @@ async def stats(request: Request, principal: Principal = Security(authenticate))
     A tenant sees its own namespace only."""
     runtime = _runtime(request)
     visible = None if principal.role in ("open", "admin") else {principal.ns}
-    try:
+    with redis_answers():
         counts = await runtime.store.count_by_namespace()
         return await read_stats(runtime.store.client, counts, visible)
-    except RedisUnavailable as error:
-        raise _redis_unavailable(error) from error
 
 
 @router.post(
@@ -81,12 +87,10 @@ async def add_entries(
     body: EntriesRequest, request: Request, principal: Principal = Security(authenticate)
 ) -> EntriesResponse:
     """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
-    try:
+    with redis_answers():
         stored = await _runtime(request).entries.store_many(
             body.entries, principal.ns, principal.settings
         )
-    except RedisUnavailable as error:
-        raise _redis_unavailable(error) from error
     return EntriesResponse(stored=len(stored), entries=stored)
 
 
@@ -99,10 +103,8 @@ async def delete_old_entries(
     principal: Principal = Security(authenticate),
 ) -> DeletedResponse:
     """Delete the caller's entries stored more than ``older_than`` seconds ago."""
-    try:
+    with redis_answers():
         deleted = await _runtime(request).entries.delete_older_than(principal.ns, older_than)
-    except RedisUnavailable as error:
-        raise _redis_unavailable(error) from error
     return DeletedResponse(deleted=deleted)
 
 
@@ -116,10 +118,8 @@ async def delete_entry(
     entry_id: str, request: Request, principal: Principal = Security(authenticate)
 ) -> DeletedResponse:
     """Delete one entry of the caller's namespace (404 for any other id)."""
-    try:
+    with redis_answers():
         await _runtime(request).entries.delete(principal.ns, entry_id)
-    except RedisUnavailable as error:
-        raise _redis_unavailable(error) from error
     return DeletedResponse(deleted=1)
 
 
@@ -136,10 +136,8 @@ async def flush_namespace(
     validate_namespace(ns)
     if ns != principal.ns:
         raise ApiError(404, "namespace_not_found", "no such namespace")
-    try:
+    with redis_answers():
         return DeletedResponse(deleted=await _runtime(request).entries.flush(ns))
-    except RedisUnavailable as error:
-        raise _redis_unavailable(error) from error
 
 
 @router.get(
@@ -185,7 +183,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await runtime.store.ping()
         checks["redis"] = "ok"
-    except RedisUnavailable as error:
+    except RedisError as error:  # LOADING, NOAUTH and the like are "not ready" too
         checks["redis"] = f"unreachable ({type(error).__name__})"
     checks["index"] = (
         f"ready ({len(runtime.index)} entries)" if runtime.sync.ready else "loading from Redis"

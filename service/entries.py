@@ -1,6 +1,7 @@
 """Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
 
 import asyncio
+import dataclasses
 import time
 
 from index import keys
@@ -11,7 +12,7 @@ from service.errors import ApiError
 from service.normalise import collapse_whitespace, normalise_prompt, scope_of
 from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
-from service.tenants import storage_policy
+from service.tenants import retention_for
 from service.validation import validate_context, validate_prompt
 
 _WRITES_IN_FLIGHT = 32
@@ -41,7 +42,7 @@ class EntryManager:
                 entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
             )
             validate_context(entry.context, self.settings.max_prompt_chars)
-        policy = storage_policy(self.settings, tenant)
+        retention = retention_for(self.settings, tenant)
         vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
 
@@ -59,11 +60,9 @@ class EntryManager:
                         vector=vectors[position],
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
-                        ttl=policy.ttl if entry.ttl is None else entry.ttl,
-                        ttl_policy=policy.ttl_policy,
-                        ttl_max=policy.ttl_max,
-                        capacity=policy.capacity,
-                        eviction=policy.eviction,
+                        retention=retention
+                        if entry.ttl is None
+                        else dataclasses.replace(retention, ttl=entry.ttl),
                     )
                 )
             self.index.add(written)

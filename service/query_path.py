@@ -29,7 +29,7 @@ from service.normalise import collapse_whitespace, normalise_prompt, scope_of
 from service.schemas import CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
 from service.telemetry import Telemetry
-from service.tenants import effective_threshold, storage_policy
+from service.tenants import effective_threshold, retention_for
 from service.validation import validate_context, validate_prompt
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class QueryPath:
         threshold = resolve_threshold(
             request.threshold, effective_threshold(self.settings.threshold, tenant)
         )
-        policy = storage_policy(self.settings, tenant, request.ttl, request.ttl_policy)
+        retention = retention_for(self.settings, tenant, request.ttl, request.ttl_policy)
         mode = "refresh" if control.no_cache and request.cache == "default" else request.cache
 
         if mode == "bypass":
@@ -117,11 +117,7 @@ class QueryPath:
                         vector=vector,
                         llm_ms=reply.latency_ms,
                         cost=self.settings.price_per_call_usd,
-                        ttl=policy.ttl,
-                        ttl_policy=policy.ttl_policy,
-                        ttl_max=policy.ttl_max,
-                        capacity=policy.capacity,
-                        eviction=policy.eviction,
+                        retention=retention,
                     )
                 )
                 self.index.add(written)

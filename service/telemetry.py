@@ -70,15 +70,16 @@ class Telemetry:
         )
         self._entry_hits: dict[tuple[str, str], tuple[int, float]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_periodically(), name="telemetry")
 
     async def stop(self) -> None:
+        """Let a flush under way finish (never cancel it halfway), then flush the rest."""
+        self._stopping.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await self._flusher
         await self.flush()
 
     def record(
@@ -129,6 +130,9 @@ class Telemetry:
             self.recording_failures.inc()
             log.debug("stats flush failed, kept for the next one: %s", error)
             self._merge_back(counts, entry_hits)
+        except BaseException:  # cancelled halfway: keep the counts for whoever flushes next
+            self._merge_back(counts, entry_hits)
+            raise
 
     def _merge_back(
         self,
@@ -143,9 +147,13 @@ class Telemetry:
             self._entry_hits[entry_key] = (earlier + hits, last_hit)
 
     async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            await self.flush()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # counts were kept; the flusher must outlive any one failure
+                log.exception("stats flush failed")
 
 
 def _increment(pipe: Any, key: str, name: str, value: float) -> None:

@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from index import keys
-from index.redis_store import as_text
+from index.redis_store import Retention, as_text
 from service.errors import ApiError
 from service.schemas import TenantSettings
 from service.settings import Settings
@@ -144,29 +144,18 @@ def effective_threshold(default: float, tenant: TenantSettings | None) -> float:
     return default if tenant is None or tenant.threshold is None else tenant.threshold
 
 
-@dataclass(frozen=True)
-class StoragePolicy:
-    """How a new entry is kept: its lifetime, what HITs do to it, and its namespace's room."""
-
-    ttl: int
-    ttl_policy: str
-    ttl_max: int
-    capacity: int  # 0: no limit
-    eviction: str
-
-
-def storage_policy(
+def retention_for(
     settings: Settings,
     tenant: TenantSettings | None,
     ttl: int | None = None,
     ttl_policy: str | None = None,
-) -> StoragePolicy:
-    """The request's choice, else the tenant's, else the service's."""
+) -> Retention:
+    """How a new entry is kept: the request's choice, else the tenant's, else the service's."""
     own = tenant or TenantSettings()
     capacity = (
         own.max_entries if own.max_entries is not None else settings.max_entries_per_namespace
     )
-    return StoragePolicy(
+    return Retention(
         ttl=ttl if ttl is not None else _first(own.default_ttl_s, settings.default_ttl_s),
         ttl_policy=ttl_policy or own.ttl_policy or settings.ttl_policy,
         ttl_max=_first(own.ttl_max_s, settings.ttl_max_s),

@@ -24,11 +24,19 @@ def own_redis() -> Iterator[EmbeddedRedis]:
 def test_restarted_service_rebuilds_and_hits(start_service: Callable[..., CacheService]) -> None:
     first = start_service()
     first.query("What is the capital of France?")
-    first.stop()
+    first.query("What is the capital of France?")
+    first.stop()  # flushes its counters
     second = start_service()
     assert len(second.runtime.index) == 1
     hit = second.query("Tell me the capital of France").json()
     assert hit["status"] == "HIT"
+    # the counters live in Redis: they survived the restart and add up
+    wait_until(
+        lambda: second.http.get("/v1/stats").json()["requests"] == 3,
+        5,
+        message=f"stats kept across the restart: {second.http.get('/v1/stats').json()}",
+    )
+    assert second.http.get("/v1/stats").json()["hits"] == 2
 
 
 def test_redis_restart_with_aof_keeps_the_cache(own_redis: EmbeddedRedis) -> None:

@@ -289,3 +289,19 @@ def test_openapi_declares_the_security_schemes(secured: CacheService) -> None:
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
     assert spec["paths"]["/v1/query"]["post"]["security"]
     assert "/v1/admin/tenants" in spec["paths"]
+
+
+def test_logs_carry_no_keys_tokens_or_prompts(
+    secured: CacheService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")  # the default level is info
+    alice = make_tenant(secured, "alice")
+    secret_prompt = "My account number is 4242-SECRET, what is my balance?"
+    ask(secured, alice, secret_prompt)
+    ask(secured, "dc_wrong-" + alice[9:], secret_prompt)  # a failed login is not logged either
+    secured.http.post(
+        "/v1/query", headers={"Authorization": f"Bearer {ADMIN}"}, json={"prompt": secret_prompt}
+    )
+    logged = caplog.text
+    for secret in (alice, ADMIN, "4242-SECRET"):
+        assert secret not in logged
