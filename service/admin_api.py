@@ -4,9 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Security
 
-from service.api import redis_answers
 from service.auth import require_admin
-from service.errors import CALLER_ERRORS, documented
+from service.errors import CALLER_ERRORS, documented, redis_answers
 from service.schemas import DeletedResponse, KeyIssue, KeyIssued, TenantCreate, TenantSettings
 from service.validation import validate_namespace
 

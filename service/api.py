@@ -1,20 +1,16 @@
 """HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.auth import Principal, authenticate, require_operator
 from service.cache_control import parse_cache_control
-from service.errors import CALLER_ERRORS, ApiError, documented
+from service.errors import CALLER_ERRORS, ApiError, documented, redis_answers
 from service.schemas import (
     MAX_TTL_S,
     DeletedResponse,
@@ -35,17 +31,6 @@ _ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
 
 def _runtime(request: Request) -> Any:
     return request.app.state.runtime
-
-
-@contextlib.contextmanager
-def redis_answers() -> Iterator[None]:
-    """Redis not answering inside the block is a 503, not a 500."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as error:
-        raise ApiError(
-            503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})"
-        ) from error
 
 
 @router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])

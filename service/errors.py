@@ -1,11 +1,15 @@
 """The one error shape of the API: ``{"error": {"code", "message"}}`` with a fitting status."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.schemas import ErrorBody
@@ -32,6 +36,17 @@ _MEANING = {
     504: "The LLM timed out",
 }
 CALLER_ERRORS = (400, 401, 413, 422, 429)
+
+
+@contextlib.contextmanager
+def redis_answers() -> Iterator[None]:
+    """Redis not answering inside the block is a 503, not a 500."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        raise ApiError(
+            503, "redis_unavailable", f"Redis is unavailable ({type(error).__name__})"
+        ) from error
 
 
 class ApiError(Exception):

@@ -79,3 +79,27 @@ def test_redis_down_passes_through_without_hanging(own_redis: EmbeddedRedis) -> 
         assert bulk.status_code == 503
     finally:
         service.stop()
+
+
+def test_keys_that_cannot_be_checked_are_refused_with_503(own_redis: EmbeddedRedis) -> None:
+    service = CacheService(make_settings(own_redis.url, admin_token="admin-secret")).start()
+    try:
+        admin = {"Authorization": "Bearer admin-secret"}
+        service.http.post("/v1/admin/tenants", headers=admin, json={"namespace": "acme"})
+        key = service.http.post("/v1/admin/tenants/acme/keys", headers=admin).json()["key"]
+        own_redis.kill()
+
+        def refused() -> bool:
+            started = time.monotonic()
+            response = service.http.post(
+                "/v1/query",
+                headers={"X-API-Key": key},
+                json={"prompt": "What is the capital of France?"},
+            )
+            assert time.monotonic() - started < 3  # bounded, never a hang
+            assert response.status_code in (200, 503)  # 200: the key's 1 s cache, passed through
+            return response.status_code == 503
+
+        wait_until(refused, 5, message="503 once the cached key record is stale")
+    finally:
+        service.stop()
