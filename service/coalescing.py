@@ -48,7 +48,6 @@ class MissCoalescer:
         self.poll_interval_s = poll_interval_s
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         self._release = store.client.register_script(_RELEASE)
-        self.followers = 0
 
     async def run(
         self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]]
@@ -59,7 +58,6 @@ class MissCoalescer:
             await asyncio.shield(leader)  # the leader's error, if any, is ours too
             entry = await self.store.lookup_exact(ns, scope, normalised)
             if entry is not None:
-                self.followers += 1
                 return Followed(entry)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[exact] = done
@@ -96,7 +94,6 @@ class MissCoalescer:
                 await asyncio.sleep(self.poll_interval_s)
                 entry = await self.store.lookup_exact(ns, scope, normalised)
                 if entry is not None:
-                    self.followers += 1
                     return Followed(entry)
                 if not await self.store.client.exists(lock):
                     break  # the other leader gave up: try to lead
