@@ -101,7 +101,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="dc-bench-latency-") as folder:
             redis = EmbeddedRedis(Path(folder), appendonly=False).start()
             try:
-                asyncio.run(fill_redis(redis.url, size, scope=scope_of(None, None)))
+                asyncio.run(fill_redis(redis.url, size, scope=scope_of(None)))
                 for backend in backends:
                     questions = distinct_questions(args.queries, seed=3)
                     with ServiceProcess(redis.url, embedder=backend, sim_latency_ms=0) as svc:

@@ -50,7 +50,7 @@ def with_redis(size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dc-bench-scale-") as folder:
         redis = EmbeddedRedis(Path(folder), appendonly=False).start()
         try:
-            asyncio.run(fill_redis(redis.url, size, scope=scope_of(None, None)))
+            asyncio.run(fill_redis(redis.url, size, scope=scope_of(None)))
             with ServiceProcess(redis.url, log_level="warning") as seeder:
                 seeder.store(
                     [{"prompt": q, "response": f"answer {i}"} for i, q in enumerate(questions)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -124,7 +125,10 @@ return fields
 """
 
 # Fields read to serve a HIT, in this order.
-_SERVE_FIELDS = ("prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq")
+_SERVE_FIELDS = (
+    "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
+    "completion",
+)  # fmt: skip
 # Fields read to load an entry into a local index, in this order.
 _INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
 
@@ -152,6 +156,8 @@ class NewEntry:
     llm_ms: float
     cost: float
     retention: Retention
+    # Chat Completions answer: model, message (tool calls included), finish_reason, usage
+    completion: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,9 +172,22 @@ class StoredEntry:
     hits: int
     seq: int
     expires_at: float | None = None  # None: never expires
+    model: str = ""
+    completion: dict[str, Any] | None = None  # None: stored as a bare response
 
     def age_s(self, now: float) -> float:
         return max(0.0, now - self.created)
+
+    def chat_completion(self) -> dict[str, Any]:
+        """The answer in Chat Completions form (a bare response becomes its content)."""
+        if self.completion is not None:
+            return self.completion
+        return {
+            "model": self.model,
+            "message": {"role": "assistant", "content": self.response},
+            "finish_reason": "stop",
+            "usage": None,
+        }
 
 
 def as_text(value: bytes | str | None) -> str:
@@ -180,7 +199,7 @@ def as_text(value: bytes | str | None) -> str:
 def _stored_entry(entry_id: str, fields: Sequence[Any], pttl: int) -> StoredEntry | None:
     if fields[0] is None or fields[1] is None:
         return None
-    prompt, response, created, llm_ms, cost, ttl, hits, seq = fields
+    prompt, response, created, llm_ms, cost, ttl, hits, seq, model, completion = fields
     return StoredEntry(
         entry_id=entry_id,
         prompt=as_text(prompt),
@@ -192,6 +211,8 @@ def _stored_entry(entry_id: str, fields: Sequence[Any], pttl: int) -> StoredEntr
         hits=int(hits or 0),
         seq=int(seq or 0),
         expires_at=time.time() + pttl / 1000 if pttl and int(pttl) > 0 else None,
+        model=as_text(model),
+        completion=orjson.loads(completion) if completion else None,
     )
 
 
@@ -281,6 +302,7 @@ class RedisStore:
             "ttl", entry.retention.ttl,
             "policy", entry.retention.ttl_policy,
             "ttl_max", entry.retention.ttl_max,
+            "completion", orjson.dumps(entry.completion) if entry.completion else "",
         ]  # fmt: skip
         result = await self._write_entry(
             keys=[keys.SEQUENCE, xkey, keys.recency_key(entry.ns),

@@ -1,6 +1,5 @@
 """HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, Security
@@ -10,9 +9,12 @@ from redis.exceptions import RedisError
 
 from service.auth import Principal, authenticate, require_operator
 from service.cache_control import parse_cache_control
+from service.cache_headers import cache_headers
+from service.chat_completions import ChatCompletions
 from service.errors import CALLER_ERRORS, ApiError, documented, redis_answers
 from service.schemas import (
     MAX_TTL_S,
+    ChatCompletionRequest,
     DeletedResponse,
     EntriesRequest,
     EntriesResponse,
@@ -45,12 +47,31 @@ async def query(
     answer: QueryResponse = await _runtime(request).queries.answer(
         body, principal.ns, principal.settings, control
     )
-    response.headers["X-Cache"] = answer.status
-    if answer.status == "HIT" and answer.entry_id and answer.created is not None:
-        response.headers["X-Cache-Entry"] = answer.entry_id
-        response.headers["Age"] = str(int(max(0.0, time.time() - answer.created)))
-    response.headers["X-Replica"] = _runtime(request).settings.replica_id
+    response.headers.update(
+        cache_headers(
+            answer.status, _runtime(request).settings.replica_id, answer.distance,
+            answer.entry_id, answer.created,
+        )
+    )  # fmt: skip
     return answer
+
+
+@router.post(
+    "/v1/chat/completions", tags=["openai"], responses=_ERRORS,
+    response_description="An OpenAI `chat.completion`, or with `stream` its "
+    "`chat.completion.chunk` events (text/event-stream)",
+)  # fmt: skip
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, principal: Principal = Security(authenticate)
+) -> Response:
+    """OpenAI Chat Completions through the cache: point the `openai` SDK's `base_url` here.
+    A HIT needs the same model, system prompt, earlier turns and output parameters; only
+    the last user message's question is embedded. Status in `X-Cache` headers."""
+    control = parse_cache_control(request.headers.get("cache-control"))
+    raw = await request.json()  # forwarded as sent (validated above as `body`)
+    del body
+    chats: ChatCompletions = _runtime(request).chats
+    return await chats.respond(raw, principal.ns, principal.settings, control)
 
 
 @router.get("/v1/stats", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))

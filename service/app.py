@@ -15,12 +15,14 @@ from index.redis_store import RedisStore, connect
 from index.replica_sync import ReplicaSync
 from service import admin_api, api
 from service.body_limit import BodySizeLimit
+from service.chat_completions import ChatCompletions
 from service.coalescing import MissCoalescer
 from service.embedded_redis import EmbeddedRedis
 from service.entries import EntryManager
 from service.errors import install_error_handlers
 from service.llm import LLMClient, make_llm_client
 from service.query_path import QueryPath
+from service.rag import RagSplitter
 from service.rate_limit import RateLimiter
 from service.settings import Settings
 from service.telemetry import Telemetry
@@ -41,6 +43,7 @@ class Runtime:
     llm: LLMClient
     telemetry: Telemetry
     queries: QueryPath
+    chats: ChatCompletions
     entries: EntryManager
     tenants: TenantStore
     rate_limiter: RateLimiter
@@ -116,6 +119,18 @@ async def _start_runtime(
     telemetry = Telemetry(client, settings.replica_id, store.touch, settings.stats_flush_interval_s)
     telemetry.start()
     stack.push_async_callback(telemetry.stop)
+    splitter = RagSplitter(settings.rag_patterns, enabled=settings.rag_normalise)
+    queries = QueryPath(
+        settings,
+        store,
+        index,
+        sync,
+        embedder,
+        llm,
+        telemetry,
+        MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
+        splitter,
+    )
     return Runtime(
         settings=settings,
         store=store,
@@ -124,17 +139,9 @@ async def _start_runtime(
         embedder=embedder,
         llm=llm,
         telemetry=telemetry,
-        queries=QueryPath(
-            settings,
-            store,
-            index,
-            sync,
-            embedder,
-            llm,
-            telemetry,
-            MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
-        ),
-        entries=EntryManager(settings, store, index, embedder),
+        queries=queries,
+        chats=ChatCompletions(queries),
+        entries=EntryManager(settings, store, index, embedder, splitter),
         tenants=TenantStore(client),
         rate_limiter=RateLimiter(client),
     )

@@ -9,7 +9,8 @@ from index.embedding_worker import EmbeddingWorker
 from index.local_index import LocalIndex
 from index.redis_store import NewEntry, RedisStore
 from service.errors import ApiError
-from service.normalise import collapse_whitespace, normalise_prompt, scope_of
+from service.prompt_key import prompt_key
+from service.rag import RagSplitter
 from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
 from service.tenants import retention_for
@@ -20,9 +21,15 @@ _WRITES_IN_FLIGHT = 32
 
 class EntryManager:
     def __init__(
-        self, settings: Settings, store: RedisStore, index: LocalIndex, embedder: EmbeddingWorker
+        self,
+        settings: Settings,
+        store: RedisStore,
+        index: LocalIndex,
+        embedder: EmbeddingWorker,
+        splitter: RagSplitter,
     ) -> None:
         self.settings = settings
+        self.splitter = splitter
         self.store = store
         self.index = index
         self.embedder = embedder
@@ -43,19 +50,20 @@ class EntryManager:
             )
             validate_context(entry.context, self.settings.max_prompt_chars)
         retention = retention_for(self.settings, tenant)
-        vectors = await self.embedder.embed([collapse_whitespace(e.prompt) for e in entries])
+        prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
+        vectors = await self.embedder.embed([key.question for key in prompt_keys])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
 
         async def write(entry: EntryIn, position: int) -> StoredEntryOut:
-            scope = scope_of(entry.model, entry.context)
+            key = prompt_keys[position]
             async with limiter:
                 written = await self.store.write(
                     NewEntry(
                         ns=ns,
-                        scope=scope,
+                        scope=key.scope,
                         model=entry.model or "",
-                        prompt=entry.prompt,
-                        normalised_prompt=normalise_prompt(entry.prompt),
+                        prompt=key.question,
+                        normalised_prompt=key.normalised,
                         response=entry.response,
                         vector=vectors[position],
                         llm_ms=0.0,

@@ -7,6 +7,7 @@ question that changes the answer (model, RAG context, ...): a HIT needs the same
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -19,7 +20,16 @@ def normalise_prompt(text: str) -> str:
     return collapse_whitespace(text).casefold()
 
 
-def scope_of(model: str | None, context: str | None) -> str:
-    """A short hash of what a HIT must share besides the question."""
-    parts = [model or "", collapse_whitespace(context or "")]
+def scope_of(
+    model: str | None,
+    contexts: Sequence[str] = (),
+    conversation: str = "",
+    params: str = "",
+) -> str:
+    """A short hash of what a HIT must share besides the question: the model, the normalised
+    context blocks, and (Chat Completions) the conversation around the question and the
+    output-affecting parameters."""
+    parts = [model or "", "\x1e".join(collapse_whitespace(c) for c in contexts)]
+    if conversation or params:  # a bare question hashes as /v1/query's does
+        parts += [conversation, params]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

@@ -1,8 +1,12 @@
 """The path of one query, top to bottom:
 
-normalise → scope → exact match → embed → search (FAISS, or the Redis HNSW mirror while the
-local index is not ready) → confirm in Redis → serve; or call the LLM (once for identical
-misses in flight) → store → publish.
+normalise (RAG blocks into the scope) → exact match → embed → search (FAISS, or the Redis
+HNSW mirror while the local index is not ready) → confirm in Redis → decide → serve; or call
+the LLM (once for identical misses in flight) → store → publish.
+
+Both endpoints walk it: ``/v1/query`` through :meth:`QueryPath.answer`, Chat Completions
+through :meth:`QueryPath.resolve` (and, for a streamed miss, :meth:`QueryPath.look_up` then
+:meth:`QueryPath.keep` around its own relay).
 
 Redis failing at any step turns the request into a pass-through to the LLM (``BYPASS``);
 the LLM failing gives 502/504 and stores nothing.
@@ -10,6 +14,9 @@ the LLM failing gives 502/504 and stores nothing.
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,21 +25,64 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from index.distance import is_hit, resolve_threshold, similarity
 from index.embedding_worker import EmbeddingWorker
 from index.keys import exact_key
-from index.local_index import LocalIndex
-from index.redis_store import NewEntry, RedisStore, StoredEntry
+from index.local_index import Candidate, LocalIndex
+from index.redis_store import NewEntry, RedisStore, Retention, StoredEntry
 from index.replica_sync import ReplicaSync
 from service.cache_control import CacheControl
 from service.coalescing import Followed, MissCoalescer
 from service.errors import ApiError
-from service.llm import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut
-from service.normalise import collapse_whitespace, normalise_prompt, scope_of
-from service.schemas import CacheStatus, QueryRequest, QueryResponse, TenantSettings
+from service.llm import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut, complete
+from service.prompt_key import PromptKey, prompt_key
+from service.rag import RagSplitter
+from service.schemas import CacheMode, CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
 from service.telemetry import Telemetry
 from service.tenants import effective_threshold, retention_for
 from service.validation import validate_context, validate_prompt
 
 log = logging.getLogger(__name__)
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+Produce = Callable[[], Awaitable[LLMReply]]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One lookup: what is searched for, where, how, and how a miss's answer is kept."""
+
+    ns: str
+    key: PromptKey
+    model: str
+    threshold: float
+    retention: Retention
+    mode: CacheMode = "default"
+    control: CacheControl = field(default_factory=CacheControl)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Found:
+    entry: StoredEntry
+    distance: float
+
+
+@dataclass(frozen=True)
+class Missed:
+    vector: np.ndarray
+    nearest: float | None  # the nearest candidate's distance, if any
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a query was answered."""
+
+    status: CacheStatus
+    latency_ms: float
+    entry: StoredEntry | None = None  # HIT: what was served
+    distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
+    reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
+    entry_id: str | None = None  # MISS: the entry it was stored as
 
 
 class QueryPath:
@@ -46,6 +96,7 @@ class QueryPath:
         llm: LLMClient,
         telemetry: Telemetry,
         coalescer: MissCoalescer,
+        splitter: RagSplitter,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -55,6 +106,32 @@ class QueryPath:
         self.llm = llm
         self.telemetry = telemetry
         self.coalescer = coalescer
+        self.splitter = splitter
+
+    def probe(
+        self,
+        ns: str,
+        key: PromptKey,
+        model: str | None,
+        tenant: TenantSettings | None,
+        control: CacheControl,
+        mode: CacheMode = "default",
+        threshold: float | None = None,
+        ttl: int | None = None,
+        ttl_policy: str | None = None,
+    ) -> Probe:
+        """A lookup with the request's choices, else the tenant's, else the service's."""
+        return Probe(
+            ns=ns,
+            key=key,
+            model=model or "",
+            threshold=resolve_threshold(
+                threshold, effective_threshold(self.settings.threshold, tenant)
+            ),
+            retention=retention_for(self.settings, tenant, ttl, ttl_policy),
+            mode="refresh" if control.no_cache and mode == "default" else mode,
+            control=control,
+        )
 
     async def answer(
         self,
@@ -63,81 +140,101 @@ class QueryPath:
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
     ) -> QueryResponse:
-        started = time.perf_counter()
-        control = control or CacheControl()
+        """``POST /v1/query``."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
-        question = collapse_whitespace(request.prompt)
-        normalised = normalise_prompt(request.prompt)
-        scope = scope_of(request.model, request.context)
-        threshold = resolve_threshold(
-            request.threshold, effective_threshold(self.settings.threshold, tenant)
+        key = prompt_key(self.splitter, request.prompt, request.model, [request.context])
+        probe = self.probe(
+            ns, key, request.model, tenant, control or CacheControl(), request.cache,
+            request.threshold, request.ttl, request.ttl_policy,
+        )  # fmt: skip
+        resolution = await self.resolve(
+            probe, lambda: complete(self.llm, key.question, request.model)
         )
-        retention = retention_for(self.settings, tenant, request.ttl, request.ttl_policy)
-        mode = "refresh" if control.no_cache and request.cache == "default" else request.cache
+        return query_response(ns, resolution)
 
-        if mode == "bypass":
-            passed = await self._call_llm(question, request.model)
-            return self._pass_through(ns, started, passed, record=True)
-
+    async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
+        """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that."""
+        if probe.mode == "bypass":
+            return self.passed_through(probe, await upstream_answer(produce), record=True)
         reply: LLMReply | None = None
         try:
-            nearest: float | None = None
-            if mode != "refresh":
-                exact = await self._exact_entry(ns, scope, normalised)
-                if exact is not None and control.fresh_enough(exact.age_s(time.time())):
-                    return self._serve_hit(ns, started, exact, distance=0.0)
-
-            vector = await self.embedder.embed_one(question)
-
-            if mode != "refresh":
-                match, nearest = await self._nearest_live_entry(
-                    ns, scope, vector, threshold, control
-                )
-                if match is not None:
-                    entry, distance = match
-                    return self._serve_hit(ns, started, entry, distance)
-
-            if mode == "only":
-                return self._miss(ns, started, None, nearest, reply=None)
+            found = await self.look_up(probe)
+            if isinstance(found, Found):
+                return self.served(probe, found.entry, found.distance)
+            if probe.mode == "only":
+                return self.missed(probe, None, found.nearest, reply=None)
 
             async def call_llm_and_store() -> str | None:
                 nonlocal reply
-                reply = await self._call_llm(question, request.model)
-                if control.no_store:
-                    return None
-                written = await self.store.write(
-                    NewEntry(
-                        ns=ns,
-                        scope=scope,
-                        model=request.model or "",
-                        prompt=request.prompt,
-                        normalised_prompt=normalised,
-                        response=reply.text,
-                        vector=vector,
-                        llm_ms=reply.latency_ms,
-                        cost=self.settings.price_per_call_usd,
-                        retention=retention,
-                    )
-                )
-                self.index.add(written)
-                return written.entry_id
+                reply = await upstream_answer(produce)
+                return await self.keep(probe, found.vector, reply)
 
-            if mode == "refresh" or control.no_store:
+            if probe.mode == "refresh" or probe.control.no_store:
                 entry_id = await call_llm_and_store()
             else:  # identical misses in flight, here or on other replicas, share one call
-                outcome = await self.coalescer.run(ns, scope, normalised, call_llm_and_store)
+                key = probe.key
+                outcome = await self.coalescer.run(
+                    probe.ns, key.scope, key.normalised, call_llm_and_store
+                )
                 if isinstance(outcome, Followed):
-                    return self._serve_hit(ns, started, outcome.entry, distance=0.0)
+                    return self.served(probe, outcome.entry, distance=0.0)
                 entry_id = outcome.result
-            return self._miss(ns, started, entry_id, nearest, reply)
-        except (RedisConnectionError, RedisTimeoutError) as error:
+            return self.missed(probe, entry_id, found.nearest, reply)
+        except REDIS_DOWN as error:
             log.warning("Redis unavailable (%s): passing the query through", type(error).__name__)
-            if mode == "only":
-                return self._miss(ns, started, None, None, reply=None, record=False)
+            if probe.mode == "only":
+                return self.missed(probe, None, None, reply=None, record=False)
             if reply is None:
-                reply = await self._call_llm(question, request.model)
-            return self._pass_through(ns, started, reply, record=False)
+                reply = await upstream_answer(produce)
+            return self.passed_through(probe, reply, record=False)
+
+    async def look_up(self, probe: Probe) -> Found | Missed:
+        """The live entry that answers ``probe`` (exact, else nearest under its threshold),
+        or the query's vector for storing a new one."""
+        key = probe.key
+        if probe.mode != "refresh":
+            exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
+            if exact is not None and probe.control.fresh_enough(exact.age_s(time.time())):
+                return Found(exact, 0.0)
+
+        vector = await self.embedder.embed_one(key.question)
+        if probe.mode == "refresh":
+            return Missed(vector, None)
+
+        candidates = await self._candidates(probe.ns, key.scope, vector)
+        nearest = candidates[0].distance if candidates else None
+        for candidate in candidates:
+            if not is_hit(candidate.distance, probe.threshold):
+                break
+            entry = await self.store.get(probe.ns, candidate.entry_id)
+            if entry is None:  # gone from Redis (expired, evicted): drop it here too
+                self.index.remove(candidate.entry_id)
+            elif probe.control.fresh_enough(entry.age_s(time.time())):
+                return Found(entry, candidate.distance)
+        return Missed(vector, nearest)
+
+    async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> str | None:
+        """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
+        if probe.control.no_store:
+            return None
+        written = await self.store.write(
+            NewEntry(
+                ns=probe.ns,
+                scope=probe.key.scope,
+                model=probe.model,
+                prompt=probe.key.question,
+                normalised_prompt=probe.key.normalised,
+                response=reply.text,
+                vector=vector,
+                llm_ms=reply.latency_ms,
+                cost=self.settings.price_per_call_usd,
+                retention=probe.retention,
+                completion=reply.completion(),
+            )
+        )
+        self.index.add(written)
+        return written.entry_id
 
     async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
         """The live entry stored for exactly this prompt. A ready replica knows every exact
@@ -153,102 +250,75 @@ class QueryPath:
             self.index.remove(entry_id)
         return entry
 
-    async def _nearest_live_entry(
-        self, ns: str, scope: str, vector: np.ndarray, threshold: float, control: CacheControl
-    ) -> tuple[tuple[StoredEntry, float] | None, float | None]:
-        """The nearest candidate under the threshold that Redis still holds (and that is young
-        enough for ``max-age``), and the distance of the nearest candidate at all. Candidates
-        that Redis no longer holds are dropped from the local index."""
-        k = self.settings.top_k
+    async def _candidates(self, ns: str, scope: str, vector: np.ndarray) -> list[Candidate]:
         if self.sync.ready:
-            candidates = self.index.search(ns, scope, vector, k)
-        else:
-            candidates = await self.store.knn(ns, scope, vector, k)
-        nearest = candidates[0].distance if candidates else None
-        for candidate in candidates:
-            if not is_hit(candidate.distance, threshold):
-                break
-            entry = await self.store.get(ns, candidate.entry_id)
-            if entry is None:
-                self.index.remove(candidate.entry_id)
-            elif control.fresh_enough(entry.age_s(time.time())):
-                return (entry, candidate.distance), nearest
-        return None, nearest
+            return self.index.search(ns, scope, vector, self.settings.top_k)
+        return await self.store.knn(ns, scope, vector, self.settings.top_k)
 
-    async def _call_llm(self, prompt: str, model: str | None) -> LLMReply:
-        try:
-            return await self.llm.complete(prompt, model)
-        except UpstreamTimedOut as error:
-            raise ApiError(504, "upstream_timeout", str(error)) from error
-        except UpstreamFailed as error:
-            raise ApiError(502, "upstream_error", str(error)) from error
+    # -- outcomes (each records its telemetry) -------------------------------------------
 
-    # -- answers -----------------------------------------------------------------------
-
-    def _serve_hit(
-        self, ns: str, started: float, entry: StoredEntry, distance: float
-    ) -> QueryResponse:
-        latency_ms = _elapsed_ms(started)
+    def served(self, probe: Probe, entry: StoredEntry, distance: float) -> Resolution:
+        latency_ms = _elapsed_ms(probe.started)
         self.telemetry.record(
-            ns, "hit", latency_ms,
-            served=(ns, entry.entry_id),
+            probe.ns, "hit", latency_ms,
+            served=(probe.ns, entry.entry_id),
             llm_ms_saved=entry.llm_ms if entry.llm_ms > 0 else latency_ms,
             cost_saved=entry.cost,
         )  # fmt: skip
-        return QueryResponse(
-            response=entry.response,
-            status="HIT",
-            distance=distance,
-            similarity=similarity(distance),
-            matched_prompt=entry.prompt,
-            entry_id=entry.entry_id,
-            latency_ms=latency_ms,
-            llm_latency_ms=None,
-            namespace=ns,
-            created=entry.created,
-            expires_at=entry.expires_at,
-        )
+        return Resolution("HIT", latency_ms, entry=entry, distance=distance)
 
-    def _miss(
+    def missed(
         self,
-        ns: str,
-        started: float,
+        probe: Probe,
         entry_id: str | None,
         nearest: float | None,
         reply: LLMReply | None,
         record: bool = True,
-    ) -> QueryResponse:
-        return self._answer(ns, started, "MISS", entry_id, nearest, reply, record)
-
-    def _pass_through(
-        self, ns: str, started: float, reply: LLMReply, record: bool
-    ) -> QueryResponse:
-        return self._answer(ns, started, "BYPASS", None, None, reply, record)
-
-    def _answer(
-        self,
-        ns: str,
-        started: float,
-        status: CacheStatus,
-        entry_id: str | None,
-        nearest: float | None,
-        reply: LLMReply | None,
-        record: bool,
-    ) -> QueryResponse:
-        latency_ms = _elapsed_ms(started)
+    ) -> Resolution:
+        latency_ms = _elapsed_ms(probe.started)
         if record:
-            self.telemetry.record(ns, "miss" if status == "MISS" else "bypass", latency_ms)
-        return QueryResponse(
-            response=reply.text if reply else None,
-            status=status,
-            distance=nearest,
-            similarity=similarity(nearest) if nearest is not None else None,
-            matched_prompt=None,
-            entry_id=entry_id,
-            latency_ms=latency_ms,
-            llm_latency_ms=reply.latency_ms if reply else None,
-            namespace=ns,
-        )
+            self.telemetry.record(probe.ns, "miss", latency_ms)
+        return Resolution("MISS", latency_ms, distance=nearest, reply=reply, entry_id=entry_id)
+
+    def passed_through(self, probe: Probe, reply: LLMReply | None, record: bool) -> Resolution:
+        latency_ms = _elapsed_ms(probe.started)
+        if record:
+            self.telemetry.record(probe.ns, "bypass", latency_ms)
+        return Resolution("BYPASS", latency_ms, reply=reply)
+
+
+@contextmanager
+def upstream_errors() -> Iterator[None]:
+    """The LLM's failures as API errors: 504 for a timeout, 502 for anything else."""
+    try:
+        yield
+    except UpstreamTimedOut as error:
+        raise ApiError(504, "upstream_timeout", str(error)) from error
+    except UpstreamFailed as error:
+        raise ApiError(502, "upstream_error", str(error)) from error
+
+
+async def upstream_answer(produce: Produce) -> LLMReply:
+    with upstream_errors():
+        return await produce()
+
+
+def query_response(ns: str, resolution: Resolution) -> QueryResponse:
+    """``/v1/query``'s answer body."""
+    entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
+    return QueryResponse(
+        response=entry.response if entry else reply.text if reply else None,
+        status=resolution.status,
+        distance=distance,
+        similarity=similarity(distance) if distance is not None else None,
+        matched_prompt=entry.prompt if entry else None,
+        entry_id=entry.entry_id if entry else resolution.entry_id,
+        latency_ms=resolution.latency_ms,
+        llm_latency_ms=reply.latency_ms if reply else None,
+        namespace=ns,
+        created=entry.created if entry else None,
+        expires_at=entry.expires_at if entry else None,
+    )
 
 
 def _elapsed_ms(started: float) -> float:

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
+from service.rag import DEFAULT_PATTERNS
 
 
 def _default_replica_id() -> str:
@@ -65,6 +66,15 @@ class Settings(BaseSettings):
     max_entries_per_namespace: int | None = Field(default=None, ge=1)
     eviction: Literal["lru", "lfu"] = "lru"
     max_prompt_chars: int = Field(default=32_000, ge=1)
+
+    # RAG normalisation: context blocks are cut out of the prompt and join the scope as a
+    # hash; only the question is embedded. Patterns: see service/rag.py (JSON list in env)
+    rag_normalise: bool = True
+    rag_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PATTERNS))
+
+    # Chat Completions: a request with a temperature above this bypasses the cache (its
+    # caller asked for variety); n > 1 always bypasses
+    chat_max_temperature: float = Field(default=1.0, ge=0, le=2)
     max_bulk_entries: int = Field(default=1_000, ge=1)
 
     # LLM on a miss

@@ -11,6 +11,7 @@ import redis
 
 from service.embedded_redis import EmbeddedRedis, free_port
 from service.settings import Settings
+from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,3 +65,25 @@ def start_service(
 @pytest.fixture
 def service(start_service: Callable[..., CacheService]) -> CacheService:
     return start_service()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake OpenAI-compatible upstream on 127.0.0.1."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied(start_service: Callable[..., CacheService], upstream: FakeUpstream) -> CacheService:
+    """A replica whose LLM is the fake upstream."""
+    return start_service(
+        llm="openai",
+        openai_base_url=upstream.base_url,
+        openai_api_key="sk-test-key",
+        openai_model="fake-model",
+        llm_timeout_s=1.0,
+        llm_max_retries=2,
+        llm_retry_backoff_s=0.01,
+    )

@@ -1,33 +1,12 @@
 """The OpenAI-compatible client against a real fake upstream on 127.0.0.1."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from index import keys
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxied(start_service: Callable[..., CacheService], upstream: FakeUpstream) -> CacheService:
-    return start_service(
-        llm="openai",
-        openai_base_url=upstream.base_url,
-        openai_api_key="sk-test-key",
-        openai_model="fake-model",
-        llm_timeout_s=1.0,
-        llm_max_retries=2,
-        llm_retry_backoff_s=0.01,
-    )
 
 
 def stored(client: redis.Redis) -> int:

@@ -1,0 +1,116 @@
+"""RAG normalisation: the question is embedded, the context blocks join the scope."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from service.rag import InvalidPattern, RagSplitter
+from tests.helpers import CacheService
+
+DOCS_A = "Paris is the capital and largest city of France. It lies on the Seine."
+DOCS_B = "Canberra is the capital of Australia. It was chosen as a compromise."
+QUESTION = "What is the capital of France?"
+PARAPHRASE = "Which city is the capital of France?"
+
+# Each default layout: (name, how a question and its documents are written)
+LAYOUTS: dict[str, Callable[[str, str], str]] = {
+    "context-question": lambda q, d: f"Context:\n{d}\n\nQuestion: {q}",
+    "question-context": lambda q, d: f"Question: {q}\nContext: {d}",
+    "context tag": lambda q, d: f"<context>\n{d}\n</context>\nAnswer briefly. {q}",
+    "document tags": lambda q, d: (
+        f'<document id="1">{d}</document>\n<document id="2">Rivers flow.</document>\n{q}'
+    ),
+    "documents tag": lambda q, d: f"<documents><document>{d}</document></documents>\nQuestion: {q}",
+    "fenced context": lambda q, d: f"```context\n{d}\n```\n{q}",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_each_default_pattern_splits_question_from_context(layout: str) -> None:
+    split = RagSplitter().split(LAYOUTS[layout](QUESTION, DOCS_A))
+    assert QUESTION in split.question
+    assert "Seine" not in split.question
+    assert any("Seine" in context for context in split.contexts)
+
+
+def test_context_whitespace_and_order_do_not_matter() -> None:
+    splitter = RagSplitter()
+    one = splitter.split(f"<document>{DOCS_A}</document><document>{DOCS_B}</document> {QUESTION}")
+    two = splitter.split(
+        f"<document>{DOCS_B}</document>\n\n<document>  {DOCS_A}\n</document>\n{QUESTION}"
+    )
+    assert one == two
+
+
+def test_plain_prompts_are_left_alone() -> None:
+    for prompt in ("What is the context: of this poem?", "Question of the day: why?", QUESTION):
+        assert RagSplitter().split(prompt).question == prompt
+    assert RagSplitter(enabled=False).split(LAYOUTS["context tag"](QUESTION, DOCS_A)).contexts == ()
+
+
+def test_custom_patterns_and_bad_ones() -> None:
+    splitter = RagSplitter([r"(?s)\[\[(?P<context>.*?)\]\]"])
+    split = splitter.split(f"[[{DOCS_A}]] {QUESTION}")
+    assert (split.question, split.contexts) == (QUESTION, (DOCS_A,))
+    with pytest.raises(InvalidPattern):
+        RagSplitter(["(unclosed"])
+    with pytest.raises(InvalidPattern):
+        RagSplitter([r"no named group"])
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_query_endpoint_scopes_by_documents(service: CacheService, layout: str) -> None:
+    wrap = LAYOUTS[layout]
+    assert service.query(wrap(QUESTION, DOCS_A)).json()["status"] == "MISS"
+    hit = service.query(wrap(PARAPHRASE, DOCS_A)).json()
+    assert hit["status"] == "HIT"
+    assert hit["matched_prompt"].endswith(QUESTION)  # the question was stored, not the docs
+    assert service.query(wrap(QUESTION, DOCS_B)).json()["status"] == "MISS"
+
+
+def test_context_field_and_inline_blocks_are_one_scope(service: CacheService) -> None:
+    service.query(QUESTION, context=DOCS_A)
+    assert service.query(f"<context>{DOCS_A}</context> {PARAPHRASE}").json()["status"] == "HIT"
+
+
+def chat(service: CacheService, messages: list[dict[str, Any]]) -> str:
+    response = service.http.post("/v1/chat/completions", json={"model": "m", "messages": messages})
+    assert response.status_code == 200, response.text
+    return response.headers["x-cache"]
+
+
+def test_documents_in_system_messages_scope_chat(service: CacheService) -> None:
+    def with_system(docs: str, question: str) -> list[dict[str, Any]]:
+        return [
+            {"role": "system", "content": f"Answer from these documents:\n{docs}"},
+            {"role": "user", "content": question},
+        ]
+
+    assert chat(service, with_system(DOCS_A, QUESTION)) == "MISS"
+    assert chat(service, with_system(DOCS_A.replace(" ", "\n "), PARAPHRASE)) == "HIT"
+    assert chat(service, with_system(DOCS_B, QUESTION)) == "MISS"
+
+
+def test_documents_in_tool_messages_scope_chat(service: CacheService) -> None:
+    def retrieved(docs: str, question: str, call_id: str) -> list[dict[str, Any]]:
+        call = {"id": call_id, "type": "function",
+                "function": {"name": "retrieve", "arguments": "{}"}}  # fmt: skip
+        return [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": docs},
+        ]
+
+    assert chat(service, retrieved(DOCS_A, QUESTION, "call_1")) == "MISS"
+    assert chat(service, retrieved(DOCS_A, PARAPHRASE, "call_2")) == "HIT"
+    assert chat(service, retrieved(DOCS_B, QUESTION, "call_3")) == "MISS"
+
+
+def test_normalisation_can_be_turned_off(start_service: Callable[..., CacheService]) -> None:
+    plain = start_service(rag_normalise=False)
+    wrap = LAYOUTS["context tag"]
+    plain.query(wrap(QUESTION, DOCS_A))
+    # embedded whole, the documents dominate: another question over them is served
+    answer = plain.query(wrap("How long is the Seine river?", DOCS_A)).json()
+    assert answer["status"] == "HIT"
