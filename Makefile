@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models system-tools run test lint bench fuzz clean
+.PHONY: install bench-deps models verifier system-tools run test lint bench fuzz quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,17 @@ system-tools:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light docker-compose >/dev/null) \
 	    || echo "warning: nginx/docker-compose not installed; their tests will be skipped"; }
 
-# ONNX export of the packaged model (the default embedder), cached in models/onnx
+# ONNX export of the packaged model (the default embedder), cached in models/onnx; the
+# verifier, trained from the shared data when it is not built yet (~4 min on 2 cores)
+DATA_DIR ?= ../shared/data
 models: install
 	$(PY) -m index.onnx_export --if-missing --out models/onnx
+	$(PY) -m index.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
+
+# retrain the verifier (seeded: the same data gives the same weights)
+verifier: install
+	$(PY) -m index.onnx_export --if-missing --out models/onnx
+	$(PY) -m index.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 run: install models
 	$(PY) -m service
@@ -51,6 +59,10 @@ bench-deps: $(BENCH_STAMP)
 # every benchmark; each prints its figures and writes bench/results/<name>.json
 bench: bench-deps models
 	for script in latency throughput scale sync parity peers; do $(PY) bench/$$script.py || exit 1; done
+
+# hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
+quality: bench-deps models
+	$(PY) bench/quality.py
 
 # schemathesis against the service's own OpenAPI schema -> bench/results/fuzz.json
 fuzz: bench-deps models

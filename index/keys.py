@@ -36,6 +36,11 @@ def entry_key(ns: str, entry_id: str) -> str:
     return f"dc:e:{{{ns}}}:{entry_id}"
 
 
+def feedback_key(ns: str, entry_id: str) -> str:
+    """The reports (JSON, newest last, at most 100) made about an entry's hits."""
+    return f"dc:fb:{{{ns}}}:{entry_id}"
+
+
 def entry_pattern(ns: str | None = None) -> str:
     return "dc:e:*" if ns is None else f"dc:e:{{{ns}}}:*"
 

@@ -43,7 +43,7 @@ if capacity > 0 and not replacing then
     if redis.call('EXISTS', vkey) == 1 then
       local vx = redis.call('HGET', vkey, 'xkey')
       if vx and redis.call('GET', vx) == victim then redis.call('DEL', vx) end
-      redis.call('DEL', vkey)
+      redis.call('DEL', vkey, 'dc:fb:{' .. ns .. '}:' .. victim)
       local vseq = redis.call('INCR', seq_key)
       redis.call('PUBLISH', channel, cjson.encode(
         {op='del', ns=ns, id=victim, seq=vseq, origin=origin, reason='evicted'}))
@@ -76,7 +76,7 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
 local xkey = redis.call('HGET', ekey, 'xkey')
 if xkey and redis.call('GET', xkey) == id then redis.call('DEL', xkey) end
-redis.call('DEL', ekey)
+redis.call('DEL', ekey, 'dc:fb:{' .. ns .. '}:' .. id)
 local seq = redis.call('INCR', seq_key)
 redis.call('PUBLISH', channel, cjson.encode({op='del', ns=ns, id=id, seq=seq, origin=origin}))
 return seq
@@ -114,6 +114,24 @@ end
 return total
 """
 
+_RECORD_FEEDBACK = """
+local ekey, reports = KEYS[1], KEYS[2]
+if redis.call('EXISTS', ekey) == 0 then return false end
+if ARGV[1] == '1' then
+  redis.call('HINCRBY', ekey, 'fb_right', 1)
+else
+  redis.call('HINCRBY', ekey, 'fb_wrong', 1)
+  local radius = tonumber(ARGV[2])
+  local current = tonumber(redis.call('HGET', ekey, 'fb_radius') or '')
+  if current == nil or radius < current then redis.call('HSET', ekey, 'fb_radius', radius) end
+end
+redis.call('RPUSH', reports, ARGV[3])
+redis.call('LTRIM', reports, -100, -1)
+local pttl = redis.call('PTTL', ekey)
+if pttl > 0 then redis.call('PEXPIRE', reports, pttl) end
+return redis.call('HGET', ekey, 'fb_radius') or ''
+"""
+
 _LOOKUP_EXACT = """
 local id = redis.call('GET', KEYS[1])
 if not id then return false end
@@ -127,7 +145,7 @@ return fields
 # Fields read to serve a HIT, in this order.
 _SERVE_FIELDS = (
     "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
-    "completion",
+    "completion", "vector", "fb_radius",
 )  # fmt: skip
 # Fields read to load an entry into a local index, in this order.
 _INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
@@ -174,9 +192,16 @@ class StoredEntry:
     expires_at: float | None = None  # None: never expires
     model: str = ""
     completion: dict[str, Any] | None = None  # None: stored as a bare response
+    vector: np.ndarray | None = None
+    # set by a wrong-hit report: only queries nearer than this may be served the entry
+    feedback_radius: float | None = None
 
     def age_s(self, now: float) -> float:
         return max(0.0, now - self.created)
+
+    def admits(self, distance: float) -> bool:
+        """Whether a query this far away may be served this entry (after feedback)."""
+        return self.feedback_radius is None or distance < self.feedback_radius
 
     def chat_completion(self) -> dict[str, Any]:
         """The answer in Chat Completions form (a bare response becomes its content)."""
@@ -199,7 +224,8 @@ def as_text(value: bytes | str | None) -> str:
 def _stored_entry(entry_id: str, fields: Sequence[Any], pttl: int) -> StoredEntry | None:
     if fields[0] is None or fields[1] is None:
         return None
-    prompt, response, created, llm_ms, cost, ttl, hits, seq, model, completion = fields
+    prompt, response, created, llm_ms, cost, ttl, hits, seq, model, completion = fields[:10]
+    vector, feedback_radius = fields[10:12]
     return StoredEntry(
         entry_id=entry_id,
         prompt=as_text(prompt),
@@ -213,6 +239,8 @@ def _stored_entry(entry_id: str, fields: Sequence[Any], pttl: int) -> StoredEntr
         expires_at=time.time() + pttl / 1000 if pttl and int(pttl) > 0 else None,
         model=as_text(model),
         completion=orjson.loads(completion) if completion else None,
+        vector=np.frombuffer(vector, dtype=np.float32) if vector else None,
+        feedback_radius=float(feedback_radius) if feedback_radius else None,
     )
 
 
@@ -243,6 +271,7 @@ class RedisStore:
         self._announce_flush = client.register_script(_ANNOUNCE_FLUSH)
         self._lookup_exact = client.register_script(_LOOKUP_EXACT)
         self._touch_entry = client.register_script(_TOUCH_ENTRY)
+        self._record_feedback = client.register_script(_RECORD_FEEDBACK)
 
     async def _command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
@@ -318,6 +347,20 @@ class RedisStore:
             seq=int(result[1]),
             exact_key=xkey,
         )
+
+    async def record_feedback(
+        self, ns: str, entry_id: str, correct: bool, radius: float, report: dict[str, Any]
+    ) -> tuple[bool, float | None]:
+        """Keep a report on an entry's hit; a wrong one narrows the entry's feedback radius
+        to ``radius`` (never widens it). ``(entry exists, its feedback radius)``."""
+        result = await self._record_feedback(
+            keys=[keys.entry_key(ns, entry_id), keys.feedback_key(ns, entry_id)],
+            args=["1" if correct else "0", radius, orjson.dumps(report)],
+        )
+        if result is None:
+            return False, None
+        text = as_text(result)
+        return True, float(text) if text else None
 
     async def delete(self, ns: str, entry_id: str) -> int | None:
         """Delete one entry; its delete seq, or None when the namespace has no such entry."""

@@ -18,6 +18,8 @@ from service.schemas import (
     DeletedResponse,
     EntriesRequest,
     EntriesResponse,
+    FeedbackIn,
+    FeedbackOut,
     QueryRequest,
     QueryResponse,
 )
@@ -72,6 +74,18 @@ async def chat_completions(
     del body
     chats: ChatCompletions = _runtime(request).chats
     return await chats.respond(raw, principal.ns, principal.settings, control)
+
+
+@router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)
+async def feedback(
+    body: FeedbackIn, request: Request, principal: Principal = Security(authenticate)
+) -> FeedbackOut:
+    """Report whether a HIT (`entry_id`, from `X-Cache-Entry`) was right for `prompt`. A
+    wrong report stops the entry being served to queries as far from it as that prompt, on
+    every replica; a correct one is kept as a positive."""
+    with redis_answers():
+        recorded: FeedbackOut = await _runtime(request).feedback.record(principal.ns, body)
+    return recorded
 
 
 @router.get("/v1/stats", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))

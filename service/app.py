@@ -13,6 +13,7 @@ from index.embedding_worker import EmbeddingWorker
 from index.local_index import IndexShape, LocalIndex
 from index.redis_store import RedisStore, connect
 from index.replica_sync import ReplicaSync
+from index.verifier import Verifier
 from service import admin_api, api
 from service.body_limit import BodySizeLimit
 from service.chat_completions import ChatCompletions
@@ -20,6 +21,7 @@ from service.coalescing import MissCoalescer
 from service.embedded_redis import EmbeddedRedis
 from service.entries import EntryManager
 from service.errors import install_error_handlers
+from service.feedback import FeedbackBook
 from service.llm import LLMClient, make_llm_client
 from service.query_path import QueryPath
 from service.rag import RagSplitter
@@ -45,6 +47,7 @@ class Runtime:
     queries: QueryPath
     chats: ChatCompletions
     entries: EntryManager
+    feedback: FeedbackBook
     tenants: TenantStore
     rate_limiter: RateLimiter
 
@@ -78,6 +81,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def load_verifier(settings: Settings) -> Verifier | None:
+    """The trained verifier when it is on and built; else None (the static threshold)."""
+    if settings.verifier == "off":
+        return None
+    if not settings.verifier_path.exists():
+        log.warning(
+            "verifier on but %s is missing (make models builds it): static threshold only",
+            settings.verifier_path,
+        )
+        return None
+    verifier = Verifier.load(settings.verifier_path)
+    log.info("verifier: radius %.2f, cut %.2f", verifier.radius, verifier.cut)
+    return verifier
 
 
 async def _start_runtime(
@@ -130,6 +148,7 @@ async def _start_runtime(
         telemetry,
         MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
         splitter,
+        load_verifier(settings),
     )
     return Runtime(
         settings=settings,
@@ -142,6 +161,7 @@ async def _start_runtime(
         queries=queries,
         chats=ChatCompletions(queries),
         entries=EntryManager(settings, store, index, embedder, splitter),
+        feedback=FeedbackBook(settings, store, embedder, splitter),
         tenants=TenantStore(client),
         rate_limiter=RateLimiter(client),
     )

@@ -86,7 +86,7 @@ class ChatCompletions:
             log.warning("Redis unavailable (%s): relaying the stream", type(error).__name__)
             found = None
         if isinstance(found, Found):
-            self.queries.served(probe, found.entry, found.distance)
+            self.queries.served(probe, found.entry, found.distance, found.confidence)
             chunks = chunks_of(
                 new_completion_id(), body["model"], found.entry.chat_completion(), include_usage
             )

@@ -86,6 +86,13 @@ class MissCoalescer:
                 acquired = True  # no lock to be had: make the call rather than wait
             if acquired:
                 try:
+                    # the entry may have been stored (and the lock released) between this
+                    # replica's lookup and now: its own index hears of it only via pub/sub
+                    entry = None
+                    with contextlib.suppress(RedisError):
+                        entry = await self.store.lookup_exact(ns, scope, normalised)
+                    if entry is not None:
+                        return Followed(entry)
                     return Led(await produce())
                 finally:
                     with contextlib.suppress(RedisError):  # else it expires by itself

@@ -28,6 +28,7 @@ from index.keys import exact_key
 from index.local_index import Candidate, LocalIndex
 from index.redis_store import NewEntry, RedisStore, Retention, StoredEntry
 from index.replica_sync import ReplicaSync
+from index.verifier import Verifier
 from service.cache_control import CacheControl
 from service.coalescing import Followed, MissCoalescer
 from service.errors import ApiError
@@ -58,6 +59,9 @@ class Probe:
     retention: Retention
     mode: CacheMode = "default"
     control: CacheControl = field(default_factory=CacheControl)
+    # verifier on: the nearest live candidate inside ``threshold`` (the verifier's radius)
+    # is served only when the verifier gives it at least this probability
+    verifier_cut: float | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -65,12 +69,14 @@ class Probe:
 class Found:
     entry: StoredEntry
     distance: float
+    confidence: float | None = None  # the verifier's probability, when it decided
 
 
 @dataclass(frozen=True)
 class Missed:
     vector: np.ndarray
     nearest: float | None  # the nearest candidate's distance, if any
+    confidence: float | None = None  # the verifier's probability for a refused candidate
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class Resolution:
     distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
     reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
     entry_id: str | None = None  # MISS: the entry it was stored as
+    confidence: float | None = None  # the verifier's probability for the entry it judged
 
 
 class QueryPath:
@@ -97,6 +104,7 @@ class QueryPath:
         telemetry: Telemetry,
         coalescer: MissCoalescer,
         splitter: RagSplitter,
+        verifier: Verifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -107,6 +115,7 @@ class QueryPath:
         self.telemetry = telemetry
         self.coalescer = coalescer
         self.splitter = splitter
+        self.verifier = verifier
 
     def probe(
         self,
@@ -119,18 +128,28 @@ class QueryPath:
         threshold: float | None = None,
         ttl: int | None = None,
         ttl_policy: str | None = None,
+        verifier_cut: float | None = None,
     ) -> Probe:
-        """A lookup with the request's choices, else the tenant's, else the service's."""
+        """A lookup with the request's choices, else the tenant's, else the service's. With
+        the verifier on, the threshold is the radius inside which candidates are verified."""
+        default_threshold, cut = self.settings.threshold, None
+        if self.verifier is not None:
+            default_threshold = first_set(self.settings.verifier_radius, self.verifier.radius)
+            cut = first_set(
+                verifier_cut,
+                tenant.verifier_cut if tenant else None,
+                self.settings.verifier_cut,
+                self.verifier.cut,
+            )
         return Probe(
             ns=ns,
             key=key,
             model=model or "",
-            threshold=resolve_threshold(
-                threshold, effective_threshold(self.settings.threshold, tenant)
-            ),
+            threshold=resolve_threshold(threshold, effective_threshold(default_threshold, tenant)),
             retention=retention_for(self.settings, tenant, ttl, ttl_policy),
             mode="refresh" if control.no_cache and mode == "default" else mode,
             control=control,
+            verifier_cut=cut,
         )
 
     async def answer(
@@ -146,7 +165,7 @@ class QueryPath:
         key = prompt_key(self.splitter, request.prompt, request.model, [request.context])
         probe = self.probe(
             ns, key, request.model, tenant, control or CacheControl(), request.cache,
-            request.threshold, request.ttl, request.ttl_policy,
+            request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
         )  # fmt: skip
         resolution = await self.resolve(
             probe, lambda: complete(self.llm, key.question, request.model)
@@ -161,9 +180,9 @@ class QueryPath:
         try:
             found = await self.look_up(probe)
             if isinstance(found, Found):
-                return self.served(probe, found.entry, found.distance)
+                return self.served(probe, found.entry, found.distance, found.confidence)
             if probe.mode == "only":
-                return self.missed(probe, None, found.nearest, reply=None)
+                return self.missed(probe, None, found.nearest, None, found.confidence)
 
             async def call_llm_and_store() -> str | None:
                 nonlocal reply
@@ -180,22 +199,23 @@ class QueryPath:
                 if isinstance(outcome, Followed):
                     return self.served(probe, outcome.entry, distance=0.0)
                 entry_id = outcome.result
-            return self.missed(probe, entry_id, found.nearest, reply)
+            return self.missed(probe, entry_id, found.nearest, reply, found.confidence)
         except REDIS_DOWN as error:
             log.warning("Redis unavailable (%s): passing the query through", type(error).__name__)
             if probe.mode == "only":
-                return self.missed(probe, None, None, reply=None, record=False)
+                return self.missed(probe, None, None, None, record=False)
             if reply is None:
                 reply = await upstream_answer(produce)
             return self.passed_through(probe, reply, record=False)
 
     async def look_up(self, probe: Probe) -> Found | Missed:
-        """The live entry that answers ``probe`` (exact, else nearest under its threshold),
-        or the query's vector for storing a new one."""
+        """The live entry that answers ``probe`` (exact, else the nearest inside its
+        threshold that the verifier, when on, accepts), or the query's vector for storing a
+        new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
         key = probe.key
         if probe.mode != "refresh":
             exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
-            if exact is not None and probe.control.fresh_enough(exact.age_s(time.time())):
+            if exact is not None and self._servable(exact, 0.0, probe):
                 return Found(exact, 0.0)
 
         vector = await self.embedder.embed_one(key.question)
@@ -204,15 +224,33 @@ class QueryPath:
 
         candidates = await self._candidates(probe.ns, key.scope, vector)
         nearest = candidates[0].distance if candidates else None
-        for candidate in candidates:
+        for position, candidate in enumerate(candidates):
             if not is_hit(candidate.distance, probe.threshold):
                 break
             entry = await self.store.get(probe.ns, candidate.entry_id)
             if entry is None:  # gone from Redis (expired, evicted): drop it here too
                 self.index.remove(candidate.entry_id)
-            elif probe.control.fresh_enough(entry.age_s(time.time())):
+                continue
+            if not self._servable(entry, candidate.distance, probe):
+                continue
+            if probe.verifier_cut is None or self.verifier is None or entry.vector is None:
                 return Found(entry, candidate.distance)
+            # only the nearest servable candidate is verified; the next one gives the margin
+            runner_up = (
+                candidates[position + 1].distance if position + 1 < len(candidates) else None
+            )
+            confidence = self.verifier.probability(
+                key.question, entry.prompt, vector, entry.vector, candidate.distance, runner_up
+            )
+            if confidence >= probe.verifier_cut:
+                return Found(entry, candidate.distance, confidence)
+            return Missed(vector, nearest, confidence)
         return Missed(vector, nearest)
+
+    @staticmethod
+    def _servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
+        """Young enough for ``max-age``, and inside its feedback radius."""
+        return probe.control.fresh_enough(entry.age_s(time.time())) and entry.admits(distance)
 
     async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> str | None:
         """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
@@ -257,7 +295,9 @@ class QueryPath:
 
     # -- outcomes (each records its telemetry) -------------------------------------------
 
-    def served(self, probe: Probe, entry: StoredEntry, distance: float) -> Resolution:
+    def served(
+        self, probe: Probe, entry: StoredEntry, distance: float, confidence: float | None = None
+    ) -> Resolution:
         latency_ms = _elapsed_ms(probe.started)
         self.telemetry.record(
             probe.ns, "hit", latency_ms,
@@ -265,7 +305,7 @@ class QueryPath:
             llm_ms_saved=entry.llm_ms if entry.llm_ms > 0 else latency_ms,
             cost_saved=entry.cost,
         )  # fmt: skip
-        return Resolution("HIT", latency_ms, entry=entry, distance=distance)
+        return Resolution("HIT", latency_ms, entry=entry, distance=distance, confidence=confidence)
 
     def missed(
         self,
@@ -273,12 +313,16 @@ class QueryPath:
         entry_id: str | None,
         nearest: float | None,
         reply: LLMReply | None,
+        confidence: float | None = None,
         record: bool = True,
     ) -> Resolution:
         latency_ms = _elapsed_ms(probe.started)
         if record:
             self.telemetry.record(probe.ns, "miss", latency_ms)
-        return Resolution("MISS", latency_ms, distance=nearest, reply=reply, entry_id=entry_id)
+        return Resolution(
+            "MISS", latency_ms, distance=nearest, reply=reply, entry_id=entry_id,
+            confidence=confidence,
+        )  # fmt: skip
 
     def passed_through(self, probe: Probe, reply: LLMReply | None, record: bool) -> Resolution:
         latency_ms = _elapsed_ms(probe.started)
@@ -318,7 +362,13 @@ def query_response(ns: str, resolution: Resolution) -> QueryResponse:
         namespace=ns,
         created=entry.created if entry else None,
         expires_at=entry.expires_at if entry else None,
+        confidence=resolution.confidence,
     )
+
+
+def first_set(*values: float | None) -> float:
+    """The first value that is not None (0 is a value)."""
+    return next(value for value in values if value is not None)
 
 
 def _elapsed_ms(started: float) -> float:

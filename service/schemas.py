@@ -43,6 +43,11 @@ class QueryRequest(_Strict):
     ttl_policy: TtlPolicy | None = Field(
         default=None, description="What a HIT does to the stored entry's expiry."
     )
+    verifier_cut: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Verifier on: the least probability a candidate needs to be served "
+        "(0 serves the nearest candidate inside the radius and reports its confidence).",
+    )  # fmt: skip
     cache: CacheMode = Field(
         default="default",
         description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
@@ -62,6 +67,9 @@ class QueryResponse(BaseModel):
     namespace: str
     created: float | None = Field(default=None, description="HIT: when the entry was stored.")
     expires_at: float | None = Field(default=None, description="HIT: when it expires (epoch s).")
+    confidence: float | None = Field(
+        default=None, description="Verifier on: its probability that the candidate is right."
+    )
 
 
 class EntryIn(_Strict):
@@ -102,6 +110,9 @@ class TenantSettings(_Strict):
     rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
     max_entries: int | None = Field(
         default=None, ge=1, description="Capacity: a new entry beyond it evicts one (eviction)."
+    )
+    verifier_cut: float | None = Field(
+        default=None, ge=0, le=1, description="Verifier on: the least probability to serve."
     )
 
 
@@ -153,3 +164,18 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+
+
+class FeedbackIn(_Strict):
+    entry_id: str = Field(description="The entry that was served (X-Cache-Entry).")
+    prompt: str = Field(min_length=1, description="The query it was served for.")
+    correct: bool = Field(description="Was the served answer right for that query?")
+
+
+class FeedbackOut(BaseModel):
+    entry_id: str
+    correct: bool
+    distance: float = Field(description="Squared L2 between the prompt and the entry.")
+    feedback_radius: float | None = Field(
+        description="Queries at this distance or farther are no longer served this entry."
+    )

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     eviction: Literal["lru", "lfu"] = "lru"
     max_prompt_chars: int = Field(default=32_000, ge=1)
 
+    # Verifier (index/verifier.py): a trained second stage for candidates inside a radius;
+    # radius and cut default to the artifact's (chosen on the tune split). Without the
+    # artifact the static threshold decides. Off by default: it serves fewer wrong answers
+    # than the static threshold at the same recall, but misses issue 8's target (README)
+    verifier: Literal["on", "off"] = "off"
+    verifier_path: Path = Path("models/verifier/verifier.npz")
+    verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
+    verifier_cut: float | None = Field(default=None, ge=0, le=1)
+
     # RAG normalisation: context blocks are cut out of the prompt and join the scope as a
     # hash; only the question is embedded. Patterns: see service/rag.py (JSON list in env)
     rag_normalise: bool = True
