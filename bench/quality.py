@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DATA, RESULTS, ServiceProcess, write_results
+from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from index.distance import DEFAULT_THRESHOLD
 from index.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
 from index.verifier import Verifier
@@ -120,6 +120,23 @@ def analyse(m: dict[str, np.ndarray], radius: float, cut: float) -> dict[str, An
     }  # fmt: skip
 
 
+def decision_latency(verifier: Verifier, pairs: list[Pair], onnx_dir: str) -> dict[str, float]:
+    """Milliseconds per verifier decision (features and networks), in process."""
+    from index.embedder import load_embedder
+
+    encode = load_embedder("onnx", None, None, onnx_dir).encode
+    pairs = pairs[:500]
+    vectors = encode([q for p in pairs for q in (p.q2, p.q1)])
+    samples = []
+    for i, pair in enumerate(pairs):
+        u, v = vectors[2 * i], vectors[2 * i + 1]
+        d = float(np.sum((u - v) ** 2))
+        started = time.perf_counter()
+        verifier.probability(pair.q2, pair.q1, u, v, d, d + 0.1)
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -175,7 +192,10 @@ def main() -> None:
             print(f"  best precision at recall >= 0.6: static "
                   f"{r['static_best_precision_at_recall_0.6']}, verifier "
                   f"{r['verifier_best_precision_at_recall_0.6']}")  # fmt: skip
+    latency = decision_latency(verifier, sets["qqp_dev"], "models/onnx")
+    print(f"verifier decision: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms")
     write_results("quality", {
+        "verifier_decision": latency,
         "parameters": {**vars(args), "verifier": str(args.verifier)},
         "verifier": {"radius": verifier.radius, "cut": verifier.cut,
                      "trained": verifier.meta.get("trained_at"), "tune": verifier.meta.get("tune")},
