@@ -2,7 +2,7 @@
 a precision, and what recall that costs.
 
     python -m service.calibrate --pairs my_pairs.jsonl --target-precision 0.9
-        [--holdout 0.3] [--sample 2000] [--seed 7]
+        [--holdout 0.4] [--sample 2000] [--seed 7]
         [--tenant acme --redis-url redis://...]   # write the chosen point to its settings
 
 Pairs are ``{"q1", "q2", "duplicate"}`` JSON lines. They are split by question (seeded) into
@@ -76,7 +76,7 @@ def calibrate(
     embed: Embed,
     target_precision: float,
     verifier: Verifier | None,
-    holdout: float = 0.3,
+    holdout: float = 0.4,
     sample: int = 2000,
     seed: int = 7,
 ) -> list[Calibrated]:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--target-precision", type=float, required=True)
-    parser.add_argument("--holdout", type=float, default=0.3)
+    parser.add_argument("--holdout", type=float, default=0.4)
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--onnx-dir", default="models/onnx")
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for result in results:
         print(_describe(result))
+        if result.held_out.precision < args.target_precision:
+            print(f"  warning: {result.policy} misses the target on the held-out part "
+                  f"({result.held_out.hits} hits): more labelled pairs would tell")  # fmt: skip
     if args.tenant:
         best = results[-1]
         asyncio.run(_write_tenant(args.redis_url, args.tenant, best))
