@@ -58,7 +58,8 @@ bench-deps: $(BENCH_STAMP)
 
 # every benchmark; each prints its figures and writes bench/results/<name>.json
 bench: bench-deps models
-	for script in latency throughput scale sync parity peers; do $(PY) bench/$$script.py || exit 1; done
+	for script in latency throughput scale sync parity peers freshness rag quality; do \
+	  $(PY) bench/$$script.py || exit 1; done
 
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
 quality: bench-deps models

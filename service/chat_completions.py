@@ -59,10 +59,12 @@ class ChatCompletions:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if keyed.key is None:
             log.debug("chat request bypasses the cache: %s", keyed.bypass_reason)
-            self.queries.telemetry.record(ns, "bypass", 0.0)
             if streamed:
+                self.queries.telemetry.record(ns, "bypass", 0.0)  # its latency is the stream's
                 return await self._relay(body, include_usage, "BYPASS")
+            started = time.perf_counter()
             reply = await upstream_answer(lambda: self.llm.chat(body))
+            self.queries.telemetry.record(ns, "bypass", (time.perf_counter() - started) * 1000)
             return self._json(reply.payload or {}, "BYPASS")
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         probe = self.queries.probe(ns, keyed.key, body["model"], tenant, control)
