@@ -64,6 +64,15 @@ def test_redis_down_passes_through_without_hanging(own_redis: EmbeddedRedis) -> 
         body = response.json()
         assert body["status"] == "BYPASS"
         assert "capital of France" in body["response"]
+        chat = {"model": "m", "messages": [{"role": "user", "content": "Capital of France?"}]}
+        answer = service.http.post("/v1/chat/completions", json=chat)
+        assert (answer.status_code, answer.headers["X-Cache"]) == (200, "BYPASS")
+        assert "Capital of France" in answer.json()["choices"][0]["message"]["content"]
+        streamed = service.http.post("/v1/chat/completions", json={**chat, "stream": True})
+        assert streamed.status_code == 200  # a MISS whose store fails (headers go first)
+        assert "Capital" in streamed.text and streamed.text.rstrip().endswith("[DONE]")
+        report = {"entry_id": "0123456789abcdef", "prompt": "q", "correct": False}
+        assert service.http.post("/v1/feedback", json=report).status_code == 503
         only = service.query("What is the capital of France?", cache="only").json()
         assert only["status"] == "MISS" and only["response"] is None
         ready = service.http.get("/readyz")
