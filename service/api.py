@@ -58,11 +58,17 @@ async def query(
     return answer
 
 
-@router.post(
-    "/v1/chat/completions", tags=["openai"], responses=_ERRORS,
-    response_description="An OpenAI `chat.completion`, or with `stream` its "
-    "`chat.completion.chunk` events (text/event-stream)",
-)  # fmt: skip
+_CHAT_ANSWER = {
+    "description": "An OpenAI `chat.completion`, or with `stream` its `chat.completion.chunk` "
+    "events as server-sent events, ending with `data: [DONE]`",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "text/event-stream": {"schema": {"type": "string"}},
+    },
+}
+
+
+@router.post("/v1/chat/completions", tags=["openai"], responses={**_ERRORS, 200: _CHAT_ANSWER})
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, principal: Principal = Security(authenticate)
 ) -> Response:
