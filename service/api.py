@@ -63,7 +63,7 @@ _CHAT_ANSWER = {
     "events as server-sent events, ending with `data: [DONE]`",
     "content": {
         "application/json": {"schema": {"type": "object"}},
-        "text/event-stream": {"schema": {"type": "string"}},
+        "text/event-stream": {"schema": {}},  # each event: a chunk, an error, or [DONE]
     },
 }
 
