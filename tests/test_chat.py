@@ -307,3 +307,17 @@ def test_concurrent_identical_chat_misses_make_one_upstream_call(
         thread.join(30)
     assert sorted(results) == ["HIT", "HIT", "HIT", "MISS"]
     assert len(upstream.requests) == 1
+
+
+def test_simulated_llm_streams_and_replays(service: CacheService) -> None:
+    """With the simulated LLM (no upstream) a streamed miss is stored and replayed."""
+    sdk = OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0)
+    try:
+        first, headers = stream(sdk, QUESTION)
+        assert headers["x-cache"] == "MISS"
+        assert QUESTION in text_of(first)
+        again, headers = stream(sdk, PARAPHRASE)
+        assert headers["x-cache"] == "HIT"
+        assert text_of(again) == text_of(first)
+    finally:
+        sdk.close()
