@@ -205,7 +205,7 @@ def test_concurrent_writes_leave_every_replica_equal_to_redis(
     for replica in replicas:
         wait_until(
             lambda r=replica: set(r.view(ids=True)["entry_ids"]) == in_redis,
-            20,
+            60,  # a condition, not a sleep: generous for a loaded CI machine
             message=f"{replica.replica_id} equal to Redis",
         )
 
