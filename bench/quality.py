@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from index.distance import DEFAULT_THRESHOLD
 from index.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from index.pair_protocol import CUTS, FINE_RADII, Point, best_point, score
 from index.verifier import Verifier
 
-RADII = tuple(round(0.025 * i, 3) for i in range(2, 41))
-CUTS = tuple(round(0.02 * i, 2) for i in range(0, 50))
 TARGET = {"precision": 0.80, "recall": 0.60}
 
 
@@ -73,51 +72,47 @@ def measure(svc: ServiceProcess, pairs: list[Pair]) -> dict[str, np.ndarray]:
     }
 
 
-def figures(hits: np.ndarray, right: np.ndarray, duplicates: int) -> dict[str, float]:
-    count, correct = int(hits.sum()), int((hits & right).sum())
-    precision = correct / count if count else 1.0
-    recall = correct / max(1, duplicates)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "hits": count,
-        "hit_rate": round(count / len(hits), 4),
-        "precision": round(precision, 4),
-        "recall": round(recall, 4),
-        "f1": round(f1, 4),
-    }
+def figures(p: Point | None, **label: float) -> dict[str, Any] | None:
+    """A point as written to quality.json."""
+    if p is None:
+        return None
+    return {**label, "hits": p.hits, "hit_rate": round(p.hit_rate, 4),
+            "precision": round(p.precision, 4), "recall": round(p.recall, 4),
+            "f1": round(p.f1, 4)}  # fmt: skip
 
 
-def best_at_target(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
-    reaching = [p for p in curve if p["precision"] >= TARGET["precision"] and p["hits"]]
-    return max(reaching, key=lambda p: p["recall"]) if reaching else None
+def best_precision_at_recall(points: list[Point]) -> float | None:
+    reaching = [p.precision for p in points if p.recall >= TARGET["recall"]]
+    return round(max(reaching), 4) if reaching else None
 
 
 def analyse(m: dict[str, np.ndarray], radius: float, cut: float) -> dict[str, Any]:
     right = m["own"] & m["duplicate"]
     duplicates = int(m["duplicate"].sum())
-    static = [{"threshold": t, **figures(m["distance"] < t, right, duplicates)} for t in RADII]
+    static = [score(m["distance"] < t, right, duplicates, t, None) for t in FINE_RADII]
     inside = m["distance"] < radius
-    verifier = [{"cut": c, **figures(inside & (m["confidence"] >= c), right, duplicates)}
+    verifier = [score(inside & (m["confidence"] >= c), right, duplicates, radius, c)
                 for c in CUTS]  # fmt: skip
-    served_right = m["served_own"] & m["duplicate"]
-    at_recall = [p for p in static if p["recall"] >= TARGET["recall"]]
-    verifier_at_recall = [p for p in verifier if p["recall"] >= TARGET["recall"]]
+    default = score(m["distance"] < DEFAULT_THRESHOLD, right, duplicates, DEFAULT_THRESHOLD, None)
+    served = score(m["served_hit"], m["served_own"] & m["duplicate"], duplicates, radius, cut)
+    static_best = best_point(static, TARGET["precision"], cautious=False)
+    verifier_best = best_point(verifier, TARGET["precision"], cautious=False)
     return {
         "pairs": len(right),
         "duplicates": duplicates,
-        "static_default": {"threshold": DEFAULT_THRESHOLD,
-                           **figures(m["distance"] < DEFAULT_THRESHOLD, right, duplicates)},
-        "verifier_served": {"radius": radius, "cut": cut,
-                            **figures(m["served_hit"], served_right, duplicates)},
-        "static_best_precision_at_recall_0.6": max((p["precision"] for p in at_recall),
-                                                   default=None),
-        "verifier_best_precision_at_recall_0.6": max(
-            (p["precision"] for p in verifier_at_recall), default=None),
-        "static_best_at_precision_0.8": best_at_target(static),
-        "verifier_best_at_precision_0.8": best_at_target(verifier),
-        "static_curve": static,
-        "verifier_curve": verifier,
-    }  # fmt: skip
+        "static_default": figures(default, threshold=DEFAULT_THRESHOLD),
+        "verifier_served": figures(served, radius=radius, cut=cut),
+        "static_best_precision_at_recall_0.6": best_precision_at_recall(static),
+        "verifier_best_precision_at_recall_0.6": best_precision_at_recall(verifier),
+        "static_best_at_precision_0.8": figures(static_best, threshold=static_best.radius)
+        if static_best
+        else None,
+        "verifier_best_at_precision_0.8": figures(verifier_best, cut=verifier_best.cut or 0.0)
+        if verifier_best
+        else None,
+        "static_curve": [figures(p, threshold=p.radius) for p in static],
+        "verifier_curve": [figures(p, cut=p.cut or 0.0) for p in verifier],
+    }
 
 
 def decision_latency(verifier: Verifier, pairs: list[Pair], onnx_dir: str) -> dict[str, float]:

@@ -121,17 +121,24 @@ class Point:
         return 2 * self.precision * self.recall / total if total else 0.0
 
 
-def point(lookups: Lookups, hits: np.ndarray, radius: float, cut: float | None) -> Point:
-    right = int((hits & lookups.right).sum())
+def score(
+    hits: np.ndarray, right: np.ndarray, duplicates: int, radius: float, cut: float | None
+) -> Point:
+    """Precision, recall and hit rate of ``hits`` where ``right`` marks a right answer."""
+    correct = int((hits & right).sum())
     count = int(hits.sum())
     return Point(
         radius=radius,
         cut=cut,
-        precision=right / count if count else 1.0,
-        recall=right / max(1, int(lookups.duplicate.sum())),
+        precision=correct / count if count else 1.0,
+        recall=correct / max(1, duplicates),
         hit_rate=count / len(hits),
         hits=count,
     )
+
+
+def point(lookups: Lookups, hits: np.ndarray, radius: float, cut: float | None) -> Point:
+    return score(hits, lookups.right, int(lookups.duplicate.sum()), radius, cut)
 
 
 def static_curve(lookups: Lookups, radii: Sequence[float]) -> list[Point]:
@@ -169,6 +176,7 @@ def best_point(points: Sequence[Point], target_precision: float, cautious: bool)
 
 
 RADII = tuple(round(0.05 * i, 2) for i in range(2, 21))  # 0.10 … 1.00
+FINE_RADII = tuple(round(0.025 * i, 3) for i in range(2, 41))  # 0.05 … 1.00
 CUTS = tuple(round(0.02 * i, 2) for i in range(0, 50))  # 0.00 … 0.98
 
 

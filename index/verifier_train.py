@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -104,8 +105,6 @@ def augmented_rows(
     lookups: Lookups, embed: Embed, features: Features, rng: random.Random, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows for variants of stored questions: hard negatives (0), rewordings (1)."""
-    import faiss
-
     stored = list(dict.fromkeys(lookups.candidates))
     originals = rng.sample(stored, min(count, len(stored)))
     sources, variants, labels = [], [], []

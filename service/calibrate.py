@@ -28,6 +28,7 @@ from index.embedder import load_embedder
 from index.pair_data import Pair, distinct_pairs, normal_form, read_pairs
 from index.pair_protocol import (
     CUTS,
+    FINE_RADII,
     Embed,
     Lookups,
     Point,
@@ -40,8 +41,6 @@ from index.pair_protocol import (
     verifier_probabilities,
 )
 from index.verifier import Verifier
-
-FINE_RADII = tuple(round(0.025 * i, 3) for i in range(2, 41))  # 0.05 … 1.00
 
 
 @dataclass(frozen=True)

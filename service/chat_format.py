@@ -18,17 +18,6 @@ def new_completion_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
 
-def completion_of(payload: dict[str, Any]) -> dict[str, Any]:
-    """The stored form of a ``chat.completion`` body."""
-    choice = payload["choices"][0]
-    return {
-        "model": payload.get("model"),
-        "message": choice["message"],
-        "finish_reason": choice.get("finish_reason") or "stop",
-        "usage": payload.get("usage"),
-    }
-
-
 def completion_body(completion: dict[str, Any], model: str) -> dict[str, Any]:
     """A stored answer as a ``chat.completion`` body (new id and time; the stored usage)."""
     return {

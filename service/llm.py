@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from service.chat_format import chunks_of, completion_of
+from service.chat_format import chunks_of
 from service.settings import Settings
 
 _RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -142,9 +142,8 @@ class SimulatedLLM:
         if self.latency_ms > 0:
             await asyncio.sleep(self.latency_ms / 1000)
         answer = self._answer(body)
-        for chunk in chunks_of(
-            answer["id"], answer["model"], completion_of(answer), include_usage=True
-        ):
+        completion = reply_from_completion(answer, 0.0, self.model).completion()
+        for chunk in chunks_of(answer["id"], answer["model"], completion, include_usage=True):
             yield chunk
 
     async def aclose(self) -> None:

@@ -38,7 +38,7 @@ from service.rag import RagSplitter
 from service.schemas import CacheMode, CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
 from service.telemetry import Telemetry
-from service.tenants import effective_threshold, retention_for
+from service.tenants import effective_threshold, first_set, retention_for
 from service.validation import validate_context, validate_prompt
 
 log = logging.getLogger(__name__)
@@ -364,11 +364,6 @@ def query_response(ns: str, resolution: Resolution) -> QueryResponse:
         expires_at=entry.expires_at if entry else None,
         confidence=resolution.confidence,
     )
-
-
-def first_set(*values: float | None) -> float:
-    """The first value that is not None (0 is a value)."""
-    return next(value for value in values if value is not None)
 
 
 def _elapsed_ms(started: float) -> float:

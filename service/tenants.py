@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -22,6 +22,8 @@ from service.errors import ApiError
 from service.schemas import TenantSettings
 from service.settings import Settings
 from service.validation import validate_namespace
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,14 @@ def retention_for(
         own.max_entries if own.max_entries is not None else settings.max_entries_per_namespace
     )
     return Retention(
-        ttl=ttl if ttl is not None else _first(own.default_ttl_s, settings.default_ttl_s),
+        ttl=first_set(ttl, own.default_ttl_s, settings.default_ttl_s),
         ttl_policy=ttl_policy or own.ttl_policy or settings.ttl_policy,
-        ttl_max=_first(own.ttl_max_s, settings.ttl_max_s),
+        ttl_max=first_set(own.ttl_max_s, settings.ttl_max_s),
         capacity=capacity or 0,
         eviction=own.eviction or settings.eviction,
     )
 
 
-def _first(value: int | None, default: int) -> int:
-    return default if value is None else value
+def first_set(*values: T | None) -> T:
+    """The first value that is set (0 is a value, not "unset")."""
+    return next(value for value in values if value is not None)

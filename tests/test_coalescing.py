@@ -1,20 +1,12 @@
 """Concurrent identical misses make one LLM call, on one replica and across replicas."""
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
 
 
 def proxied(start: Callable[..., CacheService], upstream: FakeUpstream) -> CacheService:
