@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models verifier system-tools run test lint bench fuzz quality clean
+.PHONY: install bench-deps models verifier system-tools image-tools run test image-test lint bench fuzz quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU torch from local disk first, so nothing pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,17 +26,26 @@ system-tools:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light docker-compose >/dev/null) \
 	    || echo "warning: nginx/docker-compose not installed; their tests will be skipped"; }
 
+# podman, debootstrap and docker-compose for the image test (Debian's; root and apt needed)
+image-tools:
+	@command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && \
+	  command -v docker-compose >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      podman debootstrap docker-compose >/dev/null) \
+	    || echo "warning: podman/debootstrap not installed; the image test will be skipped"; }
+
 # ONNX export of the packaged model (the default embedder), cached in models/onnx; the
 # verifier, trained from the shared data when it is not built yet (~4 min on 2 cores)
 DATA_DIR ?= ../shared/data
 models: install
-	$(PY) -m index.onnx_export --if-missing --out models/onnx
-	$(PY) -m index.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
+	$(PY) -m index.training.onnx_export --if-missing --out models/onnx
+	$(PY) -m index.training.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 # retrain the verifier (seeded: the same data gives the same weights)
 verifier: install
-	$(PY) -m index.onnx_export --if-missing --out models/onnx
-	$(PY) -m index.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
+	$(PY) -m index.training.onnx_export --if-missing --out models/onnx
+	$(PY) -m index.training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 run: install models
 	$(PY) -m service
@@ -44,13 +53,19 @@ run: install models
 test: install models system-tools
 	$(PY) -m pytest -q
 
+# builds the images with podman from local base images (no registry; ~5 min uncached), then
+# runs the compose stack: 3 replicas behind nginx, a paraphrase HIT from more than one
+image-test: install image-tools
+	bash tests/podman/build_images.sh
+	$(PY) -m pytest -q -m image tests/test_image.py
+
 lint: install
 	$(VENV)/bin/ruff check service index tests bench
 	$(VENV)/bin/mypy service index bench
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,train,bench]'
 	command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || true
 	touch $(BENCH_STAMP)
 

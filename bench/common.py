@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.processes import ServiceProcess
+from service.tools.replica_process import ServiceProcess
 
 __all__ = ["ServiceProcess"]
 
@@ -27,8 +27,10 @@ async def fill_redis(
 ) -> float:
     """Write ``count`` entries with random unit vectors through the store's own write script
     (what a replica rebuilds from is the same as for real entries); seconds taken."""
-    from index.embedder import EMBEDDING_DIM
-    from index.redis_store import NewEntry, RedisStore, Retention, connect
+    from index.embedding.embedder import EMBEDDING_DIM
+    from index.store.connection import connect
+    from index.store.records import NewEntry, Retention
+    from index.store.redis_store import RedisStore
 
     client = connect(redis_url, 30)
     store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)

@@ -24,12 +24,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_results
-from index.embedder import load_embedder, packaged_model_path
-from service.app import _start_runtime
+from index.embedding.embedder import load_embedder, packaged_model_path
+from index.training.corpus import qqp_pairs
+from service.app import start_runtime
 from service.embedded_redis import EmbeddedRedis
 from service.schemas import EntryIn, QueryRequest
 from service.settings import Settings
-from tests.corpus import qqp_pairs
 
 THRESHOLD_L2 = 0.35
 THRESHOLD_COSINE_DISTANCE = THRESHOLD_L2 / 2
@@ -48,7 +48,7 @@ def summary(timings: list[float], hits: int) -> dict[str, Any]:
 async def dyna_cache(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     settings = Settings(redis_url=redis_url, threshold=THRESHOLD_L2, replica_id="peers")
     async with contextlib.AsyncExitStack() as stack:
-        runtime = await _start_runtime(settings, redis_url, stack)
+        runtime = await start_runtime(settings, redis_url, stack)
         while not runtime.sync.ready:
             await asyncio.sleep(0.01)
         for start in range(0, len(pairs), 500):

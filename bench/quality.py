@@ -13,7 +13,7 @@ are drawn: static, hit when distance < t; verifier, hit when distance < its radi
 probability >= cut); and once as the service is configured (verifier on, its radius and
 cut), the operating point as served.
 
-Sets: the QQP dev split (``index/pair_data.py``: questions no training or tuning saw), and
+Sets: the QQP dev split (``index/training/pair_data.py``: questions no training or tuning saw), and
 STS-B (``duplicate`` as labelled in the file; never used in training). Within a sample,
 pairs that share a question with an earlier one are left out (two stored copies of one
 question cannot be told apart). Writes bench/results/quality.json and quality.png.
@@ -33,10 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
-from index.distance import DEFAULT_THRESHOLD
-from index.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
-from index.pair_protocol import CUTS, FINE_RADII, Point, best_point, score
-from index.verifier import Verifier
+from index.policy.distance import DEFAULT_THRESHOLD
+from index.policy.verifier import Verifier
+from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from index.training.pair_protocol import CUTS, FINE_RADII, Point, best_point, score
 
 TARGET = {"precision": 0.80, "recall": 0.60}
 
@@ -117,7 +117,7 @@ def analyse(m: dict[str, np.ndarray], radius: float, cut: float) -> dict[str, An
 
 def decision_latency(verifier: Verifier, pairs: list[Pair], onnx_dir: str) -> dict[str, float]:
     """Milliseconds per verifier decision (features and networks), in process."""
-    from index.embedder import load_embedder
+    from index.embedding.embedder import load_embedder
 
     encode = load_embedder("onnx", None, None, onnx_dir).encode
     pairs = pairs[:500]

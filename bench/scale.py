@@ -32,10 +32,10 @@ from bench.common import (
     random_unit_vectors,
     write_results,
 )
-from index.keys import new_entry_id
-from index.local_index import IndexedVector, LocalIndex
+from index.store.keys import new_entry_id
+from index.vectors.local_index import IndexedVector, LocalIndex
 from service.embedded_redis import EmbeddedRedis
-from service.normalise import scope_of
+from service.keying.normalise import scope_of
 
 
 def rss_mb(pid: int) -> float:

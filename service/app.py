@@ -4,52 +4,34 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from index.embedder import load_embedder
-from index.embedding_worker import EmbeddingWorker
-from index.local_index import IndexShape, LocalIndex
-from index.redis_store import RedisStore, connect
-from index.replica_sync import ReplicaSync
-from index.verifier import Verifier
-from service import admin_api, api
-from service.body_limit import BodySizeLimit
-from service.chat_completions import ChatCompletions
-from service.coalescing import MissCoalescer
+from index.embedding.embedder import load_embedder
+from index.embedding.worker import EmbeddingWorker
+from index.policy.verifier import Verifier
+from index.store.connection import connect
+from index.store.redis_store import RedisStore
+from index.sync.replica_sync import ReplicaSync
+from index.vectors.local_index import IndexShape, LocalIndex
 from service.embedded_redis import EmbeddedRedis
-from service.entries import EntryManager
-from service.errors import install_error_handlers
-from service.feedback import FeedbackBook
-from service.llm import LLMClient, make_llm_client
-from service.query_path import QueryPath
-from service.rag import RagSplitter
-from service.rate_limit import RateLimiter
+from service.engine.coalescing import MissCoalescer
+from service.engine.entries import EntryManager
+from service.engine.feedback import FeedbackBook
+from service.engine.query_path import QueryPath
+from service.engine.telemetry import Telemetry
+from service.http import admin_api, api
+from service.http.body_limit import BodySizeLimit
+from service.http.errors import install_error_handlers
+from service.keying.rag import RagSplitter
+from service.llm.client import make_llm_client
+from service.proxy.chat_completions import ChatCompletions
+from service.runtime import Runtime
 from service.settings import Settings
-from service.telemetry import Telemetry
-from service.tenants import TenantStore
+from service.tenancy.rate_limit import RateLimiter
+from service.tenancy.tenants import TenantStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Everything one replica holds while it runs."""
-
-    settings: Settings
-    store: RedisStore
-    index: LocalIndex
-    sync: ReplicaSync
-    embedder: EmbeddingWorker
-    llm: LLMClient
-    telemetry: Telemetry
-    queries: QueryPath
-    chats: ChatCompletions
-    entries: EntryManager
-    feedback: FeedbackBook
-    tenants: TenantStore
-    rate_limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 embedded = EmbeddedRedis(settings.redis_data_dir).start()
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
-            runtime = await _start_runtime(settings, redis_url, stack)
+            runtime = await start_runtime(settings, redis_url, stack)
             app.state.runtime = runtime
             log.info("replica %s serving; Redis at %s", settings.replica_id, redis_url)
             if settings.admin_token is None:
@@ -98,7 +80,7 @@ def load_verifier(settings: Settings) -> Verifier | None:
     return verifier
 
 
-async def _start_runtime(
+async def start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
     model = await asyncio.to_thread(
@@ -159,7 +141,7 @@ async def _start_runtime(
         llm=llm,
         telemetry=telemetry,
         queries=queries,
-        chats=ChatCompletions(queries),
+        chats=ChatCompletions(settings, queries, llm, splitter),
         entries=EntryManager(settings, store, index, embedder, splitter),
         feedback=FeedbackBook(settings, store, embedder, splitter),
         tenants=TenantStore(client),

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from index.distance import MAX_DISTANCE
+from index.policy.distance import MAX_DISTANCE
 
 CacheMode = Literal["default", "bypass", "refresh", "only"]
 TtlPolicy = Literal["fixed", "sliding", "adaptive"]

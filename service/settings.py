@@ -5,11 +5,11 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
-from service.rag import DEFAULT_PATTERNS
+from index.policy.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
+from service.keying.rag import DEFAULT_PATTERNS
 
 
 def _default_replica_id() -> str:
@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     default_rate_limit_per_s: float | None = Field(default=None, gt=0)  # per key; None: none
     default_rate_limit_burst: int = Field(default=20, ge=1)
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        """An empty DYNACACHE_ADMIN_TOKEN (compose's `${VAR:-}`) means no token, not ''."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir
     redis_url: str | None = None

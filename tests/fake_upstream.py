@@ -41,6 +41,9 @@ class FakeUpstream(ServerThread):
             self.requests.append(body)
             self.headers.append(dict(request.headers))
             step = self.plan.popleft() if self.plan else "ok"
+            if step.startswith("held"):  # held[:<then what>]: until release(), at most 30 s
+                await asyncio.to_thread(self._gate.wait, 30)
+                step = step.partition(":")[2] or "ok"
             if step.startswith("slow:"):  # slow:<seconds>[:<then what>]
                 _, seconds, *then = step.split(":")
                 await asyncio.sleep(float(seconds))
@@ -75,7 +78,7 @@ class FakeUpstream(ServerThread):
         return f"{self.url}/v1"
 
     def release(self) -> None:
-        """Let a ``gated`` stream go on."""
+        """Let a ``gated`` stream or a ``held`` answer go on."""
         self._gate.set()
 
     def _message(self, body: dict[str, Any], step: str) -> tuple[dict[str, Any], str]:

@@ -9,8 +9,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.embedded_redis import free_port
+from service.runtime import Runtime
 from service.settings import Settings
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.embedded_redis import free_port
-from tests.processes import ROOT
+from service.tools.replica_process import ROOT
 
 
 def nginx_binary() -> str | None:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import redis
 
-from index import keys
+from index.store import keys
 from tests.helpers import CacheService
 
 BAD_QUERIES: list[tuple[str, Any, int, str]] = [

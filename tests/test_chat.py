@@ -11,7 +11,7 @@ import pytest
 import redis
 from openai import OpenAI
 
-from index import keys
+from index.store import keys
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService, wait_until
 
@@ -291,9 +291,9 @@ def test_bad_chat_requests_are_refused_with_the_error_shape(proxied: CacheServic
 
 
 def test_concurrent_identical_chat_misses_make_one_upstream_call(
-    client: OpenAI, upstream: FakeUpstream
+    client: OpenAI, upstream: FakeUpstream, proxied: CacheService
 ) -> None:
-    upstream.plan.append("slow:0.3")
+    upstream.plan.append("held")  # the leader's call waits until the others wait on it
     results: list[str] = []
 
     def one() -> None:
@@ -303,6 +303,16 @@ def test_concurrent_identical_chat_misses_make_one_upstream_call(
     threads = [threading.Thread(target=one) for _ in range(4)]
     for thread in threads:
         thread.start()
+    try:
+        wait_until(lambda: len(upstream.requests) == 1, 30, message="the leader's call")
+        wait_until(
+            lambda: proxied.runtime.queries.coalescer.waiting == 3,
+            30,
+            message="3 chat requests waiting on the leader",
+        )
+        assert results == []  # all four in flight together
+    finally:
+        upstream.release()
     for thread in threads:
         thread.join(30)
     assert sorted(results) == ["HIT", "HIT", "HIT", "MISS"]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from index.embedder import EMBEDDING_DIM, load_embedder
+from index.embedding.embedder import EMBEDDING_DIM, load_embedder
 
 
 def test_torch_embedder_gives_unit_384_vectors_and_loads_once() -> None:

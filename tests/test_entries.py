@@ -2,7 +2,7 @@
 
 import redis
 
-from index import keys
+from index.store import keys
 from tests.helpers import CacheService
 
 WARM = [

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import redis
 
-from index import keys
+from index.store import keys
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
 

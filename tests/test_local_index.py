@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from index.keys import new_entry_id
-from index.local_index import IndexedVector, IndexShape, LocalIndex
+from index.store.keys import new_entry_id
+from index.vectors.local_index import IndexedVector, IndexShape, LocalIndex
 
 DIM = 8
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import redis
 
-from index.distance import DEFAULT_THRESHOLD
-from index.embedder import load_embedder
-from index.pair_data import pairs_in, read_pairs
-from index.verifier import Verifier
-from service.calibrate import calibrate
+from index.embedding.embedder import load_embedder
+from index.policy.distance import DEFAULT_THRESHOLD
+from index.policy.verifier import Verifier
+from index.training.corpus import DATA
+from index.training.pair_data import pairs_in, read_pairs
 from service.settings import Settings
-from tests.corpus import DATA
+from service.tools.calibrate import calibrate
 from tests.helpers import CacheService
 
 VERIFIER = Settings().verifier_path
@@ -190,7 +190,7 @@ def test_calibration_cli_writes_the_tenant_settings(
     redis_client.hset("dc:tenant:{acme}", mapping={"settings": "{}", "created": 1})
     url = f"redis://127.0.0.1:{redis_client.connection_pool.connection_kwargs['port']}"
     done = subprocess.run(
-        [sys.executable, "-m", "service.calibrate", "--pairs", str(path),
+        [sys.executable, "-m", "service.tools.calibrate", "--pairs", str(path),
          "--target-precision", "0.6", "--tenant", "acme", "--redis-url", url],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -199,7 +199,7 @@ def test_calibration_cli_writes_the_tenant_settings(
     settings = json.loads(redis_client.hget("dc:tenant:{acme}", "settings"))
     assert 0 < settings["threshold"] <= 1
     bad = subprocess.run(
-        [sys.executable, "-m", "service.calibrate", "--pairs", str(path),
+        [sys.executable, "-m", "service.tools.calibrate", "--pairs", str(path),
          "--target-precision", "1.5"], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2

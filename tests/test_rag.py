@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from service.rag import InvalidPattern, RagSplitter
+from service.keying.rag import InvalidPattern, RagSplitter
 from tests.helpers import CacheService
 
 DOCS_A = "Paris is the capital and largest city of France. It lies on the Seine."

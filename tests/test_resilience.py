@@ -1,7 +1,6 @@
 """Restart and Redis failure: nothing lost, no hang, no 500."""
 
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,9 +55,10 @@ def test_redis_down_passes_through_without_hanging(own_redis: EmbeddedRedis) -> 
     try:
         service.query("What is the capital of France?")
         own_redis.kill()
-        started = time.monotonic()
-        response = service.query("What is the capital of France?")
-        assert time.monotonic() - started < 5
+        # a deadline, not a timing: a hang fails as a read timeout
+        response = service.http.post(
+            "/v1/query", json={"prompt": "What is the capital of France?"}, timeout=5
+        )
         assert response.status_code == 200
         assert response.headers["X-Cache"] == "BYPASS"
         body = response.json()
@@ -99,13 +99,12 @@ def test_keys_that_cannot_be_checked_are_refused_with_503(own_redis: EmbeddedRed
         own_redis.kill()
 
         def refused() -> bool:
-            started = time.monotonic()
             response = service.http.post(
                 "/v1/query",
                 headers={"X-API-Key": key},
                 json={"prompt": "What is the capital of France?"},
+                timeout=3,  # bounded, never a hang: a hang fails as a read timeout
             )
-            assert time.monotonic() - started < 3  # bounded, never a hang
             assert response.status_code in (200, 503)  # 200: the key's 1 s cache, passed through
             return response.status_code == 503
 

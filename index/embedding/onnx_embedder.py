@@ -1,0 +1,78 @@
+"""The fast embedding backends: all-MiniLM-L6-v2 on ONNX Runtime, fp32 or int8.
+
+Tokenises with ``tokenizers`` as sentence-transformers does (pad to the longest text of the
+batch, truncate at 256 tokens), runs the exported transformer, then mean-pools over the
+attention mask and L2-normalises in numpy. Imports neither torch nor transformers.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from index.embedding.embedder import EMBEDDING_DIM
+
+MAX_TOKENS = 256
+CHUNK = 32  # texts per ONNX run
+# the files `python -m index.training.onnx_export` writes into the cache folder
+FP32_NAME = "model.onnx"
+INT8_NAME = "model-int8.onnx"
+TOKENIZER_NAME = "tokenizer.json"
+
+
+def model_files(onnx_dir: Path, backend: str) -> tuple[Path, Path]:
+    """``(model, tokenizer)`` paths of a backend in the cache folder."""
+    name = INT8_NAME if backend == "onnx-int8" else FP32_NAME
+    return onnx_dir / name, onnx_dir / TOKENIZER_NAME
+
+
+class OnnxEmbedder:
+    def __init__(self, model_file: Path, tokenizer_file: Path, threads: int | None = None) -> None:
+        for path in (model_file, tokenizer_file):
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{path} is missing: export the ONNX models with "
+                    f"`python -m index.training.onnx_export --out {path.parent}` (make does it)"
+                )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle intra-op threads must sleep, not spin: on a small machine spinning threads
+        # take the cores the event loop and Redis need (it halved throughput here)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._input_names = {node.name for node in self._session.get_inputs()}
+        self.dim = EMBEDDING_DIM
+        self.batch_invariant = "int8" not in model_file.name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode in chunks of texts of similar length: one ONNX run over thousands of texts
+        would hold batch × tokens² attention scores at once (tens of GB)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), CHUNK):
+            chunk = order[start : start + CHUNK]
+            vectors[chunk] = self._encode_chunk([texts[i] for i in chunk])
+        return vectors
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        mask = attention_mask[:, :, None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.ascontiguousarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)

@@ -1,0 +1,134 @@
+"""Redis key layout (DESIGN.md). Namespaced keys carry ``{ns}`` as a cluster hash tag.
+
+The one module that spells a key: every other module, Python or Lua, is given its keys
+(Lua in KEYS) and reads names back through the parse functions here."""
+
+import hashlib
+import re
+import secrets
+
+ENTRY_PREFIX = "dc:e:"
+SEARCH_INDEX = "dc:idx"
+SEQUENCE = "dc:seq"
+EVENTS_CHANNEL = "dc:events"
+EXPIRED_PATTERN = "__keyevent@*__:expired"
+
+_ENTRY_ID = re.compile(r"^[0-9a-f]{16}$")
+_ENTRY_KEY = re.compile(r"^dc:e:\{(?P<ns>[^}]+)\}:(?P<id>[0-9a-f]{16})$")
+_TAGGED = re.compile(r"^dc:[a-z]+:\{(?P<ns>[^}]+)\}")
+
+
+def new_entry_id() -> str:
+    """A random id that doubles as the entry's FAISS id: 63 random bits as 16 hex digits."""
+    return f"{secrets.randbits(63):016x}"
+
+
+def is_entry_id(text: str) -> bool:
+    return bool(_ENTRY_ID.match(text))
+
+
+def faiss_id(entry_id: str) -> int:
+    """The stable int64 FAISS id of an entry (the same on every replica)."""
+    return int(entry_id, 16)
+
+
+def entry_id_of(faiss_id_value: int) -> str:
+    return f"{faiss_id_value:016x}"
+
+
+def entry_key(ns: str, entry_id: str) -> str:
+    return f"dc:e:{{{ns}}}:{entry_id}"
+
+
+def feedback_key(ns: str, entry_id: str) -> str:
+    """The reports (JSON, newest last, at most 100) made about an entry's hits."""
+    return f"dc:fb:{{{ns}}}:{entry_id}"
+
+
+def entry_pattern(ns: str | None = None) -> str:
+    return "dc:e:*" if ns is None else f"dc:e:{{{ns}}}:*"
+
+
+def parse_entry_key(key: str) -> tuple[str, str] | None:
+    """``(ns, entry_id)`` of an entry key, or None for any other key."""
+    match = _ENTRY_KEY.match(key)
+    return (match["ns"], match["id"]) if match else None
+
+
+def exact_key(ns: str, scope: str, normalised_prompt: str) -> str:
+    digest = hashlib.sha256(f"{scope}\n{normalised_prompt}".encode()).hexdigest()
+    return f"dc:x:{{{ns}}}:{digest}"
+
+
+def exact_pattern(ns: str) -> str:
+    return f"dc:x:{{{ns}}}:*"
+
+
+def lock_key(exact: str) -> str:
+    """The coalescing lock of an exact key (same ``{ns}`` tag, same digest)."""
+    return "dc:lock:" + exact.removeprefix("dc:x:")
+
+
+def namespace_of(key: str) -> str | None:
+    """The ``{ns}`` of a namespaced key (stats, tenant, entry, ...), or None."""
+    match = _TAGGED.match(key)
+    return match["ns"] if match else None
+
+
+def api_key_key(key_sha256: str) -> str:
+    """Where an API key is kept: under its SHA-256, never in clear."""
+    return f"dc:key:{key_sha256}"
+
+
+def api_key_pattern() -> str:
+    return "dc:key:*"
+
+
+def key_id_key(key_id: str) -> str:
+    """A key's public id (for listing and revoking) → its SHA-256."""
+    return f"dc:keyid:{key_id}"
+
+
+def tenant_key(ns: str) -> str:
+    return f"dc:tenant:{{{ns}}}"
+
+
+def tenant_pattern() -> str:
+    return "dc:tenant:*"
+
+
+def rate_key(ns: str, key_id: str) -> str:
+    return f"dc:rl:{{{ns}}}:{key_id}"
+
+
+def recency_key(ns: str) -> str:
+    """Sorted set of a namespace's entry ids by last use (LRU eviction)."""
+    return f"dc:lru:{{{ns}}}"
+
+
+def frequency_key(ns: str) -> str:
+    """Sorted set of a namespace's entry ids by uses, the write counting as the first (LFU
+    eviction; ties: least recently used first). A new entry scoring 0 would be the next
+    victim of every write."""
+    return f"dc:lfu:{{{ns}}}"
+
+
+def stats_key(ns: str) -> str:
+    return f"dc:stats:{{{ns}}}"
+
+
+def stats_pattern() -> str:
+    return "dc:stats:*"
+
+
+def replica_stats_key(replica_id: str) -> str:
+    return f"dc:replica:{replica_id}"
+
+
+def replica_stats_pattern() -> str:
+    return "dc:replica:*"
+
+
+def replica_of(stats_key_name: str) -> str:
+    """The replica id of a ``dc:replica:<id>`` key."""
+    return stats_key_name.removeprefix("dc:replica:")

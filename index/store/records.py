@@ -1,0 +1,121 @@
+"""What the store keeps and gives back: entries as written, as served, and their lifetimes.
+
+An entry hash's fields are read by name (``SERVE_FIELDS``, ``INDEX_FIELDS``) and decoded
+here, in one place, from the raw replies.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+
+def as_text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long an entry lives and what makes room for it."""
+
+    ttl: int  # seconds; 0: never expires
+    ttl_policy: str = "fixed"  # fixed | sliding | adaptive: what a HIT does to its expiry
+    ttl_max: int = 0  # adaptive: the longest lifetime a HIT can give it
+    capacity: int = 0  # the namespace's max entries (0: no limit)
+    eviction: str = "lru"  # lru | lfu: which entry makes room when it is full
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    ns: str
+    scope: str
+    model: str
+    prompt: str
+    normalised_prompt: str
+    response: str
+    vector: np.ndarray
+    llm_ms: float
+    cost: float
+    retention: Retention
+    # Chat Completions answer: model, message (tool calls included), finish_reason, usage
+    completion: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    entry_id: str
+    prompt: str
+    response: str
+    created: float
+    llm_ms: float
+    cost: float
+    ttl: int
+    hits: int
+    seq: int
+    expires_at: float | None = None  # None: never expires
+    model: str = ""
+    completion: dict[str, Any] | None = None  # None: stored as a bare response
+    vector: np.ndarray | None = None
+    # set by a wrong-hit report: only queries nearer than this may be served the entry
+    feedback_radius: float | None = None
+    exact_key: str = ""  # its exact-match pointer
+
+    def age_s(self, now: float) -> float:
+        return max(0.0, now - self.created)
+
+    def admits(self, distance: float) -> bool:
+        """Whether a query this far away may be served this entry (after feedback)."""
+        return self.feedback_radius is None or distance < self.feedback_radius
+
+    def chat_completion(self) -> dict[str, Any]:
+        """The answer in Chat Completions form (a bare response becomes its content)."""
+        if self.completion is not None:
+            return self.completion
+        return {
+            "model": self.model,
+            "message": {"role": "assistant", "content": self.response},
+            "finish_reason": "stop",
+            "usage": None,
+        }
+
+
+# Fields read to serve a HIT.
+SERVE_FIELDS = (
+    "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
+    "completion", "vector", "fb_radius", "xkey",
+)  # fmt: skip
+# Fields read to load an entry into a local index.
+INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
+
+
+def named(fields: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
+    """An HMGET reply as a dict keyed by the fields asked for."""
+    return dict(zip(fields, values, strict=True))
+
+
+def stored_entry(entry_id: str, values: list[Any], pttl: int) -> StoredEntry | None:
+    """A StoredEntry from an HMGET of ``SERVE_FIELDS`` and the hash's PTTL; None when gone."""
+    row = named(SERVE_FIELDS, values)
+    if row["prompt"] is None or row["response"] is None:
+        return None
+    return StoredEntry(
+        entry_id=entry_id,
+        prompt=as_text(row["prompt"]),
+        response=as_text(row["response"]),
+        created=float(row["created"] or 0),
+        llm_ms=float(row["llm_ms"] or 0),
+        cost=float(row["cost"] or 0),
+        ttl=int(row["ttl"] or 0),
+        hits=int(row["hits"] or 0),
+        seq=int(row["seq"] or 0),
+        expires_at=time.time() + pttl / 1000 if pttl and int(pttl) > 0 else None,
+        model=as_text(row["model"]),
+        completion=orjson.loads(row["completion"]) if row["completion"] else None,
+        vector=np.frombuffer(row["vector"], dtype=np.float32) if row["vector"] else None,
+        feedback_radius=float(row["fb_radius"]) if row["fb_radius"] else None,
+        exact_key=as_text(row["xkey"]),
+    )

@@ -1,0 +1,349 @@
+"""Redis as the source of truth: entry hashes, exact pointers, the HNSW mirror, events.
+
+Every write and delete is one Lua script (``index/store/lua/``), so that taking the next
+``dc:seq``, writing the hash with that seq, its EXPIRE, the exact-match pointer and the
+PUBLISH on ``dc:events`` happen as one atomic step (the script is what lets the hash carry
+the seq it was given, and keeps seq order equal to commit order, which the replicas'
+catch-up relies on). Scripts are given every key they touch: what they must check (the
+pointer an entry replaces, the entries eviction removes) is read first and passed in KEYS,
+and a script that finds it changed answers "retry" or skips it. A full namespace makes room
+right after the write, by a second script: for a moment it holds one entry over capacity.
+"""
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from index.store import keys
+from index.store.records import (
+    INDEX_FIELDS,
+    SERVE_FIELDS,
+    NewEntry,
+    Retention,
+    StoredEntry,
+    as_text,
+    named,
+    stored_entry,
+)
+from index.store.scripts import Scripts
+from index.vectors.local_index import Candidate, IndexedVector
+
+# a script that saw its inputs change is run again with fresh ones, at most this often
+_ATTEMPTS = 20
+
+
+class StoreConflict(RuntimeError):
+    """A write kept racing others past ``_ATTEMPTS`` tries (it changed nothing)."""
+
+
+def escape_tag(value: str) -> str:
+    """Escape a value for a RediSearch TAG query (everything but letters and digits)."""
+    return "".join(ch if ch.isalnum() else f"\\{ch}" for ch in value)
+
+
+class RedisStore:
+    def __init__(self, client: "aioredis.Redis", origin: str, dim: int) -> None:
+        self.client = client
+        self.origin = origin
+        self.dim = dim
+        self.scripts = Scripts.register(client)
+
+    async def _command(self, *args: Any) -> Any:
+        """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def enable_expiry_events(self) -> bool:
+        """Turn on keyspace expiry events; False when the server refuses CONFIG SET."""
+        try:
+            config: dict[Any, Any] = dict(await self.client.config_get("notify-keyspace-events"))
+            current = as_text(config.get(b"notify-keyspace-events", b""))
+            if "E" in current and ("x" in current or "A" in current):
+                return True
+            flags = "".join(sorted(set(current) | {"E", "x"}))
+            await self.client.config_set("notify-keyspace-events", flags)
+            return True
+        except ResponseError:
+            return False
+
+    async def ensure_search_index(self) -> None:
+        """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing)."""
+        try:
+            await self._command(
+                "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
+                "PREFIX", "1", keys.ENTRY_PREFIX,
+                "SCHEMA",
+                "ns", "TAG",
+                "scope", "TAG",
+                "seq", "NUMERIC", "SORTABLE",
+                "vector", "VECTOR", "HNSW", "10",
+                "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
+                "M", "16", "EF_RUNTIME", "64",
+            )  # fmt: skip
+        except ResponseError as error:
+            if "already exists" not in str(error).lower():
+                raise
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def write(self, entry: NewEntry) -> IndexedVector:
+        """Store an entry (replacing the one its exact key points at); what was written."""
+        xkey = keys.exact_key(entry.ns, entry.scope, entry.normalised_prompt)
+        now = time.time()
+        fields: list[str | bytes | float | int] = [
+            "prompt", entry.prompt,
+            "response", entry.response,
+            "scope", entry.scope,
+            "model", entry.model,
+            "vector", np.asarray(entry.vector, dtype=np.float32).tobytes(),
+            "created", now,
+            "hits", 0,
+            "last_hit", 0,
+            "llm_ms", round(entry.llm_ms, 3),
+            "cost", entry.cost,
+            "ttl", entry.retention.ttl,
+            "policy", entry.retention.ttl_policy,
+            "ttl_max", entry.retention.ttl_max,
+            "completion", orjson.dumps(entry.completion) if entry.completion else "",
+        ]  # fmt: skip
+        ns, retention, new_id = entry.ns, entry.retention, keys.new_entry_id()
+        for _ in range(_ATTEMPTS):
+            seen = as_text(await self.client.get(xkey))
+            result = await self.scripts.write_entry(
+                keys=[keys.SEQUENCE, xkey, keys.recency_key(ns), keys.frequency_key(ns),
+                      keys.entry_key(ns, new_id), keys.entry_key(ns, seen or new_id)],
+                args=[ns, new_id, seen, retention.ttl, keys.EVENTS_CHANNEL, self.origin, now,
+                      *fields],
+            )  # fmt: skip
+            if as_text(result[0]) != "retry":
+                written = IndexedVector(
+                    ns=ns,
+                    scope=entry.scope,
+                    entry_id=as_text(result[0]),
+                    vector=entry.vector,
+                    seq=int(result[1]),
+                    exact_key=xkey,
+                )
+                if retention.capacity > 0:
+                    await self._make_room(ns, retention, keep=written.entry_id)
+                return written
+        raise StoreConflict(f"a write to namespace {ns!r} kept racing others")
+
+    async def _make_room(self, ns: str, retention: Retention, keep: str) -> None:
+        """Evict the lowest-ranked entries (LRU or LFU) of a namespace over its capacity,
+        never ``keep`` (the entry just written)."""
+        order = keys.frequency_key(ns) if retention.eviction == "lfu" else keys.recency_key(ns)
+        for _ in range(_ATTEMPTS):
+            excess = int(await self.client.zcard(order)) - retention.capacity
+            if excess <= 0:
+                return
+            lowest: list[Any] = await self.client.zrange(order, 0, excess)
+            victims = [as_text(victim) for victim in lowest if as_text(victim) != keep][:excess]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for victim in victims:
+                    pipe.hget(keys.entry_key(ns, victim), "xkey")
+                pointers = await pipe.execute()
+            victim_keys: list[str] = []
+            for victim, pointer in zip(victims, pointers, strict=True):
+                victim_key = keys.entry_key(ns, victim)
+                victim_keys += [victim_key, keys.feedback_key(ns, victim),
+                                as_text(pointer) or victim_key]  # fmt: skip
+            left = await self.scripts.evict_entries(
+                keys=[keys.SEQUENCE, keys.recency_key(ns), keys.frequency_key(ns),
+                      keys.stats_key(ns), *victim_keys],
+                args=[ns, keys.EVENTS_CHANNEL, self.origin, retention.capacity,
+                      retention.eviction, *victims],
+            )  # fmt: skip
+            if int(left) <= 0:
+                return
+        raise StoreConflict(f"making room in namespace {ns!r} kept racing other writes")
+
+    async def record_feedback(
+        self, ns: str, entry_id: str, correct: bool, radius: float, report: dict[str, Any]
+    ) -> tuple[bool, float | None]:
+        """Keep a report on an entry's hit; a wrong one narrows the entry's feedback radius
+        to ``radius`` (never widens it). ``(entry exists, its feedback radius)``."""
+        result = await self.scripts.record_feedback(
+            keys=[keys.entry_key(ns, entry_id), keys.feedback_key(ns, entry_id)],
+            args=["1" if correct else "0", radius, orjson.dumps(report)],
+        )
+        if result is None:
+            return False, None
+        text = as_text(result)
+        return True, float(text) if text else None
+
+    async def delete(self, ns: str, entry_id: str) -> int | None:
+        """Delete one entry; its delete seq, or None when the namespace has no such entry."""
+        key = keys.entry_key(ns, entry_id)
+        for _ in range(_ATTEMPTS):
+            pointer = await self.client.hget(key, "xkey")
+            if pointer is None:
+                return None
+            seq = int(
+                await self.scripts.delete_entry(
+                    keys=[
+                        keys.SEQUENCE,
+                        key,
+                        keys.recency_key(ns),
+                        keys.frequency_key(ns),
+                        keys.feedback_key(ns, entry_id),
+                        as_text(pointer),
+                    ],
+                    args=[ns, entry_id, keys.EVENTS_CHANNEL, self.origin],
+                )
+            )
+            if seq >= 0:
+                return seq or None
+        raise StoreConflict(f"deleting {entry_id} kept racing other writes")
+
+    async def flush_namespace(self, ns: str) -> tuple[int, int]:
+        """Delete every entry and pointer of a namespace; ``(entries deleted, flush seq)``."""
+        deleted = 0
+        async for batch in self._scan(keys.entry_pattern(ns), 1000):
+            deleted += await self.client.unlink(*batch)
+        async for batch in self._scan(keys.exact_pattern(ns), 1000):
+            await self.client.unlink(*batch)
+        await self.client.delete(keys.recency_key(ns), keys.frequency_key(ns))
+        seq = await self.scripts.announce_flush(
+            keys=[keys.SEQUENCE], args=[ns, keys.EVENTS_CHANNEL, self.origin]
+        )
+        return deleted, int(seq)
+
+    async def _scan(self, pattern: str, page_size: int) -> AsyncIterator[list[bytes]]:
+        """The keys matching ``pattern``, in batches of up to ``page_size``."""
+        batch: list[bytes] = []
+        async for key in self.client.scan_iter(match=pattern, count=page_size):
+            batch.append(key)
+            if len(batch) >= page_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def lookup_exact(self, ns: str, scope: str, normalised_prompt: str) -> StoredEntry | None:
+        """The live entry whose exact key matches (the pointer, then the entry)."""
+        entry_id = await self.client.get(keys.exact_key(ns, scope, normalised_prompt))
+        return None if entry_id is None else await self.get(ns, as_text(entry_id))
+
+    async def get(self, ns: str, entry_id: str) -> StoredEntry | None:
+        """An entry as served on a HIT, with its remaining lifetime, in one round trip."""
+        key = keys.entry_key(ns, entry_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, list(SERVE_FIELDS))
+            pipe.pttl(key)
+            fields, pttl = await pipe.execute()
+        return stored_entry(entry_id, fields, int(pttl))
+
+    async def touch(
+        self, pipe: Any, ns: str, entry_id: str, exact_key: str, hits: int, last_hit: float
+    ) -> None:
+        """Queue on ``pipe``: count hits, refresh LRU/LFU scores, apply the TTL policy.
+        Nothing happens to an entry that is gone (a late count must not recreate it)."""
+        entry_key = keys.entry_key(ns, entry_id)
+        await self.scripts.touch_entry(
+            keys=[entry_key, keys.recency_key(ns), keys.frequency_key(ns), exact_key or entry_key],
+            args=[hits, last_hit, entry_id],
+            client=pipe,
+        )
+
+    async def entries_older_than(self, ns: str, cutoff: float) -> list[str]:
+        """Ids of a namespace's entries created before ``cutoff`` (epoch seconds)."""
+        old: list[str] = []
+        async for batch in self._scan(keys.entry_pattern(ns), 1000):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hget(key, "created")
+                created = await pipe.execute()
+            for key, value in zip(batch, created, strict=True):
+                parsed = keys.parse_entry_key(as_text(key))
+                if parsed and value is not None and float(value) < cutoff:
+                    old.append(parsed[1])
+        return old
+
+    async def knn(self, ns: str, scope: str, vector: np.ndarray, k: int) -> list[Candidate]:
+        """Nearest entries from the RediSearch HNSW mirror (the fallback search)."""
+        query = (
+            f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
+            f"=>[KNN {k} @vector $vec AS dist]"
+        )
+        reply = await self._command(
+            "FT.SEARCH", keys.SEARCH_INDEX, query,
+            "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
+            "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
+            "DIALECT", "2",
+        )  # fmt: skip
+        candidates = []
+        for row in reply[b"results"]:
+            parsed = keys.parse_entry_key(as_text(row[b"id"]))
+            if parsed:
+                distance = float(row[b"extra_attributes"][b"dist"])
+                candidates.append(Candidate(parsed[1], distance))
+        return candidates
+
+    async def current_seq(self) -> int:
+        return int(await self.client.get(keys.SEQUENCE) or 0)
+
+    async def scan_vectors(self, page_size: int) -> AsyncIterator[list[IndexedVector]]:
+        """Every entry's vector, a page at a time (for a full rebuild)."""
+        async for batch in self._scan(keys.entry_pattern(), page_size):
+            yield await self.load_vectors(batch)
+
+    async def vectors_since(self, seq: int, page_size: int) -> AsyncIterator[list[IndexedVector]]:
+        """Entries written after ``seq``, oldest first (for catch-up after a lost link)."""
+        offset = 0
+        while True:
+            reply = await self._command(
+                "FT.SEARCH", keys.SEARCH_INDEX, f"@seq:[({seq} +inf]",
+                "NOCONTENT", "SORTBY", "seq", "ASC", "LIMIT", str(offset), str(page_size),
+            )  # fmt: skip
+            entry_keys = [row[b"id"] for row in reply[b"results"]]
+            if not entry_keys:
+                return
+            yield await self.load_vectors(entry_keys)
+            offset += len(entry_keys)
+
+    async def load_vectors(self, entry_keys: Sequence[bytes | str]) -> list[IndexedVector]:
+        """Index fields of the given entry keys; keys that are gone are left out."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in entry_keys:
+                pipe.hmget(key, list(INDEX_FIELDS))
+            rows = await pipe.execute()
+        loaded = []
+        for key, values in zip(entry_keys, rows, strict=True):
+            row = named(INDEX_FIELDS, values)
+            parsed = keys.parse_entry_key(as_text(key))
+            vector = row["vector"]
+            if parsed is None or vector is None or len(vector) != self.dim * 4:
+                continue
+            loaded.append(
+                IndexedVector(
+                    ns=as_text(row["ns"]),
+                    scope=as_text(row["scope"]),
+                    entry_id=parsed[1],
+                    vector=np.frombuffer(vector, dtype=np.float32),
+                    seq=int(row["seq"] or 0),
+                    exact_key=as_text(row["xkey"]),
+                )
+            )
+        return loaded
+
+    async def count_by_namespace(self) -> dict[str, int]:
+        """Live entries per namespace, as the HNSW mirror counts them."""
+        reply = await self._command(
+            "FT.AGGREGATE", keys.SEARCH_INDEX, "*",
+            "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
+        )  # fmt: skip
+        counts: dict[str, int] = {}
+        for row in reply[b"results"]:
+            attrs = row[b"extra_attributes"]
+            counts[as_text(attrs[b"ns"])] = int(attrs[b"n"])
+        return counts

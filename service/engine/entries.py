@@ -1,0 +1,102 @@
+"""Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
+
+import asyncio
+import dataclasses
+import time
+
+from index.embedding.worker import EmbeddingWorker
+from index.store import keys
+from index.store.records import NewEntry
+from index.store.redis_store import RedisStore
+from index.vectors.local_index import LocalIndex
+from service.errors import InvalidInput, NotFound
+from service.keying.prompt_key import prompt_key
+from service.keying.rag import RagSplitter
+from service.policy.validation import validate_context, validate_prompt
+from service.schemas import EntryIn, StoredEntryOut, TenantSettings
+from service.settings import Settings
+from service.tenancy.tenants import retention_for
+
+_WRITES_IN_FLIGHT = 32
+
+
+class EntryManager:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        index: LocalIndex,
+        embedder: EmbeddingWorker,
+        splitter: RagSplitter,
+    ) -> None:
+        self.settings = settings
+        self.splitter = splitter
+        self.store = store
+        self.index = index
+        self.embedder = embedder
+
+    async def store_many(
+        self, entries: list[EntryIn], ns: str, tenant: TenantSettings | None = None
+    ) -> list[StoredEntryOut]:
+        """Validate all, embed all in one batch, then write each (nothing stored on bad input)."""
+        if len(entries) > self.settings.max_bulk_entries:
+            raise InvalidInput(
+                "too_many_entries",
+                f"{len(entries)} entries in one request; the limit is "
+                f"{self.settings.max_bulk_entries}",
+            )
+        for position, entry in enumerate(entries):
+            validate_prompt(
+                entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
+            )
+            validate_context(entry.context, self.settings.max_prompt_chars)
+        retention = retention_for(self.settings, tenant)
+        prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
+        vectors = await self.embedder.embed([key.question for key in prompt_keys])
+        limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
+
+        async def write(entry: EntryIn, position: int) -> StoredEntryOut:
+            key = prompt_keys[position]
+            async with limiter:
+                written = await self.store.write(
+                    NewEntry(
+                        ns=ns,
+                        scope=key.scope,
+                        model=entry.model or "",
+                        prompt=key.question,
+                        normalised_prompt=key.normalised,
+                        response=entry.response,
+                        vector=vectors[position],
+                        llm_ms=0.0,
+                        cost=self.settings.price_per_call_usd,
+                        retention=retention
+                        if entry.ttl is None
+                        else dataclasses.replace(retention, ttl=entry.ttl),
+                    )
+                )
+            self.index.add(written)
+            return StoredEntryOut(entry_id=written.entry_id, prompt=entry.prompt)
+
+        return list(await asyncio.gather(*(write(e, i) for i, e in enumerate(entries))))
+
+    async def delete(self, ns: str, entry_id: str) -> None:
+        """Delete one entry of the namespace; 404 when it has none with that id."""
+        seq = await self.store.delete(ns, entry_id) if keys.is_entry_id(entry_id) else None
+        if seq is None:
+            raise NotFound("entry_not_found", "no entry with that id in this namespace")
+        self.index.remove(entry_id, seq)
+
+    async def delete_older_than(self, ns: str, seconds: int) -> int:
+        """Delete the namespace's entries stored more than ``seconds`` ago; how many."""
+        deleted = 0
+        for entry_id in await self.store.entries_older_than(ns, time.time() - seconds):
+            seq = await self.store.delete(ns, entry_id)
+            if seq is not None:
+                self.index.remove(entry_id, seq)
+                deleted += 1
+        return deleted
+
+    async def flush(self, ns: str) -> int:
+        deleted, seq = await self.store.flush_namespace(ns)
+        self.index.flush(ns, seq)
+        return deleted

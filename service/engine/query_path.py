@@ -1,0 +1,378 @@
+"""The path of one query, top to bottom:
+
+normalise (RAG blocks into the scope) → exact match → embed → search (FAISS, or the Redis
+HNSW mirror while the local index is not ready) → confirm in Redis → decide → serve; or call
+the LLM (once for identical misses in flight) → store → publish.
+
+Every client API walks it through the same public calls: :meth:`QueryPath.probe` (what to
+look up, with the request → tenant → service choices), then :meth:`QueryPath.resolve` (look
+up, else call the LLM once for identical misses in flight, store, record), or, for a client
+that relays a stream itself, :meth:`QueryPath.find` and :meth:`QueryPath.keep_streamed`
+around its relay, and :meth:`QueryPath.record` for an outcome it produced on its own.
+
+Redis failing at any step turns the request into a pass-through to the LLM (``BYPASS``);
+this module is the one place that decides so. The LLM failing raises ``UpstreamFailed`` /
+``UpstreamTimedOut`` (502/504 over HTTP) and stores nothing.
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.embedding.worker import EmbeddingWorker
+from index.policy.distance import is_hit, resolve_threshold, similarity
+from index.policy.verifier import Verifier
+from index.store.connection import STORE_UNAVAILABLE
+from index.store.keys import exact_key
+from index.store.records import NewEntry, Retention, StoredEntry
+from index.store.redis_store import RedisStore
+from index.sync.replica_sync import ReplicaSync
+from index.vectors.local_index import Candidate, LocalIndex
+from service.engine.coalescing import Followed, MissCoalescer
+from service.engine.telemetry import Outcome, Telemetry
+from service.keying.prompt_key import PromptKey, prompt_key
+from service.keying.rag import RagSplitter
+from service.llm.client import LLMClient, LLMReply, complete
+from service.policy.cache_control import CacheControl
+from service.policy.precedence import first_set
+from service.policy.validation import validate_context, validate_prompt
+from service.schemas import CacheMode, CacheStatus, QueryRequest, QueryResponse, TenantSettings
+from service.settings import Settings
+from service.tenancy.tenants import effective_threshold, retention_for
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[], Awaitable[LLMReply]]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One lookup: what is searched for, where, how, and how a miss's answer is kept."""
+
+    ns: str
+    key: PromptKey
+    model: str
+    threshold: float
+    retention: Retention
+    mode: CacheMode = "default"
+    control: CacheControl = field(default_factory=CacheControl)
+    # verifier on: the nearest live candidate inside ``threshold`` (the verifier's radius)
+    # is served only when the verifier gives it at least this probability
+    verifier_cut: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Found:
+    entry: StoredEntry
+    distance: float
+    confidence: float | None = None  # the verifier's probability, when it decided
+
+
+@dataclass(frozen=True)
+class Missed:
+    vector: np.ndarray
+    nearest: float | None  # the nearest candidate's distance, if any
+    confidence: float | None = None  # the verifier's probability for a refused candidate
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a query was answered."""
+
+    status: CacheStatus
+    latency_ms: float
+    entry: StoredEntry | None = None  # HIT: what was served
+    distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
+    reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
+    entry_id: str | None = None  # MISS: the entry it was stored as
+    confidence: float | None = None  # the verifier's probability for the entry it judged
+
+    @classmethod
+    def hit(cls, probe: Probe, found: Found) -> "Resolution":
+        return cls(
+            "HIT", _elapsed_ms(probe.started), entry=found.entry, distance=found.distance,
+            confidence=found.confidence,
+        )  # fmt: skip
+
+    @classmethod
+    def miss(
+        cls,
+        probe: Probe,
+        missed: Missed | None,
+        reply: LLMReply | None = None,
+        entry_id: str | None = None,
+    ) -> "Resolution":
+        return cls(
+            "MISS", _elapsed_ms(probe.started), distance=missed.nearest if missed else None,
+            reply=reply, entry_id=entry_id, confidence=missed.confidence if missed else None,
+        )  # fmt: skip
+
+    @classmethod
+    def bypass(cls, started: float, reply: LLMReply | None) -> "Resolution":
+        return cls("BYPASS", _elapsed_ms(started), reply=reply)
+
+
+class QueryPath:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        index: LocalIndex,
+        sync: ReplicaSync,
+        embedder: EmbeddingWorker,
+        llm: LLMClient,
+        telemetry: Telemetry,
+        coalescer: MissCoalescer,
+        splitter: RagSplitter,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.sync = sync
+        self.embedder = embedder
+        self.llm = llm
+        self.telemetry = telemetry
+        self.coalescer = coalescer
+        self.splitter = splitter
+        self.verifier = verifier
+
+    def probe(
+        self,
+        ns: str,
+        key: PromptKey,
+        model: str | None,
+        tenant: TenantSettings | None,
+        control: CacheControl,
+        mode: CacheMode = "default",
+        threshold: float | None = None,
+        ttl: int | None = None,
+        ttl_policy: str | None = None,
+        verifier_cut: float | None = None,
+    ) -> Probe:
+        """A lookup with the request's choices, else the tenant's, else the service's. With
+        the verifier on, the threshold is the radius inside which candidates are verified."""
+        default_threshold, cut = self.settings.threshold, None
+        if self.verifier is not None:
+            default_threshold = first_set(self.settings.verifier_radius, self.verifier.radius)
+            cut = first_set(
+                verifier_cut,
+                tenant.verifier_cut if tenant else None,
+                self.settings.verifier_cut,
+                self.verifier.cut,
+            )
+        return Probe(
+            ns=ns,
+            key=key,
+            model=model or "",
+            threshold=resolve_threshold(threshold, effective_threshold(default_threshold, tenant)),
+            retention=retention_for(self.settings, tenant, ttl, ttl_policy),
+            mode="refresh" if control.no_cache and mode == "default" else mode,
+            control=control,
+            verifier_cut=cut,
+        )
+
+    async def answer(
+        self,
+        request: QueryRequest,
+        ns: str,
+        tenant: TenantSettings | None = None,
+        control: CacheControl | None = None,
+    ) -> QueryResponse:
+        """``POST /v1/query``."""
+        validate_prompt(request.prompt, self.settings.max_prompt_chars)
+        validate_context(request.context, self.settings.max_prompt_chars)
+        key = prompt_key(self.splitter, request.prompt, request.model, [request.context])
+        probe = self.probe(
+            ns, key, request.model, tenant, control or CacheControl(), request.cache,
+            request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
+        )  # fmt: skip
+        resolution = await self.resolve(
+            probe, lambda: complete(self.llm, key.question, request.model)
+        )
+        return query_response(ns, resolution)
+
+    async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
+        """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that;
+        the outcome is recorded."""
+        if probe.mode == "bypass":
+            return self.record(probe.ns, Resolution.bypass(probe.started, await produce()))
+        reply: LLMReply | None = None
+        try:
+            found = await self.look_up(probe)
+            if isinstance(found, Found):
+                return self.record(probe.ns, Resolution.hit(probe, found))
+            if probe.mode == "only":
+                return self.record(probe.ns, Resolution.miss(probe, found))
+
+            async def call_llm_and_store() -> str | None:
+                nonlocal reply
+                reply = await produce()
+                return await self.keep(probe, found.vector, reply)
+
+            if probe.mode == "refresh" or probe.control.no_store:
+                entry_id = await call_llm_and_store()
+            else:  # identical misses in flight, here or on other replicas, share one call
+                key = probe.key
+                outcome = await self.coalescer.run(
+                    probe.ns, key.scope, key.normalised, call_llm_and_store
+                )
+                if isinstance(outcome, Followed):
+                    return self.record(probe.ns, Resolution.hit(probe, Found(outcome.entry, 0.0)))
+                entry_id = outcome.result
+            return self.record(probe.ns, Resolution.miss(probe, found, reply, entry_id))
+        except STORE_UNAVAILABLE as error:
+            _store_unavailable(error, "passing the query through")
+            # not counted: the counts live in the Redis that is not answering
+            if probe.mode == "only":
+                return Resolution.miss(probe, None)
+            return Resolution.bypass(probe.started, reply or await produce())
+
+    async def find(self, probe: Probe) -> Found | Missed | None:
+        """:meth:`look_up`, or None when Redis does not answer (then pass through)."""
+        try:
+            return await self.look_up(probe)
+        except STORE_UNAVAILABLE as error:
+            _store_unavailable(error, "passing the query through")
+            return None
+
+    async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
+        """Store an answer the caller relayed itself (a stream that finished), and record
+        the miss; with Redis not answering, the answer is not stored."""
+        try:
+            entry_id = await self.keep(probe, missed.vector, reply)
+        except STORE_UNAVAILABLE as error:
+            _store_unavailable(error, "the streamed answer is not stored")
+            entry_id = None
+        return self.record(probe.ns, Resolution.miss(probe, missed, reply, entry_id))
+
+    async def look_up(self, probe: Probe) -> Found | Missed:
+        """The live entry that answers ``probe`` (exact, else the nearest inside its
+        threshold that the verifier, when on, accepts), or the query's vector for storing a
+        new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
+        key = probe.key
+        if probe.mode != "refresh":
+            exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
+            if exact is not None and self._servable(exact, 0.0, probe):
+                return Found(exact, 0.0)
+
+        vector = await self.embedder.embed_one(key.question)
+        if probe.mode == "refresh":
+            return Missed(vector, None)
+
+        candidates = await self._candidates(probe.ns, key.scope, vector)
+        nearest = candidates[0].distance if candidates else None
+        for position, candidate in enumerate(candidates):
+            if not is_hit(candidate.distance, probe.threshold):
+                break
+            entry = await self.store.get(probe.ns, candidate.entry_id)
+            if entry is None:  # gone from Redis (expired, evicted): drop it here too
+                self.index.remove(candidate.entry_id)
+                continue
+            if not self._servable(entry, candidate.distance, probe):
+                continue
+            if probe.verifier_cut is None or self.verifier is None or entry.vector is None:
+                return Found(entry, candidate.distance)
+            # only the nearest servable candidate is verified; the next one gives the margin
+            runner_up = (
+                candidates[position + 1].distance if position + 1 < len(candidates) else None
+            )
+            confidence = self.verifier.probability(
+                key.question, entry.prompt, vector, entry.vector, candidate.distance, runner_up
+            )
+            if confidence >= probe.verifier_cut:
+                return Found(entry, candidate.distance, confidence)
+            return Missed(vector, nearest, confidence)
+        return Missed(vector, nearest)
+
+    @staticmethod
+    def _servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
+        """Young enough for ``max-age``, and inside its feedback radius."""
+        return probe.control.fresh_enough(entry.age_s(time.time())) and entry.admits(distance)
+
+    async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> str | None:
+        """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
+        if probe.control.no_store:
+            return None
+        written = await self.store.write(
+            NewEntry(
+                ns=probe.ns,
+                scope=probe.key.scope,
+                model=probe.model,
+                prompt=probe.key.question,
+                normalised_prompt=probe.key.normalised,
+                response=reply.text,
+                vector=vector,
+                llm_ms=reply.latency_ms,
+                cost=self.settings.price_per_call_usd,
+                retention=probe.retention,
+                completion=reply.completion(),
+            )
+        )
+        self.index.add(written)
+        return written.entry_id
+
+    async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
+        """The live entry stored for exactly this prompt. A ready replica knows every exact
+        key it holds, so only a known one costs a Redis read (the confirm); while loading,
+        Redis's own pointer answers."""
+        if not self.sync.ready:
+            return await self.store.lookup_exact(ns, scope, normalised)
+        entry_id = self.index.exact_entry(exact_key(ns, scope, normalised))
+        if entry_id is None:
+            return None
+        entry = await self.store.get(ns, entry_id)
+        if entry is None:
+            self.index.remove(entry_id)
+        return entry
+
+    async def _candidates(self, ns: str, scope: str, vector: np.ndarray) -> list[Candidate]:
+        if self.sync.ready:
+            return self.index.search(ns, scope, vector, self.settings.top_k)
+        return await self.store.knn(ns, scope, vector, self.settings.top_k)
+
+    def record(self, ns: str, resolution: Resolution) -> Resolution:
+        """Count an outcome (and, for a HIT, what it saved); the same resolution back."""
+        entry = resolution.entry
+        if resolution.status == "HIT" and entry is not None:
+            self.telemetry.record(
+                ns, "hit", resolution.latency_ms,
+                served=(ns, entry.entry_id, entry.exact_key),
+                llm_ms_saved=entry.llm_ms if entry.llm_ms > 0 else resolution.latency_ms,
+                cost_saved=entry.cost,
+            )  # fmt: skip
+        else:
+            outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
+            self.telemetry.record(ns, outcome, resolution.latency_ms)
+        return resolution
+
+
+def _store_unavailable(error: Exception, consequence: str) -> None:
+    log.warning("Redis unavailable (%s): %s", type(error).__name__, consequence)
+
+
+def query_response(ns: str, resolution: Resolution) -> QueryResponse:
+    """``/v1/query``'s answer body."""
+    entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
+    return QueryResponse(
+        response=entry.response if entry else reply.text if reply else None,
+        status=resolution.status,
+        distance=distance,
+        similarity=similarity(distance) if distance is not None else None,
+        matched_prompt=entry.prompt if entry else None,
+        entry_id=entry.entry_id if entry else resolution.entry_id,
+        latency_ms=resolution.latency_ms,
+        llm_latency_ms=reply.latency_ms if reply else None,
+        namespace=ns,
+        created=entry.created if entry else None,
+        expires_at=entry.expires_at if entry else None,
+        confidence=resolution.confidence,
+    )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

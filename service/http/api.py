@@ -1,0 +1,219 @@
+"""HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response, Security
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from service.engine.telemetry import read_stats
+from service.http.auth import Principal, authenticate, require_operator
+from service.http.cache_headers import cache_headers
+from service.http.dependencies import runtime_of
+from service.http.errors import CALLER_ERRORS, ApiError, documented
+from service.policy.cache_control import parse_cache_control
+from service.policy.validation import validate_namespace
+from service.proxy.chat_completions import ChatCompletions
+from service.schemas import (
+    MAX_TTL_S,
+    ChatCompletionRequest,
+    DeletedResponse,
+    EntriesRequest,
+    EntriesResponse,
+    FeedbackIn,
+    FeedbackOut,
+    QueryRequest,
+    QueryResponse,
+)
+
+router = APIRouter()
+
+
+_ERRORS = documented(*CALLER_ERRORS, 502, 504)
+_ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
+
+
+@router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
+async def query(
+    body: QueryRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = Security(authenticate),
+) -> QueryResponse:
+    """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
+    control = parse_cache_control(request.headers.get("cache-control"))
+    answer: QueryResponse = await runtime_of(request).queries.answer(
+        body, principal.ns, principal.settings, control
+    )
+    response.headers.update(
+        cache_headers(
+            answer.status, runtime_of(request).settings.replica_id, answer.distance,
+            answer.entry_id, answer.created,
+        )
+    )  # fmt: skip
+    return answer
+
+
+_CHAT_ANSWER = {
+    "description": "An OpenAI `chat.completion`, or with `stream` its `chat.completion.chunk` "
+    "events as server-sent events, ending with `data: [DONE]`",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "text/event-stream": {"schema": {}},  # each event: a chunk, an error, or [DONE]
+    },
+}
+
+
+@router.post("/v1/chat/completions", tags=["openai"], responses={**_ERRORS, 200: _CHAT_ANSWER})
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, principal: Principal = Security(authenticate)
+) -> Response:
+    """OpenAI Chat Completions through the cache: point the `openai` SDK's `base_url` here.
+    A HIT needs the same model, system prompt, earlier turns and output parameters; only
+    the last user message's question is embedded. Status in `X-Cache` headers."""
+    control = parse_cache_control(request.headers.get("cache-control"))
+    raw = await request.json()  # forwarded as sent (validated above as `body`)
+    del body
+    chats: ChatCompletions = runtime_of(request).chats
+    return await chats.respond(raw, principal.ns, principal.settings, control)
+
+
+@router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)
+async def feedback(
+    body: FeedbackIn, request: Request, principal: Principal = Security(authenticate)
+) -> FeedbackOut:
+    """Report whether a HIT (`entry_id`, from `X-Cache-Entry`) was right for `prompt`. A
+    wrong report stops the entry being served to queries as far from it as that prompt, on
+    every replica; a correct one is kept as a positive."""
+    recorded: FeedbackOut = await runtime_of(request).feedback.record(principal.ns, body)
+    return recorded
+
+
+@router.get("/v1/stats", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
+async def stats(request: Request, principal: Principal = Security(authenticate)) -> dict[str, Any]:
+    """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
+    A tenant sees its own namespace only."""
+    runtime = runtime_of(request)
+    visible = None if principal.role in ("open", "admin") else {principal.ns}
+    counts = await runtime.store.count_by_namespace()
+    return await read_stats(runtime.store.client, counts, visible)
+
+
+@router.post(
+    "/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"],
+    responses=_ENTRY_ERRORS,
+)  # fmt: skip
+async def add_entries(
+    body: EntriesRequest, request: Request, principal: Principal = Security(authenticate)
+) -> EntriesResponse:
+    """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
+    stored = await runtime_of(request).entries.store_many(
+        body.entries, principal.ns, principal.settings
+    )
+    return EntriesResponse(stored=len(stored), entries=stored)
+
+
+@router.delete(
+    "/v1/entries", response_model=DeletedResponse, tags=["entries"], responses=_ENTRY_ERRORS
+)
+async def delete_old_entries(
+    request: Request,
+    older_than: int = Query(ge=0, le=MAX_TTL_S, description="Seconds since stored."),
+    principal: Principal = Security(authenticate),
+) -> DeletedResponse:
+    """Delete the caller's entries stored more than ``older_than`` seconds ago."""
+    deleted = await runtime_of(request).entries.delete_older_than(principal.ns, older_than)
+    return DeletedResponse(deleted=deleted)
+
+
+@router.delete(
+    "/v1/entries/{entry_id}",
+    response_model=DeletedResponse,
+    tags=["entries"],
+    responses=_ENTRY_ERRORS,
+)
+async def delete_entry(
+    entry_id: str, request: Request, principal: Principal = Security(authenticate)
+) -> DeletedResponse:
+    """Delete one entry of the caller's namespace (404 for any other id)."""
+    await runtime_of(request).entries.delete(principal.ns, entry_id)
+    return DeletedResponse(deleted=1)
+
+
+@router.delete(
+    "/v1/namespaces/{ns}",
+    response_model=DeletedResponse,
+    tags=["entries"],
+    responses=_ENTRY_ERRORS,
+)
+async def flush_namespace(
+    ns: str, request: Request, principal: Principal = Security(authenticate)
+) -> DeletedResponse:
+    """Delete every entry of the caller's own namespace."""
+    validate_namespace(ns)
+    if ns != principal.ns:
+        raise ApiError(404, "namespace_not_found", "no such namespace")
+    return DeletedResponse(deleted=await runtime_of(request).entries.flush(ns))
+
+
+@router.get(
+    "/v1/replica",
+    tags=["health"],
+    dependencies=[Security(require_operator)],
+    responses=documented(*CALLER_ERRORS, 403),
+)
+async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
+    """This replica's view: its local index and its sync with Redis (``ids`` lists entries)."""
+    runtime = runtime_of(request)
+    sync = runtime.sync
+    view: dict[str, Any] = {
+        "replica_id": runtime.settings.replica_id,
+        "ready": sync.ready,
+        "subscribed": sync.subscribed,
+        "entries": len(runtime.index),
+        "entries_by_namespace": runtime.index.count_by_namespace(),
+        "index": runtime.index.describe(),
+        "last_seq": sync.last_seq,
+        "rebuilds": sync.rebuilds,
+        "last_rebuild": sync.last_rebuild,
+        "reconnects": sync.reconnects,
+        "texts_embedded": runtime.embedder.texts_embedded,
+        "embedding_batches": runtime.embedder.batches,
+    }
+    if ids:
+        view["entry_ids"] = sorted(runtime.index.entry_ids())
+    return view
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Redis answers and the local index is loaded."""
+    runtime = runtime_of(request)
+    checks: dict[str, str] = {}
+    try:
+        await runtime.store.ping()
+        checks["redis"] = "ok"
+    except RedisError as error:  # LOADING, NOAUTH and the like are "not ready" too
+        checks["redis"] = f"unreachable ({type(error).__name__})"
+    checks["index"] = (
+        f"ready ({len(runtime.index)} entries)" if runtime.sync.ready else "loading from Redis"
+    )
+    ready = checks["redis"] == "ok" and runtime.sync.ready
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica."""
+    body = generate_latest(runtime_of(request).telemetry.registry)
+    return Response(content=body, media_type=CONTENT_TYPE_LATEST)

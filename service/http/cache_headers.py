@@ -1,0 +1,23 @@
+"""How a cache answer says what it was, in headers (bodies stay the API's or OpenAI's)."""
+
+import time
+
+from index.policy.distance import similarity
+
+
+def cache_headers(
+    status: str,
+    replica_id: str,
+    distance: float | None = None,
+    entry_id: str | None = None,
+    created: float | None = None,
+) -> dict[str, str]:
+    """``X-Cache`` (HIT, MISS or BYPASS); ``X-Cache-Similarity`` (of the served entry, or of
+    the nearest one on a MISS); a HIT's ``X-Cache-Entry`` and ``Age``; ``X-Replica``."""
+    headers = {"X-Cache": status, "X-Replica": replica_id}
+    if distance is not None:
+        headers["X-Cache-Similarity"] = f"{similarity(distance):.4f}"
+    if status == "HIT" and entry_id and created is not None:
+        headers["X-Cache-Entry"] = entry_id
+        headers["Age"] = str(int(max(0.0, time.time() - created)))
+    return headers

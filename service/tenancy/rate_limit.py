@@ -1,0 +1,23 @@
+"""Per-key rate limit: a token bucket in Redis, so the limit holds across replicas.
+
+The bucket refills at ``rate`` tokens per second up to ``burst``; a request takes one
+token or is refused with the seconds until one is there (for ``Retry-After``).
+"""
+
+import time
+
+import redis.asyncio as aioredis
+
+from index.store.scripts import Scripts
+
+
+class RateLimiter:
+    def __init__(self, client: "aioredis.Redis") -> None:
+        self._scripts = Scripts.register(client)
+
+    async def take(self, bucket_key: str, rate_per_s: float, burst: int) -> float:
+        """0 when the request may go on, else the seconds to wait."""
+        wait = await self._scripts.take_token(
+            keys=[bucket_key], args=[rate_per_s, burst, time.time()]
+        )
+        return float(wait)

@@ -1,0 +1,163 @@
+"""Tenants and their API keys, kept in Redis so every replica sees the same.
+
+A tenant is a namespace with settings (threshold, default TTL, rate limit, max entries).
+A key is 32 random bytes (URL-safe), shown once when issued and stored only as its SHA-256
+(``dc:key:<sha>``: namespace, role, created, revoked); its public id is the first 16 hex
+digits of that hash. Replicas cache a key's record for at most ``cache_s`` (1 s by default),
+so a revoked key fails everywhere within that time.
+"""
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from index.store import keys
+from index.store.records import Retention, as_text
+from service.errors import Conflict, NotFound
+from service.policy.precedence import first_set
+from service.policy.validation import validate_namespace
+from service.schemas import TenantSettings
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    ns: str
+    role: str
+    revoked: bool
+
+
+def key_sha256(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class TenantStore:
+    def __init__(self, client: "aioredis.Redis", cache_s: float = 1.0) -> None:
+        self.client = client
+        self.cache_s = cache_s
+        self._key_cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        self._settings_cache: dict[str, tuple[float, TenantSettings | None]] = {}
+
+    # -- tenants -----------------------------------------------------------------------
+
+    async def create_tenant(self, ns: str, settings: TenantSettings) -> None:
+        validate_namespace(ns)
+        created = await self.client.hsetnx(keys.tenant_key(ns), "settings", settings_json(settings))
+        if not created:
+            raise Conflict("tenant_exists", f"tenant {ns!r} exists")
+        await self.client.hset(keys.tenant_key(ns), "created", time.time())
+
+    async def update_settings(self, ns: str, settings: TenantSettings) -> None:
+        if not await self.client.exists(keys.tenant_key(ns)):
+            raise NotFound("tenant_not_found", "no such tenant")
+        await self.client.hset(keys.tenant_key(ns), "settings", settings_json(settings))
+        self._settings_cache.pop(ns, None)
+
+    async def list_tenants(self) -> list[dict[str, Any]]:
+        tenants = []
+        async for key in self.client.scan_iter(match=keys.tenant_pattern(), count=500):
+            ns = keys.namespace_of(as_text(key)) or ""
+            raw = await self.client.hgetall(key)
+            tenants.append({
+                "namespace": ns,
+                "created": float(raw.get(b"created", 0)),
+                "settings": orjson.loads(raw.get(b"settings", b"{}")),
+            })  # fmt: skip
+        return sorted(tenants, key=lambda tenant: tenant["namespace"])
+
+    async def settings_of(self, ns: str) -> TenantSettings | None:
+        """A tenant's settings (cached for ``cache_s``); None when there is no such tenant."""
+        now = time.monotonic()
+        cached = self._settings_cache.get(ns)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        raw = await self.client.hget(keys.tenant_key(ns), "settings")
+        settings = TenantSettings.model_validate_json(raw) if raw else None
+        self._settings_cache[ns] = (now, settings)
+        return settings
+
+    # -- keys --------------------------------------------------------------------------
+
+    async def issue_key(self, ns: str, role: str = "tenant") -> tuple[str, str]:
+        """A new key for a tenant: ``(key, key_id)``. The key is not stored anywhere."""
+        if not await self.client.exists(keys.tenant_key(ns)):
+            raise NotFound("tenant_not_found", "no such tenant")
+        api_key = "dc_" + secrets.token_urlsafe(32)
+        sha = key_sha256(api_key)
+        key_id = sha[:16]
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.api_key_key(sha), mapping={
+                "ns": ns, "role": role, "created": time.time(), "revoked": 0, "key_id": key_id,
+            })  # fmt: skip
+            pipe.set(keys.key_id_key(key_id), sha)
+            await pipe.execute()
+        return api_key, key_id
+
+    async def revoke_key(self, key_id: str) -> None:
+        sha = await self.client.get(keys.key_id_key(key_id))
+        if sha is None:
+            raise NotFound("key_not_found", "no such key")
+        await self.client.hset(keys.api_key_key(as_text(sha)), "revoked", 1)
+
+    async def list_keys(self, ns: str) -> list[dict[str, Any]]:
+        found = []
+        async for key in self.client.scan_iter(match=keys.api_key_pattern(), count=500):
+            raw = await self.client.hgetall(key)
+            if as_text(raw.get(b"ns", b"")) == ns:
+                found.append({
+                    "key_id": as_text(raw[b"key_id"]), "role": as_text(raw[b"role"]),
+                    "created": float(raw[b"created"]), "revoked": raw[b"revoked"] == b"1",
+                })  # fmt: skip
+        return sorted(found, key=lambda record: record["created"])
+
+    async def record_of(self, api_key: str) -> KeyRecord | None:
+        """The key's record (cached for ``cache_s``), or None when it was never issued."""
+        sha = key_sha256(api_key)
+        now = time.monotonic()
+        cached = self._key_cache.get(sha)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        raw = await self.client.hgetall(keys.api_key_key(sha))
+        record = None
+        if raw:
+            record = KeyRecord(
+                key_id=as_text(raw[b"key_id"]), ns=as_text(raw[b"ns"]),
+                role=as_text(raw[b"role"]), revoked=raw.get(b"revoked") == b"1",
+            )  # fmt: skip
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        self._key_cache[sha] = (now, record)
+        return record
+
+
+def settings_json(settings: TenantSettings) -> str:
+    return settings.model_dump_json(exclude_none=True)
+
+
+def effective_threshold(default: float, tenant: TenantSettings | None) -> float:
+    """The threshold a tenant's lookups use when the request gives none."""
+    return first_set(tenant.threshold if tenant else None, default)
+
+
+def retention_for(
+    settings: Settings,
+    tenant: TenantSettings | None,
+    ttl: int | None = None,
+    ttl_policy: str | None = None,
+) -> Retention:
+    """How a new entry is kept: the request's choice, else the tenant's, else the service's."""
+    own = tenant or TenantSettings()
+    capacity = first_set(own.max_entries, settings.max_entries_per_namespace, 0)
+    return Retention(
+        ttl=first_set(ttl, own.default_ttl_s, settings.default_ttl_s),
+        ttl_policy=first_set(ttl_policy, own.ttl_policy, settings.ttl_policy),
+        ttl_max=first_set(own.ttl_max_s, settings.ttl_max_s),
+        capacity=capacity,
+        eviction=first_set(own.eviction, settings.eviction),
+    )
