@@ -10,13 +10,22 @@ from service.settings import Settings
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def main() -> None:
-    settings = Settings()
+def refusal(settings: Settings) -> str | None:
+    """Why these settings must not serve, or None: open mode (no keys) beyond loopback
+    needs DYNACACHE_ALLOW_OPEN."""
     if settings.admin_token is None and settings.host not in LOOPBACK and not settings.allow_open:
-        raise SystemExit(
+        return (
             f"refusing to serve {settings.host} open: set DYNACACHE_ADMIN_TOKEN (API keys), "
             "or DYNACACHE_ALLOW_OPEN=1 to serve without keys anyway"
         )
+    return None
+
+
+def main() -> None:
+    settings = Settings()
+    refused = refusal(settings)
+    if refused is not None:
+        raise SystemExit(refused)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

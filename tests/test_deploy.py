@@ -1,19 +1,23 @@
 """docker-compose.yml, Dockerfile and nginx.conf: checked with the real tools available here
 (no Docker engine runs on this machine; Debian's docker-compose validates the file)."""
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from service.__main__ import refusal
+from service.settings import Settings
+from service.tools.replica_process import ROOT
 from tests.nginx_lb import NginxLB, nginx_binary
-from tests.processes import ROOT
 
 
-def compose_config() -> dict[str, Any]:
+def compose_config(environment: dict[str, str] | None = None) -> dict[str, Any]:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose is not installed (make test installs Debian's package)")
@@ -23,10 +27,15 @@ def compose_config() -> dict[str, Any]:
         text=True,
         check=False,
         cwd=ROOT,
+        env={**_without_dynacache(os.environ), **(environment or {})},
     )
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = yaml.safe_load(result.stdout)
     return parsed
+
+
+def _without_dynacache(environment: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environment.items() if "DYNACACHE" not in name}
 
 
 def test_compose_file_is_valid_and_scalable() -> None:
@@ -45,20 +54,52 @@ def test_compose_file_is_valid_and_scalable() -> None:
     # --scale api=N needs replicas without fixed names or host ports
     assert "container_name" not in api and "ports" not in api
     assert lb["image"].startswith("nginx")
-    assert any(port["published"] == 8000 and port["target"] == 80 for port in lb["ports"])
+    # published on loopback only by default (LB_BIND widens it)
+    assert lb["ports"] == ["127.0.0.1:8000:80/tcp"], lb["ports"]
     assert lb["depends_on"]["api"]["condition"] == "service_healthy"
 
 
-def test_dockerfile_shape() -> None:
+def test_compose_default_starts_open_by_choice_or_with_keys() -> None:
+    """The replicas bind 0.0.0.0, which the service refuses to serve open unless told: the
+    documented default says so (open), and an admin token from the environment turns keys
+    on. Both must be settings the service accepts (it refused to start in both ways once)."""
+    api = compose_config()["services"]["api"]["environment"]
+    assert api["DYNACACHE_HOST"] == "0.0.0.0"
+    default = Settings(**_settings_from(api))
+    assert default.admin_token is None and default.allow_open
+    assert refusal(default) is None
+
+    with_keys = compose_config({"DYNACACHE_ADMIN_TOKEN": "s3cret"})["services"]["api"]
+    keyed = Settings(**_settings_from(with_keys["environment"]))
+    assert keyed.admin_token is not None
+    assert keyed.admin_token.get_secret_value() == "s3cret"
+    assert refusal(keyed) is None
+    # and without the compose file's choice, an open 0.0.0.0 is still refused
+    assert refusal(Settings(host="0.0.0.0", allow_open=False)) is not None
+
+
+def _settings_from(environment: dict[str, str]) -> dict[str, str]:
+    return {
+        name.removeprefix("DYNACACHE_").lower(): value
+        for name, value in environment.items()
+        if name.startswith("DYNACACHE_") and name != "DYNACACHE_REDIS_URL"
+    }
+
+
+def test_dockerfile_builds_in_two_stages_and_serves_without_torch() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
-    assert next(line for line in lines if line.startswith("FROM")) == "FROM python:3.12-slim"
+    stages = [line for line in lines if line.startswith("FROM")]
+    assert stages == ["FROM ${BASE_IMAGE} AS build", "FROM ${BASE_IMAGE} AS runtime"]
     text = "\n".join(lines)
-    assert "torch==2.13.0" in text and "whl/cpu" in text
-    assert "useradd" in text
+    build, runtime = text.split("AS runtime")
+    assert "torch==2.13.0" in build and "pip install '.[train]'" in build
+    assert "index.training.onnx_export" in build
+    assert "torch" not in runtime.replace("no torch", "") and "[train]" not in runtime
+    assert "COPY --from=build /src/models ./models" in runtime
+    assert "useradd" in runtime
     user_lines = [line for line in lines if line.startswith("USER ")]
     assert user_lines and user_lines[-1] != "USER root"
-    assert "HEALTHCHECK" in text and "/healthz" in text
-    assert text.index("torch==2.13.0") < text.index("pip install .")
+    assert "HEALTHCHECK" in runtime and "/readyz" in runtime
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
