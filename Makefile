@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models verifier system-tools image-tools run test image-test lint bench fuzz quality clean
+.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test image-test lint bench fuzz quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,22 +35,30 @@ image-tools:
 	      podman debootstrap docker-compose >/dev/null) \
 	    || echo "warning: podman/debootstrap not installed; the image test will be skipped"; }
 
-# ONNX export of the packaged model (the default embedder), cached in models/onnx; the
-# verifier, trained from the shared data when it is not built yet (~4 min on 2 cores)
+# ONNX export of the packaged model (the default embedder), cached in models/onnx (~15 s)
 DATA_DIR ?= ../shared/data
 models: install
 	$(PY) -m index.training.onnx_export --if-missing --out models/onnx
+
+# the pair model (the default decision stage), trained from the shared data when it is not
+# built yet (~12 min on 2 cores); the verifier (~5 min)
+pair-model: models
+	$(PY) -m index.training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair
+
+verifier-model: models
 	$(PY) -m index.training.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
 
-# retrain the verifier (seeded: the same data gives the same weights)
-verifier: install
-	$(PY) -m index.training.onnx_export --if-missing --out models/onnx
+# retrain them (seeded)
+verifier: models
 	$(PY) -m index.training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
+# serves at once; a pair model not built yet is trained in the background (its progress
+# goes to this terminal) and picked up by the running service when it is done
 run: install models
-	$(PY) -m service
+	@$(PY) -m index.training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
+	  $(PY) -m service
 
-test: install models system-tools
+test: install models pair-model verifier-model system-tools
 	$(PY) -m pytest -q
 
 # builds the images with podman from local base images (no registry; ~5 min uncached), then
@@ -72,12 +80,12 @@ $(BENCH_STAMP): $(STAMP)
 bench-deps: $(BENCH_STAMP)
 
 # every benchmark; each prints its figures and writes bench/results/<name>.json
-bench: bench-deps models
+bench: bench-deps models pair-model verifier-model
 	for script in latency throughput scale sync parity peers freshness rag quality; do \
 	  $(PY) bench/$$script.py || exit 1; done
 
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
-quality: bench-deps models
+quality: bench-deps models pair-model verifier-model
 	$(PY) bench/quality.py
 
 # schemathesis against the service's own OpenAPI schema -> bench/results/fuzz.json

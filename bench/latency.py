@@ -101,12 +101,14 @@ def main() -> None:
     parser.add_argument("--slow-queries", type=int, default=30)
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--backends", default="onnx,onnx-int8,torch")
+    parser.add_argument("--stages", default="off,auto", help="pair_model settings compared")
     args = parser.parse_args()
     backends = args.backends.split(",")
     results: dict[str, Any] = {
         "quoted_seed_figures": QUOTED_SEED_FIGURES,
         "queries": args.queries,
         "runs": [],
+        "decision_stages": {},
     }
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="dc-bench-latency-") as folder:
@@ -121,6 +123,16 @@ def main() -> None:
                     results["runs"].append(run)
                     describe(f"{size:>7} entries, {backend:>9}, LLM 0 ms", figures)
                 if size == min(int(s) for s in args.sizes.split(",")):
+                    # the decision stage's cost on a semantic HIT: static vs the pair model,
+                    # same replica set-up, same questions, back to back
+                    questions = distinct_questions(args.queries, seed=3)
+                    for stage in args.stages.split(","):
+                        with ServiceProcess(redis.url, embedder=backends[0], sim_latency_ms=0,
+                                            pair_model=stage) as svc:  # fmt: skip
+                            figures = measure(svc, questions)
+                        results["decision_stages"][stage] = figures
+                        describe(f"{size:>7} entries, {backends[0]:>9}, pair model {stage}",
+                                 figures)  # fmt: skip
                     questions = distinct_questions(args.slow_queries, seed=4)
                     with ServiceProcess(
                         redis.url, embedder=backends[0], sim_latency_ms=1000

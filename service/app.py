@@ -16,6 +16,7 @@ from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import IndexShape, LocalIndex
 from service.embedded_redis import EmbeddedRedis
 from service.engine.coalescing import MissCoalescer
+from service.engine.decision import DecisionStage, VerifierJudge
 from service.engine.entries import EntryManager
 from service.engine.feedback import FeedbackBook
 from service.engine.query_path import QueryPath
@@ -120,6 +121,18 @@ async def start_runtime(
     telemetry.start()
     stack.push_async_callback(telemetry.stop)
     splitter = RagSplitter(settings.rag_patterns, enabled=settings.rag_normalise)
+    verifier = load_verifier(settings)
+    decision = DecisionStage(
+        settings.pair_model_dir if settings.pair_model != "off" else None,
+        fallback=VerifierJudge(verifier) if verifier is not None else None,
+        reload_s=settings.decision_reload_s,
+        threads=settings.embed_threads,
+        only_if_better=settings.pair_model == "auto",
+    )
+    await asyncio.to_thread(decision.load_now)
+    decision.start()
+    stack.push_async_callback(decision.stop)
+    log.info("decision stage: %s", decision.name)
     queries = QueryPath(
         settings,
         store,
@@ -130,7 +143,7 @@ async def start_runtime(
         telemetry,
         MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
         splitter,
-        load_verifier(settings),
+        decision,
     )
     return Runtime(
         settings=settings,

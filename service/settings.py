@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     eviction: Literal["lru", "lfu"] = "lru"
     max_prompt_chars: int = Field(default=32_000, ge=1)
 
+    # Pair model (index/policy/pair_model.py): a cross-encoder judging the nearest candidate
+    # inside its radius, picked up without a restart once built (its folder is checked every
+    # decision_reload_s). auto: in force when its build found it beats the static threshold
+    # at the same recall on the tune pairs; on: whenever built; off: never. Above the
+    # verifier, which is above the static threshold.
+    pair_model: Literal["auto", "on", "off"] = "auto"
+    pair_model_dir: Path = Path("models/pair")
+    decision_reload_s: float = Field(default=5.0, gt=0)
+
     # Verifier (index/verifier.py): a trained second stage for candidates inside a radius;
     # radius and cut default to the artifact's (chosen on the tune split). Without the
     # artifact the static threshold decides. Off by default: it serves fewer wrong answers

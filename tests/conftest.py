@@ -39,6 +39,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "port": free_port(),
         "sim_latency_ms": 0,
         "replica_id": f"test-{free_port()}",
+        # the static threshold unless a test asks for a decision stage: tests of other
+        # concerns must not depend on whether this clone has built the pair model yet
+        "pair_model": "off",
     }
     fields.update(overrides)
     return Settings(**fields)

@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
 
 from index.embedding.embedder import EMBEDDING_DIM
+from index.onnx_runtime import batch_tokenizer, cpu_session
 
 MAX_TOKENS = 256
 CHUNK = 32  # texts per ONNX run
@@ -36,20 +35,8 @@ class OnnxEmbedder:
                     f"{path} is missing: export the ONNX models with "
                     f"`python -m index.training.onnx_export --out {path.parent}` (make does it)"
                 )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle intra-op threads must sleep, not spin: on a small machine spinning threads
-        # take the cores the event loop and Redis need (it halved throughput here)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._session = cpu_session(model_file, threads)
+        self._tokenizer = batch_tokenizer(tokenizer_file, MAX_TOKENS)
         self._input_names = {node.name for node in self._session.get_inputs()}
         self.dim = EMBEDDING_DIM
         self.batch_invariant = "int8" not in model_file.name

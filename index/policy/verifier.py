@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from index.policy.numbers import numbers_in
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -31,7 +33,6 @@ def _words(text: str) -> frozenset[str]:
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # what the features (and the trap generator of index/training) take for a number and a name
-NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z]+")
 _STOPWORDS = _words(
     """a an the of to in on for and or is are was were be been being do does did i my me you
@@ -85,7 +86,7 @@ def _analyse(text: str) -> _Text:
     return _Text(
         tokens=tokens,
         content=content,
-        numbers=frozenset(NUMBER.findall(text)),
+        numbers=numbers_in(text),
         entities=frozenset(e.lower() for e in CAPITALISED.findall(text.strip())),
         negations=sum(t in _NEGATIONS or (t.endswith("nt") and t[:-2] in _AUXILIARIES)
                       for t in tokens),

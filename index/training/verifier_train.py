@@ -35,11 +35,11 @@ from threadpoolctl import threadpool_limits
 
 from index.embedding.embedder import load_embedder
 from index.policy.distance import DEFAULT_THRESHOLD
+from index.policy.numbers import NUMBER
 from index.policy.verifier import (
     ANTONYM_OF,
     CAPITALISED,
     NO_RUNNER_UP,
-    NUMBER,
     TEXT_FEATURES,
     Features,
     Verifier,

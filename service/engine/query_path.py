@@ -24,7 +24,6 @@ import numpy as np
 
 from index.embedding.worker import EmbeddingWorker
 from index.policy.distance import is_hit, resolve_threshold, similarity
-from index.policy.verifier import Verifier
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.keys import exact_key
 from index.store.records import NewEntry, Retention, StoredEntry
@@ -32,6 +31,8 @@ from index.store.redis_store import RedisStore
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import Candidate, LocalIndex
 from service.engine.coalescing import Followed, MissCoalescer
+from service.engine.decision import Candidate as Judged
+from service.engine.decision import DecisionStage, Judge
 from service.engine.telemetry import Outcome, Telemetry
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
@@ -59,9 +60,10 @@ class Probe:
     retention: Retention
     mode: CacheMode = "default"
     control: CacheControl = field(default_factory=CacheControl)
-    # verifier on: the nearest live candidate inside ``threshold`` (the verifier's radius)
-    # is served only when the verifier gives it at least this probability
+    # a decision stage in force (pair model, verifier): the nearest live candidate inside
+    # ``threshold`` (the stage's radius) is served only when it gets at least this probability
     verifier_cut: float | None = None
+    judge: Judge | None = None  # the stage in force when the lookup began (None: static)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -69,14 +71,14 @@ class Probe:
 class Found:
     entry: StoredEntry
     distance: float
-    confidence: float | None = None  # the verifier's probability, when it decided
+    confidence: float | None = None  # the decision stage's probability, when it decided
 
 
 @dataclass(frozen=True)
 class Missed:
     vector: np.ndarray
     nearest: float | None  # the nearest candidate's distance, if any
-    confidence: float | None = None  # the verifier's probability for a refused candidate
+    confidence: float | None = None  # the decision stage's probability for a refused one
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Resolution:
     distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
     reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
     entry_id: str | None = None  # MISS: the entry it was stored as
-    confidence: float | None = None  # the verifier's probability for the entry it judged
+    confidence: float | None = None  # the decision stage's probability for what it judged
 
     @classmethod
     def hit(cls, probe: Probe, found: Found) -> "Resolution":
@@ -128,7 +130,7 @@ class QueryPath:
         telemetry: Telemetry,
         coalescer: MissCoalescer,
         splitter: RagSplitter,
-        verifier: Verifier | None = None,
+        decision: DecisionStage | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -139,7 +141,7 @@ class QueryPath:
         self.telemetry = telemetry
         self.coalescer = coalescer
         self.splitter = splitter
-        self.verifier = verifier
+        self.decision = decision or DecisionStage(None, None)
 
     def probe(
         self,
@@ -155,15 +157,17 @@ class QueryPath:
         verifier_cut: float | None = None,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's. With
-        the verifier on, the threshold is the radius inside which candidates are verified."""
+        a decision stage in force (pair model, verifier), the threshold is the radius inside
+        which candidates are judged."""
         default_threshold, cut = self.settings.threshold, None
-        if self.verifier is not None:
-            default_threshold = first_set(self.settings.verifier_radius, self.verifier.radius)
+        judge = self.decision.judge
+        if judge is not None:
+            default_threshold = first_set(self.settings.verifier_radius, judge.radius)
             cut = first_set(
                 verifier_cut,
                 tenant.verifier_cut if tenant else None,
                 self.settings.verifier_cut,
-                self.verifier.cut,
+                judge.cut,
             )
         return Probe(
             ns=ns,
@@ -174,6 +178,7 @@ class QueryPath:
             mode="refresh" if control.no_cache and mode == "default" else mode,
             control=control,
             verifier_cut=cut,
+            judge=judge,
         )
 
     async def answer(
@@ -252,7 +257,7 @@ class QueryPath:
 
     async def look_up(self, probe: Probe) -> Found | Missed:
         """The live entry that answers ``probe`` (exact, else the nearest inside its
-        threshold that the verifier, when on, accepts), or the query's vector for storing a
+        threshold that the decision stage in force accepts), or the query's vector for storing a
         new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
         key = probe.key
         if probe.mode != "refresh":
@@ -275,15 +280,17 @@ class QueryPath:
                 continue
             if not self._servable(entry, candidate.distance, probe):
                 continue
-            if probe.verifier_cut is None or self.verifier is None or entry.vector is None:
+            if probe.verifier_cut is None or probe.judge is None:
                 return Found(entry, candidate.distance)
-            # only the nearest servable candidate is verified; the next one gives the margin
+            # only the nearest servable candidate is judged; the next one gives the margin
             runner_up = (
                 candidates[position + 1].distance if position + 1 < len(candidates) else None
             )
-            confidence = self.verifier.probability(
-                key.question, entry.prompt, vector, entry.vector, candidate.distance, runner_up
-            )
+            confidence = await self.decision.probability(
+                probe.judge,
+                Judged(key.question, entry.prompt, vector, entry.vector, candidate.distance,
+                       runner_up)
+            )  # fmt: skip
             if confidence >= probe.verifier_cut:
                 return Found(entry, candidate.distance, confidence)
             return Missed(vector, nearest, confidence)

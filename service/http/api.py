@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from service.engine.telemetry import read_stats
 from service.http.auth import Principal, authenticate, require_operator
 from service.http.cache_headers import cache_headers
-from service.http.dependencies import runtime_of
+from service.http.dependencies import RuntimeDep
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
 from service.policy.validation import validate_namespace
@@ -36,6 +36,7 @@ _ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
 
 @router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
 async def query(
+    runtime: RuntimeDep,
     body: QueryRequest,
     request: Request,
     response: Response,
@@ -43,12 +44,12 @@ async def query(
 ) -> QueryResponse:
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
     control = parse_cache_control(request.headers.get("cache-control"))
-    answer: QueryResponse = await runtime_of(request).queries.answer(
+    answer: QueryResponse = await runtime.queries.answer(
         body, principal.ns, principal.settings, control
     )
     response.headers.update(
         cache_headers(
-            answer.status, runtime_of(request).settings.replica_id, answer.distance,
+            answer.status, runtime.settings.replica_id, answer.distance,
             answer.entry_id, answer.created,
         )
     )  # fmt: skip
@@ -67,7 +68,10 @@ _CHAT_ANSWER = {
 
 @router.post("/v1/chat/completions", tags=["openai"], responses={**_ERRORS, 200: _CHAT_ANSWER})
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, principal: Principal = Security(authenticate)
+    runtime: RuntimeDep,
+    body: ChatCompletionRequest,
+    request: Request,
+    principal: Principal = Security(authenticate),
 ) -> Response:
     """OpenAI Chat Completions through the cache: point the `openai` SDK's `base_url` here.
     A HIT needs the same model, system prompt, earlier turns and output parameters; only
@@ -75,29 +79,32 @@ async def chat_completions(
     control = parse_cache_control(request.headers.get("cache-control"))
     raw = await request.json()  # forwarded as sent (validated above as `body`)
     del body
-    chats: ChatCompletions = runtime_of(request).chats
+    chats: ChatCompletions = runtime.chats
     return await chats.respond(raw, principal.ns, principal.settings, control)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)
 async def feedback(
-    body: FeedbackIn, request: Request, principal: Principal = Security(authenticate)
+    runtime: RuntimeDep, body: FeedbackIn, principal: Principal = Security(authenticate)
 ) -> FeedbackOut:
     """Report whether a HIT (`entry_id`, from `X-Cache-Entry`) was right for `prompt`. A
     wrong report stops the entry being served to queries as far from it as that prompt, on
     every replica; a correct one is kept as a positive."""
-    recorded: FeedbackOut = await runtime_of(request).feedback.record(principal.ns, body)
+    recorded: FeedbackOut = await runtime.feedback.record(principal.ns, body)
     return recorded
 
 
 @router.get("/v1/stats", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
-async def stats(request: Request, principal: Principal = Security(authenticate)) -> dict[str, Any]:
+async def stats(
+    runtime: RuntimeDep, principal: Principal = Security(authenticate)
+) -> dict[str, Any]:
     """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
     A tenant sees its own namespace only."""
-    runtime = runtime_of(request)
     visible = None if principal.role in ("open", "admin") else {principal.ns}
     counts = await runtime.store.count_by_namespace()
-    return await read_stats(runtime.store.client, counts, visible)
+    numbers = await read_stats(runtime.store.client, counts, visible)
+    numbers["decision"] = runtime.queries.decision.describe()  # this replica's stage
+    return numbers
 
 
 @router.post(
@@ -105,12 +112,10 @@ async def stats(request: Request, principal: Principal = Security(authenticate))
     responses=_ENTRY_ERRORS,
 )  # fmt: skip
 async def add_entries(
-    body: EntriesRequest, request: Request, principal: Principal = Security(authenticate)
+    runtime: RuntimeDep, body: EntriesRequest, principal: Principal = Security(authenticate)
 ) -> EntriesResponse:
     """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
-    stored = await runtime_of(request).entries.store_many(
-        body.entries, principal.ns, principal.settings
-    )
+    stored = await runtime.entries.store_many(body.entries, principal.ns, principal.settings)
     return EntriesResponse(stored=len(stored), entries=stored)
 
 
@@ -118,12 +123,12 @@ async def add_entries(
     "/v1/entries", response_model=DeletedResponse, tags=["entries"], responses=_ENTRY_ERRORS
 )
 async def delete_old_entries(
-    request: Request,
+    runtime: RuntimeDep,
     older_than: int = Query(ge=0, le=MAX_TTL_S, description="Seconds since stored."),
     principal: Principal = Security(authenticate),
 ) -> DeletedResponse:
     """Delete the caller's entries stored more than ``older_than`` seconds ago."""
-    deleted = await runtime_of(request).entries.delete_older_than(principal.ns, older_than)
+    deleted = await runtime.entries.delete_older_than(principal.ns, older_than)
     return DeletedResponse(deleted=deleted)
 
 
@@ -134,10 +139,10 @@ async def delete_old_entries(
     responses=_ENTRY_ERRORS,
 )
 async def delete_entry(
-    entry_id: str, request: Request, principal: Principal = Security(authenticate)
+    runtime: RuntimeDep, entry_id: str, principal: Principal = Security(authenticate)
 ) -> DeletedResponse:
     """Delete one entry of the caller's namespace (404 for any other id)."""
-    await runtime_of(request).entries.delete(principal.ns, entry_id)
+    await runtime.entries.delete(principal.ns, entry_id)
     return DeletedResponse(deleted=1)
 
 
@@ -148,13 +153,13 @@ async def delete_entry(
     responses=_ENTRY_ERRORS,
 )
 async def flush_namespace(
-    ns: str, request: Request, principal: Principal = Security(authenticate)
+    runtime: RuntimeDep, ns: str, principal: Principal = Security(authenticate)
 ) -> DeletedResponse:
     """Delete every entry of the caller's own namespace."""
     validate_namespace(ns)
     if ns != principal.ns:
         raise ApiError(404, "namespace_not_found", "no such namespace")
-    return DeletedResponse(deleted=await runtime_of(request).entries.flush(ns))
+    return DeletedResponse(deleted=await runtime.entries.flush(ns))
 
 
 @router.get(
@@ -163,9 +168,8 @@ async def flush_namespace(
     dependencies=[Security(require_operator)],
     responses=documented(*CALLER_ERRORS, 403),
 )
-async def replica(request: Request, ids: bool = False) -> dict[str, Any]:
+async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
     """This replica's view: its local index and its sync with Redis (``ids`` lists entries)."""
-    runtime = runtime_of(request)
     sync = runtime.sync
     view: dict[str, Any] = {
         "replica_id": runtime.settings.replica_id,
@@ -193,9 +197,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["health"])
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Readiness: Redis answers and the local index is loaded."""
-    runtime = runtime_of(request)
     checks: dict[str, str] = {}
     try:
         await runtime.store.ping()
@@ -207,13 +210,17 @@ async def readyz(request: Request) -> JSONResponse:
     )
     ready = checks["redis"] == "ok" and runtime.sync.ready
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        {
+            "status": "ready" if ready else "not_ready",
+            "checks": checks,
+            "decision": runtime.queries.decision.describe(),
+        },
         status_code=200 if ready else 503,
     )
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-async def metrics(request: Request) -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics of this replica."""
-    body = generate_latest(runtime_of(request).telemetry.registry)
+    body = generate_latest(runtime.telemetry.registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -30,6 +30,9 @@ class ServiceProcess:
             "DYNACACHE_REPLICA_ID": self.replica_id,
             "DYNACACHE_REDIS_DATA_DIR": str(Path(self._folder.name) / "redis"),
             "DYNACACHE_LOG_LEVEL": "warning",
+            # the static threshold unless asked (pair_model="auto"): a replica's decisions
+            # must not depend on whether this clone has built the pair model yet
+            "DYNACACHE_PAIR_MODEL": "off",
             "HF_HUB_OFFLINE": "1",
         }
         if redis_url is not None:

@@ -1,0 +1,84 @@
+"""The pair model: a MiniLM cross-encoder that reads the query and a cached question as one
+input ("[CLS] query [SEP] cached [SEP]") and gives the probability that the cached answer is
+right for the query. It sees both texts word by word, so it can tell "Why did Germany invade
+Poland?" from "Why did Poland invade Germany?" where one cosine cannot.
+
+Trained by ``index/training/pair_model_train.py`` and served from ONNX Runtime (no torch).
+A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.json`` (its
+operating point: the ``radius`` inside which candidates are judged, the ``cut`` a candidate
+must reach; how it was built and its figures on the tune split). One rule stands above the
+model: a candidate whose numbers differ from the query's is refused ("200 mg" / "800 mg").
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.onnx_runtime import batch_tokenizer, cpu_session
+from index.policy.numbers import differing_numbers
+
+MODEL_NAME = "model.onnx"
+TOKENIZER_NAME = "tokenizer.json"
+META_NAME = "pair_model.json"
+MAX_TOKENS = 64  # both questions together; longer pairs are cut, the longer one first
+
+
+class PairModel:
+    def __init__(
+        self,
+        model_file: Path,
+        tokenizer_file: Path,
+        radius: float,
+        cut: float,
+        meta: dict[str, Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self._session = cpu_session(model_file, threads)
+        self._tokenizer = batch_tokenizer(tokenizer_file, MAX_TOKENS)
+        self.radius = radius
+        self.cut = cut
+        self.meta = meta or {}
+
+    @classmethod
+    def load(cls, folder: Path, threads: int | None = None) -> "PairModel":
+        meta = json.loads((folder / META_NAME).read_text())
+        return cls(
+            folder / MODEL_NAME,
+            folder / TOKENIZER_NAME,
+            float(meta["radius"]),
+            float(meta["cut"]),
+            meta,
+            threads,
+        )
+
+    @staticmethod
+    def built_at(folder: Path) -> float | None:
+        """When the model in ``folder`` was built (None: there is none), from its metadata."""
+        try:
+            return float(json.loads((folder / META_NAME).read_text())["built_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def probabilities(self, pairs: Sequence[tuple[str, str]], chunk: int = 64) -> np.ndarray:
+        """P(the cached answer is right) for each (query, cached question) pair."""
+        scores = np.empty(len(pairs), dtype=np.float32)
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start : start + chunk]
+            encodings = self._tokenizer.encode_batch([(q, c) for q, c in part])
+            feeds = {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
+            (logits,) = self._session.run(["logit"], feeds)
+            scores[start : start + len(part)] = 1 / (1 + np.exp(-logits))
+        return scores
+
+    def probability(self, query: str, cached: str) -> float:
+        """The served decision's input: the model's probability, 0 when numbers differ."""
+        if differing_numbers(query, cached):
+            return 0.0
+        return float(self.probabilities([(query, cached)])[0])

@@ -1,0 +1,379 @@
+"""Train the pair model: a MiniLM cross-encoder that reads a query and a cached question
+together and gives the probability that the cached answer is right for the query.
+
+    python -m index.training.pair_model_train [--data DIR] [--out DIR] [--seed N]
+    python -m index.training.pair_model_train --pairs MINE.jsonl --base models/pair
+
+The first form trains from the packaged all-MiniLM-L6-v2 weights on the QQP train split
+(``index/training/pair_data.py``: by question, disjoint from tune and dev) plus made-up traps
+(swapped names and words, changed numbers, negations, antonyms: label 0) and rewordings
+(label 1); it chooses its operating point on the tune split. The second fine-tunes a built
+pair model on the user's own labelled pairs (``{"q1", "q2", "duplicate"}`` JSON lines), and
+chooses the operating point on a question-disjoint part of them held out from training.
+
+The operating point: candidates inside ``radius`` (squared L2 of the embedder's vectors) are
+judged; one is served when the model gives it at least ``cut``. The cut is the one of best
+precision on the tune pairs among those keeping recall at ``--min-recall`` (0.62 by
+default, a margin over the 0.60 the README's target names) through the same lookup protocol
+as ``bench/quality.py`` (store q1, look up q2, judge the nearest). It is never chosen on dev.
+
+The artifact (a folder, written whole then renamed into place, so a running service never
+reads half of one): ``model.onnx`` (fp32, or int8 when its decisions on tune agree with
+fp32's on ≥ 99.5% of candidates), ``tokenizer.json``, ``pair_model.json`` (operating point,
+figures on tune, provenance) and ``torch/`` (the weights, for a later fine-tune). Needs the
+``[train]`` extra (torch); serving reads only the ONNX file.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.embedding.embedder import load_embedder, packaged_model_path
+from index.policy.numbers import differing_numbers
+from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
+from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from index.training.pair_protocol import Lookups, look_up_pairs
+from index.training.verifier_train import hard_negatives, rewordings
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS = 64  # a pair of questions: QQP's are ~12 words each
+BATCH = 32
+MIN_RECALL = 0.62
+INT8_MIN_AGREEMENT = 0.995
+TRAPS_PER_QUESTION = 1  # made-up hard negatives per sampled train question
+TRAP_QUESTIONS = 5000
+
+Row = tuple[str, str, float]  # (a, b, label)
+
+
+def _examples(pairs: Sequence[Pair], rng: random.Random, traps: bool) -> list[Row]:
+    """(a, b, label) rows: the pairs in a random order each, plus traps and rewordings."""
+    rows = [(p.q1, p.q2, float(p.duplicate)) for p in pairs]
+    if traps:
+        questions = list(dict.fromkeys(q for p in pairs for q in (p.q1, p.q2)))
+        for question in rng.sample(questions, min(TRAP_QUESTIONS, len(questions))):
+            for variant in hard_negatives(question, rng)[:TRAPS_PER_QUESTION]:
+                rows.append((question, variant, 0.0))
+            for variant in rewordings(question)[:1]:
+                rows.append((question, variant, 1.0))
+    rows = [(b, a, y) if rng.random() < 0.5 else (a, b, y) for a, b, y in rows]
+    rng.shuffle(rows)
+    return rows
+
+
+class _Scorer:
+    """The torch model being trained: encoder, mean pooling, a linear head → one logit."""
+
+    def __init__(self, base: Path, seed: int) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        torch.manual_seed(seed)
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base))
+        self.encoder = AutoModel.from_pretrained(str(base), attn_implementation="eager")
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+        head_file = base / "head.pt"
+        if head_file.exists():
+            self.head.load_state_dict(torch.load(head_file, weights_only=True))
+
+    def parameters(self) -> list[Any]:
+        return [*self.encoder.parameters(), *self.head.parameters()]
+
+    def logits(self, a: Sequence[str], b: Sequence[str]) -> Any:
+        batch = self.tokenizer(list(a), list(b), padding=True, truncation=True,
+                               max_length=MAX_TOKENS, return_tensors="pt")  # fmt: skip
+        hidden = self.encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self.head(pooled).squeeze(-1)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+        self.torch.save(self.head.state_dict(), folder / "head.pt")
+
+    def export(self, onnx_path: Path) -> None:
+        torch = self.torch
+        encoder, head = self.encoder.eval(), self.head.eval()
+
+        class PairLogit(torch.nn.Module):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder, self.head = encoder, head
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                hidden = self.encoder(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                ).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return self.head(pooled).squeeze(-1)  # fmt: skip
+
+        sample = self.tokenizer(["a question to trace", "short"], ["another one", "x"],
+                                padding=True, return_tensors="pt")  # fmt: skip
+        dynamic = {0: "batch", 1: "tokens"}
+        with torch.no_grad():
+            torch.onnx.export(
+                PairLogit(),
+                (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+                str(onnx_path),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["logit"],
+                dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
+                              "token_type_ids": dynamic, "logit": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )  # fmt: skip
+
+
+def _batches(rows: list[Row], rng: random.Random) -> list[list[Row]]:
+    """Batches of rows of similar length, in a random order: padding to the longest of a
+    batch of look-alike lengths wastes little (about twice the pairs/s of random batches)."""
+    by_length = sorted(rows, key=lambda row: len(row[0]) + len(row[1]) + rng.random())
+    batches = [by_length[i : i + BATCH] for i in range(0, len(by_length), BATCH)]
+    rng.shuffle(batches)
+    return batches
+
+
+def fit(scorer: _Scorer, rows: list[Row], epochs: float, lr: float, seed: int) -> None:
+    torch = scorer.torch
+    rng = random.Random(seed)
+    per_epoch = math.ceil(len(rows) / BATCH)
+    steps = max(1, math.ceil(per_epoch * epochs))
+    warmup = max(1, steps // 20)
+    optimiser = torch.optim.AdamW(scorer.parameters(), lr=lr, weight_decay=0.01)
+
+    def rate(step: int) -> float:  # linear warm-up, then linear decay to 0
+        return min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, rate)
+    scorer.encoder.train()
+    started, losses = time.perf_counter(), []
+    batches: list[list[Row]] = []
+    for step in range(steps):
+        if not batches:
+            batches = _batches(rows, rng)
+        a, b, y = zip(*batches.pop(), strict=True)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            scorer.logits(a, b), torch.tensor(y)
+        )
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            elapsed = time.perf_counter() - started
+            left = elapsed / (step + 1) * (steps - step - 1)
+            log.info("pair model: step %d/%d, loss %.3f, %.0f s, ~%.0f s left",
+                     step + 1, steps, float(np.mean(losses[-50:])), elapsed, left)  # fmt: skip
+    scorer.encoder.eval()
+
+
+def operating_point(
+    lookups: Lookups, probabilities: np.ndarray, min_recall: float
+) -> dict[str, float]:
+    """Radius and cut on tune lookups: the radius holding 98% of the right nearest
+    candidates, then the cut of best precision with recall ≥ ``min_recall``."""
+    right = lookups.right
+    duplicates = max(1, int(lookups.duplicate.sum()))
+    radius = float(np.quantile(lookups.distance[right], 0.98)) if right.any() else 1.0
+    inside = lookups.distance < radius
+    best = {"radius": radius, "cut": 0.5, "precision": 0.0, "recall": 0.0}
+    for cut in np.round(np.arange(0.05, 0.991, 0.01), 2):
+        served = inside & (probabilities >= cut)
+        if not served.any():
+            continue
+        precision = float((served & right).sum() / served.sum())
+        recall = float((served & right).sum() / duplicates)
+        if recall >= min_recall and precision >= best["precision"]:
+            best = {"radius": radius, "cut": float(cut), "precision": precision, "recall": recall}
+    return best
+
+
+def static_at_recall(lookups: Lookups, recall: float) -> dict[str, float]:
+    """The static threshold's precision where its recall first reaches ``recall``."""
+    right = lookups.right
+    duplicates = max(1, int(lookups.duplicate.sum()))
+    for threshold in np.round(np.arange(0.01, 4.0, 0.005), 3):
+        hits = lookups.distance < threshold
+        reached = float((hits & right).sum() / duplicates)
+        if reached >= recall:
+            precision = float((hits & right).sum() / max(1, hits.sum()))
+            return {"threshold": float(threshold), "precision": precision, "recall": reached}
+    return {"threshold": 4.0, "precision": 0.0, "recall": 0.0}
+
+
+def _probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
+    scored = model.probabilities(list(zip(lookups.queries, lookups.candidates, strict=True)))
+    refused = [differing_numbers(q, c) for q, c in zip(lookups.queries, lookups.candidates,
+                                                       strict=True)]  # fmt: skip
+    scored[np.array(refused, dtype=bool)] = 0.0
+    return scored
+
+
+def train(
+    train_pairs: list[Pair],
+    tune_pairs: list[Pair],
+    out: Path,
+    seed: int,
+    epochs: float,
+    lr: float,
+    base: Path,
+    traps: bool,
+    min_recall: float,
+    onnx_dir: str,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    rows = _examples(train_pairs, rng, traps)
+    log.info("pair model: %d training rows (%d pairs), seed %d, %.2f epochs",
+             len(rows), len(train_pairs), seed, epochs)  # fmt: skip
+    scorer = _Scorer(base, seed)
+    fit(scorer, rows, epochs, lr, seed)
+    staging = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    scorer.save(staging / "torch")
+    fp32 = staging / "model-fp32.onnx"
+    scorer.export(fp32)
+    int8 = staging / "model-int8.onnx"
+    quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QUInt8,
+                     op_types_to_quantize=["MatMul"])  # fmt: skip
+    shutil.copyfile(staging / "torch" / TOKENIZER_NAME, staging / TOKENIZER_NAME)
+
+    embedder = load_embedder("onnx", None, None, onnx_dir)
+    lookups = look_up_pairs(distinct_pairs(tune_pairs), embedder.encode)
+    scores = {}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        scores[name] = _probabilities(PairModel(path, staging / TOKENIZER_NAME, 0.0, 0.5), lookups)
+    point = operating_point(lookups, scores["fp32"], min_recall)
+    inside = lookups.distance < point["radius"]
+    agreement = float(np.mean((scores["fp32"][inside] >= point["cut"])
+                              == (scores["int8"][inside] >= point["cut"])))  # fmt: skip
+    chosen = "int8" if agreement >= INT8_MIN_AGREEMENT else "fp32"
+    if chosen == "int8":
+        point = operating_point(lookups, scores["int8"], min_recall)
+    static = static_at_recall(lookups, point["recall"])
+    (staging / f"model-{chosen}.onnx").replace(staging / MODEL_NAME)
+    for leftover in staging.glob("model-*.onnx"):
+        leftover.unlink()
+    meta = {
+        "radius": round(point["radius"], 4),
+        "cut": point["cut"],
+        "tune": {
+            "pairs": len(lookups.queries),
+            "precision": round(point["precision"], 4),
+            "recall": round(point["recall"], 4),
+        },
+        # the static threshold at the same recall on the same tune lookups: the service
+        # puts the model in force by default only when it beats that (DYNACACHE_PAIR_MODEL)
+        "static_at_same_recall": {k: round(v, 4) for k, v in static.items()},
+        "beats_static": point["precision"] > static["precision"],
+        "onnx": chosen,
+        "int8_decision_agreement": round(agreement, 4),
+        "seed": seed,
+        "epochs": epochs,
+        "training_rows": len(rows),
+        "built_at": time.time(),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        **provenance,
+    }
+    (staging / META_NAME).write_text(json.dumps(meta, indent=2))
+    _replace_folder(staging, out)
+    log.info("pair model: wrote %s (%s) in %.0f s: radius %.3f, cut %.2f, tune precision %.3f "
+             "recall %.3f", out, chosen, meta["train_seconds"], meta["radius"], meta["cut"],
+             point["precision"], point["recall"])  # fmt: skip
+    return meta
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put ``new`` where ``target`` is, whole: a reader sees the old folder or the new one."""
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _split_own_pairs(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair]]:
+    """A user's pairs: a seeded 20% held out for the operating point, and the rest less any
+    pair that shares a question with them (so the held-out questions are never trained on)."""
+    shuffled = list(pairs)
+    random.Random(seed).shuffle(shuffled)
+    held = shuffled[: max(1, len(shuffled) // 5)]
+    held_questions = {normal_form(q) for p in held for q in (p.q1, p.q2)}
+    fit_on = [p for p in shuffled[len(held) :]
+              if not {normal_form(p.q1), normal_form(p.q2)} & held_questions]  # fmt: skip
+    return fit_on, held
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m index.training.pair_model_train", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--pairs", type=Path, help="fine-tune on these labelled pairs instead")
+    parser.add_argument("--base", type=Path, help="the pair model to fine-tune (with --pairs)")
+    parser.add_argument("--out", type=Path, default=Path("models/pair"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=4e-5)
+    parser.add_argument("--min-recall", type=float, default=MIN_RECALL)
+    parser.add_argument("--onnx-dir", default="models/onnx")
+    parser.add_argument("--if-missing", action="store_true", help="do nothing when built")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.if_missing and (args.out / META_NAME).exists():
+        return 0
+    if args.pairs is not None:
+        base = (args.base or args.out) / "torch"
+        if not base.exists():
+            print(f"error: no pair model to fine-tune at {base} (build one first)", file=sys.stderr)
+            return 2
+        pairs = list(read_pairs(args.pairs))
+        fit_on, tune = _split_own_pairs(pairs, args.seed)
+        if len(fit_on) < 20 or sum(p.duplicate for p in tune) < 10:
+            print(f"error: {args.pairs} has too few pairs to fine-tune and hold some out "
+                  "(at least ~100 with both labels)", file=sys.stderr)  # fmt: skip
+            return 2
+        train(fit_on, tune, args.out, args.seed, args.epochs, args.lr, base, traps=False,
+              min_recall=args.min_recall, onnx_dir=args.onnx_dir,
+              provenance={"trained_on": str(args.pairs), "base": str(base)})  # fmt: skip
+        return 0
+    qqp = args.data / "qqp_open.jsonl"
+    if not qqp.exists():
+        print(f"warning: {qqp} is missing: no pair model built (static threshold decides)",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    pairs = list(read_pairs(qqp))
+    train(pairs_in(pairs, "train"), pairs_in(pairs, "tune"), args.out, args.seed, args.epochs,
+          args.lr, packaged_model_path(), traps=True, min_recall=args.min_recall,
+          onnx_dir=args.onnx_dir, provenance={"trained_on": "qqp train split"})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The decision stage: what decides whether the nearest live candidate inside the radius is
+served. Three stages, best first: the pair model (a cross-encoder over both texts), the
+verifier (an MLP over features of the pair), the static threshold (the distance alone).
+
+The service starts with whatever is built and picks up a newly built pair model without a
+restart: a watcher reads the model folder's metadata every ``reload_s`` and loads a new
+build off the event loop, then swaps it in (a lookup sees the old stage or the new one,
+never half of one). Judging runs in a worker thread of its own, so a model's few
+milliseconds never block the event loop.
+"""
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from index.policy.pair_model import PairModel
+from index.policy.verifier import Verifier
+
+log = logging.getLogger(__name__)
+
+StageName = Literal["pair-model", "verifier", "static"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a judge reads of a query and the candidate it may be served."""
+
+    query: str
+    cached: str
+    query_vector: np.ndarray
+    cached_vector: np.ndarray | None
+    distance: float
+    runner_up: float | None  # the next candidate's distance, if any
+
+
+class Judge(Protocol):
+    name: StageName
+    radius: float  # candidates inside it are judged
+    cut: float  # the least probability served
+
+    def probability(self, candidate: Candidate) -> float: ...
+
+
+class PairModelJudge:
+    name: StageName = "pair-model"
+
+    def __init__(self, model: PairModel) -> None:
+        self.model = model
+        self.radius = model.radius
+        self.cut = model.cut
+
+    def probability(self, candidate: Candidate) -> float:
+        return self.model.probability(candidate.query, candidate.cached)
+
+
+class VerifierJudge:
+    name: StageName = "verifier"
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self.radius = verifier.radius
+        self.cut = verifier.cut
+
+    def probability(self, candidate: Candidate) -> float:
+        if candidate.cached_vector is None:  # an entry without its vector: the cosine decides
+            return 1.0
+        return self.verifier.probability(
+            candidate.query, candidate.cached, candidate.query_vector, candidate.cached_vector,
+            candidate.distance, candidate.runner_up,
+        )  # fmt: skip
+
+
+class DecisionStage:
+    """The judge in force (None: the static threshold), and its hot reload."""
+
+    def __init__(
+        self,
+        pair_model_dir: Path | None,
+        fallback: Judge | None,
+        reload_s: float = 5.0,
+        threads: int | None = None,
+        only_if_better: bool = True,
+    ) -> None:
+        self.pair_model_dir = pair_model_dir
+        # put a built model in force only when its build found it beats the static threshold
+        # at the same recall on the tune pairs (DYNACACHE_PAIR_MODEL=auto); =on: whenever built
+        self.only_if_better = only_if_better
+        self.pair_model_note = "not built"
+        self.fallback = fallback
+        self.reload_s = reload_s
+        self.threads = threads
+        self.judge: Judge | None = fallback
+        self.loaded_built_at: float | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> StageName:
+        return self.judge.name if self.judge is not None else "static"
+
+    def describe(self) -> dict[str, object]:
+        judge = self.judge
+        described: dict[str, object] = {"stage": self.name}
+        if judge is not None:
+            described |= {"radius": judge.radius, "cut": judge.cut}
+        if isinstance(judge, PairModelJudge):
+            described["built_at"] = judge.model.meta.get("built_at")
+            described["tune"] = judge.model.meta.get("tune")
+        described["pair_model"] = self.pair_model_note
+        return described
+
+    async def probability(self, judge: Judge, candidate: Candidate) -> float:
+        """``judge``'s probability for ``candidate``, computed in the judging thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, judge.probability, candidate)
+
+    def load_now(self) -> None:
+        """Load the pair model if one is built (blocking: at start-up, or in a thread)."""
+        if self.pair_model_dir is None:
+            return
+        built_at = PairModel.built_at(self.pair_model_dir)
+        if built_at is None or built_at == self.loaded_built_at:
+            return
+        self.loaded_built_at = built_at
+        try:
+            model = PairModel.load(self.pair_model_dir, self.threads)
+        except Exception as error:  # a broken build: keep what is in force, say why
+            log.warning("pair model at %s not loaded: %s", self.pair_model_dir, error)
+            self.pair_model_note = f"built, not loaded: {error}"
+            return
+        if self.only_if_better and not model.meta.get("beats_static"):
+            tune, static = model.meta.get("tune", {}), model.meta.get("static_at_same_recall", {})
+            self.pair_model_note = (
+                f"built, not in force: on the tune pairs it does not beat the static threshold "
+                f"at the same recall (precision {tune.get('precision')} vs "
+                f"{static.get('precision')}); DYNACACHE_PAIR_MODEL=on puts it in force"
+            )
+            log.warning("pair model %s", self.pair_model_note)
+            return
+        self.judge = PairModelJudge(model)
+        self.pair_model_note = "in force"
+        log.info("decision stage: pair model built at %.0f (radius %.3f, cut %.2f)",
+                 built_at, model.radius, model.cut)  # fmt: skip
+
+    def start(self) -> None:
+        if self.pair_model_dir is not None:
+            self._watcher = asyncio.create_task(self._watch(), name="decision-stage")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        self._executor.shutdown(wait=False)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_s)
+            try:
+                await asyncio.to_thread(self.load_now)
+            except Exception:  # never let the watcher die
+                log.exception("pair model reload failed")

@@ -1,0 +1,152 @@
+"""The pair model: built by ``make pair-model`` (make test builds it first), served from ONNX,
+picked up by a running service without a restart, and fine-tuned on a user's own pairs."""
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from index.policy.numbers import differing_numbers
+from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
+from service.tools.replica_process import ROOT
+from tests.helpers import CacheService, wait_until
+
+BUILT = ROOT / "models" / "pair"
+SAME = ("How do I reset my password?", "How can I reset my password?")
+SWAPPED = ("Why did Germany invade Poland?", "Why did Poland invade Germany?")
+
+
+@pytest.fixture(scope="module")
+def model() -> PairModel:
+    if not (BUILT / META_NAME).exists():
+        pytest.fail("models/pair is not built: run `make pair-model` (make test does)")
+    return PairModel.load(BUILT)
+
+
+def test_artifact_carries_its_operating_point_and_provenance(model: PairModel) -> None:
+    meta = json.loads((BUILT / META_NAME).read_text())
+    assert 0 < model.radius <= 4 and 0 < model.cut < 1
+    assert meta["trained_on"] and meta["built_at"] > 0 and meta["onnx"] in ("fp32", "int8")
+    assert 0 <= meta["tune"]["precision"] <= 1 and meta["tune"]["recall"] >= 0.5
+    # the build compared itself with the static threshold at the same recall on tune
+    static = meta["static_at_same_recall"]
+    assert static["recall"] >= meta["tune"]["recall"] - 1e-9
+    assert meta["beats_static"] == (meta["tune"]["precision"] > static["precision"])
+    # serving reads only the ONNX file and the tokenizer: no torch weights are needed
+    assert (BUILT / MODEL_NAME).exists() and (BUILT / TOKENIZER_NAME).exists()
+
+
+def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> None:
+    same, swapped = model.probabilities([SAME, SWAPPED])
+    assert 0 <= swapped < same <= 1
+    assert model.probability(*SAME) == pytest.approx(float(same), abs=1e-6)
+
+
+def test_differing_numbers_are_refused_whatever_the_model_says(model: PairModel) -> None:
+    assert differing_numbers("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
+    assert not differing_numbers("Is 200 mg safe?", "Is a dose of 200 mg safe?")
+    assert model.probability("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?") == 0
+
+
+def test_a_running_service_picks_up_a_newly_built_model(
+    start_service: Callable[..., CacheService], tmp_path: Path, model: PairModel
+) -> None:
+    folder = tmp_path / "pair"
+    service = start_service(pair_model="on", pair_model_dir=folder, decision_reload_s=0.1)
+    assert service.http.get("/readyz").json()["decision"]["stage"] == "static"
+    service.query(SAME[0])
+    assert service.query(SAME[1], cache="only").json()["confidence"] is None
+
+    staging = tmp_path / ".pair.building"  # as the trainer does: whole, then renamed
+    shutil.copytree(BUILT, staging, ignore=shutil.ignore_patterns("torch"))
+    staging.rename(folder)
+    wait_until(
+        lambda: service.http.get("/readyz").json()["decision"]["stage"] == "pair-model",
+        30,
+        interval_s=0.1,
+        message="the pair model picked up",
+    )
+    decision = service.http.get("/v1/stats").json()["decision"]
+    assert decision["stage"] == "pair-model" and decision["cut"] == model.cut
+    hit = service.query(SAME[1], cache="only").json()
+    assert hit["status"] == "HIT" and hit["confidence"] is not None
+
+
+def test_a_broken_build_keeps_the_stage_in_force(
+    start_service: Callable[..., CacheService], tmp_path: Path
+) -> None:
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / META_NAME).write_text(json.dumps({"built_at": 1.0, "radius": 1, "cut": 0.5}))
+    service = start_service(pair_model="on", pair_model_dir=folder, decision_reload_s=0.1)
+    assert service.http.get("/readyz").json()["decision"]["stage"] == "static"
+    assert service.query("What is the capital of France?").status_code == 200
+
+
+def test_fine_tune_on_own_pairs_writes_a_model_with_its_own_operating_point(
+    tmp_path: Path, model: PairModel
+) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(BUILT, base)
+    if not (base / "torch").exists():
+        pytest.fail("models/pair has no torch/ weights to fine-tune from")
+    pairs = tmp_path / "mine.jsonl"
+    topics = ["invoice", "refund", "password", "shipping", "warranty", "delivery", "account",
+              "discount", "subscription", "order"]  # fmt: skip
+    rows = []
+    for i, topic in enumerate(topics * 12):
+        thing = f"the {topic} number {i // len(topics)}"
+        rows.append({"q1": f"How do I change {thing}?", "q2": f"How can I change {thing}?",
+                     "duplicate": True})  # fmt: skip
+        rows.append({"q1": f"How do I cancel {thing}?", "q2": f"Who pays for {thing}?",
+                     "duplicate": False})  # fmt: skip
+    pairs.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "tuned"
+    done = subprocess.run(
+        [sys.executable, "-m", "index.training.pair_model_train", "--pairs", str(pairs),
+         "--base", str(base), "--out", str(out), "--epochs", "0.3",
+         "--onnx-dir", str(ROOT / "models" / "onnx")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((out / META_NAME).read_text())
+    assert meta["trained_on"] == str(pairs) and meta["tune"]["pairs"] > 0
+    assert PairModel.load(out).probabilities([SAME]).shape == (1,)
+
+
+def test_fine_tune_refuses_too_few_pairs_with_one_clear_line(tmp_path: Path) -> None:
+    pairs = tmp_path / "few.jsonl"
+    pairs.write_text(json.dumps({"q1": "a?", "q2": "b?", "duplicate": True}))
+    done = subprocess.run(
+        [sys.executable, "-m", "index.training.pair_model_train", "--pairs", str(pairs),
+         "--base", str(BUILT), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("beats_static", "setting", "stage"), [
+    (False, "auto", "static"), (True, "auto", "pair-model"), (False, "on", "pair-model"),
+])  # fmt: skip
+def test_auto_puts_in_force_only_a_model_that_beat_the_static_threshold(
+    start_service: Callable[..., CacheService],
+    tmp_path: Path,
+    model: PairModel,
+    beats_static: bool,
+    setting: str,
+    stage: str,
+) -> None:
+    folder = tmp_path / "pair"
+    shutil.copytree(BUILT, folder, ignore=shutil.ignore_patterns("torch"))
+    meta = json.loads((folder / META_NAME).read_text())
+    (folder / META_NAME).write_text(json.dumps({**meta, "beats_static": beats_static}))
+    service = start_service(pair_model=setting, pair_model_dir=folder)
+    decision = service.http.get("/readyz").json()["decision"]
+    assert decision["stage"] == stage
+    if stage == "static":
+        assert "does not beat the static threshold" in decision["pair_model"]
