@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--slow-queries", type=int, default=30)
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--backends", default="onnx,onnx-int8,torch")
-    parser.add_argument("--stages", default="off,auto", help="pair_model settings compared")
+    parser.add_argument("--stages", default="off,on", help="pair_model settings compared")
+    parser.add_argument("--out", default="latency", help="bench/results/<out>.json")
     args = parser.parse_args()
     backends = args.backends.split(",")
     results: dict[str, Any] = {
@@ -144,7 +145,7 @@ def main() -> None:
                     describe(f"{size:>7} entries, {backends[0]:>9}, LLM 1000 ms", figures)
             finally:
                 redis.stop()
-    write_results("latency", results)
+    write_results(args.out, {"parameters": vars(args), **results})
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from index.policy.numbers import differing_numbers
@@ -43,13 +44,21 @@ def test_artifact_carries_its_operating_point_and_provenance(model: PairModel) -
 def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> None:
     same, swapped = model.probabilities([SAME, SWAPPED])
     assert 0 <= swapped < same <= 1
-    assert model.probability(*SAME) == pytest.approx(float(same), abs=1e-6)
+    # served: the model's probability and the distance combined by the stack fitted on tune
+    assert model.stack is not None
+    combined = model.served_probabilities(np.array([same]), np.array([0.1]))[0]
+    assert model.probability(*SAME, distance=0.1) == pytest.approx(float(combined), abs=1e-6)
+    # nearer is never judged less likely right, all else equal
+    near, far = model.served_probabilities(np.array([same, same]), np.array([0.05, 0.6]))
+    assert near >= far
 
 
 def test_differing_numbers_are_refused_whatever_the_model_says(model: PairModel) -> None:
     assert differing_numbers("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
     assert not differing_numbers("Is 200 mg safe?", "Is a dose of 200 mg safe?")
-    assert model.probability("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?") == 0
+    assert (
+        model.probability("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?", 0.05) == 0
+    )
 
 
 def test_a_running_service_picks_up_a_newly_built_model(

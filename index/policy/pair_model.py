@@ -4,10 +4,14 @@ right for the query. It sees both texts word by word, so it can tell "Why did Ge
 Poland?" from "Why did Poland invade Germany?" where one cosine cannot.
 
 Trained by ``index/training/pair_model_train.py`` and served from ONNX Runtime (no torch).
-A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.json`` (its
-operating point: the ``radius`` inside which candidates are judged, the ``cut`` a candidate
-must reach; how it was built and its figures on the tune split). One rule stands above the
-model: a candidate whose numbers differ from the query's is refused ("200 mg" / "800 mg").
+The served probability combines the model's with the candidate's distance (a logistic
+"stack" of the two, fitted on the tune pairs: on its own the cross-encoder ranked the
+nearest candidates worse than the cosine did, together they rank them better than either).
+A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.json`` (the
+stack's weights; its operating point: the ``radius`` inside which candidates are judged,
+the ``cut`` a candidate must reach; how it was built and its figures on the tune split).
+One rule stands above it: a candidate whose numbers differ from the query's is refused
+("200 mg" / "800 mg").
 """
 
 import json
@@ -35,12 +39,15 @@ class PairModel:
         cut: float,
         meta: dict[str, Any] | None = None,
         threads: int | None = None,
+        stack: Sequence[float] | None = None,
     ) -> None:
         self._session = cpu_session(model_file, threads)
         self._tokenizer = batch_tokenizer(tokenizer_file, MAX_TOKENS)
         self.radius = radius
         self.cut = cut
         self.meta = meta or {}
+        # (weight of the model's logit, weight of the distance, bias); None: the model alone
+        self.stack = tuple(stack) if stack is not None else None
 
     @classmethod
     def load(cls, folder: Path, threads: int | None = None) -> "PairModel":
@@ -52,6 +59,7 @@ class PairModel:
             float(meta["cut"]),
             meta,
             threads,
+            meta.get("stack"),
         )
 
     @staticmethod
@@ -77,8 +85,30 @@ class PairModel:
             scores[start : start + len(part)] = 1 / (1 + np.exp(-logits))
         return scores
 
-    def probability(self, query: str, cached: str) -> float:
-        """The served decision's input: the model's probability, 0 when numbers differ."""
+    def served_probabilities(
+        self, model_probabilities: np.ndarray, distances: np.ndarray
+    ) -> np.ndarray:
+        """The served probability from the model's and the candidates' distances."""
+        return combined(model_probabilities, distances, self.stack)
+
+    def probability(self, query: str, cached: str, distance: float) -> float:
+        """What a candidate at ``distance`` is judged: 0 when the numbers differ, else the
+        combined probability."""
         if differing_numbers(query, cached):
             return 0.0
-        return float(self.probabilities([(query, cached)])[0])
+        raw = self.probabilities([(query, cached)])
+        return float(self.served_probabilities(raw, np.array([distance]))[0])
+
+
+def combined(
+    model_probabilities: np.ndarray, distances: np.ndarray, stack: Sequence[float] | None
+) -> np.ndarray:
+    """The model's probabilities combined with the distances by ``stack`` (None: as they are)."""
+    if stack is None:
+        return model_probabilities
+    w_logit, w_distance, bias = stack
+    clipped = np.clip(model_probabilities, 1e-6, 1 - 1e-6)
+    logit = np.log(clipped / (1 - clipped))
+    z = w_logit * logit + w_distance * distances + bias
+    result: np.ndarray = 1 / (1 + np.exp(-z))
+    return result

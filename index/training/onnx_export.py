@@ -15,11 +15,34 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from index.embedding.embedder import packaged_model_path
 from index.embedding.onnx_embedder import FP32_NAME, INT8_NAME, TOKENIZER_NAME, model_files
 
 log = logging.getLogger(__name__)
+
+
+def export_bert_inputs(
+    module: Any, sample: Any, path: Path, output: str, output_axes: dict[int, str]
+) -> None:
+    """``torch.onnx.export`` of a module over BERT's three inputs (``input_ids``,
+    ``attention_mask``, ``token_type_ids``; batch and tokens dynamic) to one named output."""
+    import torch
+
+    dynamic = {0: "batch", 1: "tokens"}
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+            str(path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=[output],
+            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
+                          "token_type_ids": dynamic, output: output_axes},
+            opset_version=17,
+            dynamo=False,
+        )  # fmt: skip
 
 
 def export(model_path: Path, out_dir: Path) -> None:
@@ -56,23 +79,9 @@ def export(model_path: Path, out_dir: Path) -> None:
 
     fp32_path = out_dir / FP32_NAME
     staging = out_dir / f".{FP32_NAME}.tmp"
-    dynamic = {0: "batch", 1: "tokens"}
-    with torch.no_grad():
-        torch.onnx.export(
-            LastHiddenState(),
-            (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-            str(staging),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": dynamic,
-                "attention_mask": dynamic,
-                "token_type_ids": dynamic,
-                "last_hidden_state": dynamic,
-            },
-            opset_version=17,
-            dynamo=False,
-        )
+    export_bert_inputs(
+        LastHiddenState(), sample, staging, "last_hidden_state", {0: "batch", 1: "tokens"}
+    )
     staging.replace(fp32_path)
     int8_staging = out_dir / f".{INT8_NAME}.tmp"
     quantize_dynamic(

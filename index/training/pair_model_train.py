@@ -41,7 +41,8 @@ import numpy as np
 
 from index.embedding.embedder import load_embedder, packaged_model_path
 from index.policy.numbers import differing_numbers
-from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
+from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel, combined
+from index.training.onnx_export import export_bert_inputs
 from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
 from index.training.pair_protocol import Lookups, look_up_pairs
 from index.training.verifier_train import hard_negatives, rewordings
@@ -127,19 +128,7 @@ class _Scorer:
 
         sample = self.tokenizer(["a question to trace", "short"], ["another one", "x"],
                                 padding=True, return_tensors="pt")  # fmt: skip
-        dynamic = {0: "batch", 1: "tokens"}
-        with torch.no_grad():
-            torch.onnx.export(
-                PairLogit(),
-                (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-                str(onnx_path),
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["logit"],
-                dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
-                              "token_type_ids": dynamic, "logit": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )  # fmt: skip
+        export_bert_inputs(PairLogit(), sample, onnx_path, "logit", {0: "batch"})
 
 
 def _batches(rows: list[Row], rng: random.Random) -> list[list[Row]]:
@@ -187,14 +176,36 @@ def fit(scorer: _Scorer, rows: list[Row], epochs: float, lr: float, seed: int) -
     scorer.encoder.eval()
 
 
+def judged_radius(lookups: Lookups) -> float:
+    """The radius holding 98% of the tune lookups' right nearest candidates."""
+    right = lookups.right
+    return float(np.quantile(lookups.distance[right], 0.98)) if right.any() else 1.0
+
+
+def fit_stack(
+    lookups: Lookups, model_probabilities: np.ndarray, radius: float
+) -> list[float] | None:
+    """Logistic weights of (the model's logit, the distance) for "the nearest candidate is
+    right", over the tune candidates inside ``radius``; None (the model alone) when those
+    hold fewer than 10 right and 10 wrong candidates."""
+    from sklearn.linear_model import LogisticRegression
+
+    inside = lookups.distance < radius
+    right = int(lookups.right[inside].sum())
+    if min(right, int(inside.sum()) - right) < 10:
+        return None
+    clipped = np.clip(model_probabilities, 1e-6, 1 - 1e-6)
+    features = np.column_stack([np.log(clipped / (1 - clipped)), lookups.distance])
+    fitted = LogisticRegression().fit(features[inside], lookups.right[inside])
+    return [float(fitted.coef_[0][0]), float(fitted.coef_[0][1]), float(fitted.intercept_[0])]
+
+
 def operating_point(
-    lookups: Lookups, probabilities: np.ndarray, min_recall: float
+    lookups: Lookups, probabilities: np.ndarray, radius: float, min_recall: float
 ) -> dict[str, float]:
-    """Radius and cut on tune lookups: the radius holding 98% of the right nearest
-    candidates, then the cut of best precision with recall ≥ ``min_recall``."""
+    """The cut of best precision with recall ≥ ``min_recall`` inside ``radius``."""
     right = lookups.right
     duplicates = max(1, int(lookups.duplicate.sum()))
-    radius = float(np.quantile(lookups.distance[right], 0.98)) if right.any() else 1.0
     inside = lookups.distance < radius
     best = {"radius": radius, "cut": 0.5, "precision": 0.0, "recall": 0.0}
     for cut in np.round(np.arange(0.05, 0.991, 0.01), 2):
@@ -221,12 +232,17 @@ def static_at_recall(lookups: Lookups, recall: float) -> dict[str, float]:
     return {"threshold": 4.0, "precision": 0.0, "recall": 0.0}
 
 
-def _probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
-    scored = model.probabilities(list(zip(lookups.queries, lookups.candidates, strict=True)))
+def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
+    return model.probabilities(list(zip(lookups.queries, lookups.candidates, strict=True)))
+
+
+def _served(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
+    """The combined probabilities, 0 where the numbers differ (the rule above the model)."""
     refused = [differing_numbers(q, c) for q, c in zip(lookups.queries, lookups.candidates,
                                                        strict=True)]  # fmt: skip
-    scored[np.array(refused, dtype=bool)] = 0.0
-    return scored
+    served = combined.copy()
+    served[np.array(refused, dtype=bool)] = 0.0
+    return served
 
 
 def train(
@@ -266,16 +282,25 @@ def train(
 
     embedder = load_embedder("onnx", None, None, onnx_dir)
     lookups = look_up_pairs(distinct_pairs(tune_pairs), embedder.encode)
-    scores = {}
-    for name, path in (("fp32", fp32), ("int8", int8)):
-        scores[name] = _probabilities(PairModel(path, staging / TOKENIZER_NAME, 0.0, 0.5), lookups)
-    point = operating_point(lookups, scores["fp32"], min_recall)
-    inside = lookups.distance < point["radius"]
+    raw = {
+        name: _model_probabilities(PairModel(path, staging / TOKENIZER_NAME, 0.0, 0.5), lookups)
+        for name, path in (("fp32", fp32), ("int8", int8))
+    }
+    radius = judged_radius(lookups)
+    stack = fit_stack(lookups, raw["fp32"], radius)
+    scores = {
+        name: _served(lookups, combined(p, lookups.distance, stack)) for name, p in raw.items()
+    }
+    point = operating_point(lookups, scores["fp32"], radius, min_recall)
+    inside = lookups.distance < radius
     agreement = float(np.mean((scores["fp32"][inside] >= point["cut"])
                               == (scores["int8"][inside] >= point["cut"])))  # fmt: skip
     chosen = "int8" if agreement >= INT8_MIN_AGREEMENT else "fp32"
     if chosen == "int8":
-        point = operating_point(lookups, scores["int8"], min_recall)
+        stack = fit_stack(lookups, raw["int8"], radius)
+        scores["int8"] = _served(lookups, combined(raw["int8"], lookups.distance, stack))
+        point = operating_point(lookups, scores["int8"], radius, min_recall)
+    model_alone = operating_point(lookups, _served(lookups, raw[chosen]), radius, min_recall)
     static = static_at_recall(lookups, point["recall"])
     (staging / f"model-{chosen}.onnx").replace(staging / MODEL_NAME)
     for leftover in staging.glob("model-*.onnx"):
@@ -283,6 +308,7 @@ def train(
     meta = {
         "radius": round(point["radius"], 4),
         "cut": point["cut"],
+        "stack": [round(w, 6) for w in stack] if stack else None,
         "tune": {
             "pairs": len(lookups.queries),
             "precision": round(point["precision"], 4),
@@ -291,6 +317,8 @@ def train(
         # the static threshold at the same recall on the same tune lookups: the service
         # puts the model in force by default only when it beats that (DYNACACHE_PAIR_MODEL)
         "static_at_same_recall": {k: round(v, 4) for k, v in static.items()},
+        # the cross-encoder's probability alone (no stack), for comparison
+        "model_alone": {k: round(v, 4) for k, v in model_alone.items()},
         "beats_static": point["precision"] > static["precision"],
         "onnx": chosen,
         "int8_decision_agreement": round(agreement, 4),
@@ -306,6 +334,36 @@ def train(
     log.info("pair model: wrote %s (%s) in %.0f s: radius %.3f, cut %.2f, tune precision %.3f "
              "recall %.3f", out, chosen, meta["train_seconds"], meta["radius"], meta["cut"],
              point["precision"], point["recall"])  # fmt: skip
+    return meta
+
+
+def refit(folder: Path, tune_pairs: list[Pair], min_recall: float, onnx_dir: str) -> dict[str, Any]:
+    """Choose a built model's stack and operating point again on ``tune_pairs`` (its network
+    unchanged), and rewrite its metadata in place."""
+    meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
+    embedder = load_embedder("onnx", None, None, onnx_dir)
+    lookups = look_up_pairs(distinct_pairs(tune_pairs), embedder.encode)
+    raw = _model_probabilities(PairModel.load(folder), lookups)
+    radius = judged_radius(lookups)
+    stack = fit_stack(lookups, raw, radius)
+    point = operating_point(lookups, _served(lookups, combined(raw, lookups.distance, stack)),
+                            radius, min_recall)  # fmt: skip
+    static = static_at_recall(lookups, point["recall"])
+    model_alone = operating_point(lookups, _served(lookups, raw), radius, min_recall)
+    meta |= {
+        "radius": round(point["radius"], 4),
+        "cut": point["cut"],
+        "stack": [round(w, 6) for w in stack] if stack else None,
+        "tune": {"pairs": len(lookups.queries), "precision": round(point["precision"], 4),
+                 "recall": round(point["recall"], 4)},
+        "static_at_same_recall": {k: round(v, 4) for k, v in static.items()},
+        "model_alone": {k: round(v, 4) for k, v in model_alone.items()},
+        "beats_static": point["precision"] > static["precision"],
+        "built_at": time.time(),
+    }  # fmt: skip
+    staged = folder / f".{META_NAME}.tmp"
+    staged.write_text(json.dumps(meta, indent=2))
+    staged.replace(folder / META_NAME)
     return meta
 
 
@@ -339,11 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, help="the pair model to fine-tune (with --pairs)")
     parser.add_argument("--out", type=Path, default=Path("models/pair"))
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=4e-5)
     parser.add_argument("--min-recall", type=float, default=MIN_RECALL)
     parser.add_argument("--onnx-dir", default="models/onnx")
     parser.add_argument("--if-missing", action="store_true", help="do nothing when built")
+    parser.add_argument(
+        "--refit", action="store_true", help="choose --out's stack and operating point again"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.if_missing and (args.out / META_NAME).exists():
@@ -369,6 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 0
     pairs = list(read_pairs(qqp))
+    if args.refit:
+        meta = refit(args.out, pairs_in(pairs, "tune"), args.min_recall, args.onnx_dir)
+        print(json.dumps(meta, indent=2))
+        return 0
     train(pairs_in(pairs, "train"), pairs_in(pairs, "tune"), args.out, args.seed, args.epochs,
           args.lr, packaged_model_path(), traps=True, min_recall=args.min_recall,
           onnx_dir=args.onnx_dir, provenance={"trained_on": "qqp train split"})  # fmt: skip

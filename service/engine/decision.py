@@ -56,7 +56,7 @@ class PairModelJudge:
         self.cut = model.cut
 
     def probability(self, candidate: Candidate) -> float:
-        return self.model.probability(candidate.query, candidate.cached)
+        return self.model.probability(candidate.query, candidate.cached, candidate.distance)
 
 
 class VerifierJudge:
