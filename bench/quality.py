@@ -27,6 +27,7 @@ quality.png.
 """
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -197,7 +198,10 @@ def main() -> None:
     qqp_dev = pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev")
     stsb = list(read_pairs(DATA / "stsb_train_dev.jsonl"))
     trap_pairs = traps()
-    results: dict[str, Any] = {"stages": {}}
+    # stages not asked for this time keep their figures from the last run
+    previous = RESULTS / "quality.json"
+    kept = json.loads(previous.read_text()).get("stages", {}) if previous.exists() else {}
+    results: dict[str, Any] = {"stages": dict(kept)}
     for stage in args.stages.split(","):
         service = ServiceProcess(
             sim_latency_ms=0, log_level="error", verifier_path=args.verifier.resolve(),

@@ -13,6 +13,7 @@ import pytest
 
 from index.policy.numbers import differing_numbers
 from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
+from index.policy.rules import refused_by_rule
 from service.tools.replica_process import ROOT
 from tests.helpers import CacheService, wait_until
 
@@ -159,3 +160,26 @@ def test_auto_puts_in_force_only_a_model_that_beat_the_static_threshold(
     assert decision["stage"] == stage
     if stage == "static":
         assert "does not beat the static threshold" in decision["pair_model"]
+
+
+@pytest.mark.parametrize(("query", "cached", "refused"), [
+    ("Why did Germany invade Poland?", "Why did Poland invade Germany?", True),
+    ("How do I move money from savings to checking?",
+     "How do I move money from checking to savings?", True),
+    ("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?", True),
+    ("What is the difference between cats and dogs?",
+     "What is the difference between dogs and cats?", False),
+    ("Which is better, tea or coffee?", "Which is better, coffee or tea?", False),
+    ("How do I sort a list in Python?", "In Python, how do I sort a list?", False),
+    ("How do I reset my password?", "How can I reset my password?", False),
+])  # fmt: skip
+def test_rules_refuse_exchanged_words_and_numbers_not_symmetric_phrasings(
+    query: str, cached: str, refused: bool
+) -> None:
+    assert refused_by_rule(query, cached) is refused
+
+
+def test_the_served_pair_model_refuses_a_role_swap(model: PairModel) -> None:
+    assert model.probability("Why did Germany invade Poland?", "Why did Poland invade Germany?",
+                             0.003) == 0.0  # fmt: skip
+    assert model.probability(*SAME, distance=0.05) > 0

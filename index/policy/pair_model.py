@@ -10,8 +10,8 @@ nearest candidates worse than the cosine did, together they rank them better tha
 A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.json`` (the
 stack's weights; its operating point: the ``radius`` inside which candidates are judged,
 the ``cut`` a candidate must reach; how it was built and its figures on the tune split).
-One rule stands above it: a candidate whose numbers differ from the query's is refused
-("200 mg" / "800 mg").
+The rules of ``index/policy/rules.py`` stand above it: differing numbers and two exchanged
+words are refused.
 """
 
 import json
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from index.onnx_runtime import batch_tokenizer, cpu_session
-from index.policy.numbers import differing_numbers
+from index.policy.rules import refused_by_rule
 
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
@@ -92,9 +92,9 @@ class PairModel:
         return combined(model_probabilities, distances, self.stack)
 
     def probability(self, query: str, cached: str, distance: float) -> float:
-        """What a candidate at ``distance`` is judged: 0 when the numbers differ, else the
+        """What a candidate at ``distance`` is judged: 0 when a rule refuses it, else the
         combined probability."""
-        if differing_numbers(query, cached):
+        if refused_by_rule(query, cached):
             return 0.0
         raw = self.probabilities([(query, cached)])
         return float(self.served_probabilities(raw, np.array([distance]))[0])

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from index.embedding.embedder import load_embedder, packaged_model_path
-from index.policy.numbers import differing_numbers
 from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel, combined
+from index.policy.rules import refused_by_rule
 from index.training.onnx_export import export_bert_inputs
 from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
 from index.training.pair_protocol import Lookups, look_up_pairs
@@ -237,9 +237,9 @@ def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
 
 
 def _served(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
-    """The combined probabilities, 0 where the numbers differ (the rule above the model)."""
-    refused = [differing_numbers(q, c) for q, c in zip(lookups.queries, lookups.candidates,
-                                                       strict=True)]  # fmt: skip
+    """The combined probabilities, 0 where a rule refuses (``index/policy/rules.py``)."""
+    refused = [refused_by_rule(q, c) for q, c in zip(lookups.queries, lookups.candidates,
+                                                     strict=True)]  # fmt: skip
     served = combined.copy()
     served[np.array(refused, dtype=bool)] = 0.0
     return served

@@ -1,0 +1,38 @@
+"""The rules every learned decision stage keeps above its model: a candidate is refused,
+however close it looks, when
+
+- its numbers differ from the query's ("200 mg" / "800 mg", "in 2019" / "in 2021");
+- it is the query with two of its words exchanged, the rest in place ("Why did Germany
+  invade Poland?" / "Why did Poland invade Germany?", "from savings to checking" / "from
+  checking to savings"), unless only "and", "or", "vs" stands between them ("the difference
+  between A and B" asks what "... between B and A" asks).
+
+A cross-encoder trained on QQP learns neither firmly (QQP labels many such pairs duplicate,
+and has few swaps), so they are rules, as cheap as a tokenisation.
+"""
+
+import re
+
+from index.policy.numbers import differing_numbers
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SYMMETRIC = frozenset({"and", "or", "vs", "versus"})
+
+
+def swapped_words(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with exactly two words exchanged (not across "and"/"or")."""
+    x, y = _WORD.findall(a.lower()), _WORD.findall(b.lower())
+    if len(x) != len(y):
+        return False
+    differ = [i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v]
+    if len(differ) != 2:
+        return False
+    i, j = differ
+    if x[i] != y[j] or x[j] != y[i]:
+        return False
+    between = set(x[i + 1 : j])
+    return not (between and between <= _SYMMETRIC)
+
+
+def refused_by_rule(query: str, cached: str) -> bool:
+    return differing_numbers(query, cached) or swapped_words(query, cached)
