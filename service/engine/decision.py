@@ -28,7 +28,7 @@ StageName = Literal["pair-model", "verifier", "static"]
 
 
 @dataclass(frozen=True)
-class Candidate:
+class JudgedPair:
     """What a judge reads of a query and the candidate it may be served."""
 
     query: str
@@ -44,7 +44,7 @@ class Judge(Protocol):
     radius: float  # candidates inside it are judged
     cut: float  # the least probability served
 
-    def probability(self, candidate: Candidate) -> float: ...
+    def probability(self, candidate: JudgedPair) -> float: ...
 
 
 class PairModelJudge:
@@ -55,7 +55,7 @@ class PairModelJudge:
         self.radius = model.radius
         self.cut = model.cut
 
-    def probability(self, candidate: Candidate) -> float:
+    def probability(self, candidate: JudgedPair) -> float:
         return self.model.probability(candidate.query, candidate.cached, candidate.distance)
 
 
@@ -67,7 +67,7 @@ class VerifierJudge:
         self.radius = verifier.radius
         self.cut = verifier.cut
 
-    def probability(self, candidate: Candidate) -> float:
+    def probability(self, candidate: JudgedPair) -> float:
         if candidate.cached_vector is None:  # an entry without its vector: the cosine decides
             return 1.0
         return self.verifier.probability(
@@ -115,7 +115,7 @@ class DecisionStage:
         described["pair_model"] = self.pair_model_note
         return described
 
-    async def probability(self, judge: Judge, candidate: Candidate) -> float:
+    async def probability(self, judge: Judge, candidate: JudgedPair) -> float:
         """``judge``'s probability for ``candidate``, computed in the judging thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, judge.probability, candidate)

@@ -31,8 +31,7 @@ from index.store.redis_store import RedisStore
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import Candidate, LocalIndex
 from service.engine.coalescing import Followed, MissCoalescer
-from service.engine.decision import Candidate as Judged
-from service.engine.decision import DecisionStage, Judge
+from service.engine.decision import DecisionStage, Judge, JudgedPair
 from service.engine.telemetry import Outcome, Telemetry
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
@@ -288,7 +287,7 @@ class QueryPath:
             )
             confidence = await self.decision.probability(
                 probe.judge,
-                Judged(key.question, entry.prompt, vector, entry.vector, candidate.distance,
+                JudgedPair(key.question, entry.prompt, vector, entry.vector, candidate.distance,
                        runner_up)
             )  # fmt: skip
             if confidence >= probe.verifier_cut:
