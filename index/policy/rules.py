@@ -1,5 +1,5 @@
-"""The rules every learned decision stage keeps above its model: a candidate is refused,
-however close it looks, when
+"""The rules the pair model keeps above itself (the verifier keeps the first; its features
+see word order): a candidate is refused, however close it looks, when
 
 - its numbers differ from the query's ("200 mg" / "800 mg", "in 2019" / "in 2021");
 - it is the query with two of its words exchanged, the rest in place ("Why did Germany
