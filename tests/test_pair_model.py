@@ -183,3 +183,23 @@ def test_the_served_pair_model_refuses_a_role_swap(model: PairModel) -> None:
     assert model.probability("Why did Germany invade Poland?", "Why did Poland invade Germany?",
                              0.003) == 0.0  # fmt: skip
     assert model.probability(*SAME, distance=0.05) > 0
+
+
+def test_a_newer_build_that_does_not_qualify_takes_the_older_out_of_force(
+    start_service: Callable[..., CacheService], tmp_path: Path, model: PairModel
+) -> None:
+    folder = tmp_path / "pair"
+    shutil.copytree(BUILT, folder, ignore=shutil.ignore_patterns("torch"))
+    meta = json.loads((folder / META_NAME).read_text())
+    (folder / META_NAME).write_text(json.dumps({**meta, "beats_static": True, "built_at": 1.0}))
+    service = start_service(pair_model="auto", pair_model_dir=folder, decision_reload_s=0.1)
+    assert service.http.get("/readyz").json()["decision"]["stage"] == "pair-model"
+    staged = folder / ".meta.tmp"
+    staged.write_text(json.dumps({**meta, "beats_static": False, "built_at": 2.0}))
+    staged.replace(folder / META_NAME)
+    wait_until(
+        lambda: service.http.get("/readyz").json()["decision"]["stage"] == "static",
+        30,
+        interval_s=0.1,
+        message="the newer, not qualifying build seen",
+    )

@@ -142,6 +142,7 @@ class DecisionStage:
                 f"{static.get('precision')}); DYNACACHE_PAIR_MODEL=on puts it in force"
             )
             log.warning("pair model %s", self.pair_model_note)
+            self.judge = self.fallback  # a newer build that does not qualify replaces an older one
             return
         self.judge = PairModelJudge(model)
         self.pair_model_note = "in force"
