@@ -19,6 +19,7 @@ from service.engine.coalescing import MissCoalescer
 from service.engine.decision import DecisionStage, VerifierJudge
 from service.engine.entries import EntryManager
 from service.engine.feedback import FeedbackBook
+from service.engine.metrics import Metrics
 from service.engine.query_path import QueryPath
 from service.engine.telemetry import Telemetry
 from service.http import admin_api, api
@@ -117,7 +118,10 @@ async def start_runtime(
     stack.push_async_callback(sync.stop)
     llm = make_llm_client(settings)
     stack.push_async_callback(llm.aclose)
-    telemetry = Telemetry(client, settings.replica_id, store.touch, settings.stats_flush_interval_s)
+    telemetry = Telemetry(
+        client, settings.replica_id, store.touch, settings.stats_flush_interval_s,
+        Metrics(settings.metrics_max_namespaces),
+    )  # fmt: skip
     telemetry.start()
     stack.push_async_callback(telemetry.stop)
     splitter = RagSplitter(settings.rag_patterns, enabled=settings.rag_normalise)
@@ -145,7 +149,7 @@ async def start_runtime(
         splitter,
         decision,
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         store=store,
         index=index,
@@ -160,3 +164,5 @@ async def start_runtime(
         tenants=TenantStore(client),
         rate_limiter=RateLimiter(client),
     )
+    telemetry.metrics.watch(runtime)
+    return runtime

@@ -35,3 +35,21 @@ class Runtime:
     feedback: FeedbackBook
     tenants: TenantStore
     rate_limiter: RateLimiter
+
+    # what ``/metrics`` reads at each scrape (service/engine/metrics.py's ReplicaView)
+    def entries_by_namespace(self) -> dict[str, int]:
+        return self.index.count_by_namespace()
+
+    def sub_indexes_by_kind(self) -> dict[str, int]:
+        shape = self.index.describe()
+        hnsw = shape["hnsw_sub_indexes"]
+        return {"flat": shape["sub_indexes"] - hnsw, "hnsw": hnsw}
+
+    def evictions_by_namespace(self) -> dict[str, int]:
+        return dict(self.store.evictions)
+
+    def sync_state(self) -> tuple[bool, int, float | None]:
+        return self.sync.subscribed, self.sync.last_seq, self.sync.last_event_at
+
+    def decision_stage(self) -> str:
+        return self.queries.decision.name

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
 
     # Telemetry: counts are sent to Redis in one pipeline per interval
     stats_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    # /metrics: namespaces past this many share the label "(other)"
+    metrics_max_namespaces: int = Field(default=50, ge=1, le=10_000)
 
     # Replica sync
     rebuild_page_size: int = Field(default=1000, ge=1)

@@ -154,8 +154,8 @@ async def test_record_counts_each_outcome_once(runtime: Runtime) -> None:
     probe = probe_for(queries, PARAPHRASE)
     found = await queries.look_up(probe)
     assert isinstance(found, Found)
-    queries.record("default", Resolution.hit(probe, found))
-    queries.record("default", Resolution.bypass(time.perf_counter(), None))
+    queries.record(probe, Resolution.hit(probe, found))
+    queries.record_bypass("default", time.perf_counter(), None)
     await runtime.telemetry.flush()
     raw = await runtime.store.client.hgetall(keys.stats_key("default"))
     counts = {name.decode(): float(value) for name, value in raw.items()}

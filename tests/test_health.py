@@ -11,7 +11,7 @@ def test_health_ready_metrics_docs(service: CacheService) -> None:
     service.query("What is the capital of France?")
     metrics = service.http.get("/metrics")
     assert metrics.status_code == 200
-    assert 'dynacache_requests_total{status="MISS"} 1.0' in metrics.text
+    assert 'dynacache_requests_total{namespace="default",outcome="miss"} 1.0' in metrics.text
     docs = service.http.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text.lower()
     spec = service.http.get("/openapi.json").json()

@@ -117,6 +117,11 @@ def stats_key(ns: str) -> str:
     return f"dc:stats:{{{ns}}}"
 
 
+def near_miss_key(ns: str) -> str:
+    """Recent misses whose nearest candidate was not served (JSON, newest first, capped)."""
+    return f"dc:near:{{{ns}}}"
+
+
 def stats_pattern() -> str:
     return "dc:stats:*"
 

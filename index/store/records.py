@@ -43,6 +43,7 @@ class NewEntry:
     retention: Retention
     # Chat Completions answer: model, message (tool calls included), finish_reason, usage
     completion: dict[str, Any] | None = None
+    created: float | None = None  # None: now (an imported entry keeps its own)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class StoredEntry:
         """Whether a query this far away may be served this entry (after feedback)."""
         return self.feedback_radius is None or distance < self.feedback_radius
 
+    def total_tokens(self) -> int:
+        """The tokens the LLM's answer spent (0 when its usage was not reported)."""
+        usage = (self.completion or {}).get("usage") or {}
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        return total if isinstance(total, int) and total > 0 else 0
+
     def chat_completion(self) -> dict[str, Any]:
         """The answer in Chat Completions form (a bare response becomes its content)."""
         if self.completion is not None:
@@ -87,6 +94,11 @@ class StoredEntry:
 SERVE_FIELDS = (
     "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
     "completion", "vector", "fb_radius", "xkey",
+)  # fmt: skip
+# Fields an export carries (the vector only when asked for).
+EXPORT_FIELDS = (
+    "prompt", "response", "scope", "model", "completion", "created", "hits", "llm_ms", "cost",
+    "ttl", "policy", "ttl_max",
 )  # fmt: skip
 # Fields read to load an entry into a local index.
 INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")

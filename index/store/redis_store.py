@@ -11,6 +11,7 @@ right after the write, by a second script: for a moment it holds one entry over 
 """
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from redis.exceptions import ResponseError
 
 from index.store import keys
 from index.store.records import (
+    EXPORT_FIELDS,
     INDEX_FIELDS,
     SERVE_FIELDS,
     NewEntry,
@@ -52,6 +54,7 @@ class RedisStore:
         self.origin = origin
         self.dim = dim
         self.scripts = Scripts.register(client)
+        self.evictions: Counter[str] = Counter()  # entries this process evicted, per namespace
 
     async def _command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
@@ -97,13 +100,14 @@ class RedisStore:
         """Store an entry (replacing the one its exact key points at); what was written."""
         xkey = keys.exact_key(entry.ns, entry.scope, entry.normalised_prompt)
         now = time.time()
+        created = now if entry.created is None else entry.created
         fields: list[str | bytes | float | int] = [
             "prompt", entry.prompt,
             "response", entry.response,
             "scope", entry.scope,
             "model", entry.model,
             "vector", np.asarray(entry.vector, dtype=np.float32).tobytes(),
-            "created", now,
+            "created", created,
             "hits", 0,
             "last_hit", 0,
             "llm_ms", round(entry.llm_ms, 3),
@@ -155,12 +159,13 @@ class RedisStore:
                 victim_key = keys.entry_key(ns, victim)
                 victim_keys += [victim_key, keys.feedback_key(ns, victim),
                                 as_text(pointer) or victim_key]  # fmt: skip
-            left = await self.scripts.evict_entries(
+            left, evicted = await self.scripts.evict_entries(
                 keys=[keys.SEQUENCE, keys.recency_key(ns), keys.frequency_key(ns),
                       keys.stats_key(ns), *victim_keys],
                 args=[ns, keys.EVENTS_CHANNEL, self.origin, retention.capacity,
                       retention.eviction, *victims],
             )  # fmt: skip
+            self.evictions[ns] += int(evicted)
             if int(left) <= 0:
                 return
         raise StoreConflict(f"making room in namespace {ns!r} kept racing other writes")
@@ -347,3 +352,60 @@ class RedisStore:
             attrs = row[b"extra_attributes"]
             counts[as_text(attrs[b"ns"])] = int(attrs[b"n"])
         return counts
+
+    async def most_served(self, ns: str, count: int) -> list[tuple[str, str, int]]:
+        """``(entry id, prompt, hits)`` of the namespace's most-served live entries, most
+        first (the LFU order: uses, the write counting as the first)."""
+        ranked: list[Any] = await self.client.zrevrange(keys.frequency_key(ns), 0, 4 * count)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry_id in ranked:
+                pipe.hmget(keys.entry_key(ns, as_text(entry_id)), ["prompt", "hits"])
+            rows = await pipe.execute()
+        served = [
+            (as_text(entry_id), as_text(prompt), int(hits or 0))
+            for entry_id, (prompt, hits) in zip(ranked, rows, strict=True)
+            if prompt is not None and int(hits or 0) > 0
+        ]
+        return served[:count]
+
+    async def near_misses(self, ns: str) -> list[dict[str, Any]]:
+        """The recent misses whose nearest candidate was not served (newest first)."""
+        rows: list[Any] = await self.client.lrange(keys.near_miss_key(ns), 0, -1)
+        return [orjson.loads(row) for row in rows]
+
+    async def prompts_of(self, ns: str, entry_ids: Sequence[str]) -> dict[str, str]:
+        """The prompts of those entries that are still live."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.hget(keys.entry_key(ns, entry_id), "prompt")
+            prompts = await pipe.execute()
+        return {
+            entry_id: as_text(prompt)
+            for entry_id, prompt in zip(entry_ids, prompts, strict=True)
+            if prompt is not None
+        }
+
+    async def dump(self, ns: str, vectors: bool, page_size: int = 500) -> AsyncIterator[
+        list[dict[str, Any]]
+    ]:  # fmt: skip
+        """A namespace's live entries, a page at a time: ``EXPORT_FIELDS`` (and ``vector``)
+        decoded, with ``expires_in`` (seconds left; None: never expires)."""
+        fields = [*EXPORT_FIELDS, "vector"] if vectors else list(EXPORT_FIELDS)
+        async for batch in self._scan(keys.entry_pattern(ns), page_size):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hmget(key, fields)
+                    pipe.pttl(key)
+                replies = await pipe.execute()
+            page = []
+            for values, pttl in zip(replies[::2], replies[1::2], strict=True):
+                row = named(tuple(fields), values)
+                if row["prompt"] is None:  # expired between the scan and the read
+                    continue
+                entry: dict[str, Any] = {
+                    name: row[name] if name == "vector" else as_text(row[name])
+                    for name in fields
+                }
+                entry["expires_in"] = int(pttl) / 1000 if int(pttl) > 0 else None
+                page.append(entry)
+            yield page

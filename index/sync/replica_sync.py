@@ -60,6 +60,7 @@ class ReplicaSync:
         self.ready = False
         self.subscribed = False
         self.last_seq = 0
+        self.last_event_at: float | None = None  # when the last event was applied (epoch s)
         self.rebuilds = 0
         self.last_rebuild = {"entries": 0, "seconds": 0.0}
         self.reconnects = 0
@@ -182,6 +183,7 @@ class ReplicaSync:
             event = orjson.loads(item["data"])
             seq = int(event["seq"])
             self.last_seq = max(self.last_seq, seq)
+            self.last_event_at = time.time()
             op, ns = event["op"], event["ns"]
             if op == "add":
                 if not self.index.holds(event["id"], seq):

@@ -32,7 +32,8 @@ from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import Candidate, LocalIndex
 from service.engine.coalescing import Followed, MissCoalescer
 from service.engine.decision import DecisionStage, Judge, JudgedPair
-from service.engine.telemetry import Outcome, Telemetry
+from service.engine.stage_times import StageTimes
+from service.engine.telemetry import NearMiss, Outcome, Telemetry
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
 from service.llm.client import LLMClient, LLMReply, complete
@@ -64,6 +65,7 @@ class Probe:
     verifier_cut: float | None = None
     judge: Judge | None = None  # the stage in force when the lookup began (None: static)
     started: float = field(default_factory=time.perf_counter)
+    times: StageTimes = field(default_factory=StageTimes)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Missed:
     vector: np.ndarray
     nearest: float | None  # the nearest candidate's distance, if any
     confidence: float | None = None  # the decision stage's probability for a refused one
+    nearest_id: str | None = None  # the nearest candidate's entry
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Resolution:
     reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
     entry_id: str | None = None  # MISS: the entry it was stored as
     confidence: float | None = None  # the decision stage's probability for what it judged
+    nearest_id: str | None = None  # MISS: the nearest candidate, not served
 
     @classmethod
     def hit(cls, probe: Probe, found: Found) -> "Resolution":
@@ -110,6 +114,7 @@ class Resolution:
         return cls(
             "MISS", _elapsed_ms(probe.started), distance=missed.nearest if missed else None,
             reply=reply, entry_id=entry_id, confidence=missed.confidence if missed else None,
+            nearest_id=missed.nearest_id if missed else None,
         )  # fmt: skip
 
     @classmethod
@@ -203,19 +208,25 @@ class QueryPath:
     async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
         """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that;
         the outcome is recorded."""
+        times = probe.times
+
+        async def call_llm() -> LLMReply:
+            with times.measure("llm"):
+                return await produce()
+
         if probe.mode == "bypass":
-            return self.record(probe.ns, Resolution.bypass(probe.started, await produce()))
+            return self.record(probe, Resolution.bypass(probe.started, await call_llm()))
         reply: LLMReply | None = None
         try:
             found = await self.look_up(probe)
             if isinstance(found, Found):
-                return self.record(probe.ns, Resolution.hit(probe, found))
+                return self.record(probe, Resolution.hit(probe, found))
             if probe.mode == "only":
-                return self.record(probe.ns, Resolution.miss(probe, found))
+                return self.record(probe, Resolution.miss(probe, found))
 
             async def call_llm_and_store() -> str | None:
                 nonlocal reply
-                reply = await produce()
+                reply = await call_llm()
                 return await self.keep(probe, found.vector, reply)
 
             if probe.mode == "refresh" or probe.control.no_store:
@@ -226,15 +237,15 @@ class QueryPath:
                     probe.ns, key.scope, key.normalised, call_llm_and_store
                 )
                 if isinstance(outcome, Followed):
-                    return self.record(probe.ns, Resolution.hit(probe, Found(outcome.entry, 0.0)))
+                    return self.record(probe, Resolution.hit(probe, Found(outcome.entry, 0.0)))
                 entry_id = outcome.result
-            return self.record(probe.ns, Resolution.miss(probe, found, reply, entry_id))
+            return self.record(probe, Resolution.miss(probe, found, reply, entry_id))
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "passing the query through")
             # not counted: the counts live in the Redis that is not answering
             if probe.mode == "only":
                 return Resolution.miss(probe, None)
-            return Resolution.bypass(probe.started, reply or await produce())
+            return Resolution.bypass(probe.started, reply or await call_llm())
 
     async def find(self, probe: Probe) -> Found | Missed | None:
         """:meth:`look_up`, or None when Redis does not answer (then pass through)."""
@@ -252,28 +263,33 @@ class QueryPath:
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "the streamed answer is not stored")
             entry_id = None
-        return self.record(probe.ns, Resolution.miss(probe, missed, reply, entry_id))
+        return self.record(probe, Resolution.miss(probe, missed, reply, entry_id))
 
     async def look_up(self, probe: Probe) -> Found | Missed:
         """The live entry that answers ``probe`` (exact, else the nearest inside its
         threshold that the decision stage in force accepts), or the query's vector for storing a
         new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
-        key = probe.key
+        key, times = probe.key, probe.times
         if probe.mode != "refresh":
-            exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
+            with times.measure("redis"):
+                exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
             if exact is not None and self._servable(exact, 0.0, probe):
                 return Found(exact, 0.0)
 
-        vector = await self.embedder.embed_one(key.question)
+        with times.measure("embed"):
+            vector = await self.embedder.embed_one(key.question)
         if probe.mode == "refresh":
             return Missed(vector, None)
 
-        candidates = await self._candidates(probe.ns, key.scope, vector)
+        with times.measure("search"):
+            candidates = await self._candidates(probe.ns, key.scope, vector)
         nearest = candidates[0].distance if candidates else None
+        nearest_id = candidates[0].entry_id if candidates else None
         for position, candidate in enumerate(candidates):
             if not is_hit(candidate.distance, probe.threshold):
                 break
-            entry = await self.store.get(probe.ns, candidate.entry_id)
+            with times.measure("redis"):
+                entry = await self.store.get(probe.ns, candidate.entry_id)
             if entry is None:  # gone from Redis (expired, evicted): drop it here too
                 self.index.remove(candidate.entry_id)
                 continue
@@ -285,15 +301,16 @@ class QueryPath:
             runner_up = (
                 candidates[position + 1].distance if position + 1 < len(candidates) else None
             )
-            confidence = await self.decision.probability(
-                probe.judge,
-                JudgedPair(key.question, entry.prompt, vector, entry.vector, candidate.distance,
-                       runner_up)
-            )  # fmt: skip
+            with times.measure("verify"):
+                confidence = await self.decision.probability(
+                    probe.judge,
+                    JudgedPair(key.question, entry.prompt, vector, entry.vector,
+                               candidate.distance, runner_up),
+                )  # fmt: skip
             if confidence >= probe.verifier_cut:
                 return Found(entry, candidate.distance, confidence)
-            return Missed(vector, nearest, confidence)
-        return Missed(vector, nearest)
+            return Missed(vector, nearest, confidence, nearest_id)
+        return Missed(vector, nearest, nearest_id=nearest_id)
 
     @staticmethod
     def _servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
@@ -304,21 +321,22 @@ class QueryPath:
         """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
         if probe.control.no_store:
             return None
-        written = await self.store.write(
-            NewEntry(
-                ns=probe.ns,
-                scope=probe.key.scope,
-                model=probe.model,
-                prompt=probe.key.question,
-                normalised_prompt=probe.key.normalised,
-                response=reply.text,
-                vector=vector,
-                llm_ms=reply.latency_ms,
-                cost=self.settings.price_per_call_usd,
-                retention=probe.retention,
-                completion=reply.completion(),
+        with probe.times.measure("redis"):
+            written = await self.store.write(
+                NewEntry(
+                    ns=probe.ns,
+                    scope=probe.key.scope,
+                    model=probe.model,
+                    prompt=probe.key.question,
+                    normalised_prompt=probe.key.normalised,
+                    response=reply.text,
+                    vector=vector,
+                    llm_ms=reply.latency_ms,
+                    cost=self.settings.price_per_call_usd,
+                    retention=probe.retention,
+                    completion=reply.completion(),
+                )
             )
-        )
         self.index.add(written)
         return written.entry_id
 
@@ -341,19 +359,37 @@ class QueryPath:
             return self.index.search(ns, scope, vector, self.settings.top_k)
         return await self.store.knn(ns, scope, vector, self.settings.top_k)
 
-    def record(self, ns: str, resolution: Resolution) -> Resolution:
-        """Count an outcome (and, for a HIT, what it saved); the same resolution back."""
-        entry = resolution.entry
+    def record(self, probe: Probe, resolution: Resolution) -> Resolution:
+        """Count an outcome (for a HIT, what it saved; for a MISS with a candidate it did
+        not serve, how near that came), with the time each stage took; the resolution back."""
+        ns, entry = probe.ns, resolution.entry
         if resolution.status == "HIT" and entry is not None:
             self.telemetry.record(
                 ns, "hit", resolution.latency_ms,
                 served=(ns, entry.entry_id, entry.exact_key),
                 llm_ms_saved=entry.llm_ms if entry.llm_ms > 0 else resolution.latency_ms,
                 cost_saved=entry.cost,
+                tokens_saved=entry.total_tokens(),
+                similarity=similarity(resolution.distance or 0.0),
+                times=probe.times,
             )  # fmt: skip
-        else:
-            outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
-            self.telemetry.record(ns, outcome, resolution.latency_ms)
+            return resolution
+        outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
+        near_miss = None
+        if resolution.nearest_id is not None and resolution.distance is not None:
+            near_miss = NearMiss(
+                probe.key.question, resolution.nearest_id, resolution.distance,
+                resolution.confidence,
+            )  # fmt: skip
+        self.telemetry.record(
+            ns, outcome, resolution.latency_ms, times=probe.times, near_miss=near_miss
+        )
+        return resolution
+
+    def record_bypass(self, ns: str, started: float, reply: LLMReply | None) -> Resolution:
+        """Count a request that was never looked up (a client API's own pass-through)."""
+        resolution = Resolution.bypass(started, reply)
+        self.telemetry.record(ns, "bypass", resolution.latency_ms)
         return resolution
 
 

@@ -1,30 +1,40 @@
 """Telemetry: counters in Redis hashes (so they add up across replicas and survive restarts)
-and Prometheus metrics for this process.
+and this process's Prometheus metrics (``service/engine/metrics.py``).
 
 Counters go to ``dc:stats:{ns}`` (per namespace) and ``dc:replica:<id>`` (per replica),
-aggregated in memory and written in one pipeline per interval, off the request path.
+aggregated in memory and written in one pipeline per interval, off the request path. Each
+hash also counts lookups per latency bucket (``hit_ms_le_25`` ...), so percentiles add up
+across replicas too; and the misses that came closest to a hit go to ``dc:near:{ns}``
+(newest first, at most ``NEAR_MISSES_KEPT``), for what a threshold change would gain.
 """
 
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import orjson
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import RedisError
 
 from index.store import keys
+from service.engine.metrics import Metrics
+from service.engine.stage_times import StageTimes
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["hit", "miss", "bypass"]
 
-_COUNTERS = ("requests", "hits", "misses", "bypasses", "evictions")
+_COUNTERS = ("requests", "hits", "misses", "bypasses", "evictions", "tokens_saved")
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
+# upper bounds (ms) of the latency buckets counted per outcome; the last one is open
+LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, math.inf)
+NEAR_MISSES_KEPT = 200
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
 RawHash = dict[Any, Any]
@@ -33,6 +43,16 @@ RawHash = dict[Any, Any]
 Touch = Callable[[Any, str, str, str, int, float], Awaitable[None]]
 # an entry that was served: (namespace, entry id, its exact pointer)
 Served = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A MISS whose nearest candidate was not served (too far, or refused by the judge)."""
+
+    prompt: str
+    nearest_id: str
+    distance: float
+    confidence: float | None = None
 
 
 class Telemetry:
@@ -50,24 +70,14 @@ class Telemetry:
         replica_id: str,
         touch: Touch,
         flush_interval_s: float = 0.2,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
         self.touch = touch
         self.replica_id = replica_id
         self.flush_interval_s = flush_interval_s
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "dynacache_requests", "Cache lookups by outcome", ["status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "dynacache_request_latency_seconds", "Lookup latency by outcome", ["status"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )  # fmt: skip
-        self.recording_failures = Counter(
-            "dynacache_stats_write_failures", "Stats flushes that Redis refused",
-            registry=self.registry,
-        )  # fmt: skip
+        self.metrics = metrics or Metrics()
+        self._near_misses: defaultdict[str, list[NearMiss]] = defaultdict(list)
         self._counts: defaultdict[str, defaultdict[str, float]] = defaultdict(
             lambda: defaultdict(float)
         )
@@ -93,18 +103,28 @@ class Telemetry:
         served: Served | None = None,
         llm_ms_saved: float = 0.0,
         cost_saved: float = 0.0,
+        tokens_saved: int = 0,
+        similarity: float | None = None,
+        times: StageTimes | None = None,
+        near_miss: NearMiss | None = None,
     ) -> None:
         """Count one request (in memory; flushed to Redis within the interval)."""
-        self.requests.labels(outcome.upper()).inc()
-        self.latency.labels(outcome.upper()).observe(latency_ms / 1000)
+        saved_ms = llm_ms_saved - latency_ms
+        self.metrics.observe(
+            ns, outcome, latency_ms, times, similarity, saved_ms, cost_saved, tokens_saved
+        )
         counts = self._counts[ns]
         counts["requests"] += 1
         counts[{"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]] += 1
         if outcome in ("hit", "miss"):
             counts[f"{outcome}_latency_ms_sum"] += latency_ms
+            counts[latency_bucket(outcome, latency_ms)] += 1
         if outcome == "hit":
-            counts["latency_saved_ms"] += llm_ms_saved - latency_ms
+            counts["latency_saved_ms"] += saved_ms
             counts["cost_saved_usd"] += cost_saved
+            counts["tokens_saved"] += tokens_saved
+        if near_miss is not None:
+            self._near_misses[ns].append(near_miss)
         if served is not None:  # its hits, LRU/LFU and TTL policy
             hits, _ = self._entry_hits.get(served, (0, 0.0))
             self._entry_hits[served] = (hits + 1, time.time())
@@ -113,6 +133,7 @@ class Telemetry:
         """Send what was counted since the last flush."""
         counts, self._counts = self._counts, defaultdict(lambda: defaultdict(float))
         entry_hits, self._entry_hits = self._entry_hits, {}
+        near_misses, self._near_misses = self._near_misses, defaultdict(list)
         if not counts and not entry_hits:
             return
         replica_totals: defaultdict[str, float] = defaultdict(float)
@@ -128,9 +149,12 @@ class Telemetry:
                 pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
                 for (ns, entry_id, exact), (hits, last_hit) in entry_hits.items():
                     await self.touch(pipe, ns, entry_id, exact, hits, last_hit)
+                for ns, misses in near_misses.items():  # lost on a failed flush: a sample
+                    pipe.lpush(keys.near_miss_key(ns), *(orjson.dumps(asdict(m)) for m in misses))
+                    pipe.ltrim(keys.near_miss_key(ns), 0, NEAR_MISSES_KEPT - 1)
                 await pipe.execute()
         except RedisError as error:
-            self.recording_failures.inc()
+            self.metrics.stats_write_failures.inc()
             log.debug("stats flush failed, kept for the next one: %s", error)
             self._merge_back(counts, entry_hits)
         except BaseException:  # cancelled halfway: keep the counts for whoever flushes next
@@ -159,8 +183,35 @@ class Telemetry:
                 log.exception("stats flush failed")
 
 
+def latency_bucket(outcome: str, latency_ms: float) -> str:
+    """The stats field counting ``outcome`` lookups in ``latency_ms``'s bucket."""
+    bound = next(b for b in LATENCY_BUCKETS_MS if latency_ms <= b)
+    return f"{outcome}_ms_le_{'inf' if bound == math.inf else f'{bound:g}'}"
+
+
+def percentiles(bucket_counts: list[float], quantiles: tuple[float, ...]) -> dict[str, float]:
+    """Percentiles (ms) from counts per ``LATENCY_BUCKETS_MS`` bucket, interpolated linearly
+    inside a bucket as Prometheus's ``histogram_quantile`` does (the open last bucket
+    answers its lower bound)."""
+    total = sum(bucket_counts)
+    found: dict[str, float] = {}
+    for quantile in quantiles:
+        name = f"p{quantile * 100:g}"
+        if total == 0:
+            found[name] = 0.0
+            continue
+        rank, below, lower = quantile * total, 0.0, 0.0
+        for bound, count in zip(LATENCY_BUCKETS_MS, bucket_counts, strict=True):
+            if below + count >= rank and count > 0:
+                upper = lower if bound == math.inf else bound
+                found[name] = round(lower + (upper - lower) * (rank - below) / count, 3)
+                break
+            below, lower = below + count, bound
+    return found
+
+
 def _increment(pipe: Any, key: str, name: str, value: float) -> None:
-    if name in _COUNTERS:
+    if name in _COUNTERS or "_ms_le_" in name:
         pipe.hincrby(key, name, int(value))
     else:
         pipe.hincrbyfloat(key, name, value)
@@ -173,6 +224,13 @@ def summarise(raw: RawHash) -> dict[str, Any]:
     sums = {name: values.get(name, 0.0) for name in _SUMS}
     hits, misses = counts["hits"], counts["misses"]
     lookups = hits + misses
+    latency_percentiles = {
+        outcome: percentiles(
+            [values.get(latency_bucket(outcome, bound), 0.0) for bound in LATENCY_BUCKETS_MS],
+            (0.5, 0.95, 0.99),
+        )
+        for outcome in ("hit", "miss")
+    }
     return {
         **counts,
         "hit_rate": hits / lookups if lookups else 0.0,
@@ -180,6 +238,7 @@ def summarise(raw: RawHash) -> dict[str, Any]:
         "avg_miss_latency_ms": sums["miss_latency_ms_sum"] / misses if misses else 0.0,
         "latency_saved_ms": round(sums["latency_saved_ms"], 3),
         "cost_saved_usd": round(sums["cost_saved_usd"], 6),
+        "latency_ms": latency_percentiles,
     }
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from service.engine.insights import insights
 from service.engine.telemetry import read_stats
 from service.http.auth import Principal, authenticate, require_operator
 from service.http.cache_headers import cache_headers
@@ -105,6 +106,19 @@ async def stats(
     numbers = await read_stats(runtime.store.client, counts, visible)
     numbers["decision"] = runtime.queries.decision.describe()  # this replica's stage
     return numbers
+
+
+@router.get("/v1/insights", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
+async def operator_insights(
+    runtime: RuntimeDep, principal: Principal = Security(authenticate)
+) -> dict[str, Any]:
+    """Per namespace: the recent misses that came closest to a hit (what a looser threshold
+    would serve) and the most-served entries. A tenant sees its own namespace only."""
+    if principal.role in ("open", "admin"):
+        namespaces = sorted(await runtime.store.count_by_namespace())
+    else:
+        namespaces = [principal.ns]
+    return {"namespaces": await insights(runtime.store, namespaces)}
 
 
 @router.post(
@@ -221,6 +235,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 async def metrics(runtime: RuntimeDep) -> Response:
-    """Prometheus metrics of this replica."""
-    body = generate_latest(runtime.telemetry.registry)
+    """Prometheus metrics of this replica (``service/engine/metrics.py``)."""
+    metrics = runtime.telemetry.metrics
+    try:  # how far behind Redis's sequence the replica is
+        metrics.redis_seq = await runtime.store.current_seq()
+    except RedisError:
+        metrics.redis_seq = None
+    body = generate_latest(metrics.registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -58,10 +58,10 @@ class ChatCompletions:
             log.debug("chat request bypasses the cache: %s", keyed.bypass_reason)
             started = time.perf_counter()
             if streamed:  # counted as it starts: its latency is the stream's
-                self.queries.record(ns, Resolution.bypass(started, None))
+                self.queries.record_bypass(ns, started, None)
                 return await self._relay(body, include_usage, "BYPASS")
             reply = await self.llm.chat(body)
-            self.queries.record(ns, Resolution.bypass(started, reply))
+            self.queries.record_bypass(ns, started, reply)
             return self._json(reply.payload or {}, "BYPASS")
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         probe = self.queries.probe(ns, keyed.key, body["model"], tenant, control)
@@ -81,7 +81,7 @@ class ChatCompletions:
 
         found = await self.queries.find(probe)
         if isinstance(found, Found):
-            self.queries.record(ns, Resolution.hit(probe, found))
+            self.queries.record(probe, Resolution.hit(probe, found))
             chunks = chunks_of(
                 new_completion_id(), body["model"], found.entry.chat_completion(), include_usage
             )

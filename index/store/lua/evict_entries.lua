@@ -7,14 +7,14 @@
 --           (the hash again when it had none)
 -- ARGV[1] ns   ARGV[2] channel   ARGV[3] origin   ARGV[4] capacity   ARGV[5] lru|lfu
 -- ARGV[6..] the victims' ids
--- Returns how many entries are still over capacity (0 when it fits).
+-- Returns {how many entries are still over capacity (0 when it fits), how many it evicted}.
 local seq_key, lru, lfu, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ns, channel, origin = ARGV[1], ARGV[2], ARGV[3]
 local capacity, eviction = tonumber(ARGV[4]), ARGV[5]
 local order = lru
 if eviction == 'lfu' then order = lfu end
 local excess = redis.call('ZCARD', order) - capacity
-local i = 1
+local i, evicted = 1, 0
 while excess > 0 and ARGV[5 + i] do
   local victim = ARGV[5 + i]
   local vkey, vfb, vx = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
@@ -32,10 +32,11 @@ while excess > 0 and ARGV[5 + i] do
         redis.call('PUBLISH', channel, cjson.encode(
           {op='del', ns=ns, id=victim, seq=vseq, origin=origin, reason='evicted'}))
         redis.call('HINCRBY', stats, 'evictions', 1)
+        evicted = evicted + 1
       end
     end
   end
   i = i + 1
 end
 if excess < 0 then excess = 0 end
-return excess
+return {excess, evicted}

@@ -1,0 +1,190 @@
+"""Prometheus metrics of one replica (``GET /metrics``).
+
+Counters and histograms are observed as requests finish; what a replica *holds* (entries,
+index shape, sync lag, the decision stage) is read when Prometheus scrapes, by a collector,
+so it is never stale. Namespace labels are bounded: the first ``max_namespaces`` namespaces
+a replica sees get their own label, any later one counts under ``(other)`` (a value no
+namespace can take), so a tenant-per-user deployment cannot blow up the series count.
+No ``_created`` series: they double the series for a timestamp nobody graphs.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.engine.stage_times import StageTimes
+
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+OTHER_NAMESPACES = "(other)"
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1, 2.5, 5, 10)  # fmt: skip
+_SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1.0)
+
+
+class NamespaceLabels:
+    """A namespace's label value: itself for the first ``limit`` seen, else ``(other)``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._known: set[str] = set()
+
+    def __call__(self, ns: str) -> str:
+        if ns in self._known:
+            return ns
+        if len(self._known) < self.limit:
+            self._known.add(ns)
+            return ns
+        return OTHER_NAMESPACES
+
+    def bounded(self, per_namespace: dict[str, int]) -> dict[str, int]:
+        """Counts per namespace, the ones past the limit added up under ``(other)``."""
+        labelled: dict[str, int] = {}
+        for ns, count in sorted(per_namespace.items()):
+            label = self(ns)
+            labelled[label] = labelled.get(label, 0) + count
+        return labelled
+
+
+class ReplicaView(Protocol):
+    """What the scrape-time collector reads from the replica (``Runtime`` gives it)."""
+
+    def entries_by_namespace(self) -> dict[str, int]: ...
+    def sub_indexes_by_kind(self) -> dict[str, int]: ...
+    def evictions_by_namespace(self) -> dict[str, int]: ...
+    def sync_state(self) -> tuple[bool, int, float | None]: ...  # subscribed, last seq, at
+    def decision_stage(self) -> str: ...
+
+
+class Metrics:
+    def __init__(self, max_namespaces: int = 50) -> None:
+        self.registry = CollectorRegistry()
+        self.namespaces = NamespaceLabels(max_namespaces)
+        self.redis_seq: int | None = None  # the store's sequence at the last scrape
+        registry = self.registry
+        self.requests = Counter(
+            "dynacache_requests", "Lookups by namespace and outcome (hit, miss, bypass)",
+            ["namespace", "outcome"], registry=registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "dynacache_request_latency_seconds", "Lookup latency by outcome", ["outcome"],
+            registry=registry, buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.stages = Histogram(
+            "dynacache_stage_seconds",
+            "Time per stage of a lookup: embed, search (FAISS or the Redis mirror), verify "
+            "(the decision stage), redis (reads and writes of entries), llm",
+            ["stage"], registry=registry, buckets=_STAGE_BUCKETS_S,
+        )  # fmt: skip
+        self.similarity = Histogram(
+            "dynacache_hit_similarity", "Cosine similarity of the entry served on a HIT",
+            registry=registry, buckets=_SIMILARITY_BUCKETS,
+        )  # fmt: skip
+        self.tokens_saved = Counter(
+            "dynacache_tokens_saved", "LLM tokens a HIT did not spend (where the answer had usage)",
+            ["namespace"], registry=registry,
+        )  # fmt: skip
+        self.cost_saved = Counter(
+            "dynacache_cost_saved_usd", "Price of the LLM calls HITs replaced", ["namespace"],
+            registry=registry,
+        )  # fmt: skip
+        self.latency_saved = Counter(
+            "dynacache_latency_saved_seconds", "LLM time HITs saved, less their own",
+            ["namespace"], registry=registry,
+        )  # fmt: skip
+        self.stats_write_failures = Counter(
+            "dynacache_stats_write_failures", "Stats flushes that Redis refused",
+            registry=registry,
+        )  # fmt: skip
+
+    def observe(
+        self,
+        ns: str,
+        outcome: str,
+        latency_ms: float,
+        times: StageTimes | None = None,
+        similarity: float | None = None,
+        saved_ms: float = 0.0,
+        cost_saved: float = 0.0,
+        tokens_saved: int = 0,
+    ) -> None:
+        label = self.namespaces(ns)
+        self.requests.labels(label, outcome).inc()
+        self.latency.labels(outcome).observe(latency_ms / 1000)
+        if times is not None:
+            for stage, ms in times.ms.items():
+                self.stages.labels(stage).observe(ms / 1000)
+        if outcome == "hit":
+            if similarity is not None:
+                self.similarity.observe(similarity)
+            self.latency_saved.labels(label).inc(max(0.0, saved_ms) / 1000)
+            self.cost_saved.labels(label).inc(max(0.0, cost_saved))
+            self.tokens_saved.labels(label).inc(max(0, tokens_saved))
+
+    def watch(self, replica: ReplicaView) -> None:
+        """Report what ``replica`` holds at every scrape."""
+        self.registry.register(_ReplicaCollector(replica, self))
+
+
+class _ReplicaCollector(Collector):
+    def __init__(self, replica: ReplicaView, metrics: Metrics) -> None:
+        self.replica = replica
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def _families(self) -> Iterator[Metric]:
+        replica, labels = self.replica, self.metrics.namespaces
+        entries = GaugeMetricFamily(
+            "dynacache_entries", "Entries in this replica's index", labels=["namespace"]
+        )
+        for ns, count in labels.bounded(replica.entries_by_namespace()).items():
+            entries.add_metric([ns], count)
+        yield entries
+        evictions = CounterMetricFamily(
+            "dynacache_evictions", "Entries this replica evicted to make room",
+            labels=["namespace"],
+        )  # fmt: skip
+        for ns, count in labels.bounded(replica.evictions_by_namespace()).items():
+            evictions.add_metric([ns], count)
+        yield evictions
+        kinds = GaugeMetricFamily(
+            "dynacache_index_sub_indexes", "FAISS sub-indexes (one per namespace and scope) "
+            "by kind: flat (exact) or hnsw", labels=["kind"],
+        )  # fmt: skip
+        for kind, count in replica.sub_indexes_by_kind().items():
+            kinds.add_metric([kind], count)
+        yield kinds
+        subscribed, last_seq, last_event_at = replica.sync_state()
+        yield GaugeMetricFamily(
+            "dynacache_sync_subscribed", "1 while the replica follows Redis's events",
+            value=1 if subscribed else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "dynacache_sync_last_seq", "Sequence number of the last event applied", value=last_seq
+        )
+        redis_seq = self.metrics.redis_seq
+        yield GaugeMetricFamily(
+            "dynacache_sync_events_behind",
+            "Events Redis has announced that this replica has not applied (NaN: Redis silent)",
+            value=float("nan") if redis_seq is None else max(0, redis_seq - last_seq),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "dynacache_sync_seconds_since_event", "Seconds since the last event was applied "
+            "(NaN: none yet)",
+            value=float("nan") if last_event_at is None else time.time() - last_event_at,
+        )  # fmt: skip
+        stage = GaugeMetricFamily(
+            "dynacache_decision_stage", "The decision stage in force (1 for its name)",
+            labels=["stage"],
+        )  # fmt: skip
+        stage.add_metric([replica.decision_stage()], 1)
+        yield stage

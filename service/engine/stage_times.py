@@ -1,0 +1,30 @@
+"""Where one request's time went: milliseconds per stage of the query path.
+
+A :class:`StageTimes` travels with the request (in its ``Probe``); each stage adds the time it
+took with ``with times.measure("embed"):``. At the end the totals feed the per-stage
+histograms (``service/engine/metrics.py``).
+"""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+Stage = Literal["embed", "search", "verify", "redis", "llm"]
+STAGES: tuple[Stage, ...] = ("embed", "search", "verify", "redis", "llm")
+
+
+class StageTimes:
+    """Milliseconds spent per stage by one request (a stage entered twice adds up)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[Stage, float] = {}
+
+    @contextmanager
+    def measure(self, stage: Stage) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            self.ms[stage] = self.ms.get(stage, 0.0) + elapsed

@@ -1,0 +1,193 @@
+"""What an operator reads: Prometheus metrics, latency percentiles in /v1/stats, insights."""
+
+import math
+from collections.abc import Callable
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.engine.metrics import OTHER_NAMESPACES, NamespaceLabels
+from service.engine.telemetry import LATENCY_BUCKETS_MS, latency_bucket, percentiles
+from tests.helpers import CacheService, wait_until
+
+ADMIN = "metrics-admin-token"
+
+
+def samples(service: CacheService) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics, by (name, sorted labels)."""
+    text = service.http.get("/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:  # fmt: skip
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+# -- rules of one module -------------------------------------------------------------------
+
+
+def test_namespace_labels_are_bounded() -> None:
+    labels = NamespaceLabels(limit=2)
+    assert [labels("a"), labels("b"), labels("c"), labels("a")] == ["a", "b", OTHER_NAMESPACES, "a"]
+    assert labels.bounded({"a": 1, "b": 2, "c": 3, "d": 4}) == {
+        "a": 1, "b": 2, OTHER_NAMESPACES: 7,
+    }  # fmt: skip
+
+
+def test_percentiles_interpolate_inside_a_bucket_like_prometheus() -> None:
+    counts = [0.0] * len(LATENCY_BUCKETS_MS)
+    counts[LATENCY_BUCKETS_MS.index(10)] = 100  # all between 5 and 10 ms
+    found = percentiles(counts, (0.5, 0.99))
+    assert found == {"p50": 7.5, "p99": 9.95}
+    assert percentiles([0.0] * len(counts), (0.5,)) == {"p50": 0.0}
+    counts[-1] = 1e6  # nearly all past the last bound: that bound is the answer
+    assert percentiles(counts, (0.5,)) == {"p50": 10000.0}
+    assert latency_bucket("hit", 0.3) == "hit_ms_le_1"
+    assert latency_bucket("miss", 2.5) == "miss_ms_le_2.5"
+    assert latency_bucket("miss", 1e9) == "miss_ms_le_inf"
+    assert math.isinf(LATENCY_BUCKETS_MS[-1])
+
+
+# -- over HTTP -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(start_service: Callable[..., CacheService]) -> tuple[CacheService, dict[str, dict]]:
+    """A replica with keys on, three tenants, labels for two namespaces only, and an LLM
+    that takes 30 ms (so a HIT saves time)."""
+    service = start_service(admin_token=ADMIN, metrics_max_namespaces=2, sim_latency_ms=30)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    headers: dict[str, dict] = {"admin": admin}
+    for ns in ("alpha", "beta", "gamma"):
+        created = service.http.post("/v1/admin/tenants", json={"namespace": ns}, headers=admin)
+        assert created.status_code == 201, created.text
+        key = service.http.post(f"/v1/admin/tenants/{ns}/keys", headers=admin).json()["key"]
+        headers[ns] = {"Authorization": f"Bearer {key}"}
+    return service, headers
+
+
+def test_metrics_are_labelled_by_namespace_and_outcome_and_bounded(
+    keyed: tuple[CacheService, dict[str, dict]],
+) -> None:
+    service, headers = keyed
+    post = service.http.post
+
+    def ask(ns: str, prompt: str) -> str:
+        answer = post("/v1/query", json={"prompt": prompt}, headers=headers[ns])
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["status"])
+
+    assert ask("alpha", "How do I reset my router password?") == "MISS"
+    assert ask("alpha", "How can I reset the password of my router?") == "HIT"
+    assert ask("beta", "What is the boiling point of water?") == "MISS"
+    assert ask("gamma", "Who painted the Mona Lisa?") == "MISS"
+    assert post("/v1/query", json={"prompt": "Who painted the Mona Lisa?", "cache": "bypass"},
+                headers=headers["gamma"]).json()["status"] == "BYPASS"  # fmt: skip
+
+    found = samples(service)
+    assert value(found, "dynacache_requests_total", namespace="alpha", outcome="hit") == 1
+    assert value(found, "dynacache_requests_total", namespace="alpha", outcome="miss") == 1
+    assert value(found, "dynacache_requests_total", namespace="beta", outcome="miss") == 1
+    # the third namespace is past the limit of two labels
+    assert value(found, "dynacache_requests_total", namespace=OTHER_NAMESPACES,
+                 outcome="miss") == 1  # fmt: skip
+    assert value(found, "dynacache_requests_total", namespace=OTHER_NAMESPACES,
+                 outcome="bypass") == 1  # fmt: skip
+    assert not any(name == "dynacache_requests_total" and ("namespace", "gamma") in labels
+                   for name, labels in found)  # fmt: skip
+    assert not any(name.endswith("_created") for name, _ in found)
+    # a stage histogram per stage the lookups went through
+    for stage in ("embed", "search", "redis", "llm"):
+        assert value(found, "dynacache_stage_seconds_count", stage=stage) >= 1, stage
+    assert value(found, "dynacache_stage_seconds_count", stage="llm") == 4  # 3 misses, 1 bypass
+    assert value(found, "dynacache_hit_similarity_count") == 1
+    assert value(found, "dynacache_cost_saved_usd_total", namespace="alpha") == pytest.approx(
+        service.settings.price_per_call_usd
+    )
+    assert value(found, "dynacache_latency_saved_seconds_total", namespace="alpha") > 0
+    # what the replica holds, read at the scrape
+    assert value(found, "dynacache_entries", namespace="alpha") == 1
+    assert value(found, "dynacache_entries", namespace="beta") == 1
+    assert value(found, "dynacache_entries", namespace=OTHER_NAMESPACES) == 1
+    assert value(found, "dynacache_index_sub_indexes", kind="flat") == 3
+    assert value(found, "dynacache_sync_subscribed") == 1
+    assert value(found, "dynacache_sync_events_behind") == 0
+    assert value(found, "dynacache_sync_last_seq") >= 3
+    assert value(found, "dynacache_sync_seconds_since_event") >= 0
+    assert value(found, "dynacache_decision_stage", stage="static") == 1
+
+
+def test_evictions_are_counted_per_namespace(
+    keyed: tuple[CacheService, dict[str, dict]],
+) -> None:
+    service, headers = keyed
+    limited = service.http.put(
+        "/v1/admin/tenants/alpha/settings", json={"max_entries": 2}, headers=headers["admin"]
+    )
+    assert limited.status_code == 200, limited.text
+    entries = [{"prompt": f"Question number {word}?", "response": word}
+               for word in ("one", "two", "three", "four", "five")]  # fmt: skip
+    for entry in entries:  # one at a time: each write makes room for itself
+        stored = service.http.post("/v1/entries", json={"entries": [entry]},
+                                   headers=headers["alpha"])  # fmt: skip
+        assert stored.status_code == 201, stored.text
+    found = samples(service)
+    assert value(found, "dynacache_evictions_total", namespace="alpha") == 3
+    stats = service.http.get("/v1/stats", headers=headers["alpha"]).json()
+    assert stats["evictions"] == 3
+
+
+def test_stats_report_latency_percentiles_and_insights_show_near_misses(
+    service: CacheService,
+) -> None:
+    stored = service.query("How do I reset my router password?")
+    assert stored.json()["status"] == "MISS"
+    for _ in range(3):
+        assert service.query("How can I reset the password of my router?").json()["status"] == "HIT"
+    # near, but outside the threshold: a miss an operator may want to see
+    near = service.query("Which Wi-Fi router should I buy?").json()
+    assert near["status"] == "MISS" and near["distance"] is not None
+
+    def flushed() -> dict | None:
+        stats = service.http.get("/v1/stats").json()
+        return stats if stats["hits"] == 3 and stats["misses"] == 2 else None
+
+    stats = wait_until(flushed, message="stats flushed")
+    hit = stats["latency_ms"]["hit"]
+    assert 0 < hit["p50"] <= hit["p95"] <= hit["p99"]
+    miss = stats["latency_ms"]["miss"]
+    assert miss["p50"] > 0
+    # the namespace's own figures carry the same percentiles
+    assert stats["namespaces"]["default"]["latency_ms"] == stats["latency_ms"]
+
+    def near_misses_recorded() -> dict | None:
+        seen = service.http.get("/v1/insights").json()["namespaces"]["default"]
+        return seen if seen["closest_misses"] else None
+
+    seen = wait_until(near_misses_recorded, message="near misses flushed")
+    closest = seen["closest_misses"][0]
+    assert closest["prompt"] == "Which Wi-Fi router should I buy?"
+    assert closest["nearest_prompt"] == "How do I reset my router password?"
+    assert closest["distance"] == pytest.approx(near["distance"], abs=1e-3)
+    served = seen["most_served"]
+    assert served[0]["prompt"] == "How do I reset my router password?"
+    assert served[0]["hits"] == 3
+
+
+def test_a_tenant_sees_only_its_own_insights(
+    keyed: tuple[CacheService, dict[str, dict]],
+) -> None:
+    service, headers = keyed
+    for ns in ("alpha", "beta"):
+        service.http.post("/v1/query", json={"prompt": f"What is {ns}?"}, headers=headers[ns])
+    own = service.http.get("/v1/insights", headers=headers["alpha"]).json()["namespaces"]
+    assert list(own) == ["alpha"]
+    everyone = service.http.get("/v1/insights", headers=headers["admin"]).json()["namespaces"]
+    assert {"alpha", "beta"} <= set(everyone)
+    assert httpx.get(f"{service.url}/v1/insights").status_code == 401
