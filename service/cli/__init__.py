@@ -1,0 +1,1 @@
+"""``dyna-cache``: the operator's command line (``service/cli/main.py``)."""

@@ -1,0 +1,61 @@
+"""The CLI's way to a running service: its URL and key, and one clear line on any failure."""
+
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line (``error: ...``) and a non-zero exit."""
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; the exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+class ServiceClient:
+    """JSON calls to a Dyna-Cache service; every failure becomes a :class:`CliError`."""
+
+    def __init__(self, url: str, key: str | None, timeout_s: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise CliError(f"cannot reach {self.url} ({type(error).__name__}: {error})") from None
+        if response.status_code >= 400:
+            raise CliError(f"{method} {path}: {response.status_code} {_reason(response)}")
+        return response.json() if response.content else None
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f"{error.get('code')}: {error.get('message')}"
+    return str(body)[:200]
+
+
+Url = Annotated[str, typer.Option("--url", envvar="DYNACACHE_URL", help="The service's base URL.")]
+Key = Annotated[
+    str | None,
+    typer.Option("--key", envvar="DYNACACHE_KEY", show_default=False,
+                 help="An API key, or the admin token."),
+]  # fmt: skip
+RedisUrl = Annotated[
+    str, typer.Option("--redis-url", envvar="DYNACACHE_REDIS_URL", help="The service's Redis.")
+]

@@ -1,0 +1,386 @@
+"""``dyna-cache``: serve, warm, move, watch and tune a Dyna-Cache deployment.
+
+Every command says what it needs with ``--help``; a failure is one line on stderr
+(``error: ...``) and exit status 1 (2 for a usage error).
+"""
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from index.store.connection import STORE_UNAVAILABLE, connect
+from index.store.redis_store import RedisStore
+from service.cli import transfer
+from service.cli.api_client import CliError, Key, RedisUrl, ServiceClient, Url, fail
+from service.cli.warm import warm as warm_file
+
+app = typer.Typer(
+    name="dyna-cache",
+    help="Dyna-Cache: a semantic cache for LLM applications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tenants_app = typer.Typer(help="Tenants and their API keys (needs the admin token).",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(tenants_app, name="tenants")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+_EMBEDDING_DIM = 384
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn the failures a command expects into one line and exit status 1."""
+    try:
+        yield
+    except CliError as error:
+        raise fail(str(error)) from None
+    except STORE_UNAVAILABLE as error:
+        raise fail(f"Redis is not answering ({type(error).__name__}: {error})") from None
+    except OSError as error:
+        raise fail(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}") from None
+
+
+def _client(url: str, key: str | None) -> ServiceClient:
+    return ServiceClient(url, key)
+
+
+def _with_store(redis_url: str, work: Callable[[RedisStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        client = connect(redis_url, 10.0)
+        try:
+            return await work(RedisStore(client, origin="cli", dim=_EMBEDDING_DIM))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+# -- serving -----------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (DYNACACHE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (DYNACACHE_PORT).")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option("--redis-url", help="Redis Stack (DYNACACHE_REDIS_URL); none: embedded."),
+    ] = None,
+) -> None:
+    """Serve one replica (settings from DYNACACHE_* variables; these options override)."""
+    for name, value in (("HOST", host), ("PORT", port), ("REDIS_URL", redis_url)):
+        if value is not None:
+            os.environ[f"DYNACACHE_{name}"] = str(value)
+    from service.__main__ import main as serve_main
+
+    serve_main()
+
+
+# -- warming and moving entries -----------------------------------------------------------
+
+
+@app.command()
+def warm(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON lines or CSV of prompt, response[, ttl].", exists=True, dir_okay=False
+        ),
+    ],
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = None,
+    batch: Annotated[int, typer.Option(min=1, max=1000, help="Entries per request.")] = 100,
+    restart: Annotated[bool, typer.Option(help="Ignore the progress of an earlier run.")] = False,
+) -> None:
+    """Store prompt/response pairs through the API (resumes after an interruption)."""
+    with _one_line_errors():
+        client = _client(url, key)
+        try:
+            stored, skipped = warm_file(client, file, batch, restart, console)
+        finally:
+            client.close()
+    done = f", {skipped} done by an earlier run" if skipped else ""
+    console.print(f"stored {stored} entries{done}")
+
+
+@app.command("export")
+def export_entries(
+    namespace: Annotated[str, typer.Option("--ns", help="The namespace to export.")] = "default",
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="File (default: stdout).")] = None,
+    vectors: Annotated[bool, typer.Option(help="Include vectors (no re-embedding).")] = False,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+) -> None:
+    """Write a namespace's live entries as JSON lines (straight from Redis)."""
+    with _one_line_errors():
+        if out is None:
+            count = _with_store(redis_url, lambda store: transfer.export_namespace(
+                store, namespace, vectors, sys.stdout.buffer))  # fmt: skip
+        else:
+            staged = out.with_name(out.name + ".partial")
+            with open(staged, "wb") as handle:
+                count = _with_store(redis_url, lambda store: transfer.export_namespace(
+                    store, namespace, vectors, handle))  # fmt: skip
+            staged.replace(out)
+    errors.print(f"exported {count} entries of namespace {namespace!r}")
+
+
+@app.command("import")
+def import_entries(
+    file: Annotated[
+        Path, typer.Argument(help="An export (JSON lines).", exists=True, dir_okay=False)
+    ],
+    namespace: Annotated[
+        str | None,
+        typer.Option("--ns", help="Import into this namespace (default: each entry's own)."),
+    ] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+    onnx_dir: Annotated[str, typer.Option(help="The embedder, for entries without vectors.")] = (
+        "models/onnx"
+    ),
+) -> None:
+    """Write exported entries into Redis; running replicas pick them up at once."""
+    embedder: list[Any] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if not embedder:
+            from index.embedding.embedder import load_embedder
+
+            embedder.append(load_embedder("onnx", None, None, onnx_dir))
+        vectors: np.ndarray = embedder[0].encode(texts)
+        return vectors
+
+    with _one_line_errors():
+        rows = list(transfer.read_export(file))  # every line checked before any write
+        imported, embedded = _with_store(
+            redis_url, lambda store: transfer.import_entries(store, iter(rows), embed, namespace)
+        )
+    again = f" ({embedded} embedded again)" if embedded else ""
+    console.print(f"imported {imported} entries{again}")
+
+
+# -- watching --------------------------------------------------------------------------
+
+
+def stats_table(stats: dict[str, Any]) -> Table:
+    """/v1/stats as a table: one row per namespace and a total."""
+    table = Table(title="Dyna-Cache", title_justify="left")
+    for column in ("namespace", "entries", "requests", "hits", "misses", "hit rate",
+                   "hit p50 ms", "hit p95 ms", "miss p50 ms", "saved s", "saved $"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "namespace" else "right")
+
+    def row(name: str, numbers: dict[str, Any], style: str | None = None) -> None:
+        latency = numbers.get("latency_ms", {})
+        table.add_row(
+            name, str(numbers["entries"]), str(numbers["requests"]), str(numbers["hits"]),
+            str(numbers["misses"]), f"{numbers['hit_rate']:.1%}",
+            f"{latency.get('hit', {}).get('p50', 0):.1f}",
+            f"{latency.get('hit', {}).get('p95', 0):.1f}",
+            f"{latency.get('miss', {}).get('p50', 0):.1f}",
+            f"{numbers['latency_saved_ms'] / 1000:.1f}", f"{numbers['cost_saved_usd']:.4f}",
+            style=style,
+        )  # fmt: skip
+
+    for ns, numbers in sorted(stats["namespaces"].items()):
+        row(ns, numbers)
+    row("total", stats, style="bold")
+    decision = stats.get("decision", {}).get("stage")
+    if decision:
+        table.caption = f"decision stage: {decision}"
+    return table
+
+
+@app.command()
+def stats(
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="The raw numbers as JSON.")] = False,
+) -> None:
+    """Hit rate, latency, savings: per namespace and in total."""
+    with _one_line_errors():
+        client = _client(url, key)
+        try:
+            numbers = client.call("GET", "/v1/stats")
+            if as_json:
+                console.print_json(data=numbers)
+                return
+            if not watch:
+                console.print(stats_table(numbers))
+                return
+            with Live(stats_table(numbers), console=console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(stats_table(client.call("GET", "/v1/stats")), refresh=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            client.close()
+
+
+# -- tenants ---------------------------------------------------------------------------
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep:
+        raise typer.BadParameter(f"{text!r}: use NAME=VALUE")
+    try:
+        value: Any = float(raw) if "." in raw else int(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
+
+
+@tenants_app.command("create")
+def tenant_create(
+    namespace: Annotated[str, typer.Argument(help="The tenant's namespace.")],
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A tenant setting, NAME=VALUE (threshold=0.3, "
+            "max_entries=10000, default_ttl_s=3600, ...); repeatable.",
+        ),
+    ] = None,
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = None,
+) -> None:
+    """Create a tenant (its namespace and settings)."""
+    with _one_line_errors():
+        settings = dict(_setting(item) for item in setting or [])
+        created = _client(url, key).call(
+            "POST", "/v1/admin/tenants", json={"namespace": namespace, "settings": settings}
+        )
+    console.print(f"created tenant {created.get('namespace', namespace)!r}")
+
+
+@tenants_app.command("list")
+def tenant_list(url: Url = "http://127.0.0.1:8000", key: Key = None) -> None:
+    """The tenants and their settings."""
+    with _one_line_errors():
+        listed = _client(url, key).call("GET", "/v1/admin/tenants")
+    table = Table("namespace", "settings")
+    for tenant in listed.get("tenants", []):
+        chosen = {name: value for name, value in tenant.get("settings", {}).items()
+                  if value is not None}  # fmt: skip
+        table.add_row(tenant["namespace"], ", ".join(f"{n}={v}" for n, v in chosen.items()))
+    console.print(table)
+
+
+@tenants_app.command("keys")
+def tenant_keys(
+    namespace: Annotated[str, typer.Argument(help="The tenant's namespace.")],
+    new: Annotated[bool, typer.Option("--new", help="Issue a new key (shown once).")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = None,
+) -> None:
+    """List a tenant's keys, or issue one with --new."""
+    with _one_line_errors():
+        client = _client(url, key)
+        if new:
+            issued = client.call("POST", f"/v1/admin/tenants/{namespace}/keys")
+            console.print(f"key id {issued['key_id']}: {issued['key']}")
+            errors.print("the key is shown this once; only its hash is stored")
+            return
+        listed = client.call("GET", f"/v1/admin/tenants/{namespace}/keys")
+    table = Table("key id", "created", "revoked")
+    for issued in listed.get("keys", []):
+        created = issued.get("created")
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(created))) if created else ""
+        table.add_row(issued["key_id"], when, "yes" if issued.get("revoked") else "")
+    console.print(table)
+
+
+@tenants_app.command("revoke")
+def tenant_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `tenants keys`).")],
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = None,
+) -> None:
+    """Revoke a tenant's key at once, on every replica."""
+    with _one_line_errors():
+        _client(url, key).call("DELETE", f"/v1/admin/keys/{key_id}")
+    console.print(f"revoked key {key_id}")
+
+
+# -- tuning the decision -------------------------------------------------------------------
+
+
+@app.command()
+def calibrate(
+    pairs: Annotated[
+        Path,
+        typer.Option(
+            help="Your labelled pairs: {q1, q2, duplicate} JSONL.", exists=True, dir_okay=False
+        ),
+    ],
+    target_precision: Annotated[float, typer.Option(min=0.01, max=0.99)],
+    tenant: Annotated[str | None, typer.Option(help="Write the chosen point to it.")] = None,
+    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+    holdout: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.4,
+    seed: int = 7,
+) -> None:
+    """Choose the threshold (and verifier cut) reaching a precision on your own pairs."""
+    from service.tools.calibrate import main as calibrate_main
+
+    argv = ["--pairs", str(pairs), "--target-precision", str(target_precision),
+            "--holdout", str(holdout), "--seed", str(seed), "--redis-url", redis_url]  # fmt: skip
+    if tenant:
+        argv += ["--tenant", tenant]
+    raise typer.Exit(calibrate_main(argv))
+
+
+@app.command("fine-tune")
+def fine_tune(
+    pairs: Annotated[
+        Path,
+        typer.Argument(
+            help="Your labelled pairs: {q1, q2, duplicate} JSONL.", exists=True, dir_okay=False
+        ),
+    ],
+    base: Annotated[Path, typer.Option(help="The pair model to start from.")] = Path("models/pair"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where the tuned model goes (a running service "
+            "reading it picks it up without a restart)."
+        ),
+    ] = Path("models/pair"),
+    epochs: Annotated[float, typer.Option(min=0.1, max=20)] = 1.0,
+    seed: int = 7,
+) -> None:
+    """Fine-tune the pair model on your own labelled pairs (needs the [train] extra)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise fail("fine-tuning needs torch: pip install -e '.[train]' (see the README)") from None
+    from index.training.pair_model_train import main as train_main
+
+    argv = ["--pairs", str(pairs), "--base", str(base), "--out", str(out),
+            "--epochs", str(epochs), "--seed", str(seed)]  # fmt: skip
+    raise typer.Exit(train_main(argv))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

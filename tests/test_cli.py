@@ -1,0 +1,200 @@
+"""The ``dyna-cache`` command line, run as a real process against a real service and Redis."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from service.embedded_redis import EmbeddedRedis, free_port
+from tests.helpers import CacheService, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = shutil.which("dyna-cache", path=str(Path(sys.executable).parent)) or "dyna-cache"
+ADMIN = "cli-admin-token"
+# this process's environment less any DYNACACHE_* setting: each test names what it uses
+OWN_ENVIRONMENT = {name: value for name, value in os.environ.items()
+                   if not name.startswith("DYNACACHE_")}  # fmt: skip
+
+
+def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**OWN_ENVIRONMENT, "COLUMNS": "200", **env},
+    )  # fmt: skip
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def secured(start_service: Callable[..., CacheService]) -> CacheService:
+    return start_service(admin_token=ADMIN)
+
+
+def admin(service: CacheService) -> dict[str, str]:
+    return {"DYNACACHE_URL": service.url, "DYNACACHE_KEY": ADMIN}
+
+
+def test_every_command_has_help() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    for command in ("serve", "warm", "export", "import", "stats", "tenants", "calibrate",
+                    "fine-tune"):  # fmt: skip
+        assert command in top.stdout, command
+        assert run(command, "--help").returncode == 0, command
+    for command in ("create", "list", "keys", "revoke"):
+        assert run("tenants", command, "--help").returncode == 0, command
+    assert run("no-such-command").returncode == 2
+
+
+def test_tenants_create_issue_list_and_revoke(secured: CacheService) -> None:
+    env = admin(secured)
+    created = run("tenants", "create", "acme", "--set", "threshold=0.3", "--set",
+                  "max_entries=100", **env)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    listed = run("tenants", "list", **env)
+    assert "acme" in listed.stdout and "threshold=0.3" in listed.stdout
+    issued = run("tenants", "keys", "acme", "--new", **env)
+    assert issued.returncode == 0, issued.stderr
+    key_id, key = issued.stdout.split("key id ")[1].strip().split(": ")
+    tenant = {"Authorization": f"Bearer {key}"}
+    assert secured.http.get("/v1/stats", headers=tenant).status_code == 200
+    assert key_id in run("tenants", "keys", "acme", **env).stdout
+    assert run("tenants", "revoke", key_id, **env).returncode == 0
+    assert secured.http.get("/v1/stats", headers=tenant).status_code == 401
+    # the admin API refuses a tenant's key: one line, exit 1
+    refused = run("tenants", "list", DYNACACHE_URL=secured.url, DYNACACHE_KEY=key)
+    assert "401" in one_line_error(refused)
+    bad = run("tenants", "create", "acme2", "--set", "threshold", **env)
+    assert bad.returncode == 2
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    unreachable = run("stats", "--url", f"http://127.0.0.1:{port}")
+    assert "cannot reach" in one_line_error(unreachable)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a question?", "response": "yes"}\n{"prompt": 3}\n')
+    assert "bad.jsonl:2" in one_line_error(
+        run("warm", str(bad), "--url", f"http://127.0.0.1:{port}")
+    )
+    assert run("warm", str(tmp_path / "missing.jsonl")).returncode == 2
+    no_redis = run("export", "--redis-url", f"redis://127.0.0.1:{port}")
+    assert "Redis" in one_line_error(no_redis)
+
+
+def test_warm_resumes_after_an_interruption(secured: CacheService, tmp_path: Path) -> None:
+    env = admin(secured)
+    assert run("tenants", "create", "warm", "--set", "rate_limit_per_s=0.001",
+               "--set", "rate_limit_burst=2", **env).returncode == 0  # fmt: skip
+    key = run("tenants", "keys", "warm", "--new", **env).stdout.split(": ")[1].strip()
+    source = tmp_path / "faq.csv"
+    with open(source, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "response", "ttl"])
+        for i in range(250):
+            writer.writerow([f"What is item number {i} of the catalogue?", f"Item {i}.", 3600])
+    tenant = {"DYNACACHE_URL": secured.url, "DYNACACHE_KEY": key}
+    # the tenant's rate limit lets two batches through, then refuses: an interruption
+    first = run("warm", str(source), "--batch", "100", **tenant)
+    assert "429" in one_line_error(first)
+    progress = json.loads(Path(f"{source}.warm-progress").read_text())
+    assert progress["rows_done"] == 200
+    raised = secured.http.put("/v1/admin/tenants/warm/settings",
+                              json={"rate_limit_per_s": 1000, "rate_limit_burst": 1000},
+                              headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+    assert raised.status_code == 200
+    second = run("warm", str(source), "--batch", "100", **tenant)
+    assert second.returncode == 0, second.stderr
+    assert "stored 50 entries, 200 done by an earlier run" in second.stdout
+    assert "entries/s" in second.stdout  # the progress bar's rate
+    assert not Path(f"{source}.warm-progress").exists()
+    stats = secured.http.get("/v1/stats", headers={"Authorization": f"Bearer {key}"}).json()
+    assert stats["entries"] == 250
+    question = {"prompt": "What is item number 7 of the catalogue?"}
+    answer = secured.http.post(
+        "/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert answer["status"] == "HIT" and answer["response"] == "Item 7."
+
+
+def test_export_and_import_move_a_namespace(
+    start_service: Callable[..., CacheService], redis_server: EmbeddedRedis,
+    redis_client: redis.Redis, tmp_path: Path,
+) -> None:  # fmt: skip
+    service = start_service()
+    faq = [("How do I reset my password?", "Use the reset link."),
+           ("What are your opening hours?", "9 to 5."),
+           ("Where is my parcel?", "Check the tracking page.")]  # fmt: skip
+    stored = service.http.post("/v1/entries", json={"entries": [
+        {"prompt": p, "response": r, "ttl": 3600} for p, r in faq]})  # fmt: skip
+    assert stored.status_code == 201
+    exported = tmp_path / "default.jsonl"
+    done = run("export", "--ns", "default", "--vectors", "-o", str(exported),
+               "--redis-url", redis_server.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sorted(row["prompt"] for row in rows) == sorted(p for p, _ in faq)
+    assert all(row["vector"] and 3500 < row["expires_in"] <= 3600 for row in rows)
+
+    # into another namespace of the same deployment, served by the running replica at once
+    moved = run("import", str(exported), "--ns", "moved", "--redis-url", redis_server.url)
+    assert moved.returncode == 0, moved.stderr
+    assert "imported 3 entries" in moved.stdout and "embedded again" not in moved.stdout
+    wait_until(lambda: service.runtime.index.count_by_namespace().get("moved") == 3,
+               message="imported entries reach the replica")  # fmt: skip
+    created = {row["prompt"]: float(row["created"]) for row in rows}
+    entry_ids = service.runtime.index.entry_ids()
+    for entry_id in entry_ids:
+        fields = redis_client.hmget(f"dc:e:{{moved}}:{entry_id}", ["prompt", "created"])
+        if fields[0] is not None:  # the entry keeps its age
+            assert float(fields[1]) == pytest.approx(created[fields[0].decode()])
+
+    # without vectors (another model's export, say): the prompts are embedded again
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "vector"}) + "\n"
+                             for row in rows))  # fmt: skip
+    again = run("import", str(plain), "--ns", "plain", "--redis-url", redis_server.url)
+    assert again.returncode == 0, again.stderr
+    assert "imported 3 entries (3 embedded again)" in again.stdout
+    wait_until(lambda: service.runtime.index.count_by_namespace().get("plain") == 3,
+               message="re-embedded entries reach the replica")  # fmt: skip
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "only a prompt"}\n')
+    assert "broken.jsonl:1" in one_line_error(
+        run("import", str(broken), "--redis-url", redis_server.url)
+    )
+    bad_ns = run("import", str(exported), "--ns", "no spaces", "--redis-url", redis_server.url)
+    assert "namespace" in one_line_error(bad_ns)
+
+
+def test_stats_prints_the_services_numbers(service: CacheService) -> None:
+    service.query("What is the capital of France?")
+    service.query("What's the capital of France?")
+    wait_until(lambda: service.http.get("/v1/stats").json()["requests"] == 2, message="flush")
+    as_json = run("stats", "--json", "--url", service.url)
+    assert as_json.returncode == 0, as_json.stderr
+    numbers = json.loads(as_json.stdout)
+    assert numbers["hits"] == 1 and numbers["misses"] == 1
+    table = run("stats", "--url", service.url)
+    assert "default" in table.stdout and "50.0%" in table.stdout and "total" in table.stdout
+
+
+def test_fine_tune_refuses_too_few_pairs(tmp_path: Path) -> None:
+    pairs = tmp_path / "few.jsonl"
+    pairs.write_text(json.dumps({"q1": "a?", "q2": "b?", "duplicate": True}))
+    done = run("fine-tune", str(pairs), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and "too few pairs" in done.stderr
+    assert not (tmp_path / "out").exists()
