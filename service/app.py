@@ -22,7 +22,7 @@ from service.engine.feedback import FeedbackBook
 from service.engine.metrics import Metrics
 from service.engine.query_path import QueryPath
 from service.engine.telemetry import Telemetry
-from service.http import admin_api, api
+from service.http import admin_api, api, dashboard
 from service.http.body_limit import BodySizeLimit
 from service.http.errors import install_error_handlers
 from service.keying.rag import RagSplitter
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(admin_api.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -1,10 +1,13 @@
-"""What an operator tunes by: per namespace, the recent misses that came closest to a hit
-(what a looser threshold or cut would have served) and the most-served entries."""
+"""What an operator reads: the numbers of ``/v1/stats`` and, per namespace, the recent
+misses that came closest to a hit (what a looser threshold or cut would have served) and
+the most-served entries."""
 
 from typing import Any
 
 from index.policy.distance import similarity
 from index.store.redis_store import RedisStore
+from service.engine.decision import DecisionStage
+from service.engine.telemetry import read_stats
 
 NEAREST_SHOWN = 10
 MOST_SERVED_SHOWN = 10
@@ -34,3 +37,14 @@ async def insights(store: RedisStore, namespaces: list[str]) -> dict[str, Any]:
             ],
         }
     return found
+
+
+async def current_stats(
+    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None
+) -> dict[str, Any]:
+    """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
+    with this replica's decision stage."""
+    counts = await store.count_by_namespace()
+    numbers = await read_stats(store.client, counts, namespaces)
+    numbers["decision"] = decision.describe()
+    return numbers

@@ -7,8 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from service.engine.insights import insights
-from service.engine.telemetry import read_stats
+from service.engine.insights import current_stats, insights
 from service.http.auth import Principal, authenticate, require_operator
 from service.http.cache_headers import cache_headers
 from service.http.dependencies import RuntimeDep
@@ -102,10 +101,7 @@ async def stats(
     """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
     A tenant sees its own namespace only."""
     visible = None if principal.role in ("open", "admin") else {principal.ns}
-    counts = await runtime.store.count_by_namespace()
-    numbers = await read_stats(runtime.store.client, counts, visible)
-    numbers["decision"] = runtime.queries.decision.describe()  # this replica's stage
-    return numbers
+    return await current_stats(runtime.store, runtime.queries.decision, visible)
 
 
 @router.get("/v1/insights", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
