@@ -18,16 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# nginx, docker-compose and chromium (Debian's) for the load-balancer, compose and dashboard tests; installed
-# when missing and apt is usable (root), else those tests say they were skipped.
+# nginx, docker-compose, chromium and prometheus (Debian's) for the load-balancer, compose,
+# dashboard and metrics tests; installed when missing and apt is usable (root), else those
+# tests say they were skipped.
 system-tools:
 	@if { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } && command -v docker-compose >/dev/null 2>&1 \
-	    && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	    && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+	    && command -v prometheus >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    nginx-light docker-compose chromium chromium-driver >/dev/null \
-	  || echo "warning: nginx/docker-compose/chromium not installed; their tests will be skipped"; \
-	else echo "warning: nginx/docker-compose/chromium missing and no root apt; their tests will be skipped"; fi
+	    nginx-light docker-compose chromium chromium-driver prometheus >/dev/null \
+	  && { systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; } \
+	  || echo "warning: nginx/docker-compose/chromium/prometheus not installed; their tests will be skipped"; \
+	else echo "warning: nginx/docker-compose/chromium/prometheus missing and no root apt; their tests will be skipped"; fi
 
 # podman, debootstrap and docker-compose for the image test (Debian's; root and apt needed)
 image-tools:

@@ -3,13 +3,14 @@
 Counters and histograms are observed as requests finish; what a replica *holds* (entries,
 index shape, sync lag, the decision stage) is read when Prometheus scrapes, by a collector,
 so it is never stale. Namespace labels are bounded: the first ``max_namespaces`` namespaces
-a replica sees get their own label, any later one counts under ``(other)`` (a value no
-namespace can take), so a tenant-per-user deployment cannot blow up the series count.
+a replica sees (besides ``default``) get their own label, any later one counts under
+``(other)`` (a value no namespace can take), so a tenant-per-user deployment cannot blow up
+the series count.
 No ``_created`` series: they double the series for a timestamp nobody graphs.
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import prometheus_client
@@ -17,11 +18,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.engine.stage_times import StageTimes
+from service.engine.stage_times import STAGES, StageTimes
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 OTHER_NAMESPACES = "(other)"
+DEFAULT_NAMESPACE = "default"
+_OUTCOMES = ("hit", "miss", "bypass")
+_UNCOUNTED = {DEFAULT_NAMESPACE, OTHER_NAMESPACES}  # labels the limit does not count
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -30,19 +34,24 @@ _SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 
 
 
 class NamespaceLabels:
-    """A namespace's label value: itself for the first ``limit`` seen, else ``(other)``."""
+    """A namespace's label value: itself for the first ``limit`` seen (``default`` not
+    counted), else ``(other)``.
+    ``on_new`` hears of each label value the first time it is given out."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_new: Callable[[str], None] | None = None) -> None:
         self.limit = limit
+        self.on_new = on_new
         self._known: set[str] = set()
 
     def __call__(self, ns: str) -> str:
         if ns in self._known:
             return ns
-        if len(self._known) < self.limit:
-            self._known.add(ns)
-            return ns
-        return OTHER_NAMESPACES
+        label = ns if len(self._known - _UNCOUNTED) < self.limit else OTHER_NAMESPACES
+        if label not in self._known:
+            self._known.add(label)
+            if self.on_new is not None:
+                self.on_new(label)
+        return label
 
     def bounded(self, per_namespace: dict[str, int]) -> dict[str, int]:
         """Counts per namespace, the ones past the limit added up under ``(other)``."""
@@ -66,7 +75,7 @@ class ReplicaView(Protocol):
 class Metrics:
     def __init__(self, max_namespaces: int = 50) -> None:
         self.registry = CollectorRegistry()
-        self.namespaces = NamespaceLabels(max_namespaces)
+        self.namespaces = NamespaceLabels(max_namespaces, on_new=self._start_series)
         self.redis_seq: int | None = None  # the store's sequence at the last scrape
         registry = self.registry
         self.requests = Counter(
@@ -103,6 +112,20 @@ class Metrics:
             "dynacache_stats_write_failures", "Stats flushes that Redis refused",
             registry=registry,
         )  # fmt: skip
+
+        for outcome in _OUTCOMES:
+            self.latency.labels(outcome)
+        for stage in STAGES:
+            self.stages.labels(stage)
+        self.namespaces(DEFAULT_NAMESPACE)
+
+    def _start_series(self, label: str) -> None:
+        """Create a namespace's series at 0, so ``rate()`` sees its first request (a counter
+        that appears at 1 looks flat to Prometheus)."""
+        for outcome in _OUTCOMES:
+            self.requests.labels(label, outcome)
+        for counter in (self.tokens_saved, self.cost_saved, self.latency_saved):
+            counter.labels(label)
 
     def observe(
         self,
