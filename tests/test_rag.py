@@ -1,5 +1,6 @@
 """RAG normalisation: the question is embedded, the context blocks join the scope."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,38 @@ def test_plain_prompts_are_left_alone() -> None:
     assert RagSplitter(enabled=False).split(LAYOUTS["context tag"](QUESTION, DOCS_A)).contexts == ()
 
 
+def test_documents_block_is_cut_out_whole() -> None:
+    split = RagSplitter().split(LAYOUTS["documents tag"](QUESTION, DOCS_A))
+    assert split.question == QUESTION
+    assert split.contexts == (f"<document>{DOCS_A}</document>",)
+
+
+HOSTILE = [  # each took seconds to hours with Python's backtracking re (cubic in the length)
+    "context:" + " " * 31_990 + "x",
+    "question:" + " " * 31_990 + "x",
+    "Context: " + "a " * 15_990 + "Question:" + " " * 10,
+    "<context>" * 3_500 + "x",
+    "```context " * 2_900,
+]
+
+
+@pytest.mark.parametrize("prompt", HOSTILE, ids=range(len(HOSTILE)))
+def test_every_pattern_runs_in_linear_time_at_the_maximum_prompt_size(prompt: str) -> None:
+    # a bound no backtracking match of these meets (the first took 3.7 s at 1,200 chars);
+    # RE2 takes milliseconds
+    started = time.perf_counter()
+    RagSplitter().split(prompt[:32_000])
+    assert time.perf_counter() - started < 1.0
+
+
+def test_hostile_prompt_does_not_stall_the_replica(service: CacheService) -> None:
+    entries = [{"prompt": prompt[:32_000], "response": "x"} for prompt in HOSTILE]
+    answer = service.http.post("/v1/entries", json={"entries": entries}, timeout=30)
+    assert answer.status_code == 201
+    assert service.query(HOSTILE[0][:32_000]).status_code == 200
+    assert service.http.get("/healthz", timeout=5).status_code == 200
+
+
 def test_custom_patterns_and_bad_ones() -> None:
     splitter = RagSplitter([r"(?s)\[\[(?P<context>.*?)\]\]"])
     split = splitter.split(f"[[{DOCS_A}]] {QUESTION}")
@@ -57,6 +90,8 @@ def test_custom_patterns_and_bad_ones() -> None:
         RagSplitter(["(unclosed"])
     with pytest.raises(InvalidPattern):
         RagSplitter([r"no named group"])
+    with pytest.raises(InvalidPattern, match="RE2"):  # backreferences could backtrack
+        RagSplitter([r"(?P<context>a)(?P=context)"])
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
