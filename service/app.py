@@ -126,7 +126,9 @@ async def start_runtime(
     )  # fmt: skip
     telemetry.start()
     stack.push_async_callback(telemetry.stop)
-    splitter = RagSplitter(settings.rag_patterns, enabled=settings.rag_normalise)
+    splitter = RagSplitter(
+        settings.rag_patterns, enabled=settings.rag_normalise, read_chars=model.seen_chars
+    )
     verifier = load_verifier(settings)
     decision = DecisionStage(
         settings.pair_model_dir if settings.pair_model != "off" else None,

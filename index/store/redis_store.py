@@ -403,8 +403,7 @@ class RedisStore:
                 if row["prompt"] is None:  # expired between the scan and the read
                     continue
                 entry: dict[str, Any] = {
-                    name: row[name] if name == "vector" else as_text(row[name])
-                    for name in fields
+                    name: row[name] if name == "vector" else as_text(row[name]) for name in fields
                 }
                 entry["expires_in"] = int(pttl) / 1000 if int(pttl) > 0 else None
                 page.append(entry)
