@@ -165,7 +165,7 @@ async def start_runtime(
         chats=ChatCompletions(settings, queries, llm, splitter),
         entries=EntryManager(settings, store, index, embedder, splitter),
         feedback=FeedbackBook(settings, store, embedder, splitter),
-        tenants=TenantStore(client),
+        tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),
         rate_limiter=RateLimiter(client),
     )
     telemetry.metrics.watch(runtime)

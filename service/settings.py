@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # runs open, in the one namespace "default", and binds only to loopback unless allowed
     admin_token: SecretStr | None = None
     allow_open: bool = False
+    # API keys and tenant settings are cached this long (a revocation takes at most this)
+    key_cache_s: float = Field(default=1.0, ge=0, le=60)
+    # while Redis does not answer, keys verified this recently keep working
+    key_outage_grace_s: float = Field(default=3600.0, ge=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     default_rate_limit_per_s: float | None = Field(default=None, gt=0)  # per key; None: none
     default_rate_limit_burst: int = Field(default=20, ge=1)

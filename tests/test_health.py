@@ -47,3 +47,15 @@ def test_not_ready_index_answers_503_and_falls_back_to_the_redis_mirror(
         assert abs(miss["distance"] - hit["distance"]) < 1e-4
     finally:
         runtime.sync.ready = True
+
+
+def test_not_ready_while_the_replica_does_not_follow_the_events(service: CacheService) -> None:
+    # the state a replica is in after Redis restarted, until it re-subscribes and catches up
+    service.runtime.sync.subscribed = False
+    try:
+        ready = service.http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["events"] == "not subscribed"
+    finally:
+        service.runtime.sync.subscribed = True
+    assert service.http.get("/readyz").status_code == 200

@@ -97,12 +97,12 @@ class ReplicaSync:
                 await pubsub.psubscribe(keys.EXPIRED_PATTERN)
                 self._queue = asyncio.Queue()
                 reader = asyncio.create_task(self._read(pubsub, self._queue))
-                self.subscribed = True
                 if caught_up_once:
                     await self._catch_up()
                 else:
                     await self._rebuild()
                 await self._apply_pending()
+                self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
                 backoff = 0.1

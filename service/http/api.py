@@ -208,7 +208,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Readiness: Redis answers and the local index is loaded."""
+    """Readiness: Redis answers, the local index is loaded and follows Redis's events."""
     checks: dict[str, str] = {}
     try:
         await runtime.store.ping()
@@ -218,7 +218,10 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks["index"] = (
         f"ready ({len(runtime.index)} entries)" if runtime.sync.ready else "loading from Redis"
     )
-    ready = checks["redis"] == "ok" and runtime.sync.ready
+    # not following the events (after a Redis restart, until it re-subscribes and catches
+    # up), the replica would serve entries deleted meanwhile
+    checks["events"] = "subscribed" if runtime.sync.subscribed else "not subscribed"
+    ready = checks["redis"] == "ok" and runtime.sync.ready and runtime.sync.subscribed
     return JSONResponse(
         {
             "status": "ready" if ready else "not_ready",

@@ -4,7 +4,9 @@ or nobody in open mode; and the per-key rate limit.
 With ``DYNACACHE_ADMIN_TOKEN`` set, every /v1 endpoint needs a key: a tenant's key confines
 the request to the tenant's namespace; the admin token opens the admin API (and the
 ``default`` namespace). Without it the service is open, in the ``default`` namespace only.
-Keys and tokens are compared in constant time and never logged or echoed.
+Keys and tokens are compared in constant time and never logged or echoed. While Redis does
+not answer, keys verified in the last hour keep working (``TenantStore``) and the rate limit
+is not applied (its buckets live in Redis); a key never verified is refused (503).
 """
 
 import hmac
@@ -15,6 +17,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from index.store import keys
+from index.store.connection import STORE_UNAVAILABLE
 from service.http.dependencies import runtime_of
 from service.http.errors import ApiError
 from service.policy.precedence import first_set
@@ -88,7 +91,10 @@ async def _limit_rate(
     if rate <= 0:
         return
     burst = first_set(own.rate_limit_burst, runtime.settings.default_rate_limit_burst)
-    wait_s = await runtime.rate_limiter.take(keys.rate_key(ns, key_id), rate, burst)
+    try:
+        wait_s = await runtime.rate_limiter.take(keys.rate_key(ns, key_id), rate, burst)
+    except STORE_UNAVAILABLE:  # the buckets live in Redis: no limit while it is away
+        return
     if wait_s > 0:
         retry_after = max(1, int(wait_s + 0.999))
         raise ApiError(429, "rate_limited", f"rate limit of {rate:g}/s exceeded",

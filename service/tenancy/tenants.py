@@ -8,6 +8,7 @@ so a revoked key fails everywhere within that time.
 """
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ import orjson
 import redis.asyncio as aioredis
 
 from index.store import keys
+from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import Retention, as_text
 from service.errors import Conflict, NotFound
 from service.policy.precedence import first_set
 from service.policy.validation import validate_namespace
 from service.schemas import TenantSettings
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,18 @@ def key_sha256(api_key: str) -> str:
 
 
 class TenantStore:
-    def __init__(self, client: "aioredis.Redis", cache_s: float = 1.0) -> None:
+    """Tenants and keys in Redis, cached for ``cache_s`` (so a revocation reaches every
+    replica within that). While Redis does not answer, a key verified in the last
+    ``outage_grace_s`` keeps working with the settings last read (an outage must not turn
+    every tenant's query into an error when the query path itself passes through); a key
+    never verified here cannot be checked, and is refused."""
+
+    def __init__(
+        self, client: "aioredis.Redis", cache_s: float = 1.0, outage_grace_s: float = 3600.0
+    ) -> None:
         self.client = client
         self.cache_s = cache_s
+        self.outage_grace_s = outage_grace_s
         self._key_cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._settings_cache: dict[str, tuple[float, TenantSettings | None]] = {}
 
@@ -77,7 +90,12 @@ class TenantStore:
         cached = self._settings_cache.get(ns)
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
-        raw = await self.client.hget(keys.tenant_key(ns), "settings")
+        try:
+            raw = await self.client.hget(keys.tenant_key(ns), "settings")
+        except STORE_UNAVAILABLE:
+            if cached is not None and now - cached[0] < self.outage_grace_s:
+                return cached[1]
+            raise
         settings = TenantSettings.model_validate_json(raw) if raw else None
         self._settings_cache[ns] = (now, settings)
         return settings
@@ -117,13 +135,25 @@ class TenantStore:
         return sorted(found, key=lambda record: record["created"])
 
     async def record_of(self, api_key: str) -> KeyRecord | None:
-        """The key's record (cached for ``cache_s``), or None when it was never issued."""
+        """The key's record (cached for ``cache_s``; while Redis does not answer, as last
+        verified within ``outage_grace_s``), or None when it was never issued."""
         sha = key_sha256(api_key)
         now = time.monotonic()
         cached = self._key_cache.get(sha)
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
-        raw = await self.client.hgetall(keys.api_key_key(sha))
+        try:
+            raw = await self.client.hgetall(keys.api_key_key(sha))
+        except STORE_UNAVAILABLE:
+            if (
+                cached is not None
+                and cached[1] is not None
+                and now - cached[0] < self.outage_grace_s
+            ):
+                log.warning("Redis unavailable: key %s accepted as verified %.0f s ago",
+                            cached[1].key_id, now - cached[0])  # fmt: skip
+                return cached[1]
+            raise
         record = None
         if raw:
             record = KeyRecord(
