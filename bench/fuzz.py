@@ -3,7 +3,10 @@
 Starts a replica (embedded Redis, simulated LLM at 0 ms, an admin token so that every
 endpoint, the admin API included, can be called), creates a tenant, and runs schemathesis
 over every operation with the admin token, checking: no 5xx, status codes, content types,
-headers and bodies as documented. Writes bench/results/fuzz.json (cases tried, failures).
+headers and bodies as documented. Then sends the hostile bodies of ``bench/hostile.py``
+(what schemathesis's generators never reached: integers past 64 bits, deep nesting, lone
+surrogates, backtracking bait), each of which must get a 4xx or 2xx, never a 5xx or a
+dropped connection. Writes bench/results/fuzz.json (cases tried, failures).
 
     python bench/fuzz.py [--examples 50]
 """
@@ -13,12 +16,16 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ServiceProcess, write_results
+from bench.hostile import hostile_bodies
 
 TOKEN = "fuzz-admin-token"
 CHECKS = (
@@ -52,6 +59,7 @@ def main() -> None:
         )  # fmt: skip
         summary = run.stdout.strip().splitlines()
         events = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+        hostile = send_hostile(service)
     Path("/tmp/fuzz_out.txt").write_text(run.stdout)
     print("\n".join(summary[-25:]))
     results: dict[str, Any] = {
@@ -60,9 +68,31 @@ def main() -> None:
         "checks": CHECKS.split(","),
         **count_cases(events),
         "summary": summary[-12:],
+        "hostile_bodies": hostile,
     }
     write_results("fuzz", results)
-    sys.exit(run.returncode)
+    failed = [case for case in hostile if not case["ok"]]
+    for case in failed:
+        print(f"hostile body failed: {case}")
+    sys.exit(run.returncode or (1 if failed else 0))
+
+
+def send_hostile(service: ServiceProcess) -> list[dict[str, Any]]:
+    """Each hostile body once: its status and time; ok when a 2xx or 4xx came back."""
+    results = []
+    headers = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    for name, path, body in hostile_bodies():
+        started = time.perf_counter()
+        try:
+            status = service.http.post(path, content=body, headers=headers, timeout=30).status_code
+        except httpx.HTTPError as error:
+            status = 0
+            name = f"{name} ({type(error).__name__})"
+        seconds = round(time.perf_counter() - started, 3)
+        ok = 200 <= status < 300 or 400 <= status < 500
+        results.append({"case": name, "path": path, "status": status, "seconds": seconds,
+                        "ok": ok})  # fmt: skip
+    return results
 
 
 def count_cases(events: list[dict[str, Any]]) -> dict[str, int]:

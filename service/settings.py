@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     max_entries_per_namespace: int | None = Field(default=None, ge=1)
     eviction: Literal["lru", "lfu"] = "lru"
     max_prompt_chars: int = Field(default=32_000, ge=1)
+    # a longer stored answer is refused (/v1/entries: 422) or not kept (an LLM's: served)
+    max_response_chars: int = Field(default=1_000_000, ge=1)
 
     # Pair model (index/policy/pair_model.py): a cross-encoder judging the nearest candidate
     # inside its radius, picked up without a restart once built (its folder is checked every

@@ -12,7 +12,7 @@ from index.vectors.local_index import LocalIndex
 from service.errors import InvalidInput, NotFound
 from service.keying.prompt_key import prompt_key
 from service.keying.rag import RagSplitter
-from service.policy.validation import validate_context, validate_prompt
+from service.policy.validation import validate_context, validate_prompt, validate_response
 from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
 from service.tenancy.tenants import retention_for
@@ -50,6 +50,9 @@ class EntryManager:
                 entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
             )
             validate_context(entry.context, self.settings.max_prompt_chars)
+            validate_response(
+                entry.response, self.settings.max_response_chars, f"entries[{position}].response"
+            )
         retention = retention_for(self.settings, tenant)
         prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
         vectors = await self.embedder.embed([key.question for key in prompt_keys])

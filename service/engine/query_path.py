@@ -321,6 +321,10 @@ class QueryPath:
         """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
         if probe.control.no_store:
             return None
+        if len(reply.text) > self.settings.max_response_chars:
+            log.warning("not storing an answer of %d characters (limit %d)",
+                        len(reply.text), self.settings.max_response_chars)  # fmt: skip
+            return None
         with probe.times.measure("redis"):
             written = await self.store.write(
                 NewEntry(

@@ -13,7 +13,7 @@ from service.http.cache_headers import cache_headers
 from service.http.dependencies import RuntimeDep
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
-from service.policy.validation import validate_namespace
+from service.policy.validation import validate_json, validate_namespace
 from service.proxy.chat_completions import ChatCompletions
 from service.schemas import (
     MAX_TTL_S,
@@ -79,6 +79,7 @@ async def chat_completions(
     control = parse_cache_control(request.headers.get("cache-control"))
     raw = await request.json()  # forwarded as sent (validated above as `body`)
     del body
+    validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
     chats: ChatCompletions = runtime.chats
     return await chats.respond(raw, principal.ns, principal.settings, control)
 

@@ -1,15 +1,37 @@
 """Input checks shared by every endpoint that takes prompts (a failed check changes nothing)."""
 
 import re
+from typing import Any
 
 from service.errors import InvalidInput
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# whitespace, control and zero-width characters: a prompt of only these says nothing (and
+# every such prompt embeds alike)
+_NOTHING_TO_READ = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff]*"
+)
+MAX_JSON_DEPTH = 64  # a JSON Schema of tools nests ~10 deep; orjson stops at 254
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # what a JSON encoder can write back
+
+
+def validate_text(text: str, field: str) -> None:
+    """Text that can be stored and forwarded as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "invalid_text", f"{field} is not valid Unicode (it has a lone surrogate)"
+        ) from None
 
 
 def validate_prompt(prompt: str, max_chars: int, field: str = "prompt") -> None:
-    if not prompt.strip():
-        raise InvalidInput("empty_prompt", f"{field} is empty or only whitespace")
+    validate_text(prompt, field)
+    if _NOTHING_TO_READ.fullmatch(prompt):
+        raise InvalidInput(
+            "empty_prompt", f"{field} is empty, or only whitespace, control or zero-width "
+            "characters",
+        )  # fmt: skip
     if len(prompt) > max_chars:
         raise InvalidInput(
             "prompt_too_long",
@@ -18,6 +40,8 @@ def validate_prompt(prompt: str, max_chars: int, field: str = "prompt") -> None:
 
 
 def validate_context(context: str | None, max_chars: int) -> None:
+    if context is not None:
+        validate_text(context, "context")
     if context is not None and len(context) > max_chars:
         raise InvalidInput(
             "context_too_long",
@@ -28,3 +52,33 @@ def validate_context(context: str | None, max_chars: int) -> None:
 def validate_namespace(ns: str) -> None:
     if not _NAMESPACE.match(ns):
         raise InvalidInput("invalid_namespace", "namespace must match [A-Za-z0-9_-]{1,64}")
+
+
+def validate_response(response: str, max_chars: int, field: str = "response") -> None:
+    validate_text(response, field)
+    if len(response) > max_chars:
+        raise InvalidInput(
+            "response_too_long",
+            f"{field} has {len(response)} characters; the limit is {max_chars}",
+        )
+
+
+def validate_json(value: Any, field: str = "body") -> None:
+    """A JSON document the service can hash, store and forward: nested at most
+    ``MAX_JSON_DEPTH`` deep, integers within 64 bits, text valid Unicode (iterative: a
+    hostile depth cannot exhaust the stack)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInput("too_deep", f"{field} nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for name, inner in item.items():
+                validate_text(str(name), field)
+                pending.append((inner, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):
+            validate_text(item, field)
+        elif isinstance(item, int) and not _INT64_MIN <= item <= _UINT64_MAX:
+            raise InvalidInput("number_out_of_range", f"{field} has an integer past 64 bits")
