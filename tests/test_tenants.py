@@ -3,7 +3,7 @@
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -286,6 +286,21 @@ def test_body_too_large_is_413(start_service: Callable[..., CacheService]) -> No
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
     assert service.query("small enough").status_code == 200
+
+    def chunks(total: int) -> Iterator[bytes]:  # no Content-Length: chunked encoding
+        yield b'{"prompt": "'
+        for _ in range(total // 1000):
+            yield b"x" * 1000
+        yield b'"}'
+
+    chunked = service.http.post("/v1/query", content=chunks(10_000),
+                                headers={"content-type": "application/json"})  # fmt: skip
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413  # was 400, "invalid JSON"
+    assert chunked.json()["error"]["code"] == "body_too_large"
+    fits = service.http.post("/v1/query", content=chunks(2_000),
+                             headers={"content-type": "application/json"})  # fmt: skip
+    assert fits.status_code == 200, fits.text
 
 
 def test_open_mode_refuses_a_public_address() -> None:

@@ -1,14 +1,15 @@
-"""Refuses request bodies over a size (413), by Content-Length and while they stream."""
+"""Refuses request bodies over a size (413), by Content-Length and while they stream.
 
-from typing import Any
+The body is read here, whole, before the app sees it: a limit raised from inside the app's
+own ``receive`` was turned into a 400 by the framework's body parsing (a chunked body over
+the limit got "invalid JSON"). Bodies are at most ``max_bytes`` (a few MB), so holding one
+costs little; the app then reads it from memory, and later ``receive`` calls (a stream
+watching for the client to leave) go to the server as before.
+"""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.errors import error_response
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -24,30 +25,29 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
                 await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        delivered = False
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Any) -> None:
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413, "body_too_large", f"request body over {self.max_bytes} bytes"
         )
