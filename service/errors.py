@@ -21,3 +21,18 @@ class NotFound(CacheError):
 
 class Conflict(CacheError):
     """It exists already (a tenant of that name)."""
+
+
+class PartlyStored(CacheError):
+    """A bulk write that Redis failed partway: which entries were stored (by position, with
+    their ids) and which were not. Writing the batch again is safe: an entry is keyed by its
+    prompt, so a stored one is replaced in place, not duplicated."""
+
+    def __init__(self, cause: str, stored: list[tuple[int, str]], failed: list[int]) -> None:
+        super().__init__(
+            "partly_stored",
+            f"{len(stored)} of {len(stored) + len(failed)} entries stored before Redis failed "
+            f"({cause}); send the batch again, or the failed ones",
+        )
+        self.stored = stored
+        self.failed = failed

@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import make_settings
@@ -133,3 +134,50 @@ def test_known_keys_keep_working_through_an_outage_and_unknown_ones_are_refused(
             assert answer.json()["error"]["code"] == "redis_unavailable"
     finally:
         service.stop()
+
+
+def test_a_bulk_write_that_fails_partway_says_exactly_which_entries_were_stored(
+    own_redis: EmbeddedRedis,
+) -> None:
+    service = CacheService(make_settings(own_redis.url)).start()
+    client = redis.Redis(port=own_redis.port)
+    try:
+        entries = [{"prompt": f"What is fact number {i} about the ocean?", "response": f"Fact {i}."}
+                   for i in range(600)]  # fmt: skip
+        # Redis runs out of memory partway through the batch (writes refused, reads fine)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + 2_000_000)
+        partial = service.http.post("/v1/entries", json={"entries": entries}, timeout=30)
+        assert partial.status_code == 503, partial.text
+        body = partial.json()
+        assert body["error"]["code"] == "partly_stored"
+        stored = {row["index"]: row["entry_id"] for row in body["stored"]}
+        assert stored and body["failed"], "some stored, some not"
+        assert sorted([*stored, *body["failed"]]) == list(range(len(entries)))
+        in_redis = {key.decode().rsplit(":", 1)[1] for key in client.scan_iter("dc:e:*")}
+        assert in_redis == set(stored.values())  # exactly those, and no others
+        for index, entry_id in stored.items():
+            prompt = client.hget(f"dc:e:{{default}}:{entry_id}", "prompt")
+            assert prompt.decode() == entries[index]["prompt"]
+        # sending the batch again once Redis has room stores the rest, duplicating nothing
+        client.config_set("maxmemory", 0)
+        again = service.http.post("/v1/entries", json={"entries": entries}, timeout=30)
+        assert again.status_code == 201, again.text
+        ids = [row["entry_id"] for row in again.json()["entries"]]
+        assert all(ids[index] == entry_id for index, entry_id in stored.items())
+        assert sum(1 for _ in client.scan_iter("dc:e:*")) == len(entries)
+    finally:
+        client.close()
+        service.stop()
+
+
+def test_copies_of_one_prompt_in_a_batch_are_one_entry(service: CacheService) -> None:
+    entries = [{"prompt": "How do I reset my password?", "response": f"version {i}"}
+               for i in range(50)]  # fmt: skip
+    stored = service.http.post("/v1/entries", json={"entries": entries})
+    assert stored.status_code == 201, stored.text
+    ids = {row["entry_id"] for row in stored.json()["entries"]}
+    assert len(ids) == 1
+    hit = service.query("How do I reset my password?").json()
+    assert hit["response"] == "version 49"  # the last copy, as writes one after another

@@ -4,12 +4,14 @@ import asyncio
 import dataclasses
 import time
 
+import numpy as np
+
 from index.embedding.worker import EmbeddingWorker
 from index.store import keys
 from index.store.records import NewEntry
 from index.store.redis_store import RedisStore
 from index.vectors.local_index import LocalIndex
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, PartlyStored
 from service.keying.prompt_key import prompt_key
 from service.keying.rag import RagSplitter
 from service.policy.validation import validate_context, validate_prompt, validate_response
@@ -55,11 +57,15 @@ class EntryManager:
             )
         retention = retention_for(self.settings, tenant)
         prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
-        vectors = await self.embedder.embed([key.question for key in prompt_keys])
+        # one write per exact key: the last of a batch's copies wins, as one after another
+        # would (two concurrent writes of one key would only race each other)
+        last_of = {(key.scope, key.normalised): i for i, key in enumerate(prompt_keys)}
+        writes = sorted(set(last_of.values()))
+        vectors = await self.embedder.embed([prompt_keys[i].question for i in writes])
         limiter = asyncio.Semaphore(_WRITES_IN_FLIGHT)
 
-        async def write(entry: EntryIn, position: int) -> StoredEntryOut:
-            key = prompt_keys[position]
+        async def write(position: int, vector: np.ndarray) -> str:
+            entry, key = entries[position], prompt_keys[position]
             async with limiter:
                 written = await self.store.write(
                     NewEntry(
@@ -69,7 +75,7 @@ class EntryManager:
                         prompt=key.question,
                         normalised_prompt=key.normalised,
                         response=entry.response,
-                        vector=vectors[position],
+                        vector=vector,
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
                         retention=retention
@@ -78,9 +84,28 @@ class EntryManager:
                     )
                 )
             self.index.add(written)
-            return StoredEntryOut(entry_id=written.entry_id, prompt=entry.prompt)
+            return written.entry_id
 
-        return list(await asyncio.gather(*(write(e, i) for i, e in enumerate(entries))))
+        outcomes = await asyncio.gather(
+            *(write(position, vectors[n]) for n, position in enumerate(writes)),
+            return_exceptions=True,
+        )
+        written_as = dict(zip(writes, outcomes, strict=True))
+        entry_ids = [written_as[last_of[(key.scope, key.normalised)]] for key in prompt_keys]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            if not isinstance(failures[0], Exception):
+                raise failures[0]  # cancelled: not a store failure
+            stored = [(i, entry_id) for i, entry_id in enumerate(entry_ids)
+                      if isinstance(entry_id, str)]  # fmt: skip
+            if not stored:
+                raise failures[0]  # nothing stored: the failure itself (Redis unavailable...)
+            failed = [i for i, entry_id in enumerate(entry_ids) if not isinstance(entry_id, str)]
+            raise PartlyStored(type(failures[0]).__name__, stored, failed)
+        return [
+            StoredEntryOut(entry_id=str(entry_id), prompt=entry.prompt)
+            for entry, entry_id in zip(entries, entry_ids, strict=True)
+        ]
 
     async def delete(self, ns: str, entry_id: str) -> None:
         """Delete one entry of the namespace; 404 when it has none with that id."""

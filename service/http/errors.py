@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.redis_store import StoreConflict
-from service.errors import CacheError, Conflict, InvalidInput, NotFound
+from service.errors import CacheError, Conflict, InvalidInput, NotFound, PartlyStored
 from service.llm.client import UpstreamFailed, UpstreamTimedOut
 from service.schemas import ErrorBody
 
@@ -82,6 +82,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.headers)
+
+    @app.exception_handler(PartlyStored)
+    async def _partly_stored(_: Request, error: PartlyStored) -> JSONResponse:
+        body = {
+            "error": {"code": error.code, "message": error.message},
+            "stored": [{"index": index, "entry_id": entry_id} for index, entry_id in error.stored],
+            "failed": error.failed,
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(CacheError)
     async def _domain_error(_: Request, error: CacheError) -> JSONResponse:
