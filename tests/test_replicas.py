@@ -175,6 +175,28 @@ def test_replica_catches_up_after_losing_its_subscription(
     assert hits(b, "Meanwhile question 7 about rivers ?")
 
 
+def test_a_missed_delete_offset_by_an_add_is_caught_up_without_a_rebuild(
+    replicas: list[ServiceProcess], redis_client: redis.Redis
+) -> None:
+    a, b, _ = replicas
+    doomed = a.store([{"prompt": "Which ocean is the deepest?", "response": "The Pacific."}])[0]
+    wait_until(lambda: b.view()["entries"] == 1, 5, message="B has the entry")
+    rebuilds = b.view()["rebuilds"]
+    redis_client.acl_setuser(B_USER, enabled=False)
+    assert redis_client.client_kill_filter(_type="pubsub", user=B_USER) >= 1
+    wait_until(lambda: not b.view()["subscribed"], 5, message="B notices the cut")
+    # one delete and one add while B is away: the counts come out equal (1 and 1)
+    assert a.http.delete(f"/v1/entries/{doomed}").status_code == 200
+    added = a.store([{"prompt": "Which desert is the largest?", "response": "Antarctica."}])
+    redis_client.acl_setuser(B_USER, enabled=True)
+    wait_until(
+        lambda: set(b.view(ids=True)["entry_ids"]) == set(added) == redis_entry_ids(redis_client),
+        5, message="B equal to Redis within 5 s of coming back",
+    )  # fmt: skip
+    assert not hits(b, "Which ocean is the deepest?")
+    assert b.view()["rebuilds"] == rebuilds  # caught up by what differs, not rebuilt
+
+
 def test_concurrent_writes_leave_every_replica_equal_to_redis(
     replicas: list[ServiceProcess], redis_client: redis.Redis
 ) -> None:

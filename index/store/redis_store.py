@@ -234,6 +234,16 @@ class RedisStore:
 
     # -- reads -------------------------------------------------------------------------
 
+    async def entry_keys(self, page_size: int = 1000) -> dict[str, str]:
+        """Every live entry: its id → its key (a SCAN of keys, no values read)."""
+        found: dict[str, str] = {}
+        async for batch in self._scan(keys.entry_pattern(), page_size):
+            for key in batch:
+                parsed = keys.parse_entry_key(as_text(key))
+                if parsed is not None:
+                    found[parsed[1]] = as_text(key)
+        return found
+
     async def lookup_exact(self, ns: str, scope: str, normalised_prompt: str) -> StoredEntry | None:
         """The live entry whose exact key matches (the pointer, then the entry)."""
         entry_id = await self.client.get(keys.exact_key(ns, scope, normalised_prompt))

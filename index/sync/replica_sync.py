@@ -28,7 +28,9 @@ from index.vectors.local_index import IndexedVector, LocalIndex
 
 log = logging.getLogger(__name__)
 
-_REBUILD = "rebuild"  # queued by the drift check, so a rebuild runs in order with events
+# queued by the periodic check, so they run in order with events
+_REBUILD = "rebuild"  # an index due for maintenance (flat outgrown, too many tombstones)
+_RECONCILE = "reconcile"  # counts that differ from Redis's twice in a row
 _BATCH = 256
 _BUILD_CHUNK = 10_000  # vectors handed to FAISS at once during a rebuild
 _BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep one)
@@ -64,6 +66,7 @@ class ReplicaSync:
         self.rebuilds = 0
         self.last_rebuild = {"entries": 0, "seconds": 0.0}
         self.reconnects = 0
+        self.reconciled = 0
         self._queue: asyncio.Queue[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._drift_strikes = 0
@@ -169,10 +172,10 @@ class ReplicaSync:
         for item in batch:
             if isinstance(item, _ReaderFailed):
                 raise item
-            if item == _REBUILD:
+            if item in (_REBUILD, _RECONCILE):
                 await self._load_adds(adds)
                 adds = {}
-                await self._rebuild()
+                await (self._rebuild() if item == _REBUILD else self._reconcile())
                 continue
             channel = item["channel"].decode()
             if channel != keys.EVENTS_CHANNEL:  # an expired key
@@ -250,8 +253,27 @@ class ReplicaSync:
             loaded += len(page)
             self.last_seq = max([self.last_seq, *(item.seq for item in page)])
         log.info("caught up: %d entries written after seq %d", loaded, since)
-        if await self._drifted():
-            await self._rebuild()
+        await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        """Make the index hold what Redis holds, by ids: drop what Redis no longer has (a
+        delete, eviction or expiry whose event was missed), load what it has and the index
+        lacks. Counts alone can come out equal when a missed delete is offset by an add,
+        and a full rebuild costs seconds at thousands of entries; ids cost a SCAN of keys."""
+        seq_before = await self.store.current_seq()
+        in_redis = await self.store.entry_keys(self._page_size)
+        # an entry written after the scan began may be missing from it: never drop those
+        gone = self.index.ids_written_by(seq_before) - in_redis.keys()
+        for entry_id in gone:
+            self.index.remove(entry_id, seq_before)
+        missing = [in_redis[entry_id] for entry_id in in_redis.keys() - self.index.entry_ids()]
+        for start in range(0, len(missing), self._page_size):
+            self.index.add_many(
+                await self.store.load_vectors(missing[start : start + self._page_size])
+            )
+        self.reconciled += 1
+        if gone or missing:
+            log.info("reconciled with Redis: %d dropped, %d loaded", len(gone), len(missing))
 
     async def _drifted(self) -> bool:
         in_redis = await self.store.count_by_namespace()
@@ -274,6 +296,9 @@ class ReplicaSync:
                 log.warning("drift check failed: %s", error)
                 continue
             self._drift_strikes = self._drift_strikes + 1 if drifted else 0
-            if self._drift_strikes >= 2 or self.index.needs_maintenance():
+            if self.index.needs_maintenance():
                 self._drift_strikes = 0
                 self._queue.put_nowait(_REBUILD)
+            elif self._drift_strikes >= 2:
+                self._drift_strikes = 0
+                self._queue.put_nowait(_RECONCILE)

@@ -257,6 +257,10 @@ class LocalIndex:
     def entry_ids(self) -> set[str]:
         return {entry_id_of(fid) for fid in self._slots}
 
+    def ids_written_by(self, seq: int) -> set[str]:
+        """The entries held at a write no newer than ``seq``."""
+        return {entry_id_of(fid) for fid, slot in self._slots.items() if slot.seq <= seq}
+
     def count_by_namespace(self) -> dict[str, int]:
         return {ns: count for ns, count in self._per_ns.items() if count}
 

@@ -193,6 +193,7 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
         "rebuilds": sync.rebuilds,
         "last_rebuild": sync.last_rebuild,
         "reconnects": sync.reconnects,
+        "reconciled": sync.reconciled,
         "texts_embedded": runtime.embedder.texts_embedded,
         "embedding_batches": runtime.embedder.batches,
     }
