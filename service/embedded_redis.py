@@ -101,6 +101,7 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self._process is None:
             return
+        self.thaw()  # a frozen server would never see the SIGTERM
         if self._process.poll() is None:
             self._process.terminate()
             try:
@@ -117,6 +118,19 @@ class EmbeddedRedis:
                 os.kill(self._process.pid, signal.SIGKILL)
             self._process.wait()
             self._process = None
+
+    def freeze(self) -> None:
+        """Stop it answering without closing a connection (SIGSTOP), as a hung server would."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def __enter__(self) -> "EmbeddedRedis":
         return self.start()

@@ -181,3 +181,36 @@ def test_copies_of_one_prompt_in_a_batch_are_one_entry(service: CacheService) ->
     assert len(ids) == 1
     hit = service.query("How do I reset my password?").json()
     assert hit["response"] == "version 49"  # the last copy, as writes one after another
+
+
+def test_a_frozen_redis_costs_a_request_one_timeout_at_most(own_redis: EmbeddedRedis) -> None:
+    """SIGSTOP: connections stay open and nothing answers. A request with keys on makes
+    several Redis calls (its key, its settings, its rate limit, the lookup); each used to
+    wait its own timeout, and redis-py retried each three times (four waits of 0.5 s)."""
+    settings = make_settings(own_redis.url, admin_token="admin-secret", key_cache_s=0,
+                             redis_timeout_s=0.5, sim_latency_ms=0)  # fmt: skip
+    service = CacheService(settings).start()
+    try:
+        admin = {"Authorization": "Bearer admin-secret"}
+        tenant = {"namespace": "acme", "settings": {"rate_limit_per_s": 100}}
+        service.http.post("/v1/admin/tenants", headers=admin, json=tenant)
+        key = service.http.post("/v1/admin/tenants/acme/keys", headers=admin).json()["key"]
+        question = {"prompt": "What is the capital of France?"}
+        assert service.http.post("/v1/query", headers={"X-API-Key": key}, json=question).is_success
+        own_redis.freeze()
+        for _ in range(3):
+            # the deadline is the assertion: one 0.5 s timeout fits, two do not
+            answer = service.http.post("/v1/query", headers={"X-API-Key": key}, json=question,
+                                       timeout=0.9)  # fmt: skip
+            assert (answer.status_code, answer.json()["status"]) == (200, "BYPASS")
+        assert service.http.get("/healthz", timeout=0.5).status_code == 200
+        own_redis.thaw()
+
+        def served_from_the_cache() -> bool:
+            answer = service.http.post("/v1/query", headers={"X-API-Key": key}, json=question)
+            return bool(answer.json()["status"] == "HIT")
+
+        wait_until(served_from_the_cache, 10, message="the cache back after the thaw")
+    finally:
+        own_redis.thaw()
+        service.stop()

@@ -1,6 +1,20 @@
-"""Connecting to Redis, and what counts as Redis being unavailable."""
+"""Connecting to Redis, and what counts as Redis being unavailable.
+
+A Redis that does not answer must cost a request one timeout at most, not one per command:
+redis-py's default retries three times on a timeout (four 0.5 s waits for one command), and
+a request makes several commands (its key, its tenant's settings, its rate limit, the
+lookup). So the client retries nothing, and a breaker shared by the replica's commands opens
+on the first timeout or refused connection: for ``cooldown_s`` every command fails at once
+(the query passes through), then the next one tries Redis again.
+"""
+
+import time
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -12,15 +26,86 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 STORE_UNAVAILABLE = (
     RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
 )  # fmt: skip
+_NOT_ANSWERING = (RedisConnectionError, RedisTimeoutError)
+DEFAULT_COOLDOWN_S = 1.0
 
 
-def connect(url: str, timeout_s: float | None, name: str | None = None) -> "aioredis.Redis":
-    """A client with bounded timeouts (``None`` for a pub/sub connection that waits)."""
-    return aioredis.Redis.from_url(
-        url,
-        protocol=3,
-        client_name=name,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s if timeout_s is not None else 5.0,
-        retry_on_timeout=False,
-    )
+class CircuitOpen(RedisConnectionError):
+    """Redis did not answer a moment ago: this command was not sent."""
+
+
+class Breaker:
+    """Open for ``cooldown_s`` after Redis failed to answer; closed otherwise."""
+
+    def __init__(self, cooldown_s: float) -> None:
+        self.cooldown_s = cooldown_s
+        self.open_until = 0.0
+        self.opened = 0  # how many times it opened
+
+    def check(self) -> None:
+        if time.monotonic() < self.open_until:
+            raise CircuitOpen("Redis did not answer a moment ago; not waiting on it again yet")
+
+    def failed(self) -> None:
+        if time.monotonic() >= self.open_until:
+            self.opened += 1
+        self.open_until = time.monotonic() + self.cooldown_s
+
+
+class GuardedPipeline(Pipeline):
+    breaker: Breaker
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.breaker.check()
+        try:
+            return await super().execute(raise_on_error)
+        except _NOT_ANSWERING as error:
+            if not isinstance(error, CircuitOpen):
+                self.breaker.failed()
+            raise
+
+
+class GuardedRedis(aioredis.Redis):
+    """A client whose commands and pipelines go through the breaker."""
+
+    breaker: Breaker
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.breaker.check()
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except _NOT_ANSWERING as error:
+            if not isinstance(error, CircuitOpen):
+                self.breaker.failed()
+            raise
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = GuardedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.breaker = self.breaker
+        return pipe
+
+
+def connect(
+    url: str,
+    timeout_s: float | None,
+    name: str | None = None,
+    cooldown_s: float = DEFAULT_COOLDOWN_S,
+) -> "aioredis.Redis":
+    """A client with bounded timeouts, no retries and a breaker (``timeout_s`` None: a
+    pub/sub connection that waits, without a breaker)."""
+    options: dict[str, Any] = {
+        "protocol": 3,
+        "client_name": name,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s if timeout_s is not None else 5.0,
+        "retry_on_timeout": False,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if timeout_s is None:
+        return aioredis.Redis.from_url(url, **options)
+    client = GuardedRedis.from_url(url, **options)
+    assert isinstance(client, GuardedRedis)
+    client.breaker = Breaker(cooldown_s)
+    return client
