@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from service.embedded_redis import EmbeddedRedis
 from service.tools.replica_process import ServiceProcess
@@ -343,3 +344,66 @@ def test_logs_carry_no_keys_tokens_or_prompts(redis_server: EmbeddedRedis) -> No
     assert "replica" in logged and "serving" in logged  # the service's own INFO lines
     for secret in (alice, ADMIN, "4242-SECRET", alice[9:]):
         assert secret not in logged
+
+
+def test_no_tenant_may_take_the_default_namespace(secured: CacheService) -> None:
+    taken = secured.http.post("/v1/admin/tenants", headers=admin_headers(),
+                              json={"namespace": "default"})  # fmt: skip
+    assert taken.status_code == 422
+    assert taken.json()["error"]["code"] == "reserved_namespace"
+
+
+def test_namespaces_differing_in_case_are_apart_in_the_redis_mirror_too(
+    secured: CacheService, redis_client: redis.Redis
+) -> None:
+    upper, lower = make_tenant(secured, "Alpha"), make_tenant(secured, "alpha")
+    stored = secured.http.post(
+        "/v1/entries", headers={"X-API-Key": upper},
+        json={"entries": [{"prompt": "What is our refund policy?", "response": "Alpha's"}]},
+    )  # fmt: skip
+    assert stored.status_code == 201
+
+    def found(ns: str) -> int:
+        reply = redis_client.execute_command("FT.SEARCH", "dc:idx", f"@ns:{{{ns}}}", "NOCONTENT")
+        return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+
+    assert (found("Alpha"), found("alpha")) == (1, 0)
+    # the replica loading (lookups go to the Redis mirror): alpha's lookup sees nothing of
+    # Alpha's, and leaves Alpha's entry in the local index
+    secured.runtime.sync.ready = False
+    try:
+        answer = ask(secured, lower, "What is our refund policy?", cache="only").json()
+        assert answer["status"] == "MISS"
+    finally:
+        secured.runtime.sync.ready = True
+    assert ask(secured, upper, "What is our refund policy?").json()["response"] == "Alpha's"
+
+
+def test_an_index_made_before_case_sensitive_tags_is_made_again(
+    start_service: Callable[..., CacheService], redis_client: redis.Redis
+) -> None:
+    first = start_service()
+    stored = first.http.post("/v1/entries", json={"entries": [
+        {"prompt": f"Question number {i}?", "response": str(i)} for i in range(5)]})  # fmt: skip
+    assert stored.status_code == 201
+    # the index as an earlier version made it: TAGs folding case
+    redis_client.execute_command("FT.DROPINDEX", "dc:idx")
+    redis_client.execute_command(
+        "FT.CREATE", "dc:idx", "ON", "HASH", "PREFIX", "1", "dc:e:", "SCHEMA",
+        "ns", "TAG", "scope", "TAG", "seq", "NUMERIC", "SORTABLE",
+        "vector", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "384", "DISTANCE_METRIC", "L2",
+    )  # fmt: skip
+    start_service()  # a replica of this version starting on that Redis
+
+    def flags_of_ns() -> list[bytes]:
+        info = redis_client.execute_command("FT.INFO", "dc:idx")
+        attributes = info[b"attributes"] if isinstance(info, dict) else []
+        return next(a[b"flags"] for a in attributes if a[b"identifier"] == b"ns")
+
+    assert b"CASESENSITIVE" in flags_of_ns()
+
+    def indexed() -> int:
+        reply = redis_client.execute_command("FT.SEARCH", "dc:idx", "*", "NOCONTENT")
+        return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+
+    wait_until(lambda: indexed() == 5, 10, message="the entries indexed again")

@@ -10,6 +10,8 @@ and a script that finds it changed answers "retry" or skips it. A full namespace
 right after the write, by a second script: for a moment it holds one entry over capacity.
 """
 
+import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -41,6 +43,9 @@ _ATTEMPTS = 20
 
 class StoreConflict(RuntimeError):
     """A write kept racing others past ``_ATTEMPTS`` tries (it changed nothing)."""
+
+
+log = logging.getLogger(__name__)
 
 
 def escape_tag(value: str) -> str:
@@ -77,14 +82,21 @@ class RedisStore:
             return False
 
     async def ensure_search_index(self) -> None:
-        """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing)."""
+        """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing). An
+        index made before its TAGs were case-sensitive (``Alpha`` matched ``alpha`` in the
+        fallback search, and their counts were added up) is made again; the entries stay,
+        and RediSearch indexes them again in the background."""
+        if await self._index_tags_fold_case():
+            log.warning("recreating %s: its namespace tags folded case", keys.SEARCH_INDEX)
+            with contextlib.suppress(ResponseError):  # another replica dropped it first
+                await self._command("FT.DROPINDEX", keys.SEARCH_INDEX)
         try:
             await self._command(
                 "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
                 "PREFIX", "1", keys.ENTRY_PREFIX,
                 "SCHEMA",
-                "ns", "TAG",
-                "scope", "TAG",
+                "ns", "TAG", "CASESENSITIVE",
+                "scope", "TAG", "CASESENSITIVE",
                 "seq", "NUMERIC", "SORTABLE",
                 "vector", "VECTOR", "HNSW", "10",
                 "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
@@ -93,6 +105,16 @@ class RedisStore:
         except ResponseError as error:
             if "already exists" not in str(error).lower():
                 raise
+
+    async def _index_tags_fold_case(self) -> bool:
+        try:
+            info = await self._command("FT.INFO", keys.SEARCH_INDEX)
+        except ResponseError:  # no such index yet
+            return False
+        for attribute in info.get(b"attributes", []) if isinstance(info, dict) else []:
+            if attribute.get(b"identifier") == b"ns":
+                return b"CASESENSITIVE" not in attribute.get(b"flags", [])
+        return False
 
     # -- writes ------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from index.store.redis_store import RedisStore
 from service.cli import transfer
 from service.cli.api_client import CliError, Key, RedisUrl, ServiceClient, Url, fail
 from service.cli.warm import warm as warm_file
+from service.tenancy.tenants import DEFAULT_NAMESPACE
 
 app = typer.Typer(
     name="dyna-cache",
@@ -121,7 +122,9 @@ def warm(
 
 @app.command("export")
 def export_entries(
-    namespace: Annotated[str, typer.Option("--ns", help="The namespace to export.")] = "default",
+    namespace: Annotated[
+        str, typer.Option("--ns", help="The namespace to export.")
+    ] = DEFAULT_NAMESPACE,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="File (default: stdout).")] = None,
     vectors: Annotated[bool, typer.Option(help="Include vectors (no re-embedding).")] = False,
     redis_url: RedisUrl = "redis://127.0.0.1:6379",

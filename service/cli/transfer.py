@@ -27,6 +27,7 @@ from service.cli.api_client import CliError
 from service.errors import InvalidInput
 from service.keying.normalise import normalise_prompt
 from service.policy.validation import validate_namespace
+from service.tenancy.tenants import DEFAULT_NAMESPACE
 
 IMPORT_BATCH = 64
 
@@ -117,7 +118,7 @@ async def import_entries(
             embedded += len(missing)
         for row, vector in zip(batch, vectors, strict=True):
             assert vector is not None
-            ns = namespace or str(row.get("namespace") or "default")
+            ns = namespace or str(row.get("namespace") or DEFAULT_NAMESPACE)
             try:
                 validate_namespace(ns)
             except InvalidInput as error:

@@ -19,11 +19,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from service.engine.stage_times import STAGES, StageTimes
+from service.tenancy.tenants import DEFAULT_NAMESPACE
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 OTHER_NAMESPACES = "(other)"
-DEFAULT_NAMESPACE = "default"
 _OUTCOMES = ("hit", "miss", "bypass")
 _UNCOUNTED = {DEFAULT_NAMESPACE, OTHER_NAMESPACES}  # labels the limit does not count
 

@@ -23,8 +23,8 @@ from service.http.errors import ApiError
 from service.policy.precedence import first_set
 from service.runtime import Runtime
 from service.schemas import TenantSettings
+from service.tenancy.tenants import DEFAULT_NAMESPACE
 
-DEFAULT_NAMESPACE = "default"
 _MAX_KEY_CHARS = 256
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key, or the admin token.")

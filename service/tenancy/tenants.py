@@ -20,13 +20,17 @@ import redis.asyncio as aioredis
 from index.store import keys
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import Retention, as_text
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.policy.precedence import first_set
 from service.policy.validation import validate_namespace
 from service.schemas import TenantSettings
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# the namespace of open mode and of the admin token: no tenant may take it (its keys would
+# share entries with the admin's)
+DEFAULT_NAMESPACE = "default"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class TenantStore:
 
     async def create_tenant(self, ns: str, settings: TenantSettings) -> None:
         validate_namespace(ns)
+        if ns == DEFAULT_NAMESPACE:
+            raise InvalidInput(
+                "reserved_namespace", f"{ns!r} is the open/admin namespace; name the tenant "
+                "otherwise",
+            )  # fmt: skip
         created = await self.client.hsetnx(keys.tenant_key(ns), "settings", settings_json(settings))
         if not created:
             raise Conflict("tenant_exists", f"tenant {ns!r} exists")
