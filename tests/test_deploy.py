@@ -13,8 +13,8 @@ import yaml
 
 from service.__main__ import refusal
 from service.settings import Settings
+from service.tools.nginx_lb import NginxLB, nginx_binary
 from service.tools.replica_process import ROOT
-from tests.nginx_lb import NginxLB, nginx_binary
 
 
 def compose_config(environment: dict[str, str] | None = None) -> dict[str, Any]:
@@ -40,7 +40,9 @@ def _without_dynacache(environment: Mapping[str, str]) -> dict[str, str]:
 
 def test_compose_file_is_valid_and_scalable() -> None:
     services = compose_config()["services"]
-    assert set(services) == {"redis", "api", "lb"}
+    assert set(services) == {"redis", "api", "lb", "prometheus", "grafana"}
+    for optional in ("prometheus", "grafana"):  # only with --profile observability
+        assert services[optional]["profiles"] == ["observability"]
     redis, api, lb = services["redis"], services["api"], services["lb"]
     assert redis["image"].startswith("redis/redis-stack-server")
     assert "--appendonly yes" in redis["environment"]["REDIS_ARGS"]

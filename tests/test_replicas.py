@@ -13,9 +13,9 @@ import redis
 
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
+from service.tools.nginx_lb import NginxLB, nginx_binary
 from service.tools.replica_process import ServiceProcess
 from tests.helpers import wait_until
-from tests.nginx_lb import NginxLB, nginx_binary
 
 B_USER, B_PASSWORD = "replica-b", "b-secret"
 
