@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test image-test lint bench fuzz quality clean
+.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test image-test lint bench chaos fuzz quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench: bench-deps models pair-model verifier-model
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
 quality: bench-deps models pair-model verifier-model
 	$(PY) bench/quality.py
+
+# faults against real processes (Redis killed and frozen, a replica killed behind nginx, cut
+# subscriptions, hostile input, a soak) -> bench/results/chaos.json (~8 min on 2 cores)
+chaos: bench-deps models system-tools
+	$(PY) bench/chaos.py
 
 # schemathesis against the service's own OpenAPI schema -> bench/results/fuzz.json
 fuzz: bench-deps models

@@ -163,7 +163,7 @@ def plot(stages: dict[str, Any], path: Path) -> None:
     print(f"wrote {path}")
 
 
-STAGES: dict[str, dict[str, str]] = {
+STAGES: dict[str, dict[str, Any]] = {
     "static": {"pair_model": "off", "verifier": "off"},
     "verifier": {"pair_model": "off", "verifier": "on"},
     "pair_model": {"pair_model": "on", "verifier": "off"},

@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             redis_url = settings.redis_url
             if redis_url is None:
-                embedded = EmbeddedRedis(settings.redis_data_dir).start()
+                embedded = EmbeddedRedis(
+                    settings.redis_data_dir, appendfsync=settings.redis_appendfsync
+                ).start()
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
             runtime = await start_runtime(settings, redis_url, stack)

@@ -51,7 +51,14 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
+        self.appendfsync = appendfsync
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -68,7 +75,16 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
+            # the AOF is the only persistence: every write is appended; fsync'd once a second
+            # by default ("everysec": a crash of Redis loses nothing written, a crash of the
+            # machine up to a second), or before each write is acknowledged ("always");
+            # rewrites start from an RDB snapshot of the data (rdb preamble), so a restart
+            # loads a compact file, not every command since the beginning
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            "--aof-use-rdb-preamble", "yes",
+            "--auto-aof-rewrite-percentage", "100",
+            "--auto-aof-rewrite-min-size", "16mb",
             "--save", "",
             "--notify-keyspace-events", "Ex",
             "--loadmodule", str(redisearch_module()),

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir
     redis_url: str | None = None
     redis_data_dir: Path = Path("data/redis")
+    # the embedded Redis's AOF fsync: everysec (a machine crash may lose the last second),
+    # always (nothing acknowledged is lost; see bench/results/appendfsync.json for its cost)
+    redis_appendfsync: Literal["everysec", "always"] = "everysec"
     redis_timeout_s: float = Field(default=0.5, gt=0)
 
     # Embedding and search

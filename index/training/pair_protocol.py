@@ -54,6 +54,9 @@ class Lookups:
         return rows
 
 
+SAMPLE_PAIRS = 2000  # pairs stored together in one sample, as bench/quality.py does
+
+
 def look_up_pairs(pairs: Sequence[Pair], embed: Embed) -> Lookups:
     stored = list(dict.fromkeys(" ".join(p.q1.split()) for p in pairs))
     stored_vectors = np.asarray(embed(stored), dtype=np.float32)

@@ -47,6 +47,7 @@ from index.policy.verifier import (
 from index.training.pair_data import distinct_pairs, pairs_in, read_pairs
 from index.training.pair_protocol import (
     RADII,
+    SAMPLE_PAIRS,
     Embed,
     Lookups,
     look_up_in_chunks,
@@ -56,7 +57,6 @@ from index.training.pair_protocol import (
 )
 
 TRAIN_RADIUS = 1.0  # rows farther than this are never verified
-SAMPLE = 2000  # pairs stored together, as in bench/quality.py
 HIDDEN = (128,)
 # The served cut: a candidate is served when the verifier finds it more likely right than
 # wrong. (A lower cut buys recall on QQP, but then lets through traps it scores 0.2-0.4.)
@@ -165,7 +165,7 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
     embed = remembered(embedder.encode, texts + [q for p in tune_pairs for q in (p.q1, p.q2)])
     progress("embedded")
 
-    lookups = look_up_in_chunks(train_pairs, embed, SAMPLE)
+    lookups = look_up_in_chunks(train_pairs, embed, SAMPLE_PAIRS)
     inside = lookups.distance < TRAIN_RADIUS
     rows = lookups.features(features)[inside]
     labels = lookups.right[inside].astype(int)
@@ -186,7 +186,7 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
         progress(f"member {member} fitted in {model.n_iter_} epochs")
 
     meta: dict[str, Any] = {"radius": 1.0, "cut": 0.5}
-    tune = look_up_in_chunks(tune_pairs, embed, SAMPLE)
+    tune = look_up_in_chunks(tune_pairs, embed, SAMPLE_PAIRS)
     probabilities = Verifier(features, members, mean, scale, meta).probabilities(
         tune.features(features)
     )

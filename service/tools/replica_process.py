@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 class ServiceProcess:
     """One replica. Without ``redis_url`` it starts its own embedded Redis in a temp folder."""
 
-    def __init__(self, redis_url: str | None = None, **settings: Any) -> None:
-        self.port = free_port()
+    def __init__(
+        self, redis_url: str | None = None, port: int | None = None, **settings: Any
+    ) -> None:
+        self.port = port or free_port()
         self.replica_id = str(settings.pop("replica_id", f"replica-{self.port}"))
         self._folder = tempfile.TemporaryDirectory(prefix="dc-replica-")
         self.log_path = Path(self._folder.name) / "service.log"
@@ -82,6 +84,20 @@ class ServiceProcess:
             response.raise_for_status()
             stored.extend(item["entry_id"] for item in response.json()["entries"])
         return stored
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would; ``stop`` still cleans up."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def rss_kb(self) -> int:
+        """Resident memory of the replica's process (kB), from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
 
     def stop(self) -> None:
         self.http.close()
