@@ -96,7 +96,7 @@ quality: bench-deps models pair-model verifier-model
 
 # faults against real processes (Redis killed and frozen, a replica killed behind nginx, cut
 # subscriptions, hostile input, a soak) -> bench/results/chaos.json (~8 min on 2 cores)
-chaos: bench-deps models system-tools
+chaos: install models system-tools
 	$(PY) bench/chaos.py
 
 # schemathesis against the service's own OpenAPI schema -> bench/results/fuzz.json
