@@ -8,6 +8,7 @@ from index.policy.distance import MAX_DISTANCE
 
 CacheMode = Literal["default", "bypass", "refresh", "only"]
 TtlPolicy = Literal["fixed", "sliding", "adaptive"]
+ScopeMode = Literal["shared", "user"]
 CacheStatus = Literal["HIT", "MISS", "BYPASS"]
 
 
@@ -52,6 +53,16 @@ class QueryRequest(_Strict):
         default="default",
         description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
         "overwrite; only: lookup, never the LLM.",
+    )
+    user: str | None = Field(
+        default=None, min_length=1, max_length=256,
+        description="The end user (else the user header); with scope 'user', entries are "
+        "theirs alone.",
+    )  # fmt: skip
+    scope: ScopeMode | None = Field(
+        default=None,
+        description="shared: the namespace's entries serve every user; user: only the "
+        "asking user's (default: the tenant's, else the service's).",
     )
 
 
@@ -113,6 +124,9 @@ class TenantSettings(_Strict):
     )
     verifier_cut: float | None = Field(
         default=None, ge=0, le=1, description="Verifier on: the least probability to serve."
+    )
+    scope_mode: ScopeMode | None = Field(
+        default=None, description="shared, or user: each end user's entries are their own."
     )
 
 

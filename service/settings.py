@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Chat Completions: a request with a temperature above this bypasses the cache (its
     # caller asked for variety); n > 1 always bypasses
     chat_max_temperature: float = Field(default=1.0, ge=0, le=2)
+    # per-end-user scope: "shared" (a namespace's entries serve all its users) or "user"
+    # (each end user's are their own: the request's user field, else this header)
+    scope_mode: Literal["shared", "user"] = "shared"
+    user_header: str = Field(default="X-User-Id", min_length=1)
     max_bulk_entries: int = Field(default=1_000, ge=1)
 
     # LLM on a miss

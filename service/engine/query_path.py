@@ -39,6 +39,7 @@ from service.keying.rag import RagSplitter
 from service.llm.client import LLMClient, LLMReply, complete
 from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
+from service.policy.user_scope import end_user
 from service.policy.validation import validate_context, validate_prompt
 from service.schemas import CacheMode, CacheStatus, QueryRequest, QueryResponse, TenantSettings
 from service.settings import Settings
@@ -191,13 +192,19 @@ class QueryPath:
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
+        user_header: str | None = None,
     ) -> QueryResponse:
-        """``POST /v1/query``."""
+        """``POST /v1/query`` (``user_header``: the end user named by the request's header)."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
-        key = prompt_key(self.splitter, request.prompt, request.model, [request.context])
+        who = end_user(request.scope, tenant, self.settings.scope_mode,
+                       request.user or user_header)  # fmt: skip
+        key = prompt_key(
+            self.splitter, request.prompt, request.model, [request.context], user=who.partition
+        )
+        mode: CacheMode = "bypass" if who.unknown else request.cache
         probe = self.probe(
-            ns, key, request.model, tenant, control or CacheControl(), request.cache,
+            ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
         )  # fmt: skip
         resolution = await self.resolve(

@@ -13,6 +13,7 @@ from service.http.cache_headers import cache_headers
 from service.http.dependencies import RuntimeDep
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
+from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
 from service.proxy.chat_completions import ChatCompletions
 from service.schemas import (
@@ -45,8 +46,9 @@ async def query(
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
     control = parse_cache_control(request.headers.get("cache-control"))
     answer: QueryResponse = await runtime.queries.answer(
-        body, principal.ns, principal.settings, control
-    )
+        body, principal.ns, principal.settings, control,
+        request.headers.get(runtime.settings.user_header),
+    )  # fmt: skip
     response.headers.update(
         cache_headers(
             answer.status, runtime.settings.replica_id, answer.distance,
@@ -81,7 +83,12 @@ async def chat_completions(
     del body
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
     chats: ChatCompletions = runtime.chats
-    return await chats.respond(raw, principal.ns, principal.settings, control)
+    named = raw.get("user")  # OpenAI's end-user field, else the user header
+    user = named if isinstance(named, str) else request.headers.get(runtime.settings.user_header)
+    who = end_user(
+        request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
+    )
+    return await chats.respond(raw, principal.ns, principal.settings, control, who)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

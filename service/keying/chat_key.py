@@ -34,7 +34,10 @@ class ChatKey:
     bypass_reason: str | None = None
 
 
-def chat_key(splitter: RagSplitter, body: dict[str, Any], max_temperature: float) -> ChatKey:
+def chat_key(
+    splitter: RagSplitter, body: dict[str, Any], max_temperature: float, user: str = ""
+) -> ChatKey:
+    """``user``: the end user whose entries these are (per-user scope), "" for shared."""
     if int(body.get("n") or 1) > 1:
         return ChatKey(None, "n > 1")
     temperature = body.get("temperature")
@@ -54,6 +57,7 @@ def chat_key(splitter: RagSplitter, body: dict[str, Any], max_temperature: float
         str(body["model"]),
         conversation=_conversation(messages, last_user),
         params=_params(body),
+        user=user,
     )
     return ChatKey(key)
 

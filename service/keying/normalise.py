@@ -25,11 +25,14 @@ def scope_of(
     contexts: Sequence[str] = (),
     conversation: str = "",
     params: str = "",
+    user: str = "",
 ) -> str:
     """A short hash of what a HIT must share besides the question: the model, the normalised
-    context blocks, and (Chat Completions) the conversation around the question and the
-    output-affecting parameters."""
+    context blocks, (Chat Completions) the conversation around the question and the
+    output-affecting parameters, and (per-user scope) the end user."""
     parts = [model or "", "\x1e".join(collapse_whitespace(c) for c in contexts)]
-    if conversation or params:  # a bare question hashes as /v1/query's does
+    if conversation or params or user:  # a bare question hashes as /v1/query's does
         parts += [conversation, params]
+    if user:
+        parts.append(f"user\x1d{user}")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

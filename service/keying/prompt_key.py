@@ -22,6 +22,7 @@ def prompt_key(
     contexts: Sequence[str | None] = (),
     conversation: str = "",
     params: str = "",
+    user: str = "",
 ) -> PromptKey:
     """The key of ``prompt`` (RAG blocks cut out into the scope) given beside ``contexts``."""
     split = splitter.split(prompt, contexts)
@@ -29,5 +30,5 @@ def prompt_key(
     return PromptKey(
         question=question,
         normalised=normalise_prompt(question),
-        scope=scope_of(model, split.contexts, conversation, params),
+        scope=scope_of(model, split.contexts, conversation, params, user),
     )

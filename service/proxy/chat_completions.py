@@ -23,11 +23,12 @@ from sse_starlette import EventSourceResponse
 from index.store.records import StoredEntry
 from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
 from service.http.cache_headers import cache_headers
-from service.keying.chat_key import chat_key
+from service.keying.chat_key import ChatKey, chat_key
 from service.keying.rag import RagSplitter
 from service.llm.chat_format import StreamAssembler, chunks_of, completion_body, new_completion_id
 from service.llm.client import LLMClient, LLMReply, UpstreamFailed, UpstreamTimedOut
 from service.policy.cache_control import CacheControl
+from service.policy.user_scope import EndUser
 from service.policy.validation import validate_prompt
 from service.schemas import CacheStatus, TenantSettings
 from service.settings import Settings
@@ -50,8 +51,14 @@ class ChatCompletions:
         ns: str,
         tenant: TenantSettings | None,
         control: CacheControl,
+        who: EndUser | None = None,
     ) -> Response:
-        keyed = chat_key(self.splitter, body, self.settings.chat_max_temperature)
+        who = who or EndUser()
+        keyed = (
+            ChatKey(None, "per-user scope and no user named")
+            if who.unknown
+            else chat_key(self.splitter, body, self.settings.chat_max_temperature, who.partition)
+        )
         streamed = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if keyed.key is None:

@@ -1,0 +1,52 @@
+"""Per-end-user scope (opt-in): whose entries a request may be served.
+
+``shared`` (the default): a namespace's entries serve every end user of its tenant.
+``user``: the end user joins the scope, so an answer is served only to the user it was
+made for: "what is my account balance?" asked by one user never gets another's answer.
+The mode is the request's (``scope`` on ``/v1/query``, the ``X-Cache-Scope`` header on
+chat), else the tenant's ``scope_mode``, else the service's ``DYNACACHE_SCOPE_MODE``. The
+user is the request's ``user`` field (OpenAI's), else the user header
+(``DYNACACHE_USER_HEADER``, ``X-User-Id``). In ``user`` mode a request that names no user
+is not cached at all (it passes through): there is nobody to keep its answer for.
+"""
+
+from dataclasses import dataclass
+
+from service.policy.precedence import first_set
+from service.schemas import ScopeMode, TenantSettings
+
+SCOPE_HEADER = "X-Cache-Scope"
+_MODES: tuple[ScopeMode, ...] = ("shared", "user")
+
+
+@dataclass(frozen=True)
+class EndUser:
+    mode: ScopeMode = "shared"
+    user: str | None = None
+
+    @property
+    def partition(self) -> str:
+        """What joins the scope: the user in ``user`` mode, else nothing."""
+        return self.user or "" if self.mode == "user" else ""
+
+    @property
+    def unknown(self) -> bool:
+        """``user`` mode without a user: such a request is not cached."""
+        return self.mode == "user" and not self.user
+
+
+def end_user(
+    requested: str | None,
+    tenant: TenantSettings | None,
+    service_mode: ScopeMode,
+    user: str | None,
+) -> EndUser:
+    """The request's scope mode (request, else tenant, else service) and user."""
+    if requested is not None and requested not in _MODES:
+        requested = None  # an unknown header value: the defaults decide
+    mode: ScopeMode = first_set(
+        requested,  # type: ignore[arg-type]
+        tenant.scope_mode if tenant else None,
+        service_mode,
+    )
+    return EndUser(mode, user.strip() if user and user.strip() else None)
