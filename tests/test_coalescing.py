@@ -5,8 +5,11 @@ on it (the coalescer's ``waiting`` count), so the requests provably overlapped: 
 that ran one after another would give the same answers, but never wait together."""
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import httpx
 
@@ -80,3 +83,103 @@ def test_a_failed_leader_fails_its_local_followers_and_stores_nothing(
     assert [a.status_code for a in answers] == [502] * 5
     # the lock is gone: the next one leads again
     assert service.query("What is the capital of Peru?").json()["status"] == "MISS"
+
+
+# -- streamed misses ---------------------------------------------------------------------
+
+
+def streamed_text(url: str, prompt: str, results: list[tuple[str, str]],
+                  leave: threading.Event | None = None) -> None:  # fmt: skip
+    """One streamed chat request; appends (X-Cache, the text received) to ``results``.
+    With ``leave``, the client takes the first chunk, then goes away once it is set."""
+    body = {"model": "fake-model", "stream": True,
+            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+    text = []
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as answer:
+        for line in answer.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", []):
+                text.append(choice["delta"].get("content") or "")
+            if leave is not None:
+                leave.wait(30)
+                break
+        results.append((answer.headers["X-Cache"], "".join(text)))
+
+
+def test_identical_streamed_misses_share_one_upstream_stream(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream, redis_client: Any
+) -> None:
+    service = proxied(start_service, upstream)
+    upstream.plan.append("gated")  # the first chunk, then the rest once released
+    results: list[tuple[str, str]] = []
+    threads = [threading.Thread(target=streamed_text,
+                                args=(service.url, "What is the capital of Peru?", results))
+               for _ in range(5)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    coalescer = service.runtime.queries.coalescer
+    try:
+        wait_until(lambda: len(upstream.requests) == 1, 30, message="the leader's call")
+        wait_until(lambda: coalescer.stream_readers() == 5, 30,
+                   message="five readers of the one upstream stream")  # fmt: skip
+        assert results == []  # all five in flight together, reading as it arrives
+    finally:
+        upstream.release()
+    for thread in threads:
+        thread.join(30)
+    assert len(upstream.requests) == 1
+    assert sorted(status for status, _ in results) == ["HIT"] * 4 + ["MISS"]
+    assert {text for _, text in results} == {"Upstream says: What is the capital of Peru? "}
+    assert len(list(redis_client.scan_iter(match="dc:e:*"))) == 1
+
+
+def test_a_shared_stream_goes_on_when_its_leader_leaves(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream, redis_client: Any
+) -> None:
+    service = proxied(start_service, upstream)
+    upstream.plan.append("gated")
+    prompt = "Who painted the ceiling of the Sistine Chapel?"
+    leader: list[tuple[str, str]] = []
+    follower: list[tuple[str, str]] = []
+    leave = threading.Event()
+    first = threading.Thread(target=streamed_text, args=(service.url, prompt, leader, leave))
+    first.start()
+    wait_until(lambda: len(upstream.requests) == 1, 30, message="the leader's call")
+    second = threading.Thread(target=streamed_text, args=(service.url, prompt, follower))
+    second.start()
+    coalescer = service.runtime.queries.coalescer
+    wait_until(lambda: coalescer.stream_readers() == 2, 30, message="leader and follower read")
+    leave.set()  # the leader's client took the first chunk and leaves
+    first.join(30)
+    wait_until(lambda: coalescer.stream_readers() == 1, 30, message="the leader gone")
+    upstream.release()
+    second.join(30)
+    assert follower == [("HIT", f"Upstream says: {prompt} ")]
+    assert upstream.streams_finished == 1 and upstream.streams_abandoned == 0
+    wait_until(lambda: len(list(redis_client.scan_iter(match="dc:e:*"))) == 1, 10,
+               message="the answer kept")  # fmt: skip
+
+
+def test_a_streamed_miss_on_another_replica_replays_the_leaders_answer(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream
+) -> None:
+    first, second = proxied(start_service, upstream), proxied(start_service, upstream)
+    upstream.plan.append("gated")
+    prompt = "What is the tallest mountain in Africa?"
+    on_first: list[tuple[str, str]] = []
+    on_second: list[tuple[str, str]] = []
+    leading = threading.Thread(target=streamed_text, args=(first.url, prompt, on_first))
+    leading.start()
+    wait_until(lambda: len(upstream.requests) == 1, 30, message="the leader's call")
+    waiting = threading.Thread(target=streamed_text, args=(second.url, prompt, on_second))
+    waiting.start()
+    wait_until(lambda: second.runtime.queries.coalescer.waiting == 1, 30,
+               message="the other replica waits on the leader's lock")  # fmt: skip
+    upstream.release()
+    leading.join(30)
+    waiting.join(30)
+    assert len(upstream.requests) == 1
+    assert on_first == [("MISS", f"Upstream says: {prompt} ")]
+    assert on_second[0][0] == "HIT" and on_second[0][1].strip() == f"Upstream says: {prompt}"

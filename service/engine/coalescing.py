@@ -5,6 +5,10 @@ Within a replica, the first miss leads and later ones await it. Across replicas,
 holds a short Redis lock (``dc:lock:{ns}:<sha>``, SET NX PX, released only by its holder);
 a replica that finds the lock taken polls for the stored entry until it appears, the lock
 goes (the leader failed: it then tries to lead itself) or the deadline passes.
+
+Streamed misses (``share_stream``) coalesce the same way, but followers on the leader's
+replica do not wait for the end: they read the leader's upstream stream as it arrives
+(``SharedStream``); followers on other replicas wait for the stored entry and replay it.
 """
 
 import asyncio
@@ -19,6 +23,7 @@ from redis.exceptions import RedisError
 from index.store import keys
 from index.store.records import StoredEntry
 from index.store.redis_store import RedisStore
+from service.engine.shared_stream import SharedStream
 
 T = TypeVar("T")
 
@@ -37,13 +42,94 @@ class Followed:
     entry: StoredEntry
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """A streamed miss reads ``stream``, which it started (``leads``) or joined."""
+
+    stream: SharedStream
+    leads: bool
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A request's turn to call the LLM: the lock, and its token while it holds it."""
+
+    lock: str
+    token: str | None
+
+
+# starts the upstream stream; the callback is awaited when it ends, however it ends
+StartStream = Callable[[Callable[[], Awaitable[None]]], SharedStream]
+
+
 class MissCoalescer:
     def __init__(self, store: RedisStore, lock_ttl_s: float, poll_interval_s: float = 0.02) -> None:
         self.store = store
         self.lock_ttl_ms = max(1, int(lock_ttl_s * 1000))
         self.poll_interval_s = poll_interval_s
         self._in_flight: dict[str, asyncio.Future[None]] = {}
+        self._streams: dict[str, asyncio.Future[SharedStream | Followed]] = {}
         self.waiting = 0  # requests now waiting on another's call (here or on a replica)
+
+    def stream_readers(self) -> int:
+        """Requests now reading a shared upstream stream on this replica."""
+        readers = 0
+        for future in self._streams.values():
+            if future.done() and not future.exception():
+                shared = future.result()
+                readers += shared.readers if isinstance(shared, SharedStream) else 0
+        return readers
+
+    async def share_stream(
+        self, ns: str, scope: str, normalised: str, start: StartStream
+    ) -> Sharing | Followed:
+        """Join the streamed miss in flight for this prompt on this replica, or lead one
+        (holding the cross-replica lock until its stream ends), or, when another replica
+        leads, wait for its stored entry."""
+        exact = keys.exact_key(ns, scope, normalised)
+        running = self._streams.get(exact)
+        if running is not None:
+            with self._waiting():
+                joined = await asyncio.shield(running)
+            return Sharing(joined, leads=False) if isinstance(joined, SharedStream) else joined
+        started: asyncio.Future[SharedStream | Followed] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._streams[exact] = started
+        try:
+            outcome = await self._lead_stream(ns, scope, normalised, exact, start)
+        except BaseException as error:
+            self._streams.pop(exact, None)
+            started.set_exception(error)
+            started.exception()  # retrieved: nobody may be waiting
+            raise
+        started.set_result(outcome.stream if isinstance(outcome, Sharing) else outcome)
+        if not isinstance(outcome, Sharing):
+            self._streams.pop(exact, None)
+        return outcome
+
+    async def _lead_stream(
+        self, ns: str, scope: str, normalised: str, exact: str, start: StartStream
+    ) -> Sharing | Followed:
+        turn = await self._take_turn(ns, scope, normalised, exact)
+        if isinstance(turn, Followed):
+            return turn
+        return Sharing(start(self._ending(exact, turn)), leads=True)
+
+    def _ending(self, exact: str, turn: "_Turn") -> Callable[[], Awaitable[None]]:
+        """What a led stream does when it ends: no longer joinable, and its lock released."""
+
+        async def ended() -> None:
+            self._streams.pop(exact, None)
+            await self._release(turn)
+
+        return ended
+
+    async def _release(self, turn: "_Turn") -> None:
+        if turn.token is None:
+            return
+        with contextlib.suppress(RedisError):  # else it expires by itself
+            await self.store.scripts.release_lock(keys=[turn.lock], args=[turn.token])
 
     async def run(
         self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]]
@@ -73,33 +159,44 @@ class MissCoalescer:
         self, ns: str, scope: str, normalised: str, exact: str,
         produce: Callable[[], Awaitable[T]],
     ) -> Led[T] | Followed:  # fmt: skip
+        turn = await self._take_turn(ns, scope, normalised, exact)
+        if isinstance(turn, Followed):
+            return turn
+        try:
+            return Led(await produce())
+        finally:
+            await self._release(turn)
+
+    async def _take_turn(
+        self, ns: str, scope: str, normalised: str, exact: str
+    ) -> "_Turn | Followed":
+        """This request's turn to make the call (holding the cross-replica lock, or not when
+        Redis gives none or another holder outlived its deadline), or the entry another
+        request stored meanwhile."""
         lock = keys.lock_key(exact)
         token = secrets.token_hex(8)
         deadline = asyncio.get_running_loop().time() + self.lock_ttl_ms / 1000
         while True:
             try:
                 acquired = await self.store.client.set(lock, token, nx=True, px=self.lock_ttl_ms)
-            except RedisError:
-                acquired = True  # no lock to be had: make the call rather than wait
+            except RedisError:  # no lock to be had: make the call rather than wait
+                return _Turn(lock, None)
             if acquired:
-                try:
-                    # the entry may have been stored (and the lock released) between this
-                    # replica's lookup and now: its own index hears of it only via pub/sub
-                    entry = None
-                    with contextlib.suppress(RedisError):
-                        entry = await self.store.lookup_exact(ns, scope, normalised)
-                    if entry is not None:
-                        return Followed(entry)
-                    return Led(await produce())
-                finally:
-                    with contextlib.suppress(RedisError):  # else it expires by itself
-                        await self.store.scripts.release_lock(keys=[lock], args=[token])
+                # the entry may have been stored (and the lock released) between this
+                # replica's lookup and now: its own index hears of it only via pub/sub
+                entry = None
+                with contextlib.suppress(RedisError):
+                    entry = await self.store.lookup_exact(ns, scope, normalised)
+                if entry is None:
+                    return _Turn(lock, token)
+                await self._release(_Turn(lock, token))
+                return Followed(entry)
             with self._waiting():
                 waited = await self._wait_for_other(ns, scope, normalised, lock, deadline)
             if isinstance(waited, Followed):
                 return waited
             if waited == "timed out":
-                return Led(await produce())
+                return _Turn(lock, None)
             # "released": the other leader gave up: try to lead
 
     async def _wait_for_other(

@@ -397,6 +397,11 @@ class QueryPath:
         )
         return resolution
 
+    def record_shared(self, probe: Probe) -> None:
+        """Count a streamed miss that read another request's upstream stream (a HIT: it
+        made no call of its own)."""
+        self.telemetry.record(probe.ns, "hit", _elapsed_ms(probe.started), times=probe.times)
+
     def record_bypass(self, ns: str, started: float, reply: LLMReply | None) -> Resolution:
         """Count a request that was never looked up (a client API's own pass-through)."""
         resolution = Resolution.bypass(started, reply)

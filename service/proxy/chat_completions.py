@@ -3,16 +3,19 @@
 The request is keyed (``service/keying/chat_key.py``), then walks the query path like any query:
 a HIT is answered from the stored completion, as a ``chat.completion`` or replayed as
 chunks; a MISS goes to the upstream, whose answer the client gets unchanged. A streamed MISS
-is relayed chunk by chunk as it arrives and stored only when the upstream finished it: a
-client that goes away, or an upstream that breaks off (the client then gets an error event),
-stores nothing. Streamed misses are not coalesced (each relays its own upstream stream).
+is relayed chunk by chunk as it arrives and stored only when the upstream finished it: an
+upstream that breaks off (the clients then get an error event), or clients that all go away,
+store nothing. Identical streamed misses share one upstream stream: on the leader's replica
+each follower reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits
+for the stored answer and replays it.
 Cache status travels in headers only (``X-Cache``, ``X-Cache-Similarity``,
 ``X-Cache-Entry``, ``Age``), never in the body.
 """
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -21,7 +24,9 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from index.store.records import StoredEntry
+from service.engine.coalescing import Followed
 from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
+from service.engine.shared_stream import SharedStream
 from service.http.cache_headers import cache_headers
 from service.keying.chat_key import ChatKey, chat_key
 from service.keying.rag import RagSplitter
@@ -66,7 +71,7 @@ class ChatCompletions:
             started = time.perf_counter()
             if streamed:  # counted as it starts: its latency is the stream's
                 self.queries.record_bypass(ns, started, None)
-                return await self._relay(body, include_usage, "BYPASS")
+                return await self._pass_through(body, include_usage)
             reply = await self.llm.chat(body)
             self.queries.record_bypass(ns, started, reply)
             return self._json(reply.payload or {}, "BYPASS")
@@ -94,48 +99,61 @@ class ChatCompletions:
             )
             return self._stream(_replay(chunks), "HIT", found.entry, found.distance)
         if found is None:
-            return await self._relay(body, include_usage, "BYPASS")
-        return await self._relay(body, include_usage, "MISS", probe, found)
+            return await self._pass_through(body, include_usage)
+        # identical streamed misses share one upstream stream (on other replicas: its entry)
+        key = probe.key
+        shared = await self.queries.coalescer.share_stream(
+            probe.ns, key.scope, key.normalised,
+            lambda ended: self._stream_upstream(body, (probe, found), ended),
+        )  # fmt: skip
+        if isinstance(shared, Followed):
+            self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
+            chunks = chunks_of(
+                new_completion_id(), body["model"], shared.entry.chat_completion(), include_usage
+            )
+            return self._stream(_replay(chunks), "HIT", shared.entry, 0.0)
+        await shared.stream.first()  # an upstream failing before it: an HTTP error
+        if not shared.leads:  # the leader's MISS is counted when its answer is kept
+            self.queries.record_shared(probe)
+        status: CacheStatus = "MISS" if shared.leads else "HIT"
+        return self._stream(_read(shared.stream, include_usage), status, None, found.nearest)
 
-    async def _relay(
-        self,
-        body: dict[str, Any],
-        include_usage: bool,
-        status: CacheStatus,
-        probe: Probe | None = None,
-        missed: Missed | None = None,
-    ) -> Response:
-        """Relay the upstream's stream; store its answer (``probe``) if it completes. An
-        upstream that fails before its first chunk is an HTTP error, not a stream."""
+    def _stream_upstream(
+        self, body: dict[str, Any], keep: tuple[Probe, Missed] | None,
+        ended: Callable[[], Awaitable[None]],
+    ) -> SharedStream:  # fmt: skip
+        """Start reading the upstream's stream into a SharedStream; with ``keep``, the answer
+        is kept (for that lookup) when the stream completes."""
+        shared = SharedStream()
         started = time.perf_counter()
-        upstream = self.llm.stream_chat(body)
-        try:
-            first = await anext(upstream)
-        except StopAsyncIteration:
-            raise UpstreamFailed("upstream stream was empty") from None
-        except BaseException:
-            await upstream.aclose()
-            raise
 
-        async def events() -> AsyncIterator[dict[str, str]]:
+        async def pump() -> None:
             assembler = StreamAssembler()
-            async with aclosing(upstream):
-                try:
-                    chunk: dict[str, Any] | None = first
-                    while chunk is not None:
+            try:
+                async with aclosing(self.llm.stream_chat(body)) as upstream:
+                    async for chunk in upstream:
                         assembler.add(chunk)
-                        if chunk.get("choices") or include_usage:
-                            yield {"data": orjson.dumps(chunk).decode()}
-                        chunk = await anext(upstream, None)
-                except (UpstreamFailed, UpstreamTimedOut) as error:
-                    log.warning("upstream stream failed: %s", error)
-                    yield {"data": _stream_error(error)}
-                    return
-            if probe is not None and missed is not None and assembler.finished:
-                await self._store_streamed(probe, missed, assembler, started)
-            yield {"data": "[DONE]"}
+                        shared.publish(chunk)
+                if keep is not None and assembler.finished:
+                    await self._store_streamed(*keep, assembler, started)
+                shared.finish()
+            except (UpstreamFailed, UpstreamTimedOut) as error:
+                log.warning("upstream stream failed: %s", error)
+                shared.fail(error)
+            except Exception as error:  # never leave a reader waiting forever
+                log.exception("reading the upstream stream failed")
+                shared.fail(UpstreamFailed(f"reading the upstream failed ({type(error).__name__})"))
+            finally:
+                await ended()
 
-        return self._stream(events(), status, None, missed.nearest if missed else None)
+        shared.task = asyncio.create_task(pump(), name="shared-stream")
+        return shared
+
+    async def _pass_through(self, body: dict[str, Any], include_usage: bool) -> Response:
+        """Relay the upstream's stream, keeping nothing (BYPASS)."""
+        shared = self._stream_upstream(body, None, _nothing)
+        await shared.first()
+        return self._stream(_read(shared, include_usage), "BYPASS", None, None)
 
     async def _store_streamed(
         self, probe: Probe, missed: Missed, assembler: StreamAssembler, started: float
@@ -178,6 +196,22 @@ class ChatCompletions:
             status, self.settings.replica_id, distance,
             entry.entry_id if entry else None, entry.created if entry else None,
         )  # fmt: skip
+
+
+async def _read(shared: SharedStream, include_usage: bool) -> AsyncIterator[dict[str, str]]:
+    """A shared upstream stream as this request's events (usage chunks if it asked)."""
+    try:
+        async for chunk in shared.follow():
+            if chunk.get("choices") or include_usage:
+                yield {"data": orjson.dumps(chunk).decode()}
+    except (UpstreamFailed, UpstreamTimedOut) as error:
+        yield {"data": _stream_error(error)}
+        return
+    yield {"data": "[DONE]"}
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _replay(chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, str]]:
