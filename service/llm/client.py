@@ -13,13 +13,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-import orjson
-
 from service.llm.chat_format import chunks_of
+from service.llm.http_upstream import HttpUpstream, UpstreamFailed, UpstreamTimedOut
 from service.settings import Settings
 
-_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+__all__ = ["LLMClient", "LLMReply", "UpstreamFailed", "UpstreamTimedOut", "complete"]
 
 
 @dataclass(frozen=True)
@@ -42,14 +40,6 @@ class LLMReply:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
         }
-
-
-class UpstreamFailed(Exception):
-    """The LLM answered with an error, or with something that is not a completion."""
-
-
-class UpstreamTimedOut(Exception):
-    """The LLM did not answer within the configured timeout."""
 
 
 class LLMClient(Protocol):
@@ -151,121 +141,40 @@ class SimulatedLLM:
 
 
 class OpenAIChatLLM:
-    """Any OpenAI-compatible Chat Completions endpoint, through httpx.
+    """Any OpenAI-compatible Chat Completions endpoint (``service/llm/http_upstream.py``:
+    retries, timeouts, streams)."""
 
-    Retries 429 and 5xx answers and connection errors with exponential backoff (honouring
-    a short ``Retry-After``); a timeout is not retried, since the caller already waited.
-    A stream is not retried: once a chunk is relayed the answer cannot start again.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        model: str,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
-        )
+    def __init__(self, upstream: HttpUpstream, model: str) -> None:
+        self.upstream = upstream
         self.model = model
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
 
     async def chat(self, body: dict[str, Any]) -> LLMReply:
         body = {**body, "model": body.get("model") or self.model}
         body.pop("stream", None)
         body.pop("stream_options", None)
         started = time.perf_counter()
-        payload = await self._post_with_retries("/chat/completions", body)
+        payload = await self.upstream.post("/chat/completions", body)
         return reply_from_completion(payload, (time.perf_counter() - started) * 1000, body["model"])
 
     async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         body = {**body, "model": body.get("model") or self.model, "stream": True,
                 "stream_options": {"include_usage": True}}  # fmt: skip
-        try:
-            async with self._http.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    detail = (await response.aread())[:200].decode(errors="replace")
-                    raise UpstreamFailed(f"upstream answered HTTP {response.status_code}: {detail}")
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue  # comments, event names, blank separators
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    yield _stream_chunk(data)
-        except httpx.TimeoutException as error:
-            raise UpstreamTimedOut(f"upstream stream stalled ({error!r})") from error
-        except httpx.TransportError as error:
-            raise UpstreamFailed(f"upstream stream broke: {error!r}") from error
-        raise UpstreamFailed("upstream stream ended without [DONE]")
-
-    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.post(path, json=body)
-            except httpx.TimeoutException as error:
-                raise UpstreamTimedOut(f"upstream did not answer in time ({error!r})") from error
-            except httpx.TransportError as error:
-                if attempt >= self.max_retries:
-                    raise UpstreamFailed(f"upstream unreachable: {error!r}") from error
-                await asyncio.sleep(self.backoff_s * 2**attempt)
-                attempt += 1
-                continue
-            if response.status_code in _RETRYABLE_STATUS and attempt < self.max_retries:
-                await asyncio.sleep(self._retry_delay(response, attempt))
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise UpstreamFailed(
-                    f"upstream answered HTTP {response.status_code}: {response.text[:200]}"
-                )
-            try:
-                payload = response.json()
-            except ValueError as error:
-                raise UpstreamFailed("upstream answer is not JSON") from error
-            if not isinstance(payload, dict):
-                raise UpstreamFailed("upstream answer is not a JSON object")
-            return payload
-
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float:
-        delay = self.backoff_s * 2**attempt
-        retry_after = response.headers.get("retry-after", "")
-        if retry_after.replace(".", "", 1).isdigit():
-            delay = max(delay, min(float(retry_after), 10.0))
-        return float(delay)
+        async for chunk in self.upstream.stream("/chat/completions", body, ends_with_done=True):
+            yield chunk
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-
-
-def _stream_chunk(data: str) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise UpstreamFailed("upstream stream sent something that is not JSON") from error
-    if not isinstance(chunk, dict):
-        raise UpstreamFailed("upstream stream sent something that is not an object")
-    if chunk.get("error"):
-        problem = chunk["error"]
-        message = problem.get("message") if isinstance(problem, dict) else str(problem)
-        raise UpstreamFailed(f"upstream stream failed: {message}")
-    return chunk
+        await self.upstream.aclose()
 
 
 def make_llm_client(settings: Settings) -> LLMClient:
     if settings.llm == "openai":
-        return OpenAIChatLLM(
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
-            model=settings.openai_model,
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            backoff_s=settings.llm_retry_backoff_s,
-        )
+        return OpenAIChatLLM(openai_upstream(settings), settings.openai_model)
     return SimulatedLLM(settings.sim_latency_ms)
+
+
+def openai_upstream(settings: Settings) -> HttpUpstream:
+    key = settings.openai_api_key.get_secret_value()
+    return HttpUpstream(
+        settings.openai_base_url, {"Authorization": f"Bearer {key}"} if key else {},
+        settings.llm_timeout_s, settings.llm_max_retries, settings.llm_retry_backoff_s,
+    )  # fmt: skip
