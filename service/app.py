@@ -27,7 +27,8 @@ from service.http.body_limit import BodySizeLimit
 from service.http.errors import install_error_handlers
 from service.keying.rag import RagSplitter
 from service.llm.client import make_llm_client
-from service.proxy.chat_completions import ChatCompletions
+from service.proxy.api_proxy import ApiProxy
+from service.proxy.chat_completions import ChatDialect
 from service.runtime import Runtime
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
@@ -164,7 +165,9 @@ async def start_runtime(
         llm=llm,
         telemetry=telemetry,
         queries=queries,
-        chats=ChatCompletions(settings, queries, llm, splitter),
+        chats=ApiProxy(
+            settings, queries, ChatDialect(llm, splitter, settings.chat_max_temperature)
+        ),
         entries=EntryManager(settings, store, index, embedder, splitter),
         feedback=FeedbackBook(settings, store, embedder, splitter),
         tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),

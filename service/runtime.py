@@ -12,7 +12,7 @@ from service.engine.feedback import FeedbackBook
 from service.engine.query_path import QueryPath
 from service.engine.telemetry import Telemetry
 from service.llm.client import LLMClient
-from service.proxy.chat_completions import ChatCompletions
+from service.proxy.api_proxy import ApiProxy
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 from service.tenancy.tenants import TenantStore
@@ -30,7 +30,7 @@ class Runtime:
     llm: LLMClient
     telemetry: Telemetry
     queries: QueryPath
-    chats: ChatCompletions
+    chats: ApiProxy
     entries: EntryManager
     feedback: FeedbackBook
     tenants: TenantStore

@@ -15,7 +15,6 @@ from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
-from service.proxy.chat_completions import ChatCompletions
 from service.schemas import (
     MAX_TTL_S,
     ChatCompletionRequest,
@@ -82,13 +81,12 @@ async def chat_completions(
     raw = await request.json()  # forwarded as sent (validated above as `body`)
     del body
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
-    chats: ChatCompletions = runtime.chats
     named = raw.get("user")  # OpenAI's end-user field, else the user header
     user = named if isinstance(named, str) else request.headers.get(runtime.settings.user_header)
     who = end_user(
         request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
     )
-    return await chats.respond(raw, principal.ns, principal.settings, control, who)
+    return await runtime.chats.respond(raw, principal.ns, principal.settings, control, who)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

@@ -1,0 +1,211 @@
+"""The proxy of every client API: a request keyed by its dialect walks the query path.
+
+A HIT is answered from the stored answer, in the API's whole or streamed shape; a MISS goes
+to the upstream, whose answer the client gets unchanged. A streamed MISS is relayed event by
+event as it arrives and stored only when the upstream finished it: an upstream that breaks
+off (the clients then get an error event), or clients that all go away, store nothing.
+Identical streamed misses share one upstream stream: on the leader's replica each follower
+reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits for the
+stored answer and replays it. Cache status travels in headers only (``X-Cache``,
+``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+
+from index.store.records import StoredEntry
+from service.engine.coalescing import Followed
+from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
+from service.engine.shared_stream import SharedStream
+from service.http.cache_headers import cache_headers
+from service.keying.chat_key import ChatKey
+from service.llm.client import UpstreamFailed, UpstreamTimedOut
+from service.policy.cache_control import CacheControl
+from service.policy.user_scope import EndUser
+from service.policy.validation import validate_prompt
+from service.proxy.dialect import Dialect, Sse
+from service.schemas import CacheStatus, TenantSettings
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ApiProxy:
+    def __init__(self, settings: Settings, queries: QueryPath, dialect: Dialect) -> None:
+        self.settings = settings
+        self.queries = queries
+        self.dialect = dialect
+
+    async def respond(
+        self,
+        body: dict[str, Any],
+        ns: str,
+        tenant: TenantSettings | None,
+        control: CacheControl,
+        who: EndUser | None = None,
+    ) -> Response:
+        dialect = self.dialect
+        who = who or EndUser()
+        keyed = (
+            ChatKey(None, "per-user scope and no user named")
+            if who.unknown
+            else dialect.key(body, who.partition)
+        )
+        streamed = dialect.streamed(body)
+        if keyed.key is None:
+            log.debug("%s request bypasses the cache: %s", dialect.name, keyed.bypass_reason)
+            started = time.perf_counter()
+            if streamed:  # counted as it starts: its latency is the stream's
+                self.queries.record_bypass(ns, started, None)
+                return await self._pass_through(body)
+            reply = await dialect.call(body)
+            self.queries.record_bypass(ns, started, reply)
+            return self._json(reply.payload or {}, "BYPASS")
+        validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
+        probe = self.queries.probe(ns, keyed.key, str(body.get("model") or ""), tenant, control)
+
+        if not streamed:
+            resolution = await self.queries.resolve(probe, lambda: dialect.call(body))
+            if resolution.entry is not None:
+                answer = dialect.answer(resolution.entry.chat_completion(), body)
+                return self._json(answer, "HIT", resolution.entry, resolution.distance)
+            assert resolution.reply is not None
+            return self._json(
+                resolution.reply.payload or {}, resolution.status, None, resolution.distance
+            )
+
+        found = await self.queries.find(probe)
+        if isinstance(found, Found):
+            self.queries.record(probe, Resolution.hit(probe, found))
+            return self._replay(found.entry, found.distance, body)
+        if found is None:
+            return await self._pass_through(body)
+        # identical streamed misses share one upstream stream (on other replicas: its entry)
+        key = probe.key
+        shared = await self.queries.coalescer.share_stream(
+            probe.ns, key.scope, key.normalised,
+            lambda ended: self._stream_upstream(body, (probe, found), ended),
+        )  # fmt: skip
+        if isinstance(shared, Followed):
+            self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
+            return self._replay(shared.entry, 0.0, body)
+        await shared.stream.first()  # an upstream failing before it: an HTTP error
+        if not shared.leads:  # the leader's MISS is counted when its answer is kept
+            self.queries.record_shared(probe)
+        status: CacheStatus = "MISS" if shared.leads else "HIT"
+        return self._stream(self._read(shared.stream, body), status, None, found.nearest)
+
+    def _stream_upstream(
+        self, body: dict[str, Any], keep: tuple[Probe, Missed] | None,
+        ended: Callable[[], Awaitable[None]],
+    ) -> SharedStream:  # fmt: skip
+        """Start reading the upstream's stream into a SharedStream; with ``keep``, the answer
+        is kept (for that lookup) when the stream completes."""
+        shared = SharedStream()
+        started = time.perf_counter()
+        dialect = self.dialect
+
+        async def pump() -> None:
+            assembler = dialect.assembler()
+            try:
+                async with aclosing(dialect.stream(body)) as upstream:
+                    async for event in upstream:
+                        assembler.add(event)
+                        shared.publish(event)
+                if keep is not None and assembler.finished:
+                    probe, missed = keep
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    reply = assembler.reply(latency_ms, probe.model)
+                    await self.queries.keep_streamed(probe, missed, reply)
+                shared.finish()
+            except (UpstreamFailed, UpstreamTimedOut) as error:
+                log.warning("upstream stream failed: %s", error)
+                shared.fail(error)
+            except Exception as error:  # never leave a reader waiting forever
+                log.exception("reading the upstream stream failed")
+                shared.fail(UpstreamFailed(f"reading the upstream failed ({type(error).__name__})"))
+            finally:
+                await ended()
+
+        shared.task = asyncio.create_task(pump(), name=f"shared-stream-{dialect.name}")
+        return shared
+
+    async def _pass_through(self, body: dict[str, Any]) -> Response:
+        """Relay the upstream's stream, keeping nothing (BYPASS)."""
+        shared = self._stream_upstream(body, None, _nothing)
+        await shared.first()
+        return self._stream(self._read(shared, body), "BYPASS", None, None)
+
+    async def _read(self, shared: SharedStream, body: dict[str, Any]) -> AsyncIterator[Sse]:
+        """A shared upstream stream as this request's events."""
+        try:
+            async for event in shared.follow():
+                sse = self.dialect.sse(event, body)
+                if sse is not None:
+                    yield sse
+        except (UpstreamFailed, UpstreamTimedOut) as error:
+            yield self.dialect.stream_error(error)
+            return
+        for sse in self.dialect.stream_end():
+            yield sse
+
+    def _replay(self, entry: StoredEntry, distance: float, body: dict[str, Any]) -> Response:
+        events = self.dialect.replay(entry.chat_completion(), body)
+
+        async def replayed() -> AsyncIterator[Sse]:
+            for event in events:
+                sse = self.dialect.sse(event, body)
+                if sse is not None:
+                    yield sse
+            for sse in self.dialect.stream_end():
+                yield sse
+
+        return self._stream(replayed(), "HIT", entry, distance)
+
+    # -- answers ---------------------------------------------------------------------
+
+    def _json(
+        self,
+        payload: dict[str, Any],
+        status: CacheStatus,
+        entry: StoredEntry | None = None,
+        distance: float | None = None,
+    ) -> Response:
+        return JSONResponse(payload, headers=self._headers(status, entry, distance))
+
+    def _stream(
+        self,
+        events: AsyncIterator[Sse],
+        status: CacheStatus,
+        entry: StoredEntry | None,
+        distance: float | None,
+    ) -> Response:
+        return EventSourceResponse(events, headers=self._headers(status, entry, distance))
+
+    def _headers(
+        self, status: CacheStatus, entry: StoredEntry | None, distance: float | None
+    ) -> dict[str, str]:
+        return cache_headers(
+            status, self.settings.replica_id, distance,
+            entry.entry_id if entry else None, entry.created if entry else None,
+        )  # fmt: skip
+
+
+async def _nothing() -> None:
+    return None
+
+
+def data_event(event: dict[str, Any], name: str | None = None) -> Sse:
+    """An event as SSE: its JSON as ``data``, and its ``event:`` name when the API has one."""
+    sse = {"data": orjson.dumps(event).decode()}
+    if name:
+        sse["event"] = name
+    return sse
