@@ -26,9 +26,11 @@ from service.http import admin_api, api, dashboard
 from service.http.body_limit import BodySizeLimit
 from service.http.errors import install_error_handlers
 from service.keying.rag import RagSplitter
-from service.llm.client import make_llm_client
+from service.llm.client import anthropic_upstream, make_llm_client, openai_upstream
 from service.proxy.api_proxy import ApiProxy
 from service.proxy.chat_completions import ChatDialect
+from service.proxy.messages_api import MessagesDialect
+from service.proxy.responses_api import ResponsesDialect
 from service.runtime import Runtime
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
@@ -123,6 +125,12 @@ async def start_runtime(
     stack.push_async_callback(sync.stop)
     llm = make_llm_client(settings)
     stack.push_async_callback(llm.aclose)
+    # the other client APIs' own upstreams (None: the chat LLM answers them)
+    responses_upstream = openai_upstream(settings) if settings.llm == "openai" else None
+    messages_upstream = anthropic_upstream(settings)
+    for upstream in (responses_upstream, messages_upstream):
+        if upstream is not None:
+            stack.push_async_callback(upstream.aclose)
     telemetry = Telemetry(
         client, settings.replica_id, store.touch, settings.stats_flush_interval_s,
         Metrics(settings.metrics_max_namespaces),
@@ -156,6 +164,7 @@ async def start_runtime(
         splitter,
         decision,
     )
+    max_temperature = settings.chat_max_temperature
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -165,8 +174,12 @@ async def start_runtime(
         llm=llm,
         telemetry=telemetry,
         queries=queries,
-        chats=ApiProxy(
-            settings, queries, ChatDialect(llm, splitter, settings.chat_max_temperature)
+        chats=ApiProxy(settings, queries, ChatDialect(llm, splitter, max_temperature)),
+        responses=ApiProxy(
+            settings, queries, ResponsesDialect(responses_upstream, llm, splitter, max_temperature)
+        ),
+        messages=ApiProxy(
+            settings, queries, MessagesDialect(messages_upstream, llm, splitter, max_temperature)
         ),
         entries=EntryManager(settings, store, index, embedder, splitter),
         feedback=FeedbackBook(settings, store, embedder, splitter),

@@ -30,7 +30,9 @@ class Runtime:
     llm: LLMClient
     telemetry: Telemetry
     queries: QueryPath
-    chats: ApiProxy
+    chats: ApiProxy  # /v1/chat/completions
+    responses: ApiProxy  # /v1/responses
+    messages: ApiProxy  # /v1/messages
     entries: EntryManager
     feedback: FeedbackBook
     tenants: TenantStore

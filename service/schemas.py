@@ -180,6 +180,38 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
 
 
+class ResponsesRequest(BaseModel):
+    """An OpenAI Responses request. Parameters not listed here are forwarded to the upstream
+    unchanged, and (unless they only change delivery) join the cache scope."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    user: str | None = None
+
+
+class MessagesRequest(BaseModel):
+    """An Anthropic Messages request. Parameters not listed here are forwarded to the
+    upstream unchanged, and (unless they only change delivery) join the cache scope."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+    system: str | list[dict[str, Any]] | None = None
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+
+
 class FeedbackIn(_Strict):
     entry_id: str = Field(description="The entry that was served (X-Cache-Entry).")
     prompt: str = Field(min_length=1, description="The query it was served for.")

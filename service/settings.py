@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0)
     llm_retry_backoff_s: float = Field(default=0.5, ge=0)
+    # the Anthropic Messages upstream of /v1/messages (unset: the chat LLM answers those)
+    anthropic_base_url: str | None = None
+    anthropic_api_key: SecretStr = SecretStr("")
+    anthropic_version: str = "2023-06-01"
     price_per_call_usd: float = Field(default=0.002, ge=0)
     # how long identical misses wait for the one LLM call they share (then call themselves)
     coalesce_lock_s: float = Field(default=30.0, gt=0)

@@ -2,7 +2,11 @@
 test scripts. Steps: ``ok``, an HTTP status such as ``500``, ``slow:<seconds>[:<step>]``,
 ``garbage``, ``tool`` (a tool call to the request's first tool), and for streamed requests
 ``gated`` (the first chunk, then the rest once ``release`` is called), ``drop`` (two chunks,
-then the connection breaks) and ``error`` (two chunks, then an error event)."""
+then the connection breaks) and ``error`` (two chunks, then an error event).
+
+It also answers the OpenAI Responses API (``/v1/responses``) and the Anthropic Messages API
+(``/v1/messages``), whole and streamed, with the steps ``ok``, an HTTP status, ``gated``
+and ``tool``."""
 
 import asyncio
 import threading
@@ -71,7 +75,38 @@ class FakeUpstream(ServerThread):
                 }
             )
 
+        @app.post("/v1/responses")
+        async def respond(request: Request) -> Response:
+            return await self._other_api(request, "responses")
+
+        @app.post("/v1/messages")
+        async def message(request: Request) -> Response:
+            return await self._other_api(request, "messages")
+
         super().__init__(app)
+
+    async def _other_api(self, request: Request, api: str) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        step = self.plan.popleft() if self.plan else "ok"
+        if step.isdigit():
+            return JSONResponse({"error": {"message": "boom"}}, int(step))
+        text = f"Upstream says: {other_api_question(body, api)}"
+        events = (responses_events if api == "responses" else messages_events)(
+            body, text, step == "tool"
+        )
+        if not body.get("stream"):
+            return JSONResponse(events[-1]["response"] if api == "responses" else _message(events))
+        return StreamingResponse(self._sse(events, step), media_type="text/event-stream")
+
+    async def _sse(self, events: list[dict[str, Any]], step: str) -> AsyncIterator[bytes]:
+        for position, event in enumerate(events):
+            if position == 3 and step == "gated":
+                while not self._gate.is_set():
+                    await asyncio.sleep(0.005)
+            yield f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n"
+        self.streams_finished += 1
 
     @property
     def base_url(self) -> str:
@@ -141,3 +176,85 @@ class FakeUpstream(ServerThread):
                 self.streams_finished += 1
             elif step not in ("drop", "error"):
                 self.streams_abandoned += 1
+
+
+def other_api_question(body: dict[str, Any], api: str) -> str:
+    """The last user text of a Responses or Messages request."""
+    if api == "responses" and isinstance(body.get("input"), str):
+        return str(body["input"])
+    turns = body.get("input") if api == "responses" else body.get("messages")
+    user = [t for t in turns or [] if t.get("role") == "user"][-1]["content"]
+    if isinstance(user, list):
+        return " ".join(part.get("text", "") for part in user)
+    return str(user)
+
+
+def responses_events(body: dict[str, Any], text: str, tool: bool) -> list[dict[str, Any]]:
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item: dict[str, Any] = {"id": "msg_1", "type": "message", "status": "completed",
+                            "role": "assistant", "content": [part]}  # fmt: skip
+    output = [item]
+    if tool:
+        output.append({"id": "fc_1", "type": "function_call", "status": "completed",
+                       "call_id": "call_1", "name": "get_weather", "arguments": "{}"})  # fmt: skip
+    done = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+            "model": body["model"], "output": output,
+            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}}  # fmt: skip
+    started = {**done, "status": "in_progress", "output": []}
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        *({"type": "response.output_text.delta", **at, "delta": word + " "}
+          for word in text.split(" ")),
+        {"type": "response.output_text.done", **at, "text": text},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
+    ]  # fmt: skip
+    return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+
+def messages_events(body: dict[str, Any], text: str, tool: bool) -> list[dict[str, Any]]:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        *({"type": "content_block_delta", "index": 0,
+           "delta": {"type": "text_delta", "text": word + " "}} for word in text.split(" ")),
+        {"type": "content_block_stop", "index": 0},
+    ]  # fmt: skip
+    if tool:
+        events += [
+            {"type": "content_block_start", "index": 1, "content_block":
+             {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
+            {"type": "content_block_delta", "index": 1,
+             "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+            {"type": "content_block_stop", "index": 1},
+        ]  # fmt: skip
+    events += [
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use" if tool else "end_turn",
+                                            "stop_sequence": None}, "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return events
+
+
+def _message(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole message a Messages stream spells out."""
+    message = dict(events[0]["message"])
+    blocks: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event["type"] == "content_block_start":
+            blocks[event["index"]] = dict(event["content_block"])
+        elif event["type"] == "content_block_delta" and event["delta"]["type"] == "text_delta":
+            blocks[event["index"]]["text"] += event["delta"]["text"]
+        elif event["type"] == "message_delta":
+            message.update(event["delta"])
+            message["usage"] = {**message["usage"], **event["usage"]}
+    message["content"] = [blocks[i] for i in sorted(blocks)]
+    return message

@@ -326,7 +326,7 @@ class QueryPath:
 
     async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> str | None:
         """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
-        if probe.control.no_store:
+        if probe.control.no_store or not reply.storable:
             return None
         if len(reply.text) > self.settings.max_response_chars:
             log.warning("not storing an answer of %d characters (limit %d)",

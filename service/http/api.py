@@ -15,6 +15,8 @@ from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
+from service.proxy.api_proxy import ApiProxy
+from service.runtime import Runtime
 from service.schemas import (
     MAX_TTL_S,
     ChatCompletionRequest,
@@ -23,8 +25,10 @@ from service.schemas import (
     EntriesResponse,
     FeedbackIn,
     FeedbackOut,
+    MessagesRequest,
     QueryRequest,
     QueryResponse,
+    ResponsesRequest,
 )
 
 router = APIRouter()
@@ -57,14 +61,28 @@ async def query(
     return answer
 
 
-_CHAT_ANSWER = {
-    "description": "An OpenAI `chat.completion`, or with `stream` its `chat.completion.chunk` "
-    "events as server-sent events, ending with `data: [DONE]`",
-    "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "text/event-stream": {"schema": {}},  # each event: a chunk, an error, or [DONE]
-    },
-}
+def _answer_shapes(description: str) -> dict[str, Any]:
+    """A client API's 200: its JSON answer, or with ``stream`` its server-sent events."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {"schema": {}},
+        },
+    }
+
+
+_CHAT_ANSWER = _answer_shapes(
+    "An OpenAI `chat.completion`, or with `stream` its `chat.completion.chunk` events, ending "
+    "with `data: [DONE]` (each event: a chunk, an error, or [DONE])"
+)
+_RESPONSES_ANSWER = _answer_shapes(
+    "An OpenAI `response`, or with `stream` its events (`response.created` ... "
+    "`response.completed`)"
+)
+_MESSAGES_ANSWER = _answer_shapes(
+    "An Anthropic `message`, or with `stream` its events (`message_start` ... `message_stop`)"
+)
 
 
 @router.post("/v1/chat/completions", tags=["openai"], responses={**_ERRORS, 200: _CHAT_ANSWER})
@@ -77,16 +95,52 @@ async def chat_completions(
     """OpenAI Chat Completions through the cache: point the `openai` SDK's `base_url` here.
     A HIT needs the same model, system prompt, earlier turns and output parameters; only
     the last user message's question is embedded. Status in `X-Cache` headers."""
-    control = parse_cache_control(request.headers.get("cache-control"))
-    raw = await request.json()  # forwarded as sent (validated above as `body`)
+    del body  # validated; forwarded as sent
+    return await _through(runtime.chats, runtime, request, principal)
+
+
+@router.post("/v1/responses", tags=["openai"], responses={**_ERRORS, 200: _RESPONSES_ANSWER})
+async def responses(
+    runtime: RuntimeDep,
+    body: ResponsesRequest,
+    request: Request,
+    principal: Principal = Security(authenticate),
+) -> Response:
+    """OpenAI Responses through the cache (`client.responses.create`). A HIT needs the same
+    model, instructions, earlier input items, tools and output parameters; only the last
+    user message's question is embedded. Status in `X-Cache` headers."""
     del body
+    return await _through(runtime.responses, runtime, request, principal)
+
+
+@router.post("/v1/messages", tags=["anthropic"], responses={**_ERRORS, 200: _MESSAGES_ANSWER})
+async def messages(
+    runtime: RuntimeDep,
+    body: MessagesRequest,
+    request: Request,
+    principal: Principal = Security(authenticate),
+) -> Response:
+    """Anthropic Messages through the cache (the `anthropic` SDK's `base_url` here; its
+    `x-api-key` is the cache's key). A HIT needs the same model, system prompt, earlier
+    turns, tools and output parameters. Status in `X-Cache` headers."""
+    del body
+    return await _through(runtime.messages, runtime, request, principal)
+
+
+async def _through(
+    proxy: ApiProxy, runtime: Runtime, request: Request, principal: Principal
+) -> Response:
+    """A client API's request through its proxy, with this request's cache controls and
+    end user."""
+    control = parse_cache_control(request.headers.get("cache-control"))
+    raw = await request.json()  # forwarded as sent (validated as the route's model)
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
     named = raw.get("user")  # OpenAI's end-user field, else the user header
     user = named if isinstance(named, str) else request.headers.get(runtime.settings.user_header)
     who = end_user(
         request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
     )
-    return await runtime.chats.respond(raw, principal.ns, principal.settings, control, who)
+    return await proxy.respond(raw, principal.ns, principal.settings, control, who)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

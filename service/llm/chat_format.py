@@ -14,6 +14,14 @@ _PIECE = re.compile(r"\S+\s*|\s+")
 _WORDS_PER_CHUNK = 3
 
 
+def text_pieces(text: str) -> list[str]:
+    """A text cut into the pieces a replayed stream sends: a few words at a time."""
+    pieces = _PIECE.findall(text)
+    return [
+        "".join(pieces[i : i + _WORDS_PER_CHUNK]) for i in range(0, len(pieces), _WORDS_PER_CHUNK)
+    ]
+
+
 def new_completion_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
@@ -56,9 +64,8 @@ def chunks_of(
 
     message = completion["message"]
     chunks = [chunk({"role": "assistant", "content": ""})]
-    pieces = _PIECE.findall(message.get("content") or "")
-    for start in range(0, len(pieces), _WORDS_PER_CHUNK):
-        chunks.append(chunk({"content": "".join(pieces[start : start + _WORDS_PER_CHUNK])}))
+    for piece in text_pieces(message.get("content") or ""):
+        chunks.append(chunk({"content": piece}))
     for position, call in enumerate(message.get("tool_calls") or []):
         chunks.append(chunk({"tool_calls": [{"index": position, **call}]}))
     if message.get("refusal"):

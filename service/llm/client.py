@@ -31,6 +31,9 @@ class LLMReply:
     finish_reason: str = "stop"
     usage: dict[str, Any] | None = None
     payload: dict[str, Any] | None = None  # the upstream's whole answer, served on a MISS
+    # False for an answer the canonical form cannot hold (a Responses or Messages answer
+    # with tool calls): served, not kept
+    storable: bool = True
 
     def completion(self) -> dict[str, Any]:
         """What an entry keeps to answer a later Chat Completions HIT."""
@@ -177,4 +180,18 @@ def openai_upstream(settings: Settings) -> HttpUpstream:
     return HttpUpstream(
         settings.openai_base_url, {"Authorization": f"Bearer {key}"} if key else {},
         settings.llm_timeout_s, settings.llm_max_retries, settings.llm_retry_backoff_s,
+    )  # fmt: skip
+
+
+def anthropic_upstream(settings: Settings) -> HttpUpstream | None:
+    """The Anthropic Messages upstream, when one is configured."""
+    if not settings.anthropic_base_url:
+        return None
+    headers = {"anthropic-version": settings.anthropic_version}
+    key = settings.anthropic_api_key.get_secret_value()
+    if key:
+        headers["x-api-key"] = key
+    return HttpUpstream(
+        settings.anthropic_base_url, headers, settings.llm_timeout_s, settings.llm_max_retries,
+        settings.llm_retry_backoff_s,
     )  # fmt: skip

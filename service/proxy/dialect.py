@@ -8,11 +8,16 @@ keeps one canonical form of the answer, a Chat Completions *completion*
 another when the request is the same (a bare question to the same model).
 """
 
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
-from service.keying.chat_key import ChatKey
-from service.llm.client import LLMReply
+import orjson
+
+from service.keying.chat_key import ChatKey, chat_key
+from service.keying.rag import RagSplitter
+from service.llm.client import LLMClient, LLMReply
+from service.llm.http_upstream import HttpUpstream
 
 Event = dict[str, Any]  # one event of an upstream stream (its data object)
 Sse = dict[str, str]  # one server-sent event as sse-starlette takes it (data, event)
@@ -64,3 +69,72 @@ class Dialect(Protocol):
     def stream_end(self) -> list[Sse]: ...
 
     def stream_error(self, error: Exception) -> Sse: ...
+
+
+class NativeDialect:
+    """A client API with an upstream of its own (``path`` on it), or, without one, answered
+    by the configured chat LLM and translated. Subclasses say how a request reads as a chat
+    (for keying), and how answers look in their API."""
+
+    name = "native"
+    path = "/"
+
+    def __init__(
+        self, upstream: HttpUpstream | None, llm: LLMClient, splitter: RagSplitter,
+        max_temperature: float,
+    ) -> None:  # fmt: skip
+        self.upstream = upstream  # None: answer through the chat LLM
+        self.llm = llm
+        self.splitter = splitter
+        self.max_temperature = max_temperature
+
+    def chat_form(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as a Chat Completions body, for keying."""
+        raise NotImplementedError
+
+    def answer(self, completion: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def replay(self, completion: dict[str, Any], body: dict[str, Any]) -> list[Event]:
+        raise NotImplementedError
+
+    def reply_from(self, payload: dict[str, Any], latency_ms: float, model: str) -> LLMReply:
+        """The upstream's whole answer in the canonical form."""
+        raise NotImplementedError
+
+    def key(self, body: dict[str, Any], user: str) -> ChatKey:
+        return chat_key(self.splitter, self.chat_form(body), self.max_temperature, user)
+
+    def streamed(self, body: dict[str, Any]) -> bool:
+        return bool(body.get("stream"))
+
+    async def call(self, body: dict[str, Any]) -> LLMReply:
+        started = time.perf_counter()
+        if self.upstream is None:
+            payload = self.answer(await self._chat_completion(body), body)
+        else:
+            payload = await self.upstream.post(self.path, {**body, "stream": False})
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self.reply_from(payload, latency_ms, str(body.get("model") or ""))
+
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[Event, None]:
+        if self.upstream is None:
+            for event in self.replay(await self._chat_completion(body), body):
+                yield event
+            return
+        streamed = {**body, "stream": True}
+        async for event in self.upstream.stream(self.path, streamed, ends_with_done=False):
+            yield event
+
+    async def _chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        chat: dict[str, Any] = {"messages": self.chat_form(body)["messages"]}
+        if body.get("model"):
+            chat["model"] = body["model"]
+        return (await self.llm.chat(chat)).completion()
+
+    def sse(self, event: Event, body: dict[str, Any]) -> Sse | None:
+        """The event with its ``type`` as the SSE ``event:`` name."""
+        return {"event": str(event.get("type", "message")), "data": orjson.dumps(event).decode()}
+
+    def stream_end(self) -> list[Sse]:
+        return []
