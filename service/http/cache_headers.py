@@ -13,11 +13,13 @@ def cache_headers(
     created: float | None = None,
 ) -> dict[str, str]:
     """``X-Cache`` (HIT, MISS or BYPASS); ``X-Cache-Similarity`` (of the served entry, or of
-    the nearest one on a MISS); a HIT's ``X-Cache-Entry`` and ``Age``; ``X-Replica``."""
+    the nearest one on a MISS); ``X-Cache-Entry`` (the entry served, or the one a MISS
+    stored); a HIT's ``Age``; ``X-Replica``."""
     headers = {"X-Cache": status, "X-Replica": replica_id}
     if distance is not None:
         headers["X-Cache-Similarity"] = f"{similarity(distance):.4f}"
-    if status == "HIT" and entry_id and created is not None:
+    if entry_id:
         headers["X-Cache-Entry"] = entry_id
+    if status == "HIT" and created is not None:
         headers["Age"] = str(int(max(0.0, time.time() - created)))
     return headers

@@ -79,8 +79,9 @@ class ApiProxy:
                 return self._json(answer, "HIT", resolution.entry, resolution.distance)
             assert resolution.reply is not None
             return self._json(
-                resolution.reply.payload or {}, resolution.status, None, resolution.distance
-            )
+                resolution.reply.payload or {}, resolution.status, None, resolution.distance,
+                resolution.entry_id,
+            )  # fmt: skip
 
         found = await self.queries.find(probe)
         if isinstance(found, Found):
@@ -178,8 +179,11 @@ class ApiProxy:
         status: CacheStatus,
         entry: StoredEntry | None = None,
         distance: float | None = None,
+        stored_as: str | None = None,
     ) -> Response:
-        return JSONResponse(payload, headers=self._headers(status, entry, distance))
+        """``stored_as``: the entry a MISS was kept as."""
+        headers = self._headers(status, entry, distance, stored_as)
+        return JSONResponse(payload, headers=headers)
 
     def _stream(
         self,
@@ -191,11 +195,12 @@ class ApiProxy:
         return EventSourceResponse(events, headers=self._headers(status, entry, distance))
 
     def _headers(
-        self, status: CacheStatus, entry: StoredEntry | None, distance: float | None
-    ) -> dict[str, str]:
+        self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
+        stored_as: str | None = None,
+    ) -> dict[str, str]:  # fmt: skip
         return cache_headers(
             status, self.settings.replica_id, distance,
-            entry.entry_id if entry else None, entry.created if entry else None,
+            entry.entry_id if entry else stored_as, entry.created if entry else None,
         )  # fmt: skip
 
 
