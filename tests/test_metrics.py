@@ -191,3 +191,26 @@ def test_a_tenant_sees_only_its_own_insights(
     everyone = service.http.get("/v1/insights", headers=headers["admin"]).json()["namespaces"]
     assert {"alpha", "beta"} <= set(everyone)
     assert httpx.get(f"{service.url}/v1/insights").status_code == 401
+
+
+def server_timing(header: str) -> dict[str, float]:
+    return {
+        part.split(";")[0].strip(): float(part.split("dur=")[1])
+        for part in header.split(",")
+    }  # fmt: skip
+
+
+def test_every_answer_says_where_its_time_went(service: CacheService) -> None:
+    miss = service.query("How do I reset my router password?")
+    stages = server_timing(miss.headers["Server-Timing"])
+    assert {"embed", "search", "redis", "llm", "total"} <= set(stages)
+    assert stages["total"] >= stages["embed"] > 0
+    hit = service.query("How can I reset the password of my router?")
+    stages = server_timing(hit.headers["Server-Timing"])
+    assert {"embed", "search", "redis", "total"} <= set(stages) and "llm" not in stages
+    assert sum(ms for stage, ms in stages.items() if stage != "total") <= stages["total"] + 0.01
+    exact = service.query("How do I reset my router password?")
+    assert set(server_timing(exact.headers["Server-Timing"])) == {"redis", "total"}
+    chat = {"model": "m", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]}
+    answered = service.http.post("/v1/chat/completions", json=chat)
+    assert "llm" in server_timing(answered.headers["Server-Timing"])

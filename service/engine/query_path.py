@@ -96,12 +96,18 @@ class Resolution:
     entry_id: str | None = None  # MISS: the entry it was stored as
     confidence: float | None = None  # the decision stage's probability for what it judged
     nearest_id: str | None = None  # MISS: the nearest candidate, not served
+    times: StageTimes | None = None  # where its time went, stage by stage
+
+    @property
+    def server_timing(self) -> str:
+        """The ``Server-Timing`` header of this answer."""
+        return (self.times or StageTimes()).server_timing(self.latency_ms)
 
     @classmethod
     def hit(cls, probe: Probe, found: Found) -> "Resolution":
         return cls(
             "HIT", _elapsed_ms(probe.started), entry=found.entry, distance=found.distance,
-            confidence=found.confidence,
+            confidence=found.confidence, times=probe.times,
         )  # fmt: skip
 
     @classmethod
@@ -115,12 +121,14 @@ class Resolution:
         return cls(
             "MISS", _elapsed_ms(probe.started), distance=missed.nearest if missed else None,
             reply=reply, entry_id=entry_id, confidence=missed.confidence if missed else None,
-            nearest_id=missed.nearest_id if missed else None,
+            nearest_id=missed.nearest_id if missed else None, times=probe.times,
         )  # fmt: skip
 
     @classmethod
-    def bypass(cls, started: float, reply: LLMReply | None) -> "Resolution":
-        return cls("BYPASS", _elapsed_ms(started), reply=reply)
+    def bypass(
+        cls, started: float, reply: LLMReply | None, times: StageTimes | None = None
+    ) -> "Resolution":
+        return cls("BYPASS", _elapsed_ms(started), reply=reply, times=times)
 
 
 class QueryPath:
@@ -193,8 +201,9 @@ class QueryPath:
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
         user_header: str | None = None,
-    ) -> QueryResponse:
-        """``POST /v1/query`` (``user_header``: the end user named by the request's header)."""
+    ) -> Resolution:
+        """``POST /v1/query`` (``user_header``: the end user named by the request's header);
+        ``query_response`` makes its body."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
         who = end_user(request.scope, tenant, self.settings.scope_mode,
@@ -207,10 +216,7 @@ class QueryPath:
             ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
         )  # fmt: skip
-        resolution = await self.resolve(
-            probe, lambda: complete(self.llm, key.question, request.model)
-        )
-        return query_response(ns, resolution)
+        return await self.resolve(probe, lambda: complete(self.llm, key.question, request.model))
 
     async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
         """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that;
@@ -222,7 +228,9 @@ class QueryPath:
                 return await produce()
 
         if probe.mode == "bypass":
-            return self.record(probe, Resolution.bypass(probe.started, await call_llm()))
+            return self.record(
+                probe, Resolution.bypass(probe.started, await call_llm(), probe.times)
+            )
         reply: LLMReply | None = None
         try:
             found = await self.look_up(probe)
@@ -252,7 +260,7 @@ class QueryPath:
             # not counted: the counts live in the Redis that is not answering
             if probe.mode == "only":
                 return Resolution.miss(probe, None)
-            return Resolution.bypass(probe.started, reply or await call_llm())
+            return Resolution.bypass(probe.started, reply or await call_llm(), probe.times)
 
     async def find(self, probe: Probe) -> Found | Missed | None:
         """:meth:`look_up`, or None when Redis does not answer (then pass through)."""

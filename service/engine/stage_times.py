@@ -28,3 +28,8 @@ class StageTimes:
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             self.ms[stage] = self.ms.get(stage, 0.0) + elapsed
+
+    def server_timing(self, total_ms: float) -> str:
+        """The ``Server-Timing`` header: each stage's milliseconds, then the total."""
+        parts = [f"{stage};dur={self.ms[stage]:.2f}" for stage in STAGES if stage in self.ms]
+        return ", ".join([*parts, f"total;dur={total_ms:.2f}"])

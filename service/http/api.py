@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from service.engine.insights import current_stats, insights
+from service.engine.query_path import query_response
 from service.http.auth import Principal, authenticate, require_operator
 from service.http.cache_headers import cache_headers
 from service.http.dependencies import RuntimeDep
@@ -48,14 +49,15 @@ async def query(
 ) -> QueryResponse:
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
     control = parse_cache_control(request.headers.get("cache-control"))
-    answer: QueryResponse = await runtime.queries.answer(
+    resolution = await runtime.queries.answer(
         body, principal.ns, principal.settings, control,
         request.headers.get(runtime.settings.user_header),
     )  # fmt: skip
+    answer = query_response(principal.ns, resolution)
     response.headers.update(
         cache_headers(
             answer.status, runtime.settings.replica_id, answer.distance,
-            answer.entry_id, answer.created,
+            answer.entry_id, answer.created, resolution.server_timing,
         )
     )  # fmt: skip
     return answer

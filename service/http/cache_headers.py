@@ -11,11 +11,15 @@ def cache_headers(
     distance: float | None = None,
     entry_id: str | None = None,
     created: float | None = None,
+    server_timing: str | None = None,
 ) -> dict[str, str]:
     """``X-Cache`` (HIT, MISS or BYPASS); ``X-Cache-Similarity`` (of the served entry, or of
     the nearest one on a MISS); ``X-Cache-Entry`` (the entry served, or the one a MISS
-    stored); a HIT's ``Age``; ``X-Replica``."""
+    stored); a HIT's ``Age``; ``X-Replica``; ``Server-Timing`` (milliseconds per stage of the
+    lookup: embed, search, verify, redis, llm, and the total)."""
     headers = {"X-Cache": status, "X-Replica": replica_id}
+    if server_timing:
+        headers["Server-Timing"] = server_timing
     if distance is not None:
         headers["X-Cache-Similarity"] = f"{similarity(distance):.4f}"
     if entry_id:

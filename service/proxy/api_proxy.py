@@ -67,8 +67,8 @@ class ApiProxy:
                 self.queries.record_bypass(ns, started, None)
                 return await self._pass_through(body)
             reply = await dialect.call(body)
-            self.queries.record_bypass(ns, started, reply)
-            return self._json(reply.payload or {}, "BYPASS")
+            bypassed = self.queries.record_bypass(ns, started, reply)
+            return self._json(reply.payload or {}, "BYPASS", timing=bypassed.server_timing)
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         probe = self.queries.probe(ns, keyed.key, str(body.get("model") or ""), tenant, control)
 
@@ -76,17 +76,20 @@ class ApiProxy:
             resolution = await self.queries.resolve(probe, lambda: dialect.call(body))
             if resolution.entry is not None:
                 answer = dialect.answer(resolution.entry.chat_completion(), body)
-                return self._json(answer, "HIT", resolution.entry, resolution.distance)
+                return self._json(
+                    answer, "HIT", resolution.entry, resolution.distance,
+                    timing=resolution.server_timing,
+                )  # fmt: skip
             assert resolution.reply is not None
             return self._json(
                 resolution.reply.payload or {}, resolution.status, None, resolution.distance,
-                resolution.entry_id,
+                resolution.entry_id, resolution.server_timing,
             )  # fmt: skip
 
         found = await self.queries.find(probe)
         if isinstance(found, Found):
-            self.queries.record(probe, Resolution.hit(probe, found))
-            return self._replay(found.entry, found.distance, body)
+            served = self.queries.record(probe, Resolution.hit(probe, found))
+            return self._replay(found.entry, found.distance, body, served.server_timing)
         if found is None:
             return await self._pass_through(body)
         # identical streamed misses share one upstream stream (on other replicas: its entry)
@@ -96,13 +99,14 @@ class ApiProxy:
             lambda ended: self._stream_upstream(body, (probe, found), ended),
         )  # fmt: skip
         if isinstance(shared, Followed):
-            self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
-            return self._replay(shared.entry, 0.0, body)
+            served = self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
+            return self._replay(shared.entry, 0.0, body, served.server_timing)
         await shared.stream.first()  # an upstream failing before it: an HTTP error
         if not shared.leads:  # the leader's MISS is counted when its answer is kept
             self.queries.record_shared(probe)
         status: CacheStatus = "MISS" if shared.leads else "HIT"
-        return self._stream(self._read(shared.stream, body), status, None, found.nearest)
+        timing = probe.times.server_timing((time.perf_counter() - probe.started) * 1000)
+        return self._stream(self._read(shared.stream, body), status, None, found.nearest, timing)
 
     def _stream_upstream(
         self, body: dict[str, Any], keep: tuple[Probe, Missed] | None,
@@ -158,7 +162,9 @@ class ApiProxy:
         for sse in self.dialect.stream_end():
             yield sse
 
-    def _replay(self, entry: StoredEntry, distance: float, body: dict[str, Any]) -> Response:
+    def _replay(
+        self, entry: StoredEntry, distance: float, body: dict[str, Any], timing: str
+    ) -> Response:
         events = self.dialect.replay(entry.chat_completion(), body)
 
         async def replayed() -> AsyncIterator[Sse]:
@@ -169,7 +175,7 @@ class ApiProxy:
             for sse in self.dialect.stream_end():
                 yield sse
 
-        return self._stream(replayed(), "HIT", entry, distance)
+        return self._stream(replayed(), "HIT", entry, distance, timing)
 
     # -- answers ---------------------------------------------------------------------
 
@@ -180,9 +186,10 @@ class ApiProxy:
         entry: StoredEntry | None = None,
         distance: float | None = None,
         stored_as: str | None = None,
+        timing: str | None = None,
     ) -> Response:
-        """``stored_as``: the entry a MISS was kept as."""
-        headers = self._headers(status, entry, distance, stored_as)
+        """``stored_as``: the entry a MISS was kept as; ``timing``: its Server-Timing."""
+        headers = self._headers(status, entry, distance, stored_as, timing)
         return JSONResponse(payload, headers=headers)
 
     def _stream(
@@ -191,16 +198,19 @@ class ApiProxy:
         status: CacheStatus,
         entry: StoredEntry | None,
         distance: float | None,
+        timing: str | None = None,
     ) -> Response:
-        return EventSourceResponse(events, headers=self._headers(status, entry, distance))
+        """``timing``: the stages before the stream started (a stream's own time is its)."""
+        headers = self._headers(status, entry, distance, None, timing)
+        return EventSourceResponse(events, headers=headers)
 
     def _headers(
         self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
-        stored_as: str | None = None,
+        stored_as: str | None = None, timing: str | None = None,
     ) -> dict[str, str]:  # fmt: skip
         return cache_headers(
             status, self.settings.replica_id, distance,
-            entry.entry_id if entry else stored_as, entry.created if entry else None,
+            entry.entry_id if entry else stored_as, entry.created if entry else None, timing,
         )  # fmt: skip
 
 
