@@ -5,6 +5,7 @@ on it (the coalescer's ``waiting`` count), so the requests provably overlapped: 
 that ran one after another would give the same answers, but never wait together."""
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -183,3 +184,30 @@ def test_a_streamed_miss_on_another_replica_replays_the_leaders_answer(
     assert len(upstream.requests) == 1
     assert on_first == [("MISS", f"Upstream says: {prompt} ")]
     assert on_second[0][0] == "HIT" and on_second[0][1].strip() == f"Upstream says: {prompt}"
+
+
+async def test_a_reader_joining_an_abandoned_stream_is_told_not_left_waiting() -> None:
+    from service.engine.shared_stream import SharedStream
+
+    shared = SharedStream()
+    shared.publish({"choices": [{"delta": {"content": "Hel"}}]})
+
+    async def pump() -> None:  # an upstream that would go on for ever
+        await asyncio.Event().wait()
+
+    shared.task = asyncio.create_task(pump())
+    first = shared.follow()
+    assert (await anext(first))["choices"][0]["delta"]["content"] == "Hel"
+    await first.aclose()  # the only reader leaves: the upstream is closed
+    with contextlib.suppress(asyncio.CancelledError):
+        await shared.task
+    late = [chunk async for chunk in _until_error(shared)]
+    assert late == ["Hel", "error: the stream was abandoned by its readers"]
+
+
+async def _until_error(shared: Any) -> Any:
+    try:
+        async for chunk in shared.follow():
+            yield chunk["choices"][0]["delta"]["content"]
+    except Exception as error:
+        yield f"error: {error}"

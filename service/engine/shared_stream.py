@@ -74,3 +74,5 @@ class SharedStream:
             done = self.finished or self.error is not None
             if self.readers == 0 and not done and self.task is not None:
                 self.task.cancel()  # nobody reads on: close the upstream, store nothing
+                # and a request joining it now (before it is gone) must not wait for ever
+                self.fail(UpstreamFailed("the stream was abandoned by its readers"))
