@@ -5,13 +5,17 @@ scope (random unit vectors, written through the store's own script, so FAISS sea
 among them), then one client sends, one at a time, distinct QQP questions (MISS, LLM 0 ms),
 each question with " ?" for "?" (tokenised identically, so a semantic HIT that the exact
 path cannot serve), and each question again (exact HIT). A run with a 1000 ms LLM gives the
-speedup a user sees. Writes bench/results/latency.json.
+speedup a user sees. For semantic HITs the medians of each ``Server-Timing`` stage are
+reported too (where the time went), beside the embedder alone in this process on the same
+questions (``embed_alone``: what a semantic HIT cannot go below). Writes
+bench/results/latency.json.
 
     python bench/latency.py [--queries 200] [--sizes 1000,100000] [--backends onnx,onnx-int8,torch]
 """
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -49,11 +53,36 @@ def timed(service: ServiceProcess, prompt: str) -> tuple[float, dict[str, Any]]:
     response = service.query(prompt)
     elapsed = (time.perf_counter() - started) * 1000
     response.raise_for_status()
-    return elapsed, response.json()
+    return elapsed, {**response.json(), "timing": response.headers.get("Server-Timing", "")}
+
+
+def stages_of(header: str) -> dict[str, float]:
+    """A ``Server-Timing`` header as {stage: ms}."""
+    stages = {}
+    for part in header.split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if duration:
+            stages[name] = float(duration)
+    return stages
+
+
+def embed_alone(backend: str, questions: list[str]) -> dict[str, float]:
+    """The embedder in this process, one question at a time (a semantic HIT's floor)."""
+    from index.embedding.embedder import load_embedder
+
+    embedder = load_embedder(backend, None, None)
+    embedder.encode(["warm-up question?"])
+    samples = []
+    for question in questions:
+        started = time.perf_counter()
+        embedder.encode([semantic_variant(question)])
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
 
 
 def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"miss": [], "semantic_hit": [], "exact_hit": []}
+    stage_samples: dict[str, list[float]] = {}
     stored: list[str] = []
     timed(service, "warm-up question number one?")
     timed(service, "warm-up question number one ?")
@@ -66,6 +95,8 @@ def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
         elapsed, answer = timed(service, semantic_variant(question))
         if answer["status"] == "HIT":
             samples["semantic_hit"].append(elapsed)
+            for stage, ms in stages_of(answer["timing"]).items():
+                stage_samples.setdefault(stage, []).append(ms)
     for question in questions:
         elapsed, answer = timed(service, question)
         if answer["status"] == "HIT":
@@ -79,6 +110,9 @@ def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
     miss_p50 = figures["miss"]["p50_ms"]
     figures["speedup_semantic_p50"] = round(miss_p50 / figures["semantic_hit"]["p50_ms"], 2)
     figures["speedup_exact_p50"] = round(miss_p50 / figures["exact_hit"]["p50_ms"], 2)
+    figures["semantic_hit_stages_p50_ms"] = {
+        stage: round(statistics.median(values), 3) for stage, values in stage_samples.items()
+    }
     return figures
 
 
@@ -86,8 +120,9 @@ def describe(label: str, figures: dict[str, Any]) -> None:
     parts = [
         f"{kind} p50 {f['p50_ms']:.2f} p99 {f['p99_ms']:.2f} ms (n={f['n']})"
         for kind, f in figures.items()
-        if isinstance(f, dict)
+        if isinstance(f, dict) and "p50_ms" in f
     ]
+    parts.append(f"stages {figures.get('semantic_hit_stages_p50_ms')}")
     print(
         f"{label}: "
         + ", ".join(parts)
@@ -120,6 +155,7 @@ def main() -> None:
                     questions = distinct_questions(args.queries, seed=3)
                     with ServiceProcess(redis.url, embedder=backend, sim_latency_ms=0) as svc:
                         figures = measure(svc, questions)
+                    figures["embed_alone"] = embed_alone(backend, questions)
                     run = {"entries": size, "backend": backend, "llm_ms": 0, **figures}
                     results["runs"].append(run)
                     describe(f"{size:>7} entries, {backend:>9}, LLM 0 ms", figures)
