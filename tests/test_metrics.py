@@ -42,9 +42,9 @@ def test_namespace_labels_are_bounded() -> None:
 
 def test_percentiles_interpolate_inside_a_bucket_like_prometheus() -> None:
     counts = [0.0] * len(LATENCY_BUCKETS_MS)
-    counts[LATENCY_BUCKETS_MS.index(10)] = 100  # all between 5 and 10 ms
+    counts[LATENCY_BUCKETS_MS.index(10)] = 100  # all between 7.5 and 10 ms
     found = percentiles(counts, (0.5, 0.99))
-    assert found == {"p50": 7.5, "p99": 9.95}
+    assert found == {"p50": 8.75, "p99": 9.975}
     assert percentiles([0.0] * len(counts), (0.5,)) == {"p50": 0.0}
     counts[-1] = 1e6  # nearly all past the last bound: that bound is the answer
     assert percentiles(counts, (0.5,)) == {"p50": 10000.0}

@@ -33,7 +33,28 @@ Outcome = Literal["hit", "miss", "bypass"]
 _COUNTERS = ("requests", "hits", "misses", "bypasses", "evictions", "tokens_saved")
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 # upper bounds (ms) of the latency buckets counted per outcome; the last one is open
-LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, math.inf)
+LATENCY_BUCKETS_MS = (
+    1,
+    2.5,
+    5,
+    7.5,
+    10,
+    15,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    1500,
+    2000,
+    3000,
+    4000,
+    5000,
+    7500,
+    10000,
+    math.inf,
+)  # fine where HITs (a few ms) and LLM calls (1-5 s) fall
 NEAR_MISSES_KEPT = 200
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
