@@ -160,7 +160,11 @@ async def start_runtime(
         embedder,
         llm,
         telemetry,
-        MissCoalescer(store, lock_ttl_s=settings.coalesce_lock_s),
+        MissCoalescer(
+            store,
+            lock_ttl_s=settings.coalesce_lock_s,
+            lock_life_s=settings.coalesce_lock_life_s,
+        ),
         splitter,
         decision,
     )

@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     price_per_call_usd: float = Field(default=0.002, ge=0)
     # how long identical misses wait for the one LLM call they share (then call themselves)
     coalesce_lock_s: float = Field(default=30.0, gt=0)
+    # the lock's life between its leader's renewals: how long a dead leader holds others back
+    coalesce_lock_life_s: float = Field(default=3.0, gt=0)
 
     # Telemetry: counts are sent to Redis in one pipeline per interval
     stats_flush_interval_s: float = Field(default=0.2, gt=0, le=60)

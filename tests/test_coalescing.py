@@ -211,3 +211,36 @@ async def _until_error(shared: Any) -> Any:
             yield chunk["choices"][0]["delta"]["content"]
     except Exception as error:
         yield f"error: {error}"
+
+
+def test_a_dead_leaders_lock_holds_others_back_one_lock_life_only(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream, redis_client: Any
+) -> None:
+    from index.store import keys
+    from service.keying.normalise import normalise_prompt, scope_of
+
+    service = start_service(llm="openai", openai_base_url=upstream.base_url,
+                            llm_max_retries=0, coalesce_lock_life_s=0.5)  # fmt: skip
+    prompt = "What is the speed of light in a vacuum?"
+    exact = keys.exact_key("default", scope_of(None), normalise_prompt(prompt))
+    # a replica that took the lock and died: nobody renews it, it lapses after its life
+    redis_client.set(keys.lock_key(exact), "dead-leader", px=500)
+    # the deadline is the assertion: the 30 s wait would fail it as a read timeout
+    answer = service.http.post("/v1/query", json={"prompt": prompt}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["status"] == "MISS"
+    assert len(upstream.requests) == 1
+
+
+def test_a_live_leader_renews_its_lock_past_its_life(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream
+) -> None:
+    settings = {"llm": "openai", "openai_base_url": upstream.base_url, "llm_max_retries": 0,
+                "coalesce_lock_life_s": 0.3}  # fmt: skip
+    first, second = start_service(**settings), start_service(**settings)
+    # the leader's call is held well past three lock lives: renewed, the lock keeps the
+    # other replica waiting instead of calling the LLM itself
+    upstream.plan.append("slow:1.5")
+    answers = asyncio.run(ask_all([first.url, second.url], "Who discovered penicillin?", 2))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert sorted(a.json()["status"] for a in answers) == ["HIT", "MISS"]
+    assert len(upstream.requests) == 1

@@ -30,6 +30,7 @@ class Scripts:
     touch_entry: AsyncScript
     record_feedback: AsyncScript
     release_lock: AsyncScript
+    renew_lock: AsyncScript
     take_token: AsyncScript
 
     @classmethod

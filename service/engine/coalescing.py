@@ -2,9 +2,13 @@
 prompt) make one LLM call.
 
 Within a replica, the first miss leads and later ones await it. Across replicas, the leader
-holds a short Redis lock (``dc:lock:{ns}:<sha>``, SET NX PX, released only by its holder);
-a replica that finds the lock taken polls for the stored entry until it appears, the lock
-goes (the leader failed: it then tries to lead itself) or the deadline passes.
+holds a short Redis lock (``dc:lock:{ns}:<sha>``, SET NX PX, released only by its holder)
+and renews it while its call runs (a heartbeat every third of its life); a replica that
+finds the lock taken polls for the stored entry until it appears, the lock goes (the leader
+failed, or died and stopped renewing: it then tries to lead itself) or the deadline passes.
+A leader killed mid-call so holds its followers back for one lock life (3 s by default), not
+for the whole wait (with a 30 s lock, one replica killed behind nginx left a retried request
+waiting past its client's 10 s timeout).
 
 Streamed misses (``share_stream``) coalesce the same way, but followers on the leader's
 replica do not wait for the end: they read the leader's upstream stream as it arrives
@@ -63,9 +67,18 @@ StartStream = Callable[[Callable[[], Awaitable[None]]], SharedStream]
 
 
 class MissCoalescer:
-    def __init__(self, store: RedisStore, lock_ttl_s: float, poll_interval_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        lock_ttl_s: float,
+        poll_interval_s: float = 0.02,
+        lock_life_s: float = 3.0,
+    ) -> None:
+        """``lock_ttl_s``: how long a follower waits at most; ``lock_life_s``: the lock's
+        time to live between its leader's renewals."""
         self.store = store
         self.lock_ttl_ms = max(1, int(lock_ttl_s * 1000))
+        self.lock_life_ms = max(1, int(min(lock_life_s, lock_ttl_s) * 1000))
         self.poll_interval_s = poll_interval_s
         self._in_flight: dict[str, asyncio.Future[None]] = {}
         self._streams: dict[str, asyncio.Future[SharedStream | Followed]] = {}
@@ -114,16 +127,35 @@ class MissCoalescer:
         turn = await self._take_turn(ns, scope, normalised, exact)
         if isinstance(turn, Followed):
             return turn
-        return Sharing(start(self._ending(exact, turn)), leads=True)
+        heartbeat = asyncio.create_task(self._renew(turn), name="lock-heartbeat")
+        return Sharing(start(self._ending(exact, turn, heartbeat)), leads=True)
 
-    def _ending(self, exact: str, turn: "_Turn") -> Callable[[], Awaitable[None]]:
-        """What a led stream does when it ends: no longer joinable, and its lock released."""
+    def _ending(
+        self, exact: str, turn: "_Turn", heartbeat: "asyncio.Task[None]"
+    ) -> Callable[[], Awaitable[None]]:
+        """What a led stream does when it ends: no longer joinable, its lock released."""
 
         async def ended() -> None:
             self._streams.pop(exact, None)
+            heartbeat.cancel()
             await self._release(turn)
 
         return ended
+
+    async def _renew(self, turn: "_Turn") -> None:
+        """Keep the lock alive while its holder runs (until cancelled, or the lock is lost)."""
+        if turn.token is None:
+            return
+        while True:
+            await asyncio.sleep(self.lock_life_ms / 3000)
+            try:
+                held = await self.store.scripts.renew_lock(
+                    keys=[turn.lock], args=[turn.token, self.lock_life_ms]
+                )
+            except RedisError:
+                continue  # Redis away: the lock may lapse; followers then lead themselves
+            if not held:
+                return
 
     async def _release(self, turn: "_Turn") -> None:
         if turn.token is None:
@@ -162,9 +194,11 @@ class MissCoalescer:
         turn = await self._take_turn(ns, scope, normalised, exact)
         if isinstance(turn, Followed):
             return turn
+        heartbeat = asyncio.create_task(self._renew(turn), name="lock-heartbeat")
         try:
             return Led(await produce())
         finally:
+            heartbeat.cancel()
             await self._release(turn)
 
     async def _take_turn(
@@ -178,7 +212,7 @@ class MissCoalescer:
         deadline = asyncio.get_running_loop().time() + self.lock_ttl_ms / 1000
         while True:
             try:
-                acquired = await self.store.client.set(lock, token, nx=True, px=self.lock_ttl_ms)
+                acquired = await self.store.client.set(lock, token, nx=True, px=self.lock_life_ms)
             except RedisError:  # no lock to be had: make the call rather than wait
                 return _Turn(lock, None)
             if acquired:
