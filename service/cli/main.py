@@ -58,10 +58,6 @@ def _one_line_errors() -> Iterator[None]:
         raise fail(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}") from None
 
 
-def _client(url: str, key: str | None) -> ServiceClient:
-    return ServiceClient(url, key)
-
-
 def _with_store(redis_url: str, work: Callable[[RedisStore], Awaitable[T]]) -> T:
     async def run() -> T:
         client = connect(redis_url, 10.0)
@@ -112,7 +108,7 @@ def warm(
 ) -> None:
     """Store prompt/response pairs through the API (resumes after an interruption)."""
     with _one_line_errors():
-        client = _client(url, key)
+        client = ServiceClient(url, key)
         try:
             stored, skipped = warm_file(client, file, batch, restart, console)
         finally:
@@ -220,7 +216,7 @@ def stats(
 ) -> None:
     """Hit rate, latency, savings: per namespace and in total."""
     with _one_line_errors():
-        client = _client(url, key)
+        client = ServiceClient(url, key)
         try:
             numbers = client.call("GET", "/v1/stats")
             if as_json:
@@ -270,7 +266,7 @@ def tenant_create(
     """Create a tenant (its namespace and settings)."""
     with _one_line_errors():
         settings = dict(_setting(item) for item in setting or [])
-        created = _client(url, key).call(
+        created = ServiceClient(url, key).call(
             "POST", "/v1/admin/tenants", json={"namespace": namespace, "settings": settings}
         )
     console.print(f"created tenant {created.get('namespace', namespace)!r}")
@@ -280,7 +276,7 @@ def tenant_create(
 def tenant_list(url: Url = "http://127.0.0.1:8000", key: Key = None) -> None:
     """The tenants and their settings."""
     with _one_line_errors():
-        listed = _client(url, key).call("GET", "/v1/admin/tenants")
+        listed = ServiceClient(url, key).call("GET", "/v1/admin/tenants")
     table = Table("namespace", "settings")
     for tenant in listed.get("tenants", []):
         chosen = {name: value for name, value in tenant.get("settings", {}).items()
@@ -298,7 +294,7 @@ def tenant_keys(
 ) -> None:
     """List a tenant's keys, or issue one with --new."""
     with _one_line_errors():
-        client = _client(url, key)
+        client = ServiceClient(url, key)
         if new:
             issued = client.call("POST", f"/v1/admin/tenants/{namespace}/keys")
             console.print(f"key id {issued['key_id']}: {issued['key']}")
@@ -321,7 +317,7 @@ def tenant_revoke(
 ) -> None:
     """Revoke a tenant's key at once, on every replica."""
     with _one_line_errors():
-        _client(url, key).call("DELETE", f"/v1/admin/keys/{key_id}")
+        ServiceClient(url, key).call("DELETE", f"/v1/admin/keys/{key_id}")
     console.print(f"revoked key {key_id}")
 
 

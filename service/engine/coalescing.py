@@ -131,7 +131,7 @@ class MissCoalescer:
         return Sharing(start(self._ending(exact, turn, heartbeat)), leads=True)
 
     def _ending(
-        self, exact: str, turn: "_Turn", heartbeat: "asyncio.Task[None]"
+        self, exact: str, turn: _Turn, heartbeat: asyncio.Task[None]
     ) -> Callable[[], Awaitable[None]]:
         """What a led stream does when it ends: no longer joinable, its lock released."""
 
@@ -142,7 +142,7 @@ class MissCoalescer:
 
         return ended
 
-    async def _renew(self, turn: "_Turn") -> None:
+    async def _renew(self, turn: _Turn) -> None:
         """Keep the lock alive while its holder runs (until cancelled, or the lock is lost)."""
         if turn.token is None:
             return
@@ -157,7 +157,7 @@ class MissCoalescer:
             if not held:
                 return
 
-    async def _release(self, turn: "_Turn") -> None:
+    async def _release(self, turn: _Turn) -> None:
         if turn.token is None:
             return
         with contextlib.suppress(RedisError):  # else it expires by itself
@@ -203,7 +203,7 @@ class MissCoalescer:
 
     async def _take_turn(
         self, ns: str, scope: str, normalised: str, exact: str
-    ) -> "_Turn | Followed":
+    ) -> _Turn | Followed:
         """This request's turn to make the call (holding the cross-replica lock, or not when
         Redis gives none or another holder outlived its deadline), or the entry another
         request stored meanwhile."""

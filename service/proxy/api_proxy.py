@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
-import orjson
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
@@ -31,7 +30,7 @@ from service.llm.client import UpstreamFailed, UpstreamTimedOut
 from service.policy.cache_control import CacheControl
 from service.policy.user_scope import EndUser
 from service.policy.validation import validate_prompt
-from service.proxy.dialect import Dialect, Sse
+from service.proxy.dialect import Dialect, Event, Sse
 from service.schemas import CacheStatus, TenantSettings
 from service.settings import Settings
 
@@ -149,10 +148,16 @@ class ApiProxy:
         await shared.first()
         return self._stream(self._read(shared, body), "BYPASS", None, None)
 
-    async def _read(self, shared: SharedStream, body: dict[str, Any]) -> AsyncIterator[Sse]:
+    def _read(self, shared: SharedStream, body: dict[str, Any]) -> AsyncIterator[Sse]:
         """A shared upstream stream as this request's events."""
+        return self._as_sse(shared.follow(), body)
+
+    async def _as_sse(
+        self, events: AsyncIterator[Event], body: dict[str, Any]
+    ) -> AsyncIterator[Sse]:
+        """Events as sent to this client, then the API's end (or its error event)."""
         try:
-            async for event in shared.follow():
+            async for event in events:
                 sse = self.dialect.sse(event, body)
                 if sse is not None:
                     yield sse
@@ -167,15 +172,11 @@ class ApiProxy:
     ) -> Response:
         events = self.dialect.replay(entry.chat_completion(), body)
 
-        async def replayed() -> AsyncIterator[Sse]:
+        async def replayed() -> AsyncIterator[Event]:
             for event in events:
-                sse = self.dialect.sse(event, body)
-                if sse is not None:
-                    yield sse
-            for sse in self.dialect.stream_end():
-                yield sse
+                yield event
 
-        return self._stream(replayed(), "HIT", entry, distance, timing)
+        return self._stream(self._as_sse(replayed(), body), "HIT", entry, distance, timing)
 
     # -- answers ---------------------------------------------------------------------
 
@@ -216,11 +217,3 @@ class ApiProxy:
 
 async def _nothing() -> None:
     return None
-
-
-def data_event(event: dict[str, Any], name: str | None = None) -> Sse:
-    """An event as SSE: its JSON as ``data``, and its ``event:`` name when the API has one."""
-    sse = {"data": orjson.dumps(event).decode()}
-    if name:
-        sse["event"] = name
-    return sse

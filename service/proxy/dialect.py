@@ -23,6 +23,16 @@ Event = dict[str, Any]  # one event of an upstream stream (its data object)
 Sse = dict[str, str]  # one server-sent event as sse-starlette takes it (data, event)
 
 
+def joined_text(content: Any, text_types: tuple[str, ...]) -> Any:
+    """A content list of text parts (of ``text_types``) as one text; anything else (images,
+    files, tool use) as given, which keeps such a question out of the cache."""
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and part.get("type") in text_types for part in content
+    ):
+        return "\n".join(str(part.get("text", "")) for part in content)
+    return content
+
+
 class Assembler(Protocol):
     """Puts a streamed answer back together."""
 

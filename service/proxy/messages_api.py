@@ -16,7 +16,7 @@ import orjson
 
 from service.llm.chat_format import text_pieces
 from service.llm.client import LLMReply, UpstreamFailed
-from service.proxy.dialect import Event, NativeDialect, Sse
+from service.proxy.dialect import Event, NativeDialect, Sse, joined_text
 
 # Chat Completions' finish reasons and Anthropic's stop reasons, both ways
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -29,24 +29,14 @@ def chat_form(body: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _text_or_blocks(system)})
+        messages.append({"role": "system", "content": joined_text(system, ("text",))})
     for turn in body.get("messages") or []:
         if isinstance(turn, dict):
             messages.append(
-                {"role": turn.get("role"), "content": _text_or_blocks(turn.get("content"))}
+                {"role": turn.get("role"), "content": joined_text(turn.get("content"), ("text",))}
             )
     rest = {k: v for k, v in body.items() if k not in ("messages", "system")}
     return {**rest, "messages": messages}
-
-
-def _text_or_blocks(content: Any) -> Any:
-    """Text blocks as one text; anything else (images, tool use and results) as given,
-    which keeps such a question out of the cache."""
-    if isinstance(content, list) and all(
-        isinstance(block, dict) and block.get("type") == "text" for block in content
-    ):
-        return "\n".join(str(block.get("text", "")) for block in content)
-    return content
 
 
 def message_body(completion: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

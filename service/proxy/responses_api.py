@@ -18,7 +18,7 @@ import orjson
 from service.keying.chat_key import ChatKey
 from service.llm.chat_format import text_pieces
 from service.llm.client import LLMReply, UpstreamFailed
-from service.proxy.dialect import Event, NativeDialect, Sse
+from service.proxy.dialect import Event, NativeDialect, Sse, joined_text
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 _ROLES = ("user", "assistant", "system", "developer")
@@ -38,21 +38,13 @@ def chat_form(body: dict[str, Any]) -> dict[str, Any]:
             and item.get("role") in _ROLES
             and item.get("type", "message") == "message"
         ):
-            messages.append({"role": item["role"], "content": _text_or_parts(item.get("content"))})
+            messages.append(
+                {"role": item["role"], "content": joined_text(item.get("content"), _TEXT_PARTS)}
+            )
         else:  # function calls and their outputs, as given: part of the conversation
             messages.append({"role": "item", "content": [item]})
     rest = {k: v for k, v in body.items() if k not in ("input", "instructions")}
     return {**rest, "messages": messages}
-
-
-def _text_or_parts(content: Any) -> Any:
-    """A content list of text parts as one text; anything else (images, files) as given,
-    which keeps such a question out of the cache."""
-    if isinstance(content, list) and all(
-        isinstance(part, dict) and part.get("type") in _TEXT_PARTS for part in content
-    ):
-        return "\n".join(str(part.get("text", "")) for part in content)
-    return content
 
 
 def _new_id(prefix: str) -> str:
