@@ -12,6 +12,7 @@ from index.embedding.worker import EmbeddingWorker
 from index.policy.verifier import Verifier
 from index.store.connection import connect
 from index.store.redis_store import RedisStore
+from index.sync.event_feed import EventFeed
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import IndexShape, LocalIndex
 from service.embedded_redis import EmbeddedRedis
@@ -103,7 +104,14 @@ async def start_runtime(
     stack.push_async_callback(embedder.close)
     client = connect(redis_url, settings.redis_timeout_s)
     stack.push_async_callback(client.aclose)
-    store = RedisStore(client, origin=settings.replica_id, dim=embedder.dim)
+    store = RedisStore(
+        client,
+        origin=settings.replica_id,
+        dim=embedder.dim,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
+    )
+    stack.push_async_callback(store.aclose)
     index = LocalIndex(
         embedder.dim,
         IndexShape(
@@ -117,7 +125,7 @@ async def start_runtime(
     sync = ReplicaSync(
         store,
         index,
-        subscriber_factory=lambda: connect(redis_url, None, f"dc-sub:{settings.replica_id}"),
+        feed_factory=lambda: EventFeed(store, redis_url, f"dc-sub:{settings.replica_id}"),
         page_size=settings.rebuild_page_size,
         drift_check_interval_s=settings.drift_check_interval_s,
     )

@@ -57,8 +57,10 @@ class EmbeddedRedis:
         port: int | None = None,
         appendonly: bool = True,
         appendfsync: str = "everysec",
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.appendfsync = appendfsync
+        self.extra_args = extra_args
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -89,6 +91,7 @@ class EmbeddedRedis:
             "--notify-keyspace-events", "Ex",
             "--loadmodule", str(redisearch_module()),
             "--logfile", str(self.data_dir / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

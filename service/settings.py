@@ -45,13 +45,18 @@ class Settings(BaseSettings):
             return None
         return value
 
-    # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir
+    # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir.
+    # redis+cluster://host:port (rediss+cluster:// with TLS) names a Redis Cluster by any node
     redis_url: str | None = None
     redis_data_dir: Path = Path("data/redis")
     # the embedded Redis's AOF fsync: everysec (a machine crash may lose the last second),
     # always (nothing acknowledged is lost; see bench/results/appendfsync.json for its cost)
     redis_appendfsync: Literal["everysec", "always"] = "everysec"
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # a write counts as stored once this many replicas of its Redis (its shard's primary,
+    # on a cluster) have it (WAIT): then a primary's failure loses no acknowledged entry
+    redis_wait_replicas: int = Field(default=0, ge=0, le=8)
+    redis_wait_timeout_ms: int = Field(default=200, ge=1, le=10_000)
 
     # Embedding and search
     # onnx: exported from the same weights, identical vectors to torch, ~4x faster here

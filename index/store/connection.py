@@ -10,21 +10,30 @@ on the first timeout or refused connection: for ``cooldown_s`` every command fai
 
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 # Redis not answering (refused, reset, timed out), or not taking writes now (out of memory
 # under noeviction, a read-only replica during a failover, still loading its data): the
 # engine passes queries through, the HTTP layer answers 503. Any other Redis error is a bug
 # or a misconfiguration.
+class NotReplicated(RedisError):
+    """A write reached its primary but not, within the wait, the replicas it must reach
+    before it counts as stored (``DYNACACHE_REDIS_WAIT_REPLICAS``)."""
+
+
 STORE_UNAVAILABLE = (
     RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
+    NotReplicated,
 )  # fmt: skip
 _NOT_ANSWERING = (RedisConnectionError, RedisTimeoutError)
 DEFAULT_COOLDOWN_S = 1.0
@@ -65,6 +74,41 @@ class GuardedPipeline(Pipeline):
             raise
 
 
+class GuardedClusterPipeline(ClusterPipeline):
+    breaker: Breaker
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        self.breaker.check()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except _NOT_ANSWERING as error:
+            if not isinstance(error, CircuitOpen):
+                self.breaker.failed()
+            raise
+
+
+class GuardedRedisCluster(RedisCluster):
+    """The cluster client with the same breaker (one per replica, for all of the cluster's
+    nodes: a primary that stopped answering opens it for every namespace for
+    ``cooldown_s``, as one Redis would)."""
+
+    breaker: Breaker
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self.breaker.check()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except _NOT_ANSWERING as error:
+            if not isinstance(error, CircuitOpen):
+                self.breaker.failed()
+            raise
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = GuardedClusterPipeline(self, transaction)  # type: ignore[abstract]
+        pipe.breaker = self.breaker
+        return pipe
+
+
 class GuardedRedis(aioredis.Redis):
     """A client whose commands and pipelines go through the breaker."""
 
@@ -87,15 +131,37 @@ class GuardedRedis(aioredis.Redis):
         return pipe
 
 
-def connect(
-    url: str,
-    timeout_s: float | None,
-    name: str | None = None,
-    cooldown_s: float = DEFAULT_COOLDOWN_S,
-) -> "aioredis.Redis":
-    """A client with bounded timeouts, no retries and a breaker (``timeout_s`` None: a
-    pub/sub connection that waits, without a breaker)."""
-    options: dict[str, Any] = {
+def primary_for(cluster: RedisCluster, key: str) -> ClusterNode:
+    """The primary serving ``key``'s slot, as the client knows the topology now."""
+    node = cluster.get_node_from_key(key)
+    if node is None:
+        raise RedisConnectionError(f"no primary serves the slot of {key!r} now")
+    return node
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    """``redis+cluster://`` (or ``rediss+cluster://``): the URL names a Redis Cluster (any
+    of its nodes; the client discovers the rest)."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def node_url(url: str, host: str | None = None, port: int | None = None) -> str:
+    """The plain ``redis://`` URL of one node: the URL's credentials and options, at
+    ``host:port`` when given (a cluster node found by discovery)."""
+    parts = urlsplit(url)
+    scheme = CLUSTER_SCHEMES.get(parts.scheme, parts.scheme)
+    netloc = parts.netloc
+    if host is not None and port is not None:
+        credentials = netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _options(timeout_s: float | None, name: str | None) -> dict[str, Any]:
+    return {
         "protocol": 3,
         "client_name": name,
         "socket_timeout": timeout_s,
@@ -103,6 +169,28 @@ def connect(
         "retry_on_timeout": False,
         "retry": Retry(NoBackoff(), 0),
     }
+
+
+def connect(
+    url: str,
+    timeout_s: float | None,
+    name: str | None = None,
+    cooldown_s: float = DEFAULT_COOLDOWN_S,
+) -> "aioredis.Redis":
+    """A client with bounded timeouts, no retries and a breaker (``timeout_s`` None: a
+    pub/sub connection that waits, without a breaker). A cluster URL gives the cluster
+    client (typed as the plain one: the commands the project uses are the same)."""
+    options = _options(timeout_s, name)
+    if is_cluster_url(url):
+        cluster = GuardedRedisCluster.from_url(
+            node_url(url),
+            # a slot without a primary (during a failover) fails its own commands only
+            require_full_coverage=False,
+            **options,
+        )
+        assert isinstance(cluster, GuardedRedisCluster)
+        cluster.breaker = Breaker(cooldown_s)
+        return cluster  # type: ignore[return-value]
     if timeout_s is None:
         return aioredis.Redis.from_url(url, **options)
     client = GuardedRedis.from_url(url, **options)

@@ -9,9 +9,11 @@ import secrets
 
 ENTRY_PREFIX = "dc:e:"
 SEARCH_INDEX = "dc:idx"
-SEQUENCE = "dc:seq"
-EVENTS_CHANNEL = "dc:events"
+# a namespace's first write announces it here (classic pub/sub: rare, reaches every node)
+NAMESPACES_CHANNEL = "dc:namespaces"
 EXPIRED_PATTERN = "__keyevent@*__:expired"
+# the one global sequence of releases before sequences were per namespace
+LEGACY_SEQUENCE = "dc:seq"
 
 _ENTRY_ID = re.compile(r"^[0-9a-f]{16}$")
 _ENTRY_KEY = re.compile(r"^dc:e:\{(?P<ns>[^}]+)\}:(?P<id>[0-9a-f]{16})$")
@@ -34,6 +36,25 @@ def faiss_id(entry_id: str) -> int:
 
 def entry_id_of(faiss_id_value: int) -> str:
     return f"{faiss_id_value:016x}"
+
+
+def sequence_key(ns: str) -> str:
+    """A namespace's write sequence: every change to its entries takes the next number."""
+    return f"dc:seq:{{{ns}}}"
+
+
+def sequence_pattern() -> str:
+    return "dc:seq:{*}"
+
+
+def events_channel(ns: str) -> str:
+    """A namespace's change events (sharded pub/sub: served by the shard holding ``{ns}``)."""
+    return f"dc:ev:{{{ns}}}"
+
+
+def channel_namespace(channel: str) -> str | None:
+    """The namespace of a ``dc:ev:{ns}`` channel, or None for any other channel."""
+    return namespace_of(channel) if channel.startswith("dc:ev:") else None
 
 
 def entry_key(ns: str, entry_id: str) -> str:

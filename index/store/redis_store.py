@@ -1,10 +1,12 @@
 """Redis as the source of truth: entry hashes, exact pointers, the HNSW mirror, events.
 
-Every write and delete is one Lua script (``index/store/lua/``), so that taking the next
-``dc:seq``, writing the hash with that seq, its EXPIRE, the exact-match pointer and the
-PUBLISH on ``dc:events`` happen as one atomic step (the script is what lets the hash carry
-the seq it was given, and keeps seq order equal to commit order, which the replicas'
-catch-up relies on). Scripts are given every key they touch: what they must check (the
+Every write and delete is one Lua script (``index/store/lua/``), so that taking the
+namespace's next seq (``dc:seq:{ns}``), writing the hash with that seq, its EXPIRE, the
+exact-match pointer and the SPUBLISH on ``dc:ev:{ns}`` happen as one atomic step (the script
+is what lets the hash carry the seq it was given, and keeps a namespace's seq order equal to
+its commit order, which the replicas' catch-up relies on). Every key of a namespace carries
+the ``{ns}`` hash tag, so on a Redis Cluster each script runs on the one shard holding the
+namespace. Scripts are given every key they touch: what they must check (the
 pointer an entry replaces, the entries eviction removes) is read first and passed in KEYS,
 and a script that finds it changed answers "retry" or skips it. A full namespace makes room
 right after the write, by a second script: for a moment it holds one entry over capacity.
@@ -20,9 +22,12 @@ from typing import Any
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from index.store import keys
+from index.store.connection import GuardedRedisCluster, NotReplicated, primary_for
 from index.store.records import (
     EXPORT_FIELDS,
     INDEX_FIELDS,
@@ -54,44 +59,156 @@ def escape_tag(value: str) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: "aioredis.Redis", origin: str, dim: int) -> None:
+    def __init__(
+        self,
+        client: "aioredis.Redis",
+        origin: str,
+        dim: int,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 200,
+    ) -> None:
         self.client = client
         self.origin = origin
         self.dim = dim
+        # a write counts as stored once this many replicas of its shard have it (WAIT)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._node_clients: dict[str, aioredis.Redis] = {}
         self.scripts = Scripts.register(client)
         self.evictions: Counter[str] = Counter()  # entries this process evicted, per namespace
+
+    @property
+    def cluster(self) -> RedisCluster | None:
+        """The cluster client, when Redis is a cluster."""
+        client: object = self.client
+        return client if isinstance(client, RedisCluster) else None
 
     async def _command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
         return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
+    # RediSearch without its coordinator indexes each shard's own keys: on a cluster an
+    # FT.* command goes to the shard holding the namespace, or to every primary
+    async def _on_shard_of(self, ns: str, *args: Any) -> Any:
+        cluster = self.cluster
+        if cluster is None:
+            return await self._command(*args)
+        node = primary_for(cluster, keys.sequence_key(ns))
+        return await cluster.execute_command(*args, target_nodes=node)
+
+    async def _on_every_primary(self, *args: Any) -> list[Any]:
+        cluster = self.cluster
+        if cluster is None:
+            return [await self._command(*args)]
+        return [
+            await cluster.execute_command(*args, target_nodes=node)
+            for node in cluster.get_primaries()
+        ]
+
+    def _client_of_shard(self, ns: str) -> "aioredis.Redis":
+        """A client whose pipeline runs on one connection to the primary holding ``ns``
+        (WAIT counts the replicas that have what that connection wrote)."""
+        cluster = self.cluster
+        if cluster is None:
+            return self.client
+        node = primary_for(cluster, keys.sequence_key(ns))
+        client = self._node_clients.get(node.name)
+        if client is None:
+            client = aioredis.Redis(host=node.host, port=int(node.port), **node.connection_kwargs)
+            self._node_clients[node.name] = client
+        return client
+
+    async def _durably(self, ns: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a write script; with ``wait_replicas``, return only once that many replicas
+        of the namespace's shard have it (else NotReplicated: on the primary, not yet safe
+        from its failure)."""
+        if self.wait_replicas <= 0:
+            return await script(keys=keys, args=args)
+        cluster = self.cluster
+        if isinstance(cluster, GuardedRedisCluster):
+            cluster.breaker.check()
+        try:
+            async with self._client_of_shard(ns).pipeline(transaction=False) as pipe:
+                await script(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                result, acknowledged = await pipe.execute()
+        except (ConnectionError, TimeoutError, RedisConnectionError) as error:
+            if isinstance(cluster, GuardedRedisCluster):
+                cluster.breaker.failed()
+            raise RedisConnectionError(str(error)) from error
+        if int(acknowledged) < self.wait_replicas:
+            raise NotReplicated(
+                f"{int(acknowledged)} of {self.wait_replicas} replica(s) had the write to "
+                f"namespace {ns!r} within {self.wait_timeout_ms} ms"
+            )
+        return result
+
+    async def aclose(self) -> None:
+        for client in self._node_clients.values():
+            await client.aclose()
+        self._node_clients.clear()
+
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        cluster = self.cluster
+        if cluster is None:
+            return bool(await self.client.ping())
+        # one answering node will do: a shard without a primary fails its own commands only
+        return bool(await cluster.execute_command("PING", target_nodes=RedisCluster.RANDOM))
 
     async def enable_expiry_events(self) -> bool:
-        """Turn on keyspace expiry events; False when the server refuses CONFIG SET."""
+        """Turn on keyspace expiry events (on every node of a cluster, replicas too: one of
+        them may be the next primary); False when a server refuses CONFIG SET."""
+        cluster = self.cluster
+        targets: list[Any] = [None] if cluster is None else cluster.get_nodes()
         try:
-            config: dict[Any, Any] = dict(await self.client.config_get("notify-keyspace-events"))
-            current = as_text(config.get(b"notify-keyspace-events", b""))
-            if "E" in current and ("x" in current or "A" in current):
-                return True
-            flags = "".join(sorted(set(current) | {"E", "x"}))
-            await self.client.config_set("notify-keyspace-events", flags)
+            for node in targets:
+                options = {} if node is None else {"target_nodes": node}
+                reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "CONFIG", "GET", "notify-keyspace-events", **options
+                )
+                config = dict(reply)  # RESP3: a map
+                current = as_text(config.get(b"notify-keyspace-events", b""))
+                if "E" in current and ("x" in current or "A" in current):
+                    continue
+                flags = "".join(sorted(set(current) | {"E", "x"}))
+                await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "CONFIG", "SET", "notify-keyspace-events", flags, **options
+                )
             return True
         except ResponseError:
             return False
+
+    async def load_scripts(self) -> None:
+        """Load every script on every node (a pipelined EVALSHA cannot load a missing one; a
+        promoted or restarted node starts without them)."""
+        cluster = self.cluster
+        for script in self.scripts.all():
+            if cluster is None:
+                await self.client.script_load(script.script)
+            else:
+                await cluster.execute_command(
+                    "SCRIPT", "LOAD", script.script, target_nodes=RedisCluster.ALL_NODES
+                )
 
     async def ensure_search_index(self) -> None:
         """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing). An
         index made before its TAGs were case-sensitive (``Alpha`` matched ``alpha`` in the
         fallback search, and their counts were added up) is made again; the entries stay,
         and RediSearch indexes them again in the background."""
-        if await self._index_tags_fold_case():
+        cluster = self.cluster
+        for node in [None] if cluster is None else cluster.get_primaries():
+            await self._ensure_search_index_on(node)
+
+    async def _ensure_search_index_on(self, node: Any) -> None:
+        options = {} if node is None else {"target_nodes": node}
+        if await self._index_tags_fold_case(options):
             log.warning("recreating %s: its namespace tags folded case", keys.SEARCH_INDEX)
             with contextlib.suppress(ResponseError):  # another replica dropped it first
-                await self._command("FT.DROPINDEX", keys.SEARCH_INDEX)
+                await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "FT.DROPINDEX", keys.SEARCH_INDEX, **options
+                )
         try:
-            await self._command(
+            await self.client.execute_command(  # type: ignore[no-untyped-call]
                 "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
                 "PREFIX", "1", keys.ENTRY_PREFIX,
                 "SCHEMA",
@@ -101,14 +218,17 @@ class RedisStore:
                 "vector", "VECTOR", "HNSW", "10",
                 "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
                 "M", "16", "EF_RUNTIME", "64",
+                **options,
             )  # fmt: skip
         except ResponseError as error:
             if "already exists" not in str(error).lower():
                 raise
 
-    async def _index_tags_fold_case(self) -> bool:
+    async def _index_tags_fold_case(self, options: dict[str, Any]) -> bool:
         try:
-            info = await self._command("FT.INFO", keys.SEARCH_INDEX)
+            info = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                "FT.INFO", keys.SEARCH_INDEX, **options
+            )
         except ResponseError:  # no such index yet
             return False
         for attribute in info.get(b"attributes", []) if isinstance(info, dict) else []:
@@ -142,11 +262,13 @@ class RedisStore:
         ns, retention, new_id = entry.ns, entry.retention, keys.new_entry_id()
         for _ in range(_ATTEMPTS):
             seen = as_text(await self.client.get(xkey))
-            result = await self.scripts.write_entry(
-                keys=[keys.SEQUENCE, xkey, keys.recency_key(ns), keys.frequency_key(ns),
+            result = await self._durably(
+                ns,
+                self.scripts.write_entry,
+                keys=[keys.sequence_key(ns), xkey, keys.recency_key(ns), keys.frequency_key(ns),
                       keys.entry_key(ns, new_id), keys.entry_key(ns, seen or new_id)],
-                args=[ns, new_id, seen, retention.ttl, keys.EVENTS_CHANNEL, self.origin, now,
-                      *fields],
+                args=[ns, new_id, seen, retention.ttl, keys.events_channel(ns), self.origin, now,
+                      keys.NAMESPACES_CHANNEL, *fields],
             )  # fmt: skip
             if as_text(result[0]) != "retry":
                 written = IndexedVector(
@@ -182,9 +304,9 @@ class RedisStore:
                 victim_keys += [victim_key, keys.feedback_key(ns, victim),
                                 as_text(pointer) or victim_key]  # fmt: skip
             left, evicted = await self.scripts.evict_entries(
-                keys=[keys.SEQUENCE, keys.recency_key(ns), keys.frequency_key(ns),
+                keys=[keys.sequence_key(ns), keys.recency_key(ns), keys.frequency_key(ns),
                       keys.stats_key(ns), *victim_keys],
-                args=[ns, keys.EVENTS_CHANNEL, self.origin, retention.capacity,
+                args=[ns, keys.events_channel(ns), self.origin, retention.capacity,
                       retention.eviction, *victims],
             )  # fmt: skip
             self.evictions[ns] += int(evicted)
@@ -214,16 +336,18 @@ class RedisStore:
             if pointer is None:
                 return None
             seq = int(
-                await self.scripts.delete_entry(
+                await self._durably(
+                    ns,
+                    self.scripts.delete_entry,
                     keys=[
-                        keys.SEQUENCE,
+                        keys.sequence_key(ns),
                         key,
                         keys.recency_key(ns),
                         keys.frequency_key(ns),
                         keys.feedback_key(ns, entry_id),
                         as_text(pointer),
                     ],
-                    args=[ns, entry_id, keys.EVENTS_CHANNEL, self.origin],
+                    args=[ns, entry_id, keys.events_channel(ns), self.origin],
                 )
             )
             if seq >= 0:
@@ -239,7 +363,8 @@ class RedisStore:
             await self.client.unlink(*batch)
         await self.client.delete(keys.recency_key(ns), keys.frequency_key(ns))
         seq = await self.scripts.announce_flush(
-            keys=[keys.SEQUENCE], args=[ns, keys.EVENTS_CHANNEL, self.origin]
+            keys=[keys.sequence_key(ns)],
+            args=[ns, keys.events_channel(ns), self.origin, keys.NAMESPACES_CHANNEL],
         )
         return deleted, int(seq)
 
@@ -312,8 +437,8 @@ class RedisStore:
             f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
             f"=>[KNN {k} @vector $vec AS dist]"
         )
-        reply = await self._command(
-            "FT.SEARCH", keys.SEARCH_INDEX, query,
+        reply = await self._on_shard_of(
+            ns, "FT.SEARCH", keys.SEARCH_INDEX, query,
             "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
             "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
             "DIALECT", "2",
@@ -326,20 +451,54 @@ class RedisStore:
                 candidates.append(Candidate(parsed[1], distance))
         return candidates
 
-    async def current_seq(self) -> int:
-        return int(await self.client.get(keys.SEQUENCE) or 0)
+    async def namespace_seqs(self) -> dict[str, int]:
+        """Every namespace Redis has a sequence for, with its current seq (a SCAN)."""
+        names: list[str] = []
+        async for batch in self._scan(keys.sequence_pattern(), 1000):
+            names += [ns for key in batch if (ns := keys.namespace_of(as_text(key)))]
+        return await self.seqs_of(names)
+
+    async def seqs_of(self, namespaces: Sequence[str]) -> dict[str, int]:
+        """The current seq of each of those namespaces (0: none yet)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for ns in namespaces:
+                pipe.get(keys.sequence_key(ns))
+            values = await pipe.execute()
+        return {ns: int(value or 0) for ns, value in zip(namespaces, values, strict=True)}
+
+    async def adopt_legacy_sequence(self) -> None:
+        """Once, after an upgrade from the global ``dc:seq``: every namespace's sequence
+        starts above the numbers its entries already carry (a replica orders changes by
+        seq, so a namespace restarting at 1 would see its new writes as older than its old
+        ones). Idempotent: SET NX, then the old key is renamed away."""
+        if self.cluster is not None or not await self.client.exists(keys.LEGACY_SEQUENCE):
+            return
+        legacy = int(await self.client.get(keys.LEGACY_SEQUENCE) or 0)
+        namespaces = {
+            parsed[0]
+            for key in (await self.entry_keys()).values()
+            if (parsed := keys.parse_entry_key(key))
+        }
+        for ns in namespaces:
+            await self.client.set(keys.sequence_key(ns), legacy, nx=True)
+        with contextlib.suppress(ResponseError):  # another replica renamed it first
+            await self.client.rename(keys.LEGACY_SEQUENCE, f"{keys.LEGACY_SEQUENCE}:adopted")
+        log.info("per-namespace sequences start at %d for %d namespace(s)", legacy, len(namespaces))
 
     async def scan_vectors(self, page_size: int) -> AsyncIterator[list[IndexedVector]]:
         """Every entry's vector, a page at a time (for a full rebuild)."""
         async for batch in self._scan(keys.entry_pattern(), page_size):
             yield await self.load_vectors(batch)
 
-    async def vectors_since(self, seq: int, page_size: int) -> AsyncIterator[list[IndexedVector]]:
-        """Entries written after ``seq``, oldest first (for catch-up after a lost link)."""
+    async def vectors_since(
+        self, ns: str, seq: int, page_size: int
+    ) -> AsyncIterator[list[IndexedVector]]:
+        """A namespace's entries written after ``seq``, oldest first (catch-up)."""
         offset = 0
         while True:
-            reply = await self._command(
-                "FT.SEARCH", keys.SEARCH_INDEX, f"@seq:[({seq} +inf]",
+            reply = await self._on_shard_of(
+                ns, "FT.SEARCH", keys.SEARCH_INDEX,
+                f"@ns:{{{escape_tag(ns)}}} @seq:[({seq} +inf]",
                 "NOCONTENT", "SORTBY", "seq", "ASC", "LIMIT", str(offset), str(page_size),
             )  # fmt: skip
             entry_keys = [row[b"id"] for row in reply[b"results"]]
@@ -375,15 +534,16 @@ class RedisStore:
 
     async def count_by_namespace(self) -> dict[str, int]:
         """Live entries per namespace, as the HNSW mirror counts them."""
-        reply = await self._command(
+        replies = await self._on_every_primary(
             "FT.AGGREGATE", keys.SEARCH_INDEX, "*",
             "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
         )  # fmt: skip
-        counts: dict[str, int] = {}
-        for row in reply[b"results"]:
-            attrs = row[b"extra_attributes"]
-            counts[as_text(attrs[b"ns"])] = int(attrs[b"n"])
-        return counts
+        counts: Counter[str] = Counter()  # a namespace lives on one shard: no overlap
+        for reply in replies:
+            for row in reply[b"results"]:
+                attrs = row[b"extra_attributes"]
+                counts[as_text(attrs[b"ns"])] += int(attrs[b"n"])
+        return dict(counts)
 
     async def most_served(self, ns: str, count: int) -> list[tuple[str, str, int]]:
         """``(entry id, prompt, hits)`` of the namespace's most-served live entries, most

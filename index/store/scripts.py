@@ -33,6 +33,9 @@ class Scripts:
     renew_lock: AsyncScript
     take_token: AsyncScript
 
+    def all(self) -> list[AsyncScript]:
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
     @classmethod
     def register(cls, client: "aioredis.Redis") -> "Scripts":
         scripts: dict[str, Any] = {

@@ -1,29 +1,32 @@
 """Keeps this replica's FAISS index equal to Redis (DESIGN.md, "Replica life cycle").
 
-1. Subscribe to ``dc:events`` and the expiry key-events first; a reader task buffers what
-   arrives in a queue from then on.
-2. Rebuild the local index from Redis in pages, then apply the buffer; ``ready`` turns True.
-3. Apply events as they come, idempotently (the local index orders changes by seq).
-4. On a lost subscription: reconnect with backoff, subscribe again, load every entry whose
-   seq is above the last one applied, then compare counts (a missed delete shows there).
-   A periodic count check per namespace rebuilds on drift seen twice in a row, and when
-   the local index needs maintenance (an HNSW to build, tombstones to compact).
+1. Open the event feed (``event_feed.py``): expiry key-events and namespace announcements,
+   then every namespace's channel, each confirmed by its node; what arrives from then on
+   waits in the feed's queue.
+2. Rebuild the local index from Redis in pages, then apply the queue; ``ready`` turns True.
+3. Apply events as they come, idempotently (the local index orders a namespace's changes by
+   its seq). A namespace announced by its first write is followed, then caught up.
+4. On a lost feed (a Redis restart, a cluster failover): open a new one on the topology as
+   it is now, load each namespace's entries whose seq is above the last one applied, then
+   reconcile by ids (a missed delete shows there). A periodic count check per namespace
+   reconciles on drift seen twice in a row, and rebuilds when the local index needs
+   maintenance (an HNSW to build, tombstones to compact).
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faiss
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from index.store import keys
 from index.store.redis_store import RedisStore
+from index.sync.event_feed import EventFeed, FeedFailed
 from index.vectors.local_index import IndexedVector, LocalIndex
 
 log = logging.getLogger(__name__)
@@ -41,27 +44,24 @@ def _build(vectors: list[IndexedVector], index: LocalIndex) -> None:
     index.add_many(vectors)
 
 
-class _ReaderFailed(Exception):
-    pass
-
-
 class ReplicaSync:
     def __init__(
         self,
         store: RedisStore,
         index: LocalIndex,
-        subscriber_factory: Callable[[], "aioredis.Redis"],
+        feed_factory: Callable[[], EventFeed],
         page_size: int = 1000,
         drift_check_interval_s: float = 30.0,
     ) -> None:
         self.store = store
         self.index = index
-        self._subscriber_factory = subscriber_factory
+        self._feed_factory = feed_factory
+        self._feed: EventFeed | None = None
         self._page_size = page_size
         self._drift_interval = drift_check_interval_s
         self.ready = False
         self.subscribed = False
-        self.last_seq = 0
+        self.applied: dict[str, int] = {}  # per namespace, the newest seq applied
         self.last_event_at: float | None = None  # when the last event was applied (epoch s)
         self.rebuilds = 0
         self.last_rebuild = {"entries": 0, "seconds": 0.0}
@@ -87,69 +87,62 @@ class ReplicaSync:
 
     # -- the life cycle ----------------------------------------------------------------
 
+    @property
+    def last_seq(self) -> int:
+        """Events applied, over every namespace (each namespace counts its own seq)."""
+        return sum(self.applied.values())
+
+    @property
+    def namespaces(self) -> set[str]:
+        """The namespaces whose events this replica follows."""
+        return set() if self._feed is None else set(self._feed.namespaces)
+
     async def _run(self) -> None:
         backoff = 0.1
         caught_up_once = False
         while True:
-            subscriber = self._subscriber_factory()
-            pubsub = subscriber.pubsub()
-            reader: asyncio.Task[None] | None = None
+            feed = self._feed_factory()
             try:
                 await self._prepare_redis()
-                await pubsub.subscribe(keys.EVENTS_CHANNEL)
-                await pubsub.psubscribe(keys.EXPIRED_PATTERN)
-                self._queue = asyncio.Queue()
-                reader = asyncio.create_task(self._read(pubsub, self._queue))
+                await feed.open()
+                seqs = await self.store.namespace_seqs()
+                await feed.follow(seqs)
+                self._feed, self._queue = feed, feed.queue
                 if caught_up_once:
-                    await self._catch_up()
+                    await self._catch_up(seqs)
                 else:
-                    await self._rebuild()
+                    await self._rebuild(seqs)
                 await self._apply_pending()
                 self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
                 backoff = 0.1
-                await self._apply_forever(self._queue)
-            except (RedisError, OSError, _ReaderFailed) as error:
+                await self._apply_forever(feed.queue)
+            except (RedisError, OSError, FeedFailed) as error:
                 self.subscribed = False
                 self.reconnects += 1
                 log.warning(
-                    "event subscription lost (%s); reconnecting in %.1f s",
+                    "event feed lost (%s: %s); reconnecting in %.1f s",
                     type(error).__name__,
+                    error,
                     backoff,
                 )
             finally:
-                if reader is not None:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await subscriber.aclose()
+                await feed.close()
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, 2.0)
 
     async def _prepare_redis(self) -> None:
-        """The search index and expiry events, on every (re)connect: a Redis that restarted
-        without its data has neither."""
+        """The search index, expiry events and scripts, on every (re)connect: a Redis that
+        restarted without its data, or a replica promoted to primary, may lack them."""
+        await self.store.adopt_legacy_sequence()
         await self.store.ensure_search_index()
+        await self.store.load_scripts()
         if not await self.store.enable_expiry_events():
             log.warning(
                 "Redis refused CONFIG SET notify-keyspace-events; expired entries leave the "
                 "local index only when a lookup finds them gone or the drift check rebuilds"
             )
-
-    async def _read(self, pubsub: Any, queue: "asyncio.Queue[Any]") -> None:
-        try:
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None:
-                    queue.put_nowait(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # surfaced to the applier, which reconnects
-            queue.put_nowait(_ReaderFailed(repr(error)))
 
     async def _apply_forever(self, queue: "asyncio.Queue[Any]") -> None:
         while True:
@@ -170,24 +163,29 @@ class ReplicaSync:
     async def _apply(self, batch: list[Any]) -> None:
         adds: dict[bytes, int] = {}
         for item in batch:
-            if isinstance(item, _ReaderFailed):
+            if isinstance(item, FeedFailed):
                 raise item
             if item in (_REBUILD, _RECONCILE):
                 await self._load_adds(adds)
                 adds = {}
                 await (self._rebuild() if item == _REBUILD else self._reconcile())
                 continue
-            channel = item["channel"].decode()
-            if channel != keys.EVENTS_CHANNEL:  # an expired key
+            kind = item["type"]
+            if kind == "pmessage":  # an expired key
                 parsed = keys.parse_entry_key(item["data"].decode())
                 if parsed is not None:
                     self.index.remove(parsed[1])
                 continue
+            if kind == "message":  # a namespace's first write or flush
+                await self._load_adds(adds)
+                adds = {}
+                await self._follow([item["data"].decode()])
+                self.last_event_at = time.time()
+                continue
             event = orjson.loads(item["data"])
-            seq = int(event["seq"])
-            self.last_seq = max(self.last_seq, seq)
+            seq, op, ns = int(event["seq"]), event["op"], event["ns"]
+            self.applied[ns] = max(self.applied.get(ns, 0), seq)
             self.last_event_at = time.time()
-            op, ns = event["op"], event["ns"]
             if op == "add":
                 if not self.index.holds(event["id"], seq):
                     adds[keys.entry_key(ns, event["id"]).encode()] = seq
@@ -200,16 +198,31 @@ class ReplicaSync:
                     self.index.flush(ns, seq)
         await self._load_adds(adds)
 
+    async def _follow(self, namespaces: list[str]) -> None:
+        """Subscribe to namespaces not followed yet, then load what they wrote before."""
+        assert self._feed is not None
+        for ns in await self._feed.follow(namespaces):
+            await self._load_since(ns, self.applied.get(ns, 0))
+
+    async def _load_since(self, ns: str, seq: int) -> int:
+        loaded = 0
+        async for page in self.store.vectors_since(ns, seq, self._page_size):
+            self.index.add_many(page)
+            loaded += len(page)
+            self.applied[ns] = max([self.applied.get(ns, 0), *(item.seq for item in page)])
+        return loaded
+
     async def _load_adds(self, adds: dict[bytes, int]) -> None:
         if adds:
             self.index.add_many(await self.store.load_vectors(list(adds)))
 
     # -- rebuild, catch-up, drift ------------------------------------------------------
 
-    async def _rebuild(self) -> None:
-        """Load every entry from Redis into a fresh index, then swap it in."""
+    async def _rebuild(self, seqs: Mapping[str, int] | None = None) -> None:
+        """Load every entry from Redis into a fresh index, then swap it in (``seqs``: each
+        namespace's seq before the load, when the caller has just read them)."""
         started = time.perf_counter()
-        seq_at_start = await self.store.current_seq()
+        seq_at_start = dict(await self.store.namespace_seqs() if seqs is None else seqs)
         fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=True)
         loaded = 0
         last_log = started
@@ -233,7 +246,8 @@ class ReplicaSync:
             await building
         await asyncio.to_thread(_build, pending, fresh)
         self.index.replace_with(fresh)
-        self.last_seq = max(self.last_seq, seq_at_start)
+        for ns, seq in seq_at_start.items():
+            self.applied[ns] = max(self.applied.get(ns, 0), seq)
         self.rebuilds += 1
         self._drift_strikes = 0
         elapsed = time.perf_counter() - started
@@ -245,14 +259,13 @@ class ReplicaSync:
             loaded / elapsed if elapsed else 0.0,
         )
 
-    async def _catch_up(self) -> None:
-        since = self.last_seq
+    async def _catch_up(self, seqs: Mapping[str, int]) -> None:
+        """After a lost feed: each namespace's writes above the last seq applied."""
         loaded = 0
-        async for page in self.store.vectors_since(since, self._page_size):
-            self.index.add_many(page)
-            loaded += len(page)
-            self.last_seq = max([self.last_seq, *(item.seq for item in page)])
-        log.info("caught up: %d entries written after seq %d", loaded, since)
+        for ns, seq in seqs.items():
+            if seq > self.applied.get(ns, 0):
+                loaded += await self._load_since(ns, self.applied.get(ns, 0))
+        log.info("caught up: %d entries written while the feed was down", loaded)
         await self._reconcile()
 
     async def _reconcile(self) -> None:
@@ -260,12 +273,15 @@ class ReplicaSync:
         delete, eviction or expiry whose event was missed), load what it has and the index
         lacks. Counts alone can come out equal when a missed delete is offset by an add,
         and a full rebuild costs seconds at thousands of entries; ids cost a SCAN of keys."""
-        seq_before = await self.store.current_seq()
+        seq_before = await self.store.namespace_seqs()
+        if self._feed is not None:  # a namespace whose announcement was missed
+            await self._follow(list(seq_before))
         in_redis = await self.store.entry_keys(self._page_size)
         # an entry written after the scan began may be missing from it: never drop those
-        gone = self.index.ids_written_by(seq_before) - in_redis.keys()
+        written = self.index.ids_written_by(seq_before)
+        gone = written.keys() - in_redis.keys()
         for entry_id in gone:
-            self.index.remove(entry_id, seq_before)
+            self.index.remove(entry_id, written[entry_id])
         missing = [in_redis[entry_id] for entry_id in in_redis.keys() - self.index.entry_ids()]
         for start in range(0, len(missing), self._page_size):
             self.index.add_many(

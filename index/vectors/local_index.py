@@ -15,14 +15,15 @@ reshapes and compacts itself as it goes. Memory under churn stays within
 (1 + compact_ratio) × live, plus what churns between two checks.
 
 Events from other replicas can arrive out of order with this replica's own writes, so every
-change carries the write sequence number (``dc:seq``) it was made at: an add older than a
-removal or flush already applied is ignored, which makes applying events idempotent.
+change carries its namespace's write sequence number (``dc:seq:{ns}``) it was made at: an
+add older than a removal or flush already applied is ignored, which makes applying events
+idempotent.
 
 Not thread-safe: the event loop owns it (FAISS search on one thread is sub-millisecond here).
 """
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import faiss
@@ -257,9 +258,14 @@ class LocalIndex:
     def entry_ids(self) -> set[str]:
         return {entry_id_of(fid) for fid in self._slots}
 
-    def ids_written_by(self, seq: int) -> set[str]:
-        """The entries held at a write no newer than ``seq``."""
-        return {entry_id_of(fid) for fid, slot in self._slots.items() if slot.seq <= seq}
+    def ids_written_by(self, seqs: Mapping[str, int]) -> dict[str, int]:
+        """The entries held at a write no newer than their namespace's seq in ``seqs``, each
+        with that seq."""
+        return {
+            entry_id_of(fid): seqs[slot.ns]
+            for fid, slot in self._slots.items()
+            if slot.seq <= seqs.get(slot.ns, 0)
+        }
 
     def count_by_namespace(self) -> dict[str, int]:
         return {ns: count for ns, count in self._per_ns.items() if count}

@@ -300,7 +300,8 @@ async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics of this replica (``service/engine/metrics.py``)."""
     metrics = runtime.telemetry.metrics
     try:  # how far behind Redis's sequence the replica is
-        metrics.redis_seq = await runtime.store.current_seq()
+        seqs = await runtime.store.seqs_of(sorted(runtime.sync.namespaces))
+        metrics.redis_seq = sum(seqs.values())
     except RedisError:
         metrics.redis_seq = None
     body = generate_latest(metrics.registry)

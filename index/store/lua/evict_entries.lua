@@ -2,10 +2,10 @@
 -- given victims as it is over (each one still in the eviction order and still pointing at
 -- the exact pointer given for it), announcing each with a 'del' event. Victims another
 -- caller evicted first are skipped, so concurrent callers never evict more than the excess.
--- KEYS[1] seq counter   KEYS[2] LRU zset   KEYS[3] LFU zset   KEYS[4] namespace stats
+-- KEYS[1] the namespace's seq   KEYS[2] LRU zset   KEYS[3] LFU zset   KEYS[4] namespace stats
 -- KEYS[5..] per victim, three keys: its hash, its feedback list, its exact pointer
 --           (the hash again when it had none)
--- ARGV[1] ns   ARGV[2] channel   ARGV[3] origin   ARGV[4] capacity   ARGV[5] lru|lfu
+-- ARGV[1] ns   ARGV[2] its channel   ARGV[3] origin   ARGV[4] capacity   ARGV[5] lru|lfu
 -- ARGV[6..] the victims' ids
 -- Returns {how many entries are still over capacity (0 when it fits), how many it evicted}.
 local seq_key, lru, lfu, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -29,7 +29,7 @@ while excess > 0 and ARGV[5 + i] do
         if redis.call('GET', vx) == victim then redis.call('DEL', vx) end
         redis.call('DEL', vkey, vfb)
         local vseq = redis.call('INCR', seq_key)
-        redis.call('PUBLISH', channel, cjson.encode(
+        redis.call('SPUBLISH', channel, cjson.encode(
           {op='del', ns=ns, id=victim, seq=vseq, origin=origin, reason='evicted'}))
         redis.call('HINCRBY', stats, 'evictions', 1)
         evicted = evicted + 1
