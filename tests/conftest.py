@@ -11,24 +11,40 @@ import redis
 
 from service.embedded_redis import EmbeddedRedis, free_port
 from service.settings import Settings
+from service.tools.redis_cluster import EmbeddedCluster
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# DYNACACHE_TEST_REDIS=cluster runs the tests against a Redis Cluster (3 primaries with a
+# replica each) instead of one Redis (`make test-cluster`)
+ON_CLUSTER = os.environ.get("DYNACACHE_TEST_REDIS") == "cluster"
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[EmbeddedRedis]:
+def redis_server() -> Iterator[EmbeddedRedis | EmbeddedCluster]:
     with tempfile.TemporaryDirectory(prefix="dc-redis-") as data_dir:
-        server = EmbeddedRedis(Path(data_dir), appendonly=False).start()
+        server: EmbeddedRedis | EmbeddedCluster
+        if ON_CLUSTER:
+            server = EmbeddedCluster(Path(data_dir)).start()
+        else:
+            server = EmbeddedRedis(Path(data_dir), appendonly=False).start()
         yield server
         server.stop()
 
 
 @pytest.fixture
-def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=redis_server.port)
-    client.flushall()
+def redis_client(redis_server: EmbeddedRedis | EmbeddedCluster) -> Iterator[redis.Redis]:
+    client: redis.Redis
+    if isinstance(redis_server, EmbeddedCluster):
+        cluster = redis.RedisCluster(host="127.0.0.1", port=redis_server.nodes[0].port)
+        cluster.flushall()  # every primary
+        client = cluster  # type: ignore[assignment]
+    else:
+        client = redis.Redis(port=redis_server.port)
+        client.flushall()
     yield client
     client.close()
 
@@ -49,7 +65,7 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def start_service(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    redis_server: EmbeddedRedis | EmbeddedCluster, redis_client: redis.Redis
 ) -> Iterator[Callable[..., CacheService]]:
     """Start replicas against the session Redis; all are stopped at the end of the test."""
     started: list[CacheService] = []

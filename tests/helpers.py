@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 import uvicorn
 from fastapi import FastAPI
 
@@ -98,3 +99,17 @@ class CacheService(ServerThread):
 
     def query(self, prompt: str, **fields: Any) -> httpx.Response:
         return self.http.post("/v1/query", json={"prompt": prompt, **fields})
+
+
+def mirror_count(client: "redis.Redis", query: str) -> int:
+    """Entries of the Redis search mirror matching ``query``: one index on one Redis, one per
+    primary on a cluster (each queried on its node)."""
+    if not isinstance(client, redis.RedisCluster):
+        reply = client.execute_command("FT.SEARCH", "dc:idx", query, "NOCONTENT")
+        return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+    total = 0
+    for node in client.get_primaries():
+        for name in client.execute_command("FT._LIST", target_nodes=node):
+            reply = client.execute_command("FT.SEARCH", name, query, "NOCONTENT", target_nodes=node)
+            total += int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+    return total

@@ -12,7 +12,8 @@ import redis
 
 from service.embedded_redis import EmbeddedRedis
 from service.tools.replica_process import ServiceProcess
-from tests.helpers import CacheService, wait_until
+from tests.conftest import ON_CLUSTER
+from tests.helpers import CacheService, mirror_count, wait_until
 
 ADMIN = "admin-token-for-tests"
 
@@ -364,8 +365,7 @@ def test_namespaces_differing_in_case_are_apart_in_the_redis_mirror_too(
     assert stored.status_code == 201
 
     def found(ns: str) -> int:
-        reply = redis_client.execute_command("FT.SEARCH", "dc:idx", f"@ns:{{{ns}}}", "NOCONTENT")
-        return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+        return mirror_count(redis_client, f"@ns:{{{ns}}}")
 
     assert (found("Alpha"), found("alpha")) == (1, 0)
     # the replica loading (lookups go to the Redis mirror): alpha's lookup sees nothing of
@@ -379,6 +379,7 @@ def test_namespaces_differing_in_case_are_apart_in_the_redis_mirror_too(
     assert ask(secured, upper, "What is our refund policy?").json()["response"] == "Alpha's"
 
 
+@pytest.mark.skipif(ON_CLUSTER, reason="an index an earlier release made on one Redis")
 def test_an_index_made_before_case_sensitive_tags_is_made_again(
     start_service: Callable[..., CacheService], redis_client: redis.Redis
 ) -> None:

@@ -182,6 +182,7 @@ def connect(
     client (typed as the plain one: the commands the project uses are the same)."""
     options = _options(timeout_s, name)
     if is_cluster_url(url):
+        del options["retry_on_timeout"]  # the cluster client takes ``retry`` alone
         cluster = GuardedRedisCluster.from_url(
             node_url(url),
             # a slot without a primary (during a failover) fails its own commands only

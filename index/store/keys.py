@@ -3,9 +3,13 @@
 The one module that spells a key: every other module, Python or Lua, is given its keys
 (Lua in KEYS) and reads names back through the parse functions here."""
 
+import functools
 import hashlib
+import itertools
 import re
 import secrets
+
+from redis.crc import key_slot
 
 ENTRY_PREFIX = "dc:e:"
 SEARCH_INDEX = "dc:idx"
@@ -36,6 +40,23 @@ def faiss_id(entry_id: str) -> int:
 
 def entry_id_of(faiss_id_value: int) -> str:
     return f"{faiss_id_value:016x}"
+
+
+def shard_search_index(slot: int) -> str:
+    """The search index of the cluster shard serving ``slot``. RediSearch without its
+    coordinator treats an index name as a key: it lives on the shard owning the name's slot
+    (others answer MOVED) and indexes that shard's keys only. So each shard has its own,
+    named with a hash tag that falls in one of the shard's slots."""
+    return f"{SEARCH_INDEX}:{{{tag_for_slot(slot)}}}"
+
+
+@functools.cache
+def tag_for_slot(slot: int) -> str:
+    """The first of "0", "1", "2", ... whose hash slot is ``slot``."""
+    for number in itertools.count():
+        if key_slot(str(number).encode()) == slot:
+            return str(number)
+    raise AssertionError("unreachable")
 
 
 def sequence_key(ns: str) -> str:

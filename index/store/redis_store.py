@@ -12,17 +12,18 @@ and a script that finds it changed answers "retry" or skips it. A full namespace
 right after the write, by a second script: for a moment it holds one entry over capacity.
 """
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -83,32 +84,63 @@ class RedisStore:
         client: object = self.client
         return client if isinstance(client, RedisCluster) else None
 
+    async def _topology(self) -> RedisCluster | None:
+        """The cluster client, having learnt the topology (it does so on its first command),
+        when Redis is a cluster."""
+        cluster = self.cluster
+        if cluster is not None:
+            await cluster.initialize()  # once; a no-op after
+        return cluster
+
     async def _command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""
         return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
-    # RediSearch without its coordinator indexes each shard's own keys: on a cluster an
-    # FT.* command goes to the shard holding the namespace, or to every primary
-    async def _on_shard_of(self, ns: str, *args: Any) -> Any:
-        cluster = self.cluster
-        if cluster is None:
-            return await self._command(*args)
-        node = primary_for(cluster, keys.sequence_key(ns))
-        return await cluster.execute_command(*args, target_nodes=node)
+    # RediSearch without its coordinator indexes each shard's own keys, in an index that is
+    # itself a key of one slot (keys.shard_search_index): a cluster has one per primary. FT.*
+    # commands go straight to that primary (routed by key, redis-py would send them to any
+    # node and follow MOVED, and every few MOVED it refreshes the whole topology)
+    async def _search(self, index: tuple[str, ClusterNode | None], *args: Any) -> Any:
+        """Run ``FT.<command> <index name> *args`` where the index lives."""
+        command, rest = args[0], args[1:]
+        name, node = index
+        if node is None:
+            return await self._command(command, name, *rest)
+        return await self.client.execute_command(  # type: ignore[no-untyped-call]
+            command, name, *rest, target_nodes=node
+        )
 
-    async def _on_every_primary(self, *args: Any) -> list[Any]:
-        cluster = self.cluster
+    async def _search_index_of(self, ns: str) -> tuple[str, ClusterNode | None]:
+        """The search index holding ``ns``'s entries."""
+        cluster = await self._topology()
         if cluster is None:
-            return [await self._command(*args)]
-        return [
-            await cluster.execute_command(*args, target_nodes=node)
-            for node in cluster.get_primaries()
-        ]
+            return keys.SEARCH_INDEX, None
+        return self._shard_index(cluster, primary_for(cluster, keys.sequence_key(ns)))
 
-    def _client_of_shard(self, ns: str) -> "aioredis.Redis":
+    async def _search_indexes(self) -> list[tuple[str, ClusterNode | None]]:
+        """Every search index: one, or one per primary of a cluster."""
+        cluster = await self._topology()
+        if cluster is None:
+            return [(keys.SEARCH_INDEX, None)]
+        return [self._shard_index(cluster, node) for node in cluster.get_primaries()]
+
+    @staticmethod
+    def _shard_index(cluster: RedisCluster, node: ClusterNode) -> tuple[str, ClusterNode]:
+        """The index of a primary's shard, named after its lowest slot."""
+        owned = (
+            slot
+            for slot, nodes in cluster.nodes_manager.slots_cache.items()
+            if nodes and nodes[0].name == node.name
+        )
+        lowest = min(owned, default=None)
+        if lowest is None:
+            raise RedisConnectionError(f"{node.name} serves no slot now")
+        return keys.shard_search_index(lowest), node
+
+    async def _client_of_shard(self, ns: str) -> "aioredis.Redis":
         """A client whose pipeline runs on one connection to the primary holding ``ns``
         (WAIT counts the replicas that have what that connection wrote)."""
-        cluster = self.cluster
+        cluster = await self._topology()
         if cluster is None:
             return self.client
         node = primary_for(cluster, keys.sequence_key(ns))
@@ -124,11 +156,12 @@ class RedisStore:
         from its failure)."""
         if self.wait_replicas <= 0:
             return await script(keys=keys, args=args)
-        cluster = self.cluster
+        cluster = await self._topology()
         if isinstance(cluster, GuardedRedisCluster):
             cluster.breaker.check()
         try:
-            async with self._client_of_shard(ns).pipeline(transaction=False) as pipe:
+            shard = await self._client_of_shard(ns)
+            async with shard.pipeline(transaction=False) as pipe:
                 await script(keys=keys, args=args, client=pipe)
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 result, acknowledged = await pipe.execute()
@@ -149,16 +182,16 @@ class RedisStore:
         self._node_clients.clear()
 
     async def ping(self) -> bool:
-        cluster = self.cluster
+        cluster = await self._topology()
         if cluster is None:
             return bool(await self.client.ping())
         # one answering node will do: a shard without a primary fails its own commands only
-        return bool(await cluster.execute_command("PING", target_nodes=RedisCluster.RANDOM))
+        return bool(await cluster.execute_command("PING", target_nodes=cluster.get_random_node()))
 
     async def enable_expiry_events(self) -> bool:
         """Turn on keyspace expiry events (on every node of a cluster, replicas too: one of
         them may be the next primary); False when a server refuses CONFIG SET."""
-        cluster = self.cluster
+        cluster = await self._topology()
         targets: list[Any] = [None] if cluster is None else cluster.get_nodes()
         try:
             for node in targets:
@@ -181,54 +214,48 @@ class RedisStore:
     async def load_scripts(self) -> None:
         """Load every script on every node (a pipelined EVALSHA cannot load a missing one; a
         promoted or restarted node starts without them)."""
-        cluster = self.cluster
+        cluster = await self._topology()
         for script in self.scripts.all():
             if cluster is None:
                 await self.client.script_load(script.script)
             else:
                 await cluster.execute_command(
-                    "SCRIPT", "LOAD", script.script, target_nodes=RedisCluster.ALL_NODES
+                    "SCRIPT", "LOAD", script.script, target_nodes=cluster.get_nodes()
                 )
 
     async def ensure_search_index(self) -> None:
-        """Create ``dc:idx`` unless it exists (idempotent; safe for replicas racing). An
-        index made before its TAGs were case-sensitive (``Alpha`` matched ``alpha`` in the
-        fallback search, and their counts were added up) is made again; the entries stay,
-        and RediSearch indexes them again in the background."""
-        cluster = self.cluster
-        for node in [None] if cluster is None else cluster.get_primaries():
-            await self._ensure_search_index_on(node)
+        """Create the search index (on a cluster: each primary's) unless it exists
+        (idempotent; safe for replicas racing). An index made before its TAGs were
+        case-sensitive (``Alpha`` matched ``alpha`` in the fallback search, and their counts
+        were added up) is made again; the entries stay, and RediSearch indexes them again
+        in the background."""
+        for index in await self._search_indexes():
+            await self._ensure_search_index(index)
 
-    async def _ensure_search_index_on(self, node: Any) -> None:
-        options = {} if node is None else {"target_nodes": node}
-        if await self._index_tags_fold_case(options):
-            log.warning("recreating %s: its namespace tags folded case", keys.SEARCH_INDEX)
+    async def _ensure_search_index(self, index: tuple[str, ClusterNode | None]) -> None:
+        if await self._index_tags_fold_case(index):
+            log.warning("recreating %s: its namespace tags folded case", index[0])
             with contextlib.suppress(ResponseError):  # another replica dropped it first
-                await self.client.execute_command(  # type: ignore[no-untyped-call]
-                    "FT.DROPINDEX", keys.SEARCH_INDEX, **options
-                )
+                await self._search(index, "FT.DROPINDEX")
         try:
-            await self.client.execute_command(  # type: ignore[no-untyped-call]
-                "FT.CREATE", keys.SEARCH_INDEX, "ON", "HASH",
+            await self._search(
+                index, "FT.CREATE", "ON", "HASH",
                 "PREFIX", "1", keys.ENTRY_PREFIX,
                 "SCHEMA",
-                "ns", "TAG", "CASESENSITIVE",
+                "ns", "TAG", "CASESENSITIVE", "SORTABLE",
                 "scope", "TAG", "CASESENSITIVE",
                 "seq", "NUMERIC", "SORTABLE",
                 "vector", "VECTOR", "HNSW", "10",
                 "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
                 "M", "16", "EF_RUNTIME", "64",
-                **options,
             )  # fmt: skip
         except ResponseError as error:
             if "already exists" not in str(error).lower():
                 raise
 
-    async def _index_tags_fold_case(self, options: dict[str, Any]) -> bool:
+    async def _index_tags_fold_case(self, index: tuple[str, ClusterNode | None]) -> bool:
         try:
-            info = await self.client.execute_command(  # type: ignore[no-untyped-call]
-                "FT.INFO", keys.SEARCH_INDEX, **options
-            )
+            info = await self._search(index, "FT.INFO")
         except ResponseError:  # no such index yet
             return False
         for attribute in info.get(b"attributes", []) if isinstance(info, dict) else []:
@@ -405,17 +432,26 @@ class RedisStore:
             fields, pttl = await pipe.execute()
         return stored_entry(entry_id, fields, int(pttl))
 
-    async def touch(
-        self, pipe: Any, ns: str, entry_id: str, exact_key: str, hits: int, last_hit: float
-    ) -> None:
-        """Queue on ``pipe``: count hits, refresh LRU/LFU scores, apply the TTL policy.
-        Nothing happens to an entry that is gone (a late count must not recreate it)."""
-        entry_key = keys.entry_key(ns, entry_id)
-        await self.scripts.touch_entry(
-            keys=[entry_key, keys.recency_key(ns), keys.frequency_key(ns), exact_key or entry_key],
-            args=[hits, last_hit, entry_id],
-            client=pipe,
-        )
+    async def touch(self, served: Mapping[tuple[str, str, str], tuple[int, float]]) -> None:
+        """Apply HITs to their entries (``{(ns, id, exact pointer): (hits, last hit)}``):
+        count them, refresh LRU/LFU scores, apply the TTL policy. Nothing happens to an
+        entry that is gone (a late count must not recreate it). One pipeline on one Redis;
+        on a cluster (whose pipelines refuse scripts) the scripts run concurrently."""
+        calls: list[tuple[list[str], list[str | int | float]]] = [
+            (
+                [keys.entry_key(ns, entry_id), keys.recency_key(ns), keys.frequency_key(ns),
+                 exact_key or keys.entry_key(ns, entry_id)],
+                [hits, last_hit, entry_id],
+            )
+            for (ns, entry_id, exact_key), (hits, last_hit) in served.items()
+        ]  # fmt: skip
+        if self.cluster is not None:
+            await asyncio.gather(*(self.scripts.touch_entry(keys=k, args=a) for k, a in calls))
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for touch_keys, touch_args in calls:
+                await self.scripts.touch_entry(keys=touch_keys, args=touch_args, client=pipe)
+            await pipe.execute()
 
     async def entries_older_than(self, ns: str, cutoff: float) -> list[str]:
         """Ids of a namespace's entries created before ``cutoff`` (epoch seconds)."""
@@ -437,8 +473,8 @@ class RedisStore:
             f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
             f"=>[KNN {k} @vector $vec AS dist]"
         )
-        reply = await self._on_shard_of(
-            ns, "FT.SEARCH", keys.SEARCH_INDEX, query,
+        reply = await self._search(
+            await self._search_index_of(ns), "FT.SEARCH", query,
             "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
             "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
             "DIALECT", "2",
@@ -496,8 +532,8 @@ class RedisStore:
         """A namespace's entries written after ``seq``, oldest first (catch-up)."""
         offset = 0
         while True:
-            reply = await self._on_shard_of(
-                ns, "FT.SEARCH", keys.SEARCH_INDEX,
+            reply = await self._search(
+                await self._search_index_of(ns), "FT.SEARCH",
                 f"@ns:{{{escape_tag(ns)}}} @seq:[({seq} +inf]",
                 "NOCONTENT", "SORTBY", "seq", "ASC", "LIMIT", str(offset), str(page_size),
             )  # fmt: skip
@@ -534,12 +570,12 @@ class RedisStore:
 
     async def count_by_namespace(self) -> dict[str, int]:
         """Live entries per namespace, as the HNSW mirror counts them."""
-        replies = await self._on_every_primary(
-            "FT.AGGREGATE", keys.SEARCH_INDEX, "*",
-            "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
-        )  # fmt: skip
         counts: Counter[str] = Counter()  # a namespace lives on one shard: no overlap
-        for reply in replies:
+        for index in await self._search_indexes():
+            reply = await self._search(
+                index, "FT.AGGREGATE", "*",
+                "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
+            )  # fmt: skip
             for row in reply[b"results"]:
                 attrs = row[b"extra_attributes"]
                 counts[as_text(attrs[b"ns"])] += int(attrs[b"n"])

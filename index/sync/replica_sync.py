@@ -127,6 +127,10 @@ class ReplicaSync:
                     error,
                     backoff,
                 )
+            except Exception:  # a bug or a topology the client cannot use: retry, loudly
+                self.subscribed = False
+                self.reconnects += 1
+                log.exception("event feed failed; reconnecting in %.1f s", backoff)
             finally:
                 await feed.close()
             await asyncio.sleep(backoff)

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -59,11 +59,10 @@ NEAR_MISSES_KEPT = 200
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
 RawHash = dict[Any, Any]
-# queues on a pipeline what HITs do to an entry:
-# (pipe, ns, entry id, its exact pointer, hits, last hit)
-Touch = Callable[[Any, str, str, str, int, float], Awaitable[None]]
 # an entry that was served: (namespace, entry id, its exact pointer)
 Served = tuple[str, str, str]
+# applies to entries what their HITs do: {served entry: (hits, last hit)}
+Touch = Callable[[Mapping[Served, tuple[int, float]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,6 @@ class Telemetry:
                 for name, value in replica_totals.items():
                     _increment(pipe, replica_key, name, value)
                 pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
-                for (ns, entry_id, exact), (hits, last_hit) in entry_hits.items():
-                    await self.touch(pipe, ns, entry_id, exact, hits, last_hit)
                 for ns, misses in near_misses.items():  # lost on a failed flush: a sample
                     pipe.lpush(keys.near_miss_key(ns), *(orjson.dumps(asdict(m)) for m in misses))
                     pipe.ltrim(keys.near_miss_key(ns), 0, NEAR_MISSES_KEPT - 1)
@@ -178,8 +175,19 @@ class Telemetry:
             self.metrics.stats_write_failures.inc()
             log.debug("stats flush failed, kept for the next one: %s", error)
             self._merge_back(counts, entry_hits)
+            return
         except BaseException:  # cancelled halfway: keep the counts for whoever flushes next
             self._merge_back(counts, entry_hits)
+            raise
+        try:
+            if entry_hits:
+                await self.touch(entry_hits)
+        except RedisError as error:
+            self.metrics.stats_write_failures.inc()
+            log.debug("hit counts not applied, kept for the next flush: %s", error)
+            self._merge_back(defaultdict(lambda: defaultdict(float)), entry_hits)
+        except BaseException:
+            self._merge_back(defaultdict(lambda: defaultdict(float)), entry_hits)
             raise
 
     def _merge_back(

@@ -118,7 +118,9 @@ class TenantStore:
         api_key = "dc_" + secrets.token_urlsafe(32)
         sha = key_sha256(api_key)
         key_id = sha[:16]
-        async with self.client.pipeline(transaction=True) as pipe:
+        # two keys in two slots (no transaction on a cluster): the record first, then the id
+        # that lists it; a failure between leaves a record nobody was given the key of
+        async with self.client.pipeline(transaction=False) as pipe:
             pipe.hset(keys.api_key_key(sha), mapping={
                 "ns": ns, "role": role, "created": time.time(), "revoked": 0, "key_id": key_id,
             })  # fmt: skip
