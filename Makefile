@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test image-test lint bench chaos fuzz quality clean
+.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test test-cluster image-test lint bench chaos fuzz quality clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ run: install models
 
 test: install models pair-model verifier-model system-tools
 	$(PY) -m pytest -q
+
+# the suite again with every test's Redis a Redis Cluster (3 primaries, a replica each)
+test-cluster: install models pair-model verifier-model system-tools
+	DYNACACHE_TEST_REDIS=cluster $(PY) -m pytest -q --ignore=tests/test_image.py
 
 # builds the images with podman from local base images (no registry; ~5 min uncached), then
 # runs the compose stack: 3 replicas behind nginx, a paraphrase HIT from more than one

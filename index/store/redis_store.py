@@ -14,6 +14,7 @@ right after the write, by a second script: for a moment it holds one entry over 
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections import Counter
@@ -146,7 +147,10 @@ class RedisStore:
         node = primary_for(cluster, keys.sequence_key(ns))
         client = self._node_clients.get(node.name)
         if client is None:
-            client = aioredis.Redis(host=node.host, port=int(node.port), **node.connection_kwargs)
+            # the node's connection options (credentials, TLS, timeouts) a plain client takes
+            accepted = inspect.signature(aioredis.Redis.__init__).parameters
+            options = {k: v for k, v in node.connection_kwargs.items() if k in accepted}
+            client = aioredis.Redis(**{**options, "host": node.host, "port": int(node.port)})
             self._node_clients[node.name] = client
         return client
 

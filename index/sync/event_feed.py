@@ -66,7 +66,11 @@ class _NodeLink:
             future: asyncio.Future[None] = loop.create_future()
             self.waiting[(kind, name.encode())] = future
             futures.append(future)
-        await getattr(self.pubsub, kind)(*names)
+        if kind == "ssubscribe":  # one SSUBSCRIBE's channels must share a slot
+            for name in names:
+                await self.pubsub.ssubscribe(name)
+        else:
+            await getattr(self.pubsub, kind)(*names)
         if self.reader is None:
             self.reader = asyncio.create_task(self._read(), name=f"events:{self.url}")
         try:
