@@ -1,9 +1,13 @@
 """Bulk warm-up, delete by id, namespace flush."""
 
+from collections.abc import Callable
+
+import pytest
 import redis
 
 from index.store import keys
-from tests.helpers import CacheService
+from tests.conftest import ON_CLUSTER
+from tests.helpers import CacheService, wait_until
 
 WARM = [
     {"prompt": "What is the capital of France?", "response": "Paris."},
@@ -67,3 +71,31 @@ def test_bulk_limit(start_service) -> None:  # type: ignore[no-untyped-def]
     response = service.http.post("/v1/entries", json={"entries": WARM})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "too_many_entries"
+
+
+@pytest.mark.skipif(ON_CLUSTER, reason="the global sequence was only ever on one Redis")
+def test_an_upgrade_from_the_global_sequence_continues_above_it(
+    start_service: Callable[..., CacheService], redis_client: redis.Redis
+) -> None:
+    first = start_service()
+    entry_id = first.query("What is the capital of France?").json()["entry_id"]
+    # Redis as the release before per-namespace sequences left it: one global dc:seq, and
+    # entries carrying numbers from it
+    redis_client.delete(keys.sequence_key("default"))
+    redis_client.set(keys.LEGACY_SEQUENCE, 900)
+    redis_client.hset(keys.entry_key("default", entry_id), "seq", 900)
+    second = start_service()  # a replica of the new release starting
+    assert int(redis_client.get(keys.sequence_key("default")) or 0) == 900
+    assert not redis_client.exists(keys.LEGACY_SEQUENCE)
+    # the namespace's next change is numbered above its old entries, so a replica applying
+    # it does not take it for an older one
+    deleted = second.http.delete(f"/v1/entries/{entry_id}")
+    assert deleted.status_code == 200
+    assert int(redis_client.get(keys.sequence_key("default")) or 0) == 901
+    wait_until(
+        lambda: (
+            first.query("What is the capital of France?", cache="only").json()["status"] == "MISS"
+        ),
+        5,
+        message="the delete applied on the other replica",
+    )

@@ -84,6 +84,10 @@ class GuardedClusterPipeline(ClusterPipeline):
         except _NOT_ANSWERING as error:
             if not isinstance(error, CircuitOpen):
                 self.breaker.failed()
+                # redis-py's cluster pipeline does not ask for a fresh topology when a node
+                # stops answering (its commands do): without this, after a failover every
+                # pipeline kept going to the dead primary (bench/cluster.py saw no HIT again)
+                self.cluster_client._initialize = True
             raise
 
 
