@@ -90,9 +90,12 @@ def _healthchecks() -> Iterator[None]:
         thread.join(timeout=30)
 
 
-def _compose(host: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _compose(
+    host: str, env: dict[str, str], *args: str, files: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    chosen = [arg for name in ("docker-compose.yml", *files) for arg in ("-f", str(ROOT / name))]
     return subprocess.run(
-        ["docker-compose", "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml"), *args],
+        ["docker-compose", "-p", PROJECT, *chosen, *args],
         env={**env, "DOCKER_HOST": host},
         cwd=ROOT,
         capture_output=True,
@@ -124,14 +127,21 @@ def test_runtime_image_has_no_torch_and_carries_the_model() -> None:
     assert probe.stdout.split() == ["True", "True", "True"]
 
 
-def test_compose_stack_serves_paraphrase_hits_from_several_replicas(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "files",
+    [(), ("deploy/compose/redis-cluster.yml",)],
+    ids=["one-redis", "redis-cluster"],
+)
+def test_compose_stack_serves_paraphrase_hits_from_several_replicas(
+    tmp_path: Path, files: tuple[str, ...]
+) -> None:
     _require_tools_and_images()
     port = _free_port()
     env = {**os.environ, **IMAGES, "LB_PORT": str(port)}
     env.pop("DYNACACHE_ADMIN_TOKEN", None)  # the documented default: open, by choice
     with _podman_service(tmp_path) as host, _healthchecks():
         try:
-            up = _compose(host, env, "up", "-d", "--no-build", "--scale", "api=3")
+            up = _compose(host, env, "up", "-d", "--no-build", "--scale", "api=3", files=files)
             assert up.returncode == 0, up.stderr[-3000:]
             base = f"http://127.0.0.1:{port}"
 
@@ -159,7 +169,9 @@ def test_compose_stack_serves_paraphrase_hits_from_several_replicas(tmp_path: Pa
             assert len(replicas) >= 2, (replicas, statuses)
             assert set(statuses) == {"HIT"}, statuses
         finally:
-            down = _compose(host, env, "down", "--volumes", "--remove-orphans", "-t", "5")
+            down = _compose(
+                host, env, "down", "--volumes", "--remove-orphans", "-t", "5", files=files
+            )
             assert down.returncode == 0, down.stderr[-3000:]
     left = _podman("ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
                    "--format", "{{.ID}}")  # fmt: skip
