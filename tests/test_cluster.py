@@ -192,3 +192,40 @@ def test_a_killed_primary_fails_over_under_traffic_and_no_acknowledged_entry_is_
     finally:
         stop.set()
         replica.stop()
+
+
+def test_a_dead_primary_passes_through_its_own_namespaces_only(
+    cluster: EmbeddedCluster, client: redis.RedisCluster
+) -> None:
+    replica = ServiceProcess(cluster.url, replica_id="G", admin_token=ADMIN, **COMMON)
+    try:
+        replica.wait_ready()
+        names = (f"tenant-{i}" for i in range(1000))
+        doomed = next(names)
+        victim = cluster.primary_of(keys.sequence_key(doomed))
+        spared = next(n for n in names if cluster.primary_of(keys.sequence_key(n)) != victim)
+        key = {ns: make_tenant(replica, ns) for ns in (doomed, spared)}
+        prompt = "What is the boiling point of water at sea level?"
+        for ns in (doomed, spared):
+            assert ask(replica, key[ns], prompt).json()["status"] == "MISS"
+            assert ask(replica, key[ns], prompt, cache="only").json()["status"] == "HIT"
+        cluster.kill(victim)
+        statuses: dict[str, list[str]] = {doomed: [], spared: []}
+        for _ in range(40):  # alternately: the dead shard's namespace, then the other's
+            for ns in (doomed, spared):
+                answer = ask(replica, key[ns], prompt, cache="only")
+                assert answer.status_code == 200, answer.text
+                statuses[ns].append(answer.json()["status"])
+        assert "MISS" in statuses[doomed]  # its shard had no primary for a while
+        assert set(statuses[spared]) == {"HIT"}  # the other shard served throughout
+        wait_until(
+            lambda: ask(replica, key[doomed], prompt, cache="only").json()["status"] == "HIT",
+            20,
+            message="the failed-over shard's namespace served again",
+        )
+    finally:
+        replica.stop()
+        for node in cluster.nodes:
+            if node.server.pid is None:
+                cluster.restart(node)
+        cluster.wait_healthy(60)

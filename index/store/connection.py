@@ -74,6 +74,13 @@ class GuardedPipeline(Pipeline):
             raise
 
 
+# On a cluster a refused or reset connection is one node's: commands for its slots fail
+# at once on their own, and the other shards' namespaces go on (a breaker opened by it made
+# every namespace pass through until the failover). A timeout could cost every command its
+# wait: that opens the breaker, as on one Redis.
+_OPENS_CLUSTER_BREAKER = (RedisTimeoutError,)
+
+
 class GuardedClusterPipeline(ClusterPipeline):
     breaker: Breaker
 
@@ -83,7 +90,8 @@ class GuardedClusterPipeline(ClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
         except _NOT_ANSWERING as error:
             if not isinstance(error, CircuitOpen):
-                self.breaker.failed()
+                if isinstance(error, _OPENS_CLUSTER_BREAKER):
+                    self.breaker.failed()
                 # redis-py's cluster pipeline does not ask for a fresh topology when a node
                 # stops answering (its commands do): without this, after a failover every
                 # pipeline kept going to the dead primary (bench/cluster.py saw no HIT again)
@@ -92,9 +100,9 @@ class GuardedClusterPipeline(ClusterPipeline):
 
 
 class GuardedRedisCluster(RedisCluster):
-    """The cluster client with the same breaker (one per replica, for all of the cluster's
-    nodes: a primary that stopped answering opens it for every namespace for
-    ``cooldown_s``, as one Redis would)."""
+    """The cluster client with a breaker that timeouts open (one per replica, for all of
+    the cluster's nodes: a node that hangs opens it for every namespace for ``cooldown_s``,
+    as one Redis would; a node that is down fails its own slots' commands only)."""
 
     breaker: Breaker
 
@@ -102,9 +110,8 @@ class GuardedRedisCluster(RedisCluster):
         self.breaker.check()
         try:
             return await super().execute_command(*args, **kwargs)
-        except _NOT_ANSWERING as error:
-            if not isinstance(error, CircuitOpen):
-                self.breaker.failed()
+        except _OPENS_CLUSTER_BREAKER:
+            self.breaker.failed()
             raise
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:

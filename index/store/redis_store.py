@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from index.store import keys
 from index.store.connection import GuardedRedisCluster, NotReplicated, primary_for
@@ -169,10 +170,12 @@ class RedisStore:
                 await script(keys=keys, args=args, client=pipe)
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 result, acknowledged = await pipe.execute()
-        except (ConnectionError, TimeoutError, RedisConnectionError) as error:
+        except (RedisConnectionError, RedisTimeoutError) as error:
             if isinstance(cluster, GuardedRedisCluster):
-                cluster.breaker.failed()
-            raise RedisConnectionError(str(error)) from error
+                await self._forget_node_clients()  # the shard's primary may have moved
+                if isinstance(error, RedisTimeoutError):
+                    cluster.breaker.failed()
+            raise
         if int(acknowledged) < self.wait_replicas:
             raise NotReplicated(
                 f"{int(acknowledged)} of {self.wait_replicas} replica(s) had the write to "
@@ -180,10 +183,14 @@ class RedisStore:
             )
         return result
 
+    async def _forget_node_clients(self) -> None:
+        clients, self._node_clients = list(self._node_clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
     async def aclose(self) -> None:
-        for client in self._node_clients.values():
-            await client.aclose()
-        self._node_clients.clear()
+        await self._forget_node_clients()
 
     async def ping(self) -> bool:
         cluster = await self._topology()
