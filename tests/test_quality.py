@@ -16,8 +16,10 @@ from index.policy.distance import DEFAULT_THRESHOLD
 from index.policy.verifier import Verifier
 from index.training.corpus import DATA
 from index.training.pair_data import Pair, pairs_in, read_pairs
+from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 from service.tools.calibrate import calibrate
+from service.tools.redis_cluster import EmbeddedCluster
 from tests.helpers import CacheService
 
 VERIFIER = Settings().verifier_path
@@ -192,14 +194,14 @@ def test_calibration_reaches_its_target_on_held_out_pairs(embed: Callable) -> No
 
 @needs_data
 def test_calibration_cli_writes_the_tenant_settings(
-    tmp_path: Path, redis_client: redis.Redis, redis_server: object
+    tmp_path: Path, redis_client: redis.Redis, redis_server: EmbeddedRedis | EmbeddedCluster
 ) -> None:
     pairs = pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "tune")[:1200]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps({"q1": p.q1, "q2": p.q2, "duplicate": p.duplicate})
                             + "\n" for p in pairs))  # fmt: skip
     redis_client.hset("dc:tenant:{acme}", mapping={"settings": "{}", "created": 1})
-    url = f"redis://127.0.0.1:{redis_client.connection_pool.connection_kwargs['port']}"
+    url = redis_server.url
     done = subprocess.run(
         [sys.executable, "-m", "service.tools.calibrate", "--pairs", str(path),
          "--target-precision", "0.6", "--tenant", "acme", "--redis-url", url],
