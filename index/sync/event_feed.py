@@ -130,7 +130,7 @@ class EventFeed:
             link = self._links[url] = _NodeLink(url, self.name, self.queue)
         return link
 
-    def _primary_url(self, key: str | None = None) -> list[str]:
+    def _primary_urls(self, key: str | None = None) -> list[str]:
         """The URL of the primary holding ``key`` (every primary's, without a key)."""
         cluster = self.store.cluster
         if cluster is None:
@@ -143,7 +143,7 @@ class EventFeed:
         cluster = self.store.cluster
         if isinstance(cluster, RedisCluster) and is_cluster_url(self.url):
             await cluster.nodes_manager.initialize()  # the topology as it is now
-        primaries = self._primary_url()
+        primaries = self._primary_urls()
         for url in primaries:
             await self._link(url).subscribe("psubscribe", [keys.EXPIRED_PATTERN])
         await self._link(primaries[0]).subscribe("subscribe", [keys.NAMESPACES_CHANNEL])
@@ -152,7 +152,7 @@ class EventFeed:
         """Subscribe to the namespaces not followed yet; the ones that are new."""
         by_node: dict[str, list[str]] = {}
         for ns in set(namespaces) - self.namespaces:
-            by_node.setdefault(self._primary_url(keys.events_channel(ns))[0], []).append(ns)
+            by_node.setdefault(self._primary_urls(keys.events_channel(ns))[0], []).append(ns)
         added: list[str] = []
         for url, names in by_node.items():
             await self._link(url).subscribe("ssubscribe", [keys.events_channel(n) for n in names])
