@@ -91,7 +91,7 @@ bench-deps: $(BENCH_STAMP)
 
 # every benchmark; each prints its figures and writes bench/results/<name>.json
 bench: bench-deps models pair-model verifier-model
-	for script in latency throughput scale sync parity peers freshness rag quality; do \
+	for script in latency throughput scale sync cluster parity peers freshness rag quality; do \
 	  $(PY) bench/$$script.py || exit 1; done
 
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
