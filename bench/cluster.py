@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import distinct_questions, random_unit_vectors, write_results
-from bench.throughput import LUA, run_wrk
+from bench.throughput import run_wrk, semantic_lookup_inputs
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
 from service.tools.redis_cluster import EmbeddedCluster
@@ -94,16 +93,7 @@ async def write_entries(url: str, count: int, namespaces: list[str]) -> float:
 
 def semantic_hits_per_s(url: str, folder: Path, seconds: int) -> dict[str, float]:
     questions = distinct_questions(1000, seed=8)
-    script, bodies = folder / "rotate.lua", folder / "bodies.jsonl"
-    script.write_text(LUA)
-    bodies.write_bytes(
-        b"\n".join(
-            orjson.dumps(
-                {"prompt": q.replace("?", " ?") if "?" in q else q + " ?", "cache": "only"}
-            )
-            for q in questions
-        )
-    )
+    script, bodies = semantic_lookup_inputs(folder, questions)
     with ServiceProcess(url, replica_id="cluster-tp", **COMMON) as service:
         service.store([{"prompt": q, "response": f"answer {i}"} for i, q in enumerate(questions)])
         figures = run_wrk(service.url, 16, seconds, script, bodies)

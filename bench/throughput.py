@@ -57,6 +57,22 @@ def run_wrk(url: str, clients: int, seconds: int, script: Path, bodies: Path) ->
     }
 
 
+def semantic_lookup_inputs(folder: Path, questions: list[str]) -> tuple[Path, Path]:
+    """wrk's script and request bodies: each question with " ?" for "?" (tokenised the
+    same, so every request takes the semantic path), ``cache: only``."""
+    script, bodies = folder / "rotate.lua", folder / "bodies.jsonl"
+    script.write_text(LUA)
+    bodies.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {"prompt": q.replace("?", " ?") if "?" in q else q + " ?", "cache": "only"}
+            )
+            for q in questions
+        )
+    )
+    return script, bodies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -67,16 +83,7 @@ def main() -> None:
     questions = distinct_questions(1000, seed=8)
     results: dict[str, Any] = {"seconds_per_point": args.seconds, "runs": []}
     with tempfile.TemporaryDirectory(prefix="dc-bench-tp-") as folder:
-        script, bodies = Path(folder) / "rotate.lua", Path(folder) / "bodies.jsonl"
-        script.write_text(LUA)
-        bodies.write_bytes(
-            b"\n".join(
-                orjson.dumps(
-                    {"prompt": q.replace("?", " ?") if "?" in q else q + " ?", "cache": "only"}
-                )
-                for q in questions
-            )
-        )
+        script, bodies = semantic_lookup_inputs(Path(folder), questions)
         redis = EmbeddedRedis(Path(folder) / "redis", appendonly=False).start()
         try:
             for batching, max_batch in (("on", 64), ("off", 1)):

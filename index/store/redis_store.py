@@ -77,6 +77,7 @@ class RedisStore:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._node_clients: dict[str, aioredis.Redis] = {}
+        self._shard_indexes: dict[str, str] = {}  # a primary's name -> its index's name
         self.scripts = Scripts.register(client)
         self.evictions: Counter[str] = Counter()  # entries this process evicted, per namespace
 
@@ -126,18 +127,21 @@ class RedisStore:
             return [(keys.SEARCH_INDEX, None)]
         return [self._shard_index(cluster, node) for node in cluster.get_primaries()]
 
-    @staticmethod
-    def _shard_index(cluster: RedisCluster, node: ClusterNode) -> tuple[str, ClusterNode]:
-        """The index of a primary's shard, named after its lowest slot."""
-        owned = (
-            slot
-            for slot, nodes in cluster.nodes_manager.slots_cache.items()
-            if nodes and nodes[0].name == node.name
-        )
-        lowest = min(owned, default=None)
-        if lowest is None:
-            raise RedisConnectionError(f"{node.name} serves no slot now")
-        return keys.shard_search_index(lowest), node
+    def _shard_index(self, cluster: RedisCluster, node: ClusterNode) -> tuple[str, ClusterNode]:
+        """The index of a primary's shard, named after its lowest slot (looked up once per
+        primary: a failover keeps a shard's slots, only resharding would move them)."""
+        name = self._shard_indexes.get(node.name)
+        if name is None:
+            owned = (
+                slot
+                for slot, nodes in cluster.nodes_manager.slots_cache.items()
+                if nodes and nodes[0].name == node.name
+            )
+            lowest = min(owned, default=None)
+            if lowest is None:
+                raise RedisConnectionError(f"{node.name} serves no slot now")
+            name = self._shard_indexes[node.name] = keys.shard_search_index(lowest)
+        return name, node
 
     async def _client_of_shard(self, ns: str) -> "aioredis.Redis":
         """A client whose pipeline runs on one connection to the primary holding ``ns``

@@ -185,15 +185,15 @@ class Telemetry:
         except RedisError as error:
             self.metrics.stats_write_failures.inc()
             log.debug("hit counts not applied, kept for the next flush: %s", error)
-            self._merge_back(defaultdict(lambda: defaultdict(float)), entry_hits)
+            self._merge_back({}, entry_hits)
         except BaseException:
-            self._merge_back(defaultdict(lambda: defaultdict(float)), entry_hits)
+            self._merge_back({}, entry_hits)
             raise
 
     def _merge_back(
         self,
-        counts: defaultdict[str, defaultdict[str, float]],
-        entry_hits: dict[Served, tuple[int, float]],
+        counts: Mapping[str, Mapping[str, float]],
+        entry_hits: Mapping[Served, tuple[int, float]],
     ) -> None:
         for ns, fields in counts.items():
             for name, value in fields.items():
