@@ -99,3 +99,16 @@ def test_an_upgrade_from_the_global_sequence_continues_above_it(
         5,
         message="the delete applied on the other replica",
     )
+
+
+def test_the_read_script_reads_the_fields_a_hit_serves() -> None:
+    """read_entry.lua names its fields itself (packing them per HIT cost more than the read):
+    they must stay the ones records.py decodes, in its order."""
+    import re
+
+    from index.store.records import SERVE_FIELDS
+    from index.store.scripts import lua_source
+
+    hmget = re.search(r"HMGET', key,(.*?)\)", lua_source("read_entry"), re.DOTALL)
+    assert hmget is not None
+    assert tuple(re.findall(r"'(\w+)'", hmget.group(1))) == SERVE_FIELDS

@@ -24,6 +24,7 @@ class Scripts:
     """The scripts registered with one client (each call runs EVALSHA, loading on a miss)."""
 
     write_entry: AsyncScript
+    read_entry: AsyncScript
     evict_entries: AsyncScript
     delete_entry: AsyncScript
     announce_flush: AsyncScript

@@ -141,6 +141,11 @@ class ReplicaSync:
         restarted without its data, or a replica promoted to primary, may lack them."""
         await self.store.adopt_legacy_sequence()
         await self.store.ensure_search_index()
+        if await self.store.indexes_partially() is False:
+            log.warning(
+                "the search module re-indexes an entry (its vector too) on every change, a "
+                "HIT's counters included: load it with PARTIAL_INDEXED_DOCS 1 (README, Scaling)"
+            )
         await self.store.load_scripts()
         if not await self.store.enable_expiry_events():
             log.warning(

