@@ -2,12 +2,14 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from index.embedding.embedder import load_embedder
+from index.embedding.embedder import Embedder, load_embedder
 from index.embedding.worker import EmbeddingWorker
 from index.policy.verifier import Verifier
 from index.store.connection import connect
@@ -90,17 +92,36 @@ def load_verifier(settings: Settings) -> Verifier | None:
     return verifier
 
 
+def embedding_lanes(settings: Settings) -> tuple[int, int | None]:
+    """``(lanes, threads a lone text runs on)``: by default one lane per core available to
+    this process (ONNX); torch has one lane on its own default threads."""
+    if settings.embedder == "torch":
+        return 1, settings.embed_threads
+    cores = len(os.sched_getaffinity(0))
+    return settings.embed_lanes or cores, settings.embed_threads or cores
+
+
+def load_lane_embedders(
+    settings: Settings, lanes: int, threads: int | None
+) -> tuple[Embedder, Embedder | None]:
+    """The embedder a lone text runs on (``threads``), and with several lanes the one each
+    lane runs on while another is busy (the cores shared out between the lanes)."""
+    load = functools.partial(
+        load_embedder, settings.embedder, settings.model_path, onnx_dir=str(settings.onnx_dir)
+    )
+    if lanes <= 1 or settings.embedder == "torch":
+        return load(threads=threads), None
+    return load(threads=threads), load(threads=max(1, (threads or lanes) // lanes))
+
+
 async def start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
-    model = await asyncio.to_thread(
-        load_embedder,
-        settings.embedder,
-        settings.model_path,
-        settings.embed_threads,
-        str(settings.onnx_dir),
+    lanes, threads = embedding_lanes(settings)
+    model, lane_model = await asyncio.to_thread(load_lane_embedders, settings, lanes, threads)
+    embedder = EmbeddingWorker(
+        model, lanes, settings.embed_max_batch, settings.embed_max_wait_ms, lane_model
     )
-    embedder = EmbeddingWorker(model, settings.embed_max_batch, settings.embed_max_wait_ms)
     stack.push_async_callback(embedder.close)
     client = connect(redis_url, settings.redis_timeout_s)
     stack.push_async_callback(client.aclose)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     port: int = 8000
     replica_id: str = Field(default_factory=_default_replica_id)
     log_level: str = "info"
+    # a log line per request (uvicorn's access log): off, the metrics and /v1/stats count them
+    access_log: bool = False
 
     # Tenants: with an admin token every /v1 endpoint needs a key; without one the service
     # runs open, in the one namespace "default", and binds only to loopback unless allowed
@@ -65,8 +67,11 @@ class Settings(BaseSettings):
     onnx_dir: Path = Path("models/onnx")  # onnx backends: where the export is cached
     threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=MAX_DISTANCE)
     top_k: int = Field(default=4, ge=1, le=100)
-    embed_threads: int | None = Field(default=None, ge=1)  # None: the backend's default
-    embed_max_batch: int = Field(default=64, ge=1)  # 1 turns micro-batching off
+    # lanes embed in parallel, each on embed_threads cores (None: one lane per core available,
+    # the cores shared out between them; torch: one lane on the backend's default threads)
+    embed_lanes: int | None = Field(default=None, ge=1, le=64)
+    embed_threads: int | None = Field(default=None, ge=1)
+    embed_max_batch: int = Field(default=1, ge=1)  # > 1 turns micro-batching on
     embed_max_wait_ms: float = Field(default=0.0, ge=0, le=50)
 
     # Local index: exact below hnsw_min_entries per (namespace, scope), HNSW above

@@ -113,6 +113,7 @@ def test_a_failing_batch_fails_its_callers_only() -> None:
     class Exploding:
         dim = 384
         batch_invariant = True
+        parallel_runs = True
 
         def encode(self, texts: list[str]) -> np.ndarray:
             if "boom" in texts:

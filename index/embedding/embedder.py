@@ -26,6 +26,8 @@ class Embedder(Protocol):
     # False when a text's vector depends on what it is batched with (dynamic int8
     # quantisation picks one activation scale per batch): such a backend is never micro-batched
     batch_invariant: bool
+    # True when two threads may run it at once (then a replica embeds in parallel lanes)
+    parallel_runs: bool
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-normalised float32 rows, one per text (blocking; call off the event loop)."""
@@ -69,6 +71,7 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(str(model_path), device="cpu")
         self.dim = EMBEDDING_DIM
         self.batch_invariant = True
+        self.parallel_runs = False  # torch spreads one run over the cores itself
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(

@@ -39,6 +39,7 @@ class OnnxEmbedder:
         self._input_names = {node.name for node in self._session.get_inputs()}
         self.dim = EMBEDDING_DIM
         self.batch_invariant = "int8" not in model_file.name
+        self.parallel_runs = True  # ONNX Runtime's Run is thread-safe
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode in chunks of texts of similar length: one ONNX run over thousands of texts
