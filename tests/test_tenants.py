@@ -324,8 +324,10 @@ def test_openapi_declares_the_security_schemes(secured: CacheService) -> None:
 
 def test_logs_carry_no_keys_tokens_or_prompts(redis_server: EmbeddedRedis) -> None:
     """A replica as production runs it (``python -m service``, log level info, uvicorn's
-    access log on): its log has lines about these requests, and none of the secrets."""
-    with ServiceProcess(redis_server.url, admin_token=ADMIN, log_level="info") as replica:
+    access log turned on): its log has lines about these requests, and none of the secrets."""
+    with ServiceProcess(
+        redis_server.url, admin_token=ADMIN, log_level="info", access_log=True
+    ) as replica:
         alice = make_tenant(replica, "alice")
         secret_prompt = "My account number is 4242-SECRET, what is my balance?"
         ask(replica, alice, secret_prompt)

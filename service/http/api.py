@@ -9,9 +9,16 @@ from redis.exceptions import RedisError
 
 from service.engine.insights import current_stats, insights
 from service.engine.query_path import query_response
-from service.http.auth import Principal, authenticate, require_operator
+from service.http.auth import (
+    SECURITY_DOCUMENTED,
+    Principal,
+    authenticate,
+    presented_key,
+    principal_for,
+    require_operator,
+)
 from service.http.cache_headers import cache_headers
-from service.http.dependencies import RuntimeDep
+from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
@@ -39,28 +46,31 @@ _ERRORS = documented(*CALLER_ERRORS, 502, 504)
 _ENTRY_ERRORS = documented(*CALLER_ERRORS, 404, 409, 503)
 
 
-@router.post("/v1/query", response_model=QueryResponse, responses=_ERRORS, tags=["cache"])
-async def query(
-    runtime: RuntimeDep,
-    body: QueryRequest,
-    request: Request,
-    response: Response,
-    principal: Principal = Security(authenticate),
-) -> QueryResponse:
+@router.post(
+    "/v1/query",
+    response_model=QueryResponse,
+    responses=_ERRORS,
+    tags=["cache"],
+    openapi_extra={**SECURITY_DOCUMENTED, "requestBody": json_body(QueryRequest)},
+)
+async def query(request: Request) -> Response:
     """Answer a prompt from the cache when a close enough one was answered, else from the LLM."""
+    # the hot path reads its request itself: FastAPI's dependency solving, body parsing and
+    # response validation were a third of an exact HIT's time in the replica
+    runtime = runtime_of(request)
+    principal = await principal_for(runtime, presented_key(request))
+    body = parse_body(QueryRequest, await request.body())
     control = parse_cache_control(request.headers.get("cache-control"))
     resolution = await runtime.queries.answer(
         body, principal.ns, principal.settings, control,
         request.headers.get(runtime.settings.user_header),
     )  # fmt: skip
     answer = query_response(principal.ns, resolution)
-    response.headers.update(
-        cache_headers(
-            answer.status, runtime.settings.replica_id, answer.distance,
-            answer.entry_id, answer.created, resolution.server_timing,
-        )
+    headers = cache_headers(
+        answer.status, runtime.settings.replica_id, answer.distance,
+        answer.entry_id, answer.created, resolution.server_timing,
     )  # fmt: skip
-    return answer
+    return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
 
 def _answer_shapes(description: str) -> dict[str, Any]:

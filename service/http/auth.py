@@ -11,7 +11,7 @@ is not applied (its buckets live in Redis); a key never verified is refused (503
 
 import hmac
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -48,11 +48,31 @@ async def authenticate(
     bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
     header_key: str | None = Security(api_key_scheme),
 ) -> Principal:
-    runtime = runtime_of(request)
+    """The dependency (which also documents both schemes in OpenAPI)."""
+    presented = bearer.credentials if bearer is not None else header_key
+    return await principal_for(runtime_of(request), presented)
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request presents, read as the two schemes read it: ``Authorization: Bearer
+    <key>`` first, else ``X-API-Key`` (for a route that skips the dependency's cost)."""
+    scheme, _, credentials = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key")
+
+
+# what a route that calls ``principal_for`` itself declares, to document its security
+SECURITY_DOCUMENTED: dict[str, Any] = {
+    "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
+}
+
+
+async def principal_for(runtime: Runtime, presented: str | None) -> Principal:
+    """Who presents this key (the admin, a tenant, or nobody in open mode); rate-limited."""
     admin_token = runtime.settings.admin_token
     if admin_token is None:
         return Principal(DEFAULT_NAMESPACE, "open", None, None)
-    presented = bearer.credentials if bearer is not None else header_key
     if not presented:
         raise _unauthorised("missing_key", "an API key is required (Authorization: Bearer ...)")
     if len(presented) > _MAX_KEY_CHARS or not presented.isprintable():
