@@ -6,21 +6,27 @@ among them), then one client sends, one at a time, distinct QQP questions (MISS,
 each question with " ?" for "?" (tokenised identically, so a semantic HIT that the exact
 path cannot serve), and each question again (exact HIT). A run with a 1000 ms LLM gives the
 speedup a user sees. For semantic HITs the medians of each ``Server-Timing`` stage are
-reported too (where the time went), beside the embedder alone in this process on the same
-questions (``embed_alone``: what a semantic HIT cannot go below). Writes
-bench/results/latency.json.
+reported too (where the time went), and paired with each one, just before it, the embedder
+alone in this process on the same text (``embed_alone``: what a semantic HIT cannot go
+below; paired because this machine's speed drifts by tens of percent within minutes).
+The client is the standard library's keep-alive ``http.client`` (httpx's own overhead,
+~0.5 ms a request here, is the client's, not the cache's). Writes bench/results/latency.json.
 
     python bench/latency.py [--queries 200] [--sizes 1000,100000] [--backends onnx,onnx-int8,torch]
 """
 
 import argparse
 import asyncio
+import http.client
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,12 +54,31 @@ def semantic_variant(question: str) -> str:
     return question.replace("?", " ?") if "?" in question else f"{question} ?"
 
 
-def timed(service: ServiceProcess, prompt: str) -> tuple[float, dict[str, Any]]:
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection, as little client work per request as Python allows."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+        self.connection.request(
+            "POST", path, orjson.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = self.connection.getresponse()
+        payload = response.read()
+        return response.status, orjson.loads(payload), response.getheader("Server-Timing", "")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def timed(client: LeanClient, prompt: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    response = service.query(prompt)
+    status, answer, timing = client.post("/v1/query", {"prompt": prompt})
     elapsed = (time.perf_counter() - started) * 1000
-    response.raise_for_status()
-    return elapsed, {**response.json(), "timing": response.headers.get("Server-Timing", "")}
+    if status != 200:
+        raise RuntimeError(f"{status}: {answer}")
+    return elapsed, {**answer, "timing": timing}
 
 
 def stages_of(header: str) -> dict[str, float]:
@@ -66,41 +91,52 @@ def stages_of(header: str) -> dict[str, float]:
     return stages
 
 
-def embed_alone(backend: str, questions: list[str]) -> dict[str, float]:
-    """The embedder in this process, one question at a time (a semantic HIT's floor)."""
+def embedder_alone(backend: str) -> Callable[[str], float]:
+    """Times the embedder in this process on one text (ms): the backend as a replica runs a
+    lone text (all the cores)."""
     from index.embedding.embedder import load_embedder
 
     embedder = load_embedder(backend, None, None)
     embedder.encode(["warm-up question?"])
-    samples = []
-    for question in questions:
+
+    def embed(text: str) -> float:
         started = time.perf_counter()
-        embedder.encode([semantic_variant(question)])
-        samples.append((time.perf_counter() - started) * 1000)
-    return percentiles(samples)
+        embedder.encode([text])
+        return (time.perf_counter() - started) * 1000
+
+    return embed
 
 
-def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {"miss": [], "semantic_hit": [], "exact_hit": []}
+def measure(
+    service: ServiceProcess, questions: list[str], embed_alone: Callable[[str], float]
+) -> dict[str, Any]:
+    samples: dict[str, list[float]] = {
+        "miss": [], "semantic_hit": [], "exact_hit": [], "embed_alone": [],
+    }  # fmt: skip
     stage_samples: dict[str, list[float]] = {}
     stored: list[str] = []
-    timed(service, "warm-up question number one?")
-    timed(service, "warm-up question number one ?")
+    service.wait_settled()  # measured on the index a replica settles on, HNSW built
+    client = LeanClient(service.port)
+    timed(client, "warm-up question number one?")
+    timed(client, "warm-up question number one ?")
     for question in questions:
-        elapsed, answer = timed(service, question)
+        elapsed, answer = timed(client, question)
         if answer["status"] == "MISS":
             samples["miss"].append(elapsed)
             stored.append(answer["entry_id"])
     for question in questions:
-        elapsed, answer = timed(service, semantic_variant(question))
+        alone = embed_alone(semantic_variant(question))
+        elapsed, answer = timed(client, semantic_variant(question))
         if answer["status"] == "HIT":
             samples["semantic_hit"].append(elapsed)
+            samples["embed_alone"].append(alone)
             for stage, ms in stages_of(answer["timing"]).items():
                 stage_samples.setdefault(stage, []).append(ms)
     for question in questions:
-        elapsed, answer = timed(service, question)
+        elapsed, answer = timed(client, question)
         if answer["status"] == "HIT":
             samples["exact_hit"].append(elapsed)
+    client.close()
     for entry_id in stored:  # leave Redis as it was for the next backend
         service.http.delete(f"/v1/entries/{entry_id}")
     service.http.delete(
@@ -110,6 +146,9 @@ def measure(service: ServiceProcess, questions: list[str]) -> dict[str, Any]:
     miss_p50 = figures["miss"]["p50_ms"]
     figures["speedup_semantic_p50"] = round(miss_p50 / figures["semantic_hit"]["p50_ms"], 2)
     figures["speedup_exact_p50"] = round(miss_p50 / figures["exact_hit"]["p50_ms"], 2)
+    figures["semantic_hit_over_embedding_p50_ms"] = round(
+        figures["semantic_hit"]["p50_ms"] - figures["embed_alone"]["p50_ms"], 3
+    )
     figures["semantic_hit_stages_p50_ms"] = {
         stage: round(statistics.median(values), 3) for stage, values in stage_samples.items()
     }
@@ -154,8 +193,7 @@ def main() -> None:
                 for backend in backends:
                     questions = distinct_questions(args.queries, seed=3)
                     with ServiceProcess(redis.url, embedder=backend, sim_latency_ms=0) as svc:
-                        figures = measure(svc, questions)
-                    figures["embed_alone"] = embed_alone(backend, questions)
+                        figures = measure(svc, questions, embedder_alone(backend))
                     run = {"entries": size, "backend": backend, "llm_ms": 0, **figures}
                     results["runs"].append(run)
                     describe(f"{size:>7} entries, {backend:>9}, LLM 0 ms", figures)
@@ -166,7 +204,7 @@ def main() -> None:
                     for stage in args.stages.split(","):
                         with ServiceProcess(redis.url, embedder=backends[0], sim_latency_ms=0,
                                             pair_model=stage) as svc:  # fmt: skip
-                            figures = measure(svc, questions)
+                            figures = measure(svc, questions, embedder_alone(backends[0]))
                         results["decision_stages"][stage] = figures
                         describe(f"{size:>7} entries, {backends[0]:>9}, pair model {stage}",
                                  figures)  # fmt: skip
@@ -174,7 +212,7 @@ def main() -> None:
                     with ServiceProcess(
                         redis.url, embedder=backends[0], sim_latency_ms=1000
                     ) as svc:
-                        figures = measure(svc, questions)
+                        figures = measure(svc, questions, embedder_alone(backends[0]))
                     results["runs"].append(
                         {"entries": size, "backend": backends[0], "llm_ms": 1000, **figures}
                     )

@@ -1,12 +1,15 @@
-"""Dyna-Cache's in-process lookup against RedisVL's ``SemanticCache.check``, in one run:
-same Redis, same model (all-MiniLM-L6-v2 from the same package), same 2,000 queries, the
-same threshold (squared L2 0.35 = cosine distance 0.175).
+"""Dyna-Cache's lookup against RedisVL's ``SemanticCache.check`` and GPTCache's ``get``, in
+one run: same Redis, same model (all-MiniLM-L6-v2 from the same package), same 2,000
+queries, the same threshold (squared L2 0.35 = cosine distance 0.175), the static decision
+(Dyna-Cache's pair model off: the peers have none).
 
 Each cache stores the q1 of 2,000 QQP pairs; then each q2 is looked up, one at a time.
-Dyna-Cache runs its query path in process (``QueryPath.answer``, cache mode ``only``: the
-HTTP layer left out, as RedisVL has none); RedisVL runs as a user would (its
-HFTextVectorizer on torch), and once more with Dyna-Cache's ONNX embedder plugged in, so
-the search path alone can be compared. Writes bench/results/peers.json.
+Dyna-Cache is measured as a user sees it, over HTTP (a replica process, ``cache: only``,
+one keep-alive connection), and in process (``QueryPath.answer``: the HTTP layer left out,
+as the peers have none). RedisVL runs as a user would (its HFTextVectorizer on torch), and
+once more with Dyna-Cache's ONNX embedder plugged in, so that the rest of the path can be
+compared; GPTCache with its SBERT embedding (torch), FAISS and SQLite.
+Writes bench/results/peers.json.
 
     python bench/peers.py [--queries 2000]      (needs `pip install -e '.[bench]'`)
 """
@@ -23,7 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_results
+from bench.common import ServiceProcess, write_results
+from bench.latency import LeanClient
 from index.embedding.embedder import load_embedder, packaged_model_path
 from index.training.corpus import qqp_pairs
 from service.app import start_runtime
@@ -45,8 +49,27 @@ def summary(timings: list[float], hits: int) -> dict[str, Any]:
     }
 
 
+def dyna_cache_http(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    with ServiceProcess(
+        redis_url, threshold=THRESHOLD_L2, sim_latency_ms=0, replica_id="peers-http"
+    ) as service:
+        service.store([{"prompt": q1, "response": f"r{i}"} for i, (q1, _) in enumerate(pairs)])
+        client = LeanClient(service.port)
+        timings, hits = [], 0
+        for _, q2 in pairs:
+            started = time.perf_counter()
+            status, answer, _ = client.post("/v1/query", {"prompt": q2, "cache": "only"})
+            timings.append((time.perf_counter() - started) * 1000)
+            hits += status == 200 and answer["status"] == "HIT"
+        client.close()
+        service.http.delete("/v1/namespaces/default")  # the in-process run stores them again
+    return summary(timings, hits)
+
+
 async def dyna_cache(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    settings = Settings(redis_url=redis_url, threshold=THRESHOLD_L2, replica_id="peers")
+    settings = Settings(
+        redis_url=redis_url, threshold=THRESHOLD_L2, replica_id="peers", pair_model="off"
+    )
     async with contextlib.AsyncExitStack() as stack:
         runtime = await start_runtime(settings, redis_url, stack)
         while not runtime.sync.ready:
@@ -91,6 +114,40 @@ def redisvl(
     return summary(timings, hits)
 
 
+def gptcache(pairs: list[tuple[str, str]], folder: Path) -> dict[str, Any]:
+    from gptcache import Cache, Config
+    from gptcache.adapter.api import get, put
+    from gptcache.embedding import SBERT
+    from gptcache.manager import manager_factory
+    from gptcache.processor.pre import get_prompt
+    from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
+
+    encoder = SBERT(model=str(packaged_model_path()))
+    (folder / "gptcache").mkdir()
+    cache = Cache()
+    cache.init(
+        pre_embedding_func=get_prompt,  # the api's put/get pass the prompt itself
+        embedding_func=encoder.to_embeddings,
+        data_manager=manager_factory(
+            "sqlite,faiss",
+            data_dir=str(folder / "gptcache"),
+            vector_params={"dimension": 384},
+            max_size=len(pairs) * 2,  # its default (1,000) evicted half of what it stored
+        ),
+        similarity_evaluation=SearchDistanceEvaluation(),  # 4 - squared L2, range [0, 4]
+        config=Config(similarity_threshold=1 - THRESHOLD_L2 / 4),  # hit when L2² <= 0.35
+    )
+    for i, (q1, _) in enumerate(pairs):
+        put(q1, f"r{i}", cache_obj=cache)
+    timings, hits = [], 0
+    for _, q2 in pairs:
+        started = time.perf_counter()
+        found = get(q2, cache_obj=cache)
+        timings.append((time.perf_counter() - started) * 1000)
+        hits += found is not None
+    return summary(timings, hits)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=2000)
@@ -103,6 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dc-bench-peers-") as folder:
         redis = EmbeddedRedis(Path(folder), appendonly=False).start()
         try:
+            results["dyna_cache_over_http"] = dyna_cache_http(redis.url, pairs)
             results["dyna_cache_in_process"] = asyncio.run(dyna_cache(redis.url, pairs))
             results["redisvl_hf_vectorizer"] = redisvl(
                 redis.url, pairs, HFTextVectorizer(model=str(packaged_model_path())), "rvl_hf"
@@ -113,20 +171,22 @@ def main() -> None:
                 CustomTextVectorizer(embed=lambda text: onnx.encode([text])[0].tolist()),
                 "rvl_onnx",
             )
+            results["gptcache_sbert_faiss"] = gptcache(pairs, Path(folder))
         finally:
             redis.stop()
-    ours = results["dyna_cache_in_process"]["p50_ms"]
-    results["speedup_p50_vs_redisvl"] = round(results["redisvl_hf_vectorizer"]["p50_ms"] / ours, 2)
-    results["speedup_p50_vs_redisvl_same_embedder"] = round(
-        results["redisvl_with_onnx_embedder"]["p50_ms"] / ours, 2
-    )
-    for name in ("dyna_cache_in_process", "redisvl_hf_vectorizer", "redisvl_with_onnx_embedder"):
+    ours = results["dyna_cache_over_http"]["p50_ms"]
+    for peer in ("redisvl_hf_vectorizer", "redisvl_with_onnx_embedder", "gptcache_sbert_faiss"):
+        results[f"speedup_p50_http_vs_{peer}"] = round(results[peer]["p50_ms"] / ours, 2)
+    for name in ("dyna_cache_over_http", "dyna_cache_in_process", "redisvl_hf_vectorizer",
+                 "redisvl_with_onnx_embedder", "gptcache_sbert_faiss"):  # fmt: skip
         f = results[name]
         print(f"{name:>28}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, hits {f['hits']}")
-    print(
-        f"speedup p50: {results['speedup_p50_vs_redisvl']}x vs RedisVL as shipped, "
-        f"{results['speedup_p50_vs_redisvl_same_embedder']}x with the same embedder"
-    )
+    speedups = {
+        name.removeprefix("speedup_p50_http_vs_"): ratio
+        for name, ratio in results.items()
+        if name.startswith("speedup")
+    }
+    print("speedup p50 (over HTTP): " + ", ".join(f"{k} {v}x" for k, v in speedups.items()))
     write_results("peers", results)
 
 
