@@ -1,13 +1,20 @@
-"""Scale: semantic-HIT latency and replica memory as the index grows, and start-up rebuild.
+"""Scale: semantic-HIT latency and replica memory as the index grows, and start-up.
 
-* 10k and 100k entries: Redis holds that many entries (random unit vectors in the queries'
-  scope) plus 200 real QQP questions; a replica is started (its rebuild time and the time
-  to /readyz are recorded), then 200 semantic HITs over HTTP give p50/p99, and the
-  replica's resident memory (VmRSS) is read.
-* 1M entries: the index part alone, in this process (synthetic vectors): build time, search
-  p50 and the memory it adds. No Redis or HTTP at that size: Redis would need ~4 GB more.
+* 10k and 100k entries (``--sizes``): Redis holds that many entries (random unit vectors in
+  the queries' scope) plus 200 real QQP questions; a replica is started (its rebuild time
+  and the time to /readyz are recorded), then 200 semantic HITs over HTTP give p50/p99, and
+  the replica's resident memory (VmRSS) is read.
+* ``--tenants N`` (1M in the issue): 4 tenants share N entries (synthetic vectors, each
+  tenant's quarter in its own namespace) plus 200 real QQP questions each, stored through
+  the API. Measured, one after another on one Redis: a new replica (no snapshot) from
+  process start to its first HIT (from Redis's mirror), to ready (flat sub-indexes) and to
+  settled (HNSW built in the background), the share of lookups answered right meanwhile,
+  semantic HIT p50, RSS; the same replica restarted (its snapshot) to ready; both again
+  with compressed HNSW (``index_codec``); and two namespace-affine replicas each asked for
+  two tenants (as nginx's consistent hash would send them): RSS and time to hold them.
 
-Writes bench/results/scale.json.   python bench/scale.py [--sizes 10000,100000] [--million]
+Writes bench/results/scale.json.
+    python bench/scale.py [--sizes 10000,100000] [--tenants 1000000] [--codecs float,sq8]
 """
 
 import argparse
@@ -84,6 +91,187 @@ def with_redis(size: int) -> dict[str, Any]:
     }
 
 
+ADMIN = "bench-admin-token"
+TENANTS = ("t0", "t1", "t2", "t3")
+
+
+def semantic(question: str) -> str:
+    return question.replace("?", " ?") if "?" in question else question + " ?"
+
+
+def tenant_keys(replica: ServiceProcess) -> dict[str, str]:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    issued = {}
+    for ns in TENANTS:
+        replica.http.post("/v1/admin/tenants", headers=admin, json={"namespace": ns})
+        reply = replica.http.post(f"/v1/admin/tenants/{ns}/keys", headers=admin)
+        reply.raise_for_status()
+        issued[ns] = reply.json()["key"]
+    return issued
+
+
+def lookup(replica: ServiceProcess, key: str, question: str) -> tuple[float, bool]:
+    started = time.perf_counter()
+    reply = replica.http.post(
+        "/v1/query",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"prompt": semantic(question), "cache": "only"},
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    return elapsed, reply.status_code == 200 and reply.json()["status"] == "HIT"
+
+
+def watch_start(
+    replica: ServiceProcess, keys: dict[str, str], questions: dict[str, list[str]]
+) -> dict[str, Any]:
+    """From process start: the first HIT, ready, settled; lookups answered right until then."""
+    started, asked, right, first_hit = time.monotonic(), 0, 0, None
+    ready_at = None
+    while True:
+        try:
+            ready = replica.http.get("/readyz").status_code == 200
+            ns = TENANTS[asked % len(TENANTS)]
+            _, hit = lookup(replica, keys[ns], questions[ns][asked % len(questions[ns])])
+        except Exception:  # not listening yet
+            time.sleep(0.2)
+            if time.monotonic() - started > 1800:
+                raise
+            continue
+        asked, right = asked + 1, right + hit
+        if hit and first_hit is None:
+            first_hit = time.monotonic() - started
+        if ready and ready_at is None:
+            ready_at = time.monotonic() - started
+        if ready_at is not None and replica.view()["index"]["outgrown_sub_indexes"] == 0:
+            break
+        time.sleep(0.25)
+    return {
+        "first_hit_s": round(first_hit or -1, 2),
+        "ready_s": round(ready_at, 2),
+        "settled_s": round(time.monotonic() - started, 2),
+        "lookups_while_starting": asked,
+        "answered_right_while_starting": round(right / asked, 4),
+    }
+
+
+def hit_latency(
+    replica: ServiceProcess, keys: dict[str, str], questions: dict[str, list[str]]
+) -> dict[str, float]:
+    samples = []
+    for ns in TENANTS:
+        for question in questions[ns][:50]:
+            elapsed, hit = lookup(replica, keys[ns], question)
+            if hit:
+                samples.append(elapsed)
+    return percentiles(samples)
+
+
+def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
+    """4 tenants sharing ``total`` entries: start-up, restart, memory, affinity."""
+    corpus = distinct_questions(200 * len(TENANTS), seed=21)
+    questions = {ns: corpus[i * 200 : (i + 1) * 200] for i, ns in enumerate(TENANTS)}
+    results: dict[str, Any] = {"entries": total + len(corpus), "tenants": len(TENANTS)}
+    common: dict[str, Any] = {"admin_token": ADMIN, "log_level": "info",
+                              "drift_check_interval_s": 10}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dc-bench-scale-") as folder:
+        redis = EmbeddedRedis(Path(folder) / "redis", appendonly=False).start()
+        try:
+            started = time.perf_counter()
+            for ns in TENANTS:
+                asyncio.run(fill_redis(redis.url, total // len(TENANTS), scope=scope_of(None),
+                                       ns=ns, seed=hash(ns) % 1000))  # fmt: skip
+            results["fill_seconds"] = round(time.perf_counter() - started, 1)
+            print(f"filled {total} entries in {results['fill_seconds']} s", flush=True)
+            with ServiceProcess(redis.url, index_snapshots=False, **common) as seeder:
+                keys = tenant_keys(seeder)
+                for ns in TENANTS:
+                    seeder.http.post(
+                        "/v1/entries",
+                        headers={"Authorization": f"Bearer {keys[ns]}"},
+                        json={
+                            "entries": [
+                                {"prompt": q, "response": f"{ns} {i}"}
+                                for i, q in enumerate(questions[ns])
+                            ]
+                        },
+                    ).raise_for_status()
+            for codec in codecs:
+                snapshots = Path(folder) / f"snapshots-{codec}"
+                run: dict[str, Any] = {}
+                replica = ServiceProcess(
+                    redis.url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
+                )
+                try:
+                    run["new_replica"] = watch_start(replica, keys, questions)
+                    run["semantic_hit"] = hit_latency(replica, keys, questions)
+                    run["rss_mb"] = rss_mb(replica.process.pid)
+                finally:
+                    replica.stop()  # a clean stop writes its snapshot
+                written = [line for line in replica.final_log.splitlines()
+                           if "index snapshot written" in line]  # fmt: skip
+                run["snapshot_written"] = written[-1].split(": ", 1)[-1] if written else None
+                restarted = ServiceProcess(
+                    redis.url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
+                )
+                try:
+                    run["restarted_replica"] = watch_start(restarted, keys, questions)
+                    run["restarted_view"] = restarted.view()["snapshot"]
+                    run["restarted_rss_mb"] = rss_mb(restarted.process.pid)
+                finally:
+                    restarted.stop()
+                results[codec] = run
+                print(f"{codec}: {run}", flush=True)
+            results["affine"] = affine(redis.url, keys, questions, codecs[-1], common)
+            print(f"affine: {results['affine']}", flush=True)
+        finally:
+            redis.stop()
+    return results
+
+
+def affine(
+    redis_url: str,
+    keys: dict[str, str],
+    questions: dict[str, list[str]],
+    codec: str,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """Two namespace-affine replicas, each asked for two of the four tenants."""
+    shares = {"A": TENANTS[:2], "B": TENANTS[2:]}
+    figures: dict[str, Any] = {}
+    replicas = {
+        name: ServiceProcess(redis_url, namespace_affinity=True, index_codec=codec,
+                             index_snapshots=False, replica_id=f"affine-{name}", **common)
+        for name in shares
+    }  # fmt: skip
+    try:
+        for name, replica in replicas.items():
+            replica.wait_ready()
+            started = time.monotonic()
+            for ns in shares[name]:
+                lookup(replica, keys[ns], questions[ns][0])  # the first lookup: from Redis
+            deadline = time.monotonic() + 1800
+            while (
+                set(replica.view()["held_namespaces"]) != set(shares[name])
+                or (replica.view()["index"]["outgrown_sub_indexes"])
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("affine replica did not settle")
+                time.sleep(0.5)
+            share = {ns: questions[ns] for ns in shares[name]}
+            samples = [lookup(replica, keys[ns], q)[0] for ns in share for q in share[ns][:50]]
+            figures[name] = {
+                "namespaces": list(shares[name]),
+                "held_after_s": round(time.monotonic() - started, 2),
+                "entries": replica.view()["entries"],
+                "rss_mb": rss_mb(replica.process.pid),
+                "semantic_hit_p50_ms": round(statistics.median(samples), 3),
+            }
+    finally:
+        for replica in replicas.values():
+            replica.stop()
+    return figures
+
+
 def index_only(size: int) -> dict[str, Any]:
     rng = np.random.default_rng(17)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -126,8 +314,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--million", action="store_true", help="also the 1M index-only run")
+    parser.add_argument("--tenants", type=int, default=0, help="entries shared by 4 tenants")
+    parser.add_argument("--codecs", default="float,sq8")
     args = parser.parse_args()
     results: dict[str, Any] = {"with_redis": [], "index_only": []}
+    if args.tenants:
+        results["at_scale"] = at_scale(args.tenants, args.codecs.split(","))
     for size in (int(s) for s in args.sizes.split(",") if s):
         figures = with_redis(size)
         results["with_redis"].append(figures)

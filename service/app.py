@@ -6,10 +6,12 @@ import functools
 import logging
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from index.embedding.embedder import Embedder, load_embedder
+from index.embedding.onnx_embedder import model_files
 from index.embedding.worker import EmbeddingWorker
 from index.policy.verifier import Verifier
 from index.store.connection import connect
@@ -92,6 +94,22 @@ def load_verifier(settings: Settings) -> Verifier | None:
     return verifier
 
 
+def snapshot_folder(settings: Settings) -> Path | None:
+    """Where this replica keeps its index snapshot (None: it keeps none)."""
+    if not settings.index_snapshots:
+        return None
+    return settings.index_snapshot_dir or settings.redis_data_dir.parent / "index-snapshot"
+
+
+def embedder_identity(settings: Settings) -> str:
+    """What the vectors of a snapshot must have come from: the backend and its model file."""
+    if settings.embedder == "torch":
+        return f"torch:{settings.model_path or 'packaged'}"
+    model_file, _ = model_files(settings.onnx_dir, settings.embedder)
+    size = model_file.stat().st_size if model_file.exists() else 0
+    return f"{settings.embedder}:{model_file.name}:{size}"
+
+
 def embedding_lanes(settings: Settings) -> tuple[int, int | None]:
     """``(lanes, threads a lone text runs on)``: by default one lane per core available to
     this process (ONNX); torch has one lane on its own default threads."""
@@ -138,6 +156,7 @@ async def start_runtime(
         IndexShape(
             hnsw_min_entries=settings.hnsw_min_entries,
             hnsw_m=settings.hnsw_m,
+            codec=settings.index_codec,
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_search=settings.hnsw_ef_search,
             compact_ratio=settings.compact_ratio,
@@ -149,6 +168,11 @@ async def start_runtime(
         feed_factory=lambda: EventFeed(store, redis_url, f"dc-sub:{settings.replica_id}"),
         page_size=settings.rebuild_page_size,
         drift_check_interval_s=settings.drift_check_interval_s,
+        snapshot_dir=snapshot_folder(settings),
+        snapshot_interval_s=settings.index_snapshot_interval_s,
+        embedder_id=embedder_identity(settings),
+        affine=settings.namespace_affinity,
+        release_after_s=settings.namespace_release_s,
     )
     sync.start()
     stack.push_async_callback(sync.stop)

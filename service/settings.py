@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Local index: exact below hnsw_min_entries per (namespace, scope), HNSW above
     hnsw_min_entries: int = Field(default=20_000, ge=1)
     hnsw_m: int = Field(default=32, ge=4, le=128)
+    # how HNSW sub-indexes store vectors: float32, fp16 or sq8 (bench/compression.py)
+    index_codec: Literal["float", "fp16", "sq8"] = "float"
     hnsw_ef_search: int = Field(default=128, ge=1)
     hnsw_ef_construction: int = Field(default=40, ge=4)
     compact_ratio: float = Field(default=0.2, gt=0, le=1)
@@ -152,4 +154,13 @@ class Settings(BaseSettings):
 
     # Replica sync
     rebuild_page_size: int = Field(default=1000, ge=1)
+    # the local index on disk, for a restart in seconds (None: beside the embedded Redis's
+    # folder, <redis_data_dir>/../index-snapshot); written this often and at a clean stop
+    index_snapshots: bool = True
+    index_snapshot_dir: Path | None = None
+    index_snapshot_interval_s: float = Field(default=300.0, gt=0)
+    # namespace-affine: hold only the namespaces asked for here (the load balancer hashing
+    # each tenant to a consistent few replicas); one not asked for this long is given up
+    namespace_affinity: bool = False
+    namespace_release_s: float = Field(default=600.0, gt=0)
     drift_check_interval_s: float = Field(default=30.0, gt=0)

@@ -242,9 +242,7 @@ def test_delete_entries_older_than(service: CacheService, redis_client: redis.Re
 
 
 @pytest.mark.skipif(ON_CLUSTER, reason="one search index per shard on a cluster")
-def test_a_hit_does_not_reindex_its_entry(
-    service: CacheService, redis_client: redis.Redis
-) -> None:
+def test_a_hit_does_not_reindex_its_entry(service: CacheService, redis_client: redis.Redis) -> None:
     """A HIT's counters (hits, last_hit, TTL) change no indexed field: the search module,
     loaded with PARTIAL_INDEXED_DOCS, must leave the entry's vector where it is (re-indexing
     it cost ~1 ms of Redis CPU per served entry, a new document id each time)."""

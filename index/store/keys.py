@@ -18,6 +18,10 @@ NAMESPACES_CHANNEL = "dc:namespaces"
 EXPIRED_PATTERN = "__keyevent@*__:expired"
 # the one global sequence of releases before sequences were per namespace
 LEGACY_SEQUENCE = "dc:seq"
+# a random id made once per Redis deployment: a replica's index snapshot names the one it
+# was made from (a snapshot of another Redis, or of this one before it lost its data, is
+# never loaded)
+DEPLOYMENT = "dc:deployment"
 
 _ENTRY_ID = re.compile(r"^[0-9a-f]{16}$")
 _ENTRY_KEY = re.compile(r"^dc:e:\{(?P<ns>[^}]+)\}:(?P<id>[0-9a-f]{16})$")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -524,6 +525,11 @@ class RedisStore:
                 pipe.get(keys.sequence_key(ns))
             values = await pipe.execute()
         return {ns: int(value or 0) for ns, value in zip(namespaces, values, strict=True)}
+
+    async def deployment_id(self) -> str:
+        """This Redis deployment's id (made by the first replica that asks)."""
+        await self.client.set(keys.DEPLOYMENT, secrets.token_hex(8), nx=True)
+        return as_text(await self.client.get(keys.DEPLOYMENT))
 
     async def adopt_legacy_sequence(self) -> None:
         """Once, after an upgrade from the global ``dc:seq``: every namespace's sequence

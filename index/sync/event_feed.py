@@ -54,6 +54,7 @@ class _NodeLink:
         self.waiting: dict[tuple[str, bytes], asyncio.Future[None]] = {}
         self.reader: asyncio.Task[None] | None = None
         self.closing = False
+        self.leaving: set[bytes] = set()  # channels given up on purpose (not a failure)
 
     async def subscribe(self, kind: str, names: list[str]) -> None:
         """Subscribe (``subscribe``, ``psubscribe`` or ``ssubscribe``) and wait until the node
@@ -79,6 +80,12 @@ class _NodeLink:
         except TimeoutError as error:
             raise RedisTimeoutError(f"{kind} not confirmed by {self.url}") from error
 
+    async def unsubscribe_shard(self, names: list[str]) -> None:
+        """Give up sharded channels (their confirmations are not failures)."""
+        for name in names:
+            self.leaving.add(name.encode())
+            await self.pubsub.sunsubscribe(name)
+
     async def _read(self) -> None:
         try:
             while True:
@@ -92,6 +99,8 @@ class _NodeLink:
                     future = self.waiting.pop((kind, message["channel"]), None)
                     if future is not None and not future.done():
                         future.set_result(None)
+                elif kind in _TAKEN_BACK and message["channel"] in self.leaving:
+                    self.leaving.discard(message["channel"])
                 elif kind in _TAKEN_BACK and not self.closing:
                     raise FeedFailed(f"{self.url} dropped {message['channel']!r}")
         except asyncio.CancelledError:
@@ -159,6 +168,14 @@ class EventFeed:
             self.namespaces.update(names)
             added += names
         return added
+
+    async def unfollow(self, ns: str) -> None:
+        """Stop following a namespace (a namespace-affine replica that no longer serves it)."""
+        if ns not in self.namespaces:
+            return
+        channel = keys.events_channel(ns)
+        await self._link(self._primary_urls(channel)[0]).unsubscribe_shard([channel])
+        self.namespaces.discard(ns)
 
     async def close(self) -> None:
         for link in self._links.values():

@@ -11,13 +11,28 @@
    reconcile by ids (a missed delete shows there). A periodic count check per namespace
    reconciles on drift seen twice in a row, and rebuilds when the local index needs
    maintenance (an HNSW to build, tombstones to compact).
+
+Start-up in seconds: with a snapshot folder, the index is written there periodically and
+at a clean stop (``index/vectors/snapshot.py``, tagged with each namespace's seq); a
+restarted replica loads it and catches up as after a lost feed (step 4). Without one, the
+first load builds flat sub-indexes only (a memory copy), so the replica is ready as soon as
+the vectors are read; a (namespace, scope) too big for flat search is served from Redis's
+HNSW mirror (``outgrown``) until the background rebuild that follows has built its HNSW.
+
+Namespace-affine (``affine``): the load balancer sends each tenant to a consistent few
+replicas, and a replica holds only the namespaces it is asked for. A lookup in one it does
+not hold is answered from Redis (exact pointer, HNSW mirror) while the namespace is
+followed and loaded in the background; one not asked for in ``release_after_s`` is given
+up (unsubscribed, dropped from the index). Rebuilds, catch-up, reconcile and the drift
+check cover the held namespaces only.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -27,13 +42,17 @@ from redis.exceptions import RedisError
 from index.store import keys
 from index.store.redis_store import RedisStore
 from index.sync.event_feed import EventFeed, FeedFailed
+from index.vectors import snapshot
 from index.vectors.local_index import IndexedVector, LocalIndex
+from index.vectors.snapshot import SnapshotIdentity
 
 log = logging.getLogger(__name__)
 
 # queued by the periodic check, so they run in order with events
 _REBUILD = "rebuild"  # an index due for maintenance (flat outgrown, too many tombstones)
 _RECONCILE = "reconcile"  # counts that differ from Redis's twice in a row
+_SNAPSHOT = "snapshot"  # time to write the index to disk
+_HOLD, _RELEASE = "hold", "release"  # (kind, namespace): an affine replica's share changes
 _BATCH = 256
 _BUILD_CHUNK = 10_000  # vectors handed to FAISS at once during a rebuild
 _BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep one)
@@ -52,6 +71,11 @@ class ReplicaSync:
         feed_factory: Callable[[], EventFeed],
         page_size: int = 1000,
         drift_check_interval_s: float = 30.0,
+        snapshot_dir: Path | None = None,
+        snapshot_interval_s: float = 300.0,
+        embedder_id: str = "",
+        affine: bool = False,
+        release_after_s: float = 600.0,
     ) -> None:
         self.store = store
         self.index = index
@@ -70,12 +94,26 @@ class ReplicaSync:
         self._queue: asyncio.Queue[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._drift_strikes = 0
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_interval = snapshot_interval_s
+        self._embedder_id = embedder_id
+        self._identity: SnapshotIdentity | None = None
+        self._snapshot_mark: tuple[int, int] | None = None  # (seqs, entries) last written
+        self.snapshot: dict[str, Any] = {"restored": None, "written": None}
+        self.affine = affine
+        self._release_after = release_after_s
+        self._held: set[str] = set()  # affine: namespaces loaded and followed
+        self._asked: dict[str, float] = {}  # affine: namespace -> last lookup (monotonic)
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._run(), name="replica-sync"),
             asyncio.create_task(self._check_drift_periodically(), name="drift-check"),
         ]
+        if self._snapshot_dir is not None:
+            self._tasks.append(
+                asyncio.create_task(self._snapshot_periodically(), name="index-snapshot")
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -84,8 +122,37 @@ class ReplicaSync:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.ready and self._snapshot_dir is not None:  # a clean stop leaves a snapshot
+            try:
+                await self.write_snapshot()
+            except Exception:  # never fail a shutdown over it
+                log.exception("index snapshot at shutdown failed")
 
     # -- the life cycle ----------------------------------------------------------------
+
+    def holds(self, ns: str) -> bool:
+        """The local index answers for ``ns`` (else Redis does)."""
+        return self.ready and (not self.affine or ns in self._held)
+
+    def note_lookup(self, ns: str) -> None:
+        """An affine replica asked for ``ns``: hold it from now on (loaded in the background)."""
+        if not self.affine:
+            return
+        first = ns not in self._asked
+        self._asked[ns] = time.monotonic()
+        if first and ns not in self._held and self._queue is not None:
+            self._queue.put_nowait((_HOLD, ns))
+
+    @property
+    def held(self) -> set[str]:
+        """Affine: the namespaces this replica holds (every one it follows otherwise)."""
+        return set(self._held) if self.affine else self.namespaces
+
+    def _share(self, namespaces: Mapping[str, int]) -> dict[str, int]:
+        """The namespaces of ``namespaces`` this replica holds, with their values."""
+        if not self.affine:
+            return dict(namespaces)
+        return {ns: value for ns, value in namespaces.items() if ns in self._held}
 
     @property
     def last_seq(self) -> int:
@@ -106,16 +173,20 @@ class ReplicaSync:
                 await self._prepare_redis()
                 await feed.open()
                 seqs = await self.store.namespace_seqs()
-                await feed.follow(seqs)
                 self._feed, self._queue = feed, feed.queue
+                if not caught_up_once and await self._restore(seqs):
+                    caught_up_once = True
+                await feed.follow(self._share(seqs))
                 if caught_up_once:
                     await self._catch_up(seqs)
                 else:
-                    await self._rebuild(seqs)
+                    await self._rebuild(seqs, initial=True)
                 await self._apply_pending()
                 self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
+                if self.index.needs_maintenance():  # HNSW to build: in the background now
+                    feed.queue.put_nowait(_REBUILD)
                 backoff = 0.1
                 await self._apply_forever(feed.queue)
             except (RedisError, OSError, FeedFailed) as error:
@@ -174,10 +245,22 @@ class ReplicaSync:
         for item in batch:
             if isinstance(item, FeedFailed):
                 raise item
-            if item in (_REBUILD, _RECONCILE):
+            if isinstance(item, tuple):  # an affine replica's share changes
                 await self._load_adds(adds)
                 adds = {}
-                await (self._rebuild() if item == _REBUILD else self._reconcile())
+                kind, ns = item
+                await (self._hold(ns) if kind == _HOLD else self._release(ns))
+                continue
+            if item in (_REBUILD, _RECONCILE, _SNAPSHOT):
+                await self._load_adds(adds)
+                adds = {}
+                if item == _SNAPSHOT:
+                    try:
+                        await self.write_snapshot()
+                    except (OSError, RuntimeError) as error:  # a full disk stops no sync
+                        log.warning("index snapshot not written: %s", error)
+                else:
+                    await (self._rebuild() if item == _REBUILD else self._reconcile())
                 continue
             kind = item["type"]
             if kind == "pmessage":  # an expired key
@@ -188,11 +271,13 @@ class ReplicaSync:
             if kind == "message":  # a namespace's first write or flush
                 await self._load_adds(adds)
                 adds = {}
-                await self._follow([item["data"].decode()])
+                await self._follow(list(self._share({item["data"].decode(): 0})))
                 self.last_event_at = time.time()
                 continue
             event = orjson.loads(item["data"])
             seq, op, ns = int(event["seq"]), event["op"], event["ns"]
+            if self.affine and ns not in self._held:  # one given up, its events still queued
+                continue
             self.applied[ns] = max(self.applied.get(ns, 0), seq)
             self.last_event_at = time.time()
             if op == "add":
@@ -206,6 +291,41 @@ class ReplicaSync:
                 elif op == "flush":
                     self.index.flush(ns, seq)
         await self._load_adds(adds)
+
+    async def _hold(self, ns: str) -> None:
+        """Affine: follow ``ns`` and load it; from then on the local index answers for it."""
+        if ns in self._held:
+            return
+        started = time.perf_counter()
+        self._held.add(ns)
+        self.applied.pop(ns, None)
+        await self._follow([ns])
+        log.info("now holding namespace %s: %d entries loaded in %.2f s",
+                 ns, self.index.count(ns), time.perf_counter() - started)  # fmt: skip
+
+    async def _release(self, ns: str) -> None:
+        """Affine: stop following ``ns`` and drop it from the index (asked for again, it is
+        loaded again)."""
+        if ns not in self._held or self._feed is None:
+            return
+        self._held.discard(ns)
+        self._asked.pop(ns, None)
+        await self._feed.unfollow(ns)
+        self.applied.pop(ns, None)
+        dropped = self.index.release(ns)
+        log.info("released namespace %s (%d entries): not asked for in %.0f s",
+                 ns, dropped, self._release_after)  # fmt: skip
+
+    def _release_idle(self) -> None:
+        """Affine: queue the release of namespaces not asked for in ``release_after_s`` (the
+        load balancer sends them elsewhere now: replicas came or went)."""
+        if not self.affine or self._queue is None:
+            return
+        idle_since = time.monotonic() - self._release_after
+        for ns in list(self._held):
+            if self._asked.get(ns, 0.0) < idle_since:
+                self._asked[ns] = time.monotonic()  # queued once
+                self._queue.put_nowait((_RELEASE, ns))
 
     async def _follow(self, namespaces: list[str]) -> None:
         """Subscribe to namespaces not followed yet, then load what they wrote before."""
@@ -227,17 +347,18 @@ class ReplicaSync:
 
     # -- rebuild, catch-up, drift ------------------------------------------------------
 
-    async def _rebuild(self, seqs: Mapping[str, int] | None = None) -> None:
+    async def _rebuild(self, seqs: Mapping[str, int] | None = None, initial: bool = False) -> None:
         """Load every entry from Redis into a fresh index, then swap it in (``seqs``: each
-        namespace's seq before the load, when the caller has just read them)."""
+        namespace's seq before the load, when the caller has just read them). The
+        ``initial`` load builds flat sub-indexes only: ready as soon as the vectors are read."""
         started = time.perf_counter()
         seq_at_start = dict(await self.store.namespace_seqs() if seqs is None else seqs)
-        fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=True)
+        fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=not initial)
         loaded = 0
         last_log = started
         pending: list[IndexedVector] = []
         building: asyncio.Task[None] | None = None
-        async for page in self.store.scan_vectors(self._page_size):
+        async for page in self._every_vector():
             pending.extend(page)
             loaded += len(page)
             if len(pending) >= _BUILD_CHUNK:
@@ -268,10 +389,90 @@ class ReplicaSync:
             loaded / elapsed if elapsed else 0.0,
         )
 
+    # -- snapshots ----------------------------------------------------------------------
+
+    async def _snapshot_identity(self) -> SnapshotIdentity:
+        if self._identity is None:
+            self._identity = SnapshotIdentity(
+                await self.store.deployment_id(), self._embedder_id, self.index.dim
+            )
+        return self._identity
+
+    async def _restore(self, seqs: Mapping[str, int]) -> bool:
+        """Load the snapshot on disk, if there is a usable one; True when it is in force."""
+        if self._snapshot_dir is None:
+            return False
+        started = time.perf_counter()
+        identity = await self._snapshot_identity()
+        loaded = await asyncio.to_thread(
+            snapshot.load, self._snapshot_dir, identity, self.index.shape
+        )
+        if loaded is None:
+            return False
+        behind = {ns for ns, seq in loaded.seqs.items() if seq > seqs.get(ns, 0)}
+        if behind:  # Redis is older than the snapshot (restored from a backup): not ours
+            log.warning(
+                "index snapshot ignored: it is ahead of Redis in %d namespace(s), e.g. %s",
+                len(behind), sorted(behind)[0],
+            )  # fmt: skip
+            return False
+        self.index.replace_with(loaded.index)
+        self.applied = dict(loaded.seqs)
+        if self.affine:  # the share it held when it stopped
+            self._held = set(loaded.seqs)
+        elapsed = time.perf_counter() - started
+        self.snapshot["restored"] = {
+            "entries": loaded.entries, "seconds": round(elapsed, 3),
+            "age_s": round(time.time() - loaded.created, 1),
+        }  # fmt: skip
+        log.info("index snapshot loaded: %d entries in %.2f s, %.0f s old; catching up",
+                 loaded.entries, elapsed, time.time() - loaded.created)  # fmt: skip
+        return True
+
+    async def write_snapshot(self) -> None:
+        """Write the index to the snapshot folder (frozen meanwhile: searches go on, changes
+        wait), unless nothing changed since the last one."""
+        if self._snapshot_dir is None:
+            return
+        mark = (self.last_seq, len(self.index))
+        if mark == self._snapshot_mark:
+            return
+        identity = await self._snapshot_identity()
+        started = time.perf_counter()
+        self.index.freeze()
+        try:
+            entries = await asyncio.to_thread(
+                snapshot.save, self.index, dict(self.applied), identity, self._snapshot_dir
+            )
+        finally:
+            self.index.thaw()
+        self._snapshot_mark = mark
+        elapsed = time.perf_counter() - started
+        self.snapshot["written"] = {
+            "entries": entries, "seconds": round(elapsed, 3), "at": time.time()
+        }  # fmt: skip
+        log.info("index snapshot written: %d entries in %.2f s", entries, elapsed)
+
+    async def _snapshot_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._snapshot_interval)
+            if self.ready and self._queue is not None:
+                self._queue.put_nowait(_SNAPSHOT)
+
+    async def _every_vector(self) -> AsyncIterator[list[IndexedVector]]:
+        """Every entry's vector, in pages (affine: the held namespaces' only)."""
+        if not self.affine:
+            async for page in self.store.scan_vectors(self._page_size):
+                yield page
+            return
+        for ns in sorted(self._held):
+            async for page in self.store.vectors_since(ns, 0, self._page_size):
+                yield page
+
     async def _catch_up(self, seqs: Mapping[str, int]) -> None:
         """After a lost feed: each namespace's writes above the last seq applied."""
         loaded = 0
-        for ns, seq in seqs.items():
+        for ns, seq in self._share(seqs).items():
             if seq > self.applied.get(ns, 0):
                 loaded += await self._load_since(ns, self.applied.get(ns, 0))
         log.info("caught up: %d entries written while the feed was down", loaded)
@@ -282,10 +483,15 @@ class ReplicaSync:
         delete, eviction or expiry whose event was missed), load what it has and the index
         lacks. Counts alone can come out equal when a missed delete is offset by an add,
         and a full rebuild costs seconds at thousands of entries; ids cost a SCAN of keys."""
-        seq_before = await self.store.namespace_seqs()
+        seq_before = self._share(await self.store.namespace_seqs())
         if self._feed is not None:  # a namespace whose announcement was missed
             await self._follow(list(seq_before))
         in_redis = await self.store.entry_keys(self._page_size)
+        if self.affine:
+            in_redis = {
+                entry_id: key for entry_id, key in in_redis.items()
+                if (parsed := keys.parse_entry_key(key)) is not None and parsed[0] in self._held
+            }  # fmt: skip
         # an entry written after the scan began may be missing from it: never drop those
         written = self.index.ids_written_by(seq_before)
         gone = written.keys() - in_redis.keys()
@@ -301,7 +507,7 @@ class ReplicaSync:
             log.info("reconciled with Redis: %d dropped, %d loaded", len(gone), len(missing))
 
     async def _drifted(self) -> bool:
-        in_redis = await self.store.count_by_namespace()
+        in_redis = self._share(await self.store.count_by_namespace())
         local = self.index.count_by_namespace()
         drifted = {
             ns for ns in in_redis.keys() | local.keys() if in_redis.get(ns, 0) != local.get(ns, 0)
@@ -315,6 +521,7 @@ class ReplicaSync:
             await asyncio.sleep(self._drift_interval)
             if not self.ready or self._queue is None:
                 continue
+            self._release_idle()
             try:
                 drifted = await self._drifted()
             except RedisError as error:

@@ -20,11 +20,14 @@ add older than a removal or flush already applied is ignored, which makes applyi
 idempotent.
 
 Not thread-safe: the event loop owns it (FAISS search on one thread is sub-millisecond here).
+While a snapshot is written from a worker thread (``snapshot.py``) the index is ``frozen``:
+searches go on, changes wait in order and are applied when it thaws.
 """
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -55,23 +58,63 @@ class IndexedVector:
     exact_key: str = ""
 
 
+# How an HNSW sub-index stores its vectors: float32 (1,536 bytes each at 384 dimensions),
+# or FAISS scalar quantisation: fp16 (768) or 8 bits per dimension (384, trained per
+# sub-index on its own vectors). Flat sub-indexes stay float32 (they are the small ones).
+CODECS = ("float", "fp16", "sq8")
+_QUANTISERS = {"fp16": "QT_fp16", "sq8": "QT_8bit"}
+_TRAINING_SAMPLE = 100_000
+
+
 @dataclass(frozen=True)
 class IndexShape:
-    """When a sub-index becomes HNSW, and how that HNSW is built and searched."""
+    """When a sub-index becomes HNSW, and how that HNSW is built, stored and searched."""
 
     hnsw_min_entries: int = 20_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 40
     hnsw_ef_search: int = 128
     compact_ratio: float = 0.2
+    codec: str = "float"
 
 
-@dataclass
+def hnsw_index(dim: int, shape: IndexShape, vectors: np.ndarray) -> faiss.Index:
+    """An empty HNSW index of ``shape`` (its quantiser trained on ``vectors``, if any)."""
+    graph: faiss.Index
+    if shape.codec == "float":
+        graph = faiss.IndexHNSWFlat(dim, shape.hnsw_m)
+    else:
+        quantiser = getattr(faiss.ScalarQuantizer, _QUANTISERS[shape.codec])
+        graph = faiss.IndexHNSWSQ(dim, quantiser, shape.hnsw_m)
+        if len(vectors):
+            step = max(1, len(vectors) // _TRAINING_SAMPLE)
+            graph.train(np.ascontiguousarray(vectors[::step]))
+    graph.hnsw.efConstruction = shape.hnsw_ef_construction
+    graph.hnsw.efSearch = shape.hnsw_ef_search
+    return graph
+
+
+@dataclass(slots=True)
 class _Slot:
     ns: str
     scope: str
     seq: int
     exact_key: str
+
+
+@dataclass
+class IndexPart:
+    """One (namespace, scope) of a local index as a snapshot keeps it: its FAISS index (with
+    the ids of its tombstones, when HNSW) and, per live entry, its id, seq and exact key."""
+
+    ns: str
+    scope: str
+    faiss: Any  # faiss.IndexIDMap2
+    is_hnsw: bool
+    tombstones: list[int]
+    ids: list[int]
+    seqs: list[int]
+    exact_keys: list[str]
 
 
 class _SubIndex:
@@ -135,14 +178,7 @@ class _SubIndex:
             if len(live_ids)
             else np.empty((0, self.dim), dtype=np.float32)
         )
-        base: faiss.Index
-        if hnsw:
-            graph = faiss.IndexHNSWFlat(self.dim, self.shape.hnsw_m)
-            graph.hnsw.efConstruction = self.shape.hnsw_ef_construction
-            graph.hnsw.efSearch = self.shape.hnsw_ef_search
-            base = graph
-        else:
-            base = faiss.IndexFlatL2(self.dim)
+        base = hnsw_index(self.dim, self.shape, vectors) if hnsw else faiss.IndexFlatL2(self.dim)
         rebuilt = faiss.IndexIDMap2(base)
         if len(live_ids):
             rebuilt.add_with_ids(vectors, live_ids)
@@ -163,6 +199,7 @@ class LocalIndex:
         self._per_ns: Counter[str] = Counter()
         self._tombstones: OrderedDict[int, int] = OrderedDict()
         self._flushed_at: dict[str, int] = {}
+        self._deferred: list[tuple[str, tuple[Any, ...]]] | None = None  # frozen: waiting
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -189,8 +226,26 @@ class LocalIndex:
         """Insert or replace an entry; False when a newer change already covers it."""
         return self.add_many([item]) == 1
 
+    @property
+    def frozen(self) -> bool:
+        return self._deferred is not None
+
+    def freeze(self) -> None:
+        """Hold changes back (searches go on) until :meth:`thaw`: a snapshot is being read."""
+        self._deferred = []
+
+    def thaw(self) -> None:
+        """Apply the changes held back, in their order."""
+        deferred, self._deferred = self._deferred or [], None
+        for change, arguments in deferred:
+            getattr(self, change)(*arguments)
+
     def add_many(self, items: Iterable[IndexedVector]) -> int:
-        """Insert or replace entries, one FAISS call per sub-index; returns how many went in."""
+        """Insert or replace entries, one FAISS call per sub-index; returns how many went in
+        (0 while frozen: they go in at the thaw)."""
+        if self._deferred is not None:
+            self._deferred.append(("add_many", (list(items),)))
+            return 0
         groups: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
         for item in items:
             fid, ns, seq = faiss_id(item.entry_id), item.ns, item.seq
@@ -222,6 +277,9 @@ class LocalIndex:
 
     def remove(self, entry_id: str, seq: int | None = None) -> bool:
         """Remove an entry. With ``seq``, remember the removal so older adds stay out."""
+        if self._deferred is not None:
+            self._deferred.append(("remove", (entry_id, seq)))
+            return entry_id in self
         fid = faiss_id(entry_id)
         if seq is not None:
             self._tombstones[fid] = max(seq, self._tombstones.get(fid, -1))
@@ -236,10 +294,25 @@ class LocalIndex:
 
     def flush(self, ns: str, seq: int) -> int:
         """Drop every entry of a namespace written before ``seq``; returns how many."""
+        if self._deferred is not None:
+            self._deferred.append(("flush", (ns, seq)))
+            return self._per_ns[ns]
         self._flushed_at[ns] = max(seq, self._flushed_at.get(ns, -1))
         doomed = [fid for fid, slot in self._slots.items() if slot.ns == ns and slot.seq < seq]
         for fid in doomed:
             self._drop(fid, self._slots[fid])
+        return len(doomed)
+
+    def release(self, ns: str) -> int:
+        """Forget a namespace locally (a namespace-affine replica that no longer serves it):
+        unlike :meth:`flush`, nothing is remembered, so it can be loaded again whole."""
+        if self._deferred is not None:
+            self._deferred.append(("release", (ns,)))
+            return self._per_ns[ns]
+        doomed = [fid for fid, slot in self._slots.items() if slot.ns == ns]
+        for fid in doomed:
+            self._drop(fid, self._slots[fid])
+        self._flushed_at.pop(ns, None)
         return len(doomed)
 
     def search(self, ns: str, scope: str, vector: np.ndarray, k: int) -> list[Candidate]:
@@ -249,6 +322,12 @@ class LocalIndex:
             return []
         row = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         return [Candidate(entry_id_of(fid), dist) for dist, fid in sub_index.search(row, k)]
+
+    def outgrown(self, ns: str, scope: str) -> bool:
+        """A flat sub-index past the size for flat search, its HNSW not built yet: a lookup
+        there is better served by Redis's HNSW mirror than by scanning it here."""
+        sub_index = self._scopes.get((ns, scope))
+        return sub_index is not None and sub_index.too_big_for_flat
 
     def exact_entry(self, exact_key: str) -> str | None:
         """The entry this replica holds under an exact-match key, if any."""
@@ -287,9 +366,53 @@ class LocalIndex:
         return {
             "sub_indexes": len(self._scopes),
             "hnsw_sub_indexes": sum(sub.is_hnsw for sub in subs),
+            # past flat search, their HNSW still to build (served from Redis meanwhile)
+            "outgrown_sub_indexes": sum(sub.too_big_for_flat for sub in subs),
             "stored_vectors": self.stored_vectors(),
             "compactions": sum(sub.compactions for sub in subs),
         }
+
+    def parts(self) -> Iterator[IndexPart]:
+        """Every (namespace, scope) as a snapshot keeps it (read them while frozen)."""
+        members: dict[tuple[str, str], list[tuple[int, _Slot]]] = {}
+        for fid, slot in self._slots.items():
+            members.setdefault((slot.ns, slot.scope), []).append((fid, slot))
+        for (ns, scope), sub_index in list(self._scopes.items()):
+            held = members.get((ns, scope), [])
+            yield IndexPart(
+                ns, scope, sub_index.faiss, sub_index.is_hnsw, sorted(sub_index.tombstones),
+                [fid for fid, _ in held], [slot.seq for _, slot in held],
+                [slot.exact_key for _, slot in held],
+            )  # fmt: skip
+
+    def removals(self) -> tuple[list[tuple[int, int]], dict[str, int]]:
+        """What keeps older adds out: removed ids with their seq, flushed namespaces' seqs."""
+        return list(self._tombstones.items()), dict(self._flushed_at)
+
+    @classmethod
+    def restored(
+        cls,
+        dim: int,
+        shape: IndexShape,
+        parts: Iterable[IndexPart],
+        removed: Iterable[tuple[int, int]] = (),
+        flushed_at: Mapping[str, int] | None = None,
+    ) -> "LocalIndex":
+        """An index put back together from a snapshot's parts."""
+        index = cls(dim, shape)
+        for part in parts:
+            sub_index = _SubIndex(dim, shape, maintain_inline=False)
+            sub_index.faiss, sub_index.is_hnsw = part.faiss, part.is_hnsw
+            sub_index.tombstones = set(part.tombstones)
+            index._scopes[(part.ns, part.scope)] = sub_index
+            for fid, seq, exact in zip(part.ids, part.seqs, part.exact_keys, strict=True):
+                index._slots[fid] = _Slot(part.ns, part.scope, seq, exact)
+                if exact:
+                    index._exact[exact] = fid
+            index._per_ns[part.ns] += len(part.ids)
+        index._tombstones = OrderedDict(removed)
+        index._flushed_at = dict(flushed_at or {})
+        return index
 
     def _drop(self, fid: int, slot: _Slot) -> None:
         sub_index = self._scopes[(slot.ns, slot.scope)]

@@ -285,6 +285,7 @@ class QueryPath:
         threshold that the decision stage in force accepts), or the query's vector for storing a
         new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
         key, times = probe.key, probe.times
+        self.sync.note_lookup(probe.ns)
         if probe.mode != "refresh":
             with times.measure("redis"):
                 exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
@@ -362,8 +363,8 @@ class QueryPath:
     async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
         """The live entry stored for exactly this prompt. A ready replica knows every exact
         key it holds, so only a known one costs a Redis read (the confirm); while loading,
-        Redis's own pointer answers."""
-        if not self.sync.ready:
+        Redis's own pointer answers (and for a namespace this replica does not hold)."""
+        if not self.sync.holds(ns):
             return await self.store.lookup_exact(ns, scope, normalised)
         entry_id = self.index.exact_entry(exact_key(ns, scope, normalised))
         if entry_id is None:
@@ -374,7 +375,7 @@ class QueryPath:
         return entry
 
     async def _candidates(self, ns: str, scope: str, vector: np.ndarray) -> list[Candidate]:
-        if self.sync.ready:
+        if self.sync.holds(ns) and not self.index.outgrown(ns, scope):
             return self.index.search(ns, scope, vector, self.settings.top_k)
         return await self.store.knn(ns, scope, vector, self.settings.top_k)
 

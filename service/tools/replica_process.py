@@ -25,6 +25,8 @@ class ServiceProcess:
     ) -> None:
         self.port = port or free_port()
         self.replica_id = str(settings.pop("replica_id", f"replica-{self.port}"))
+        token = settings.get("admin_token")
+        self._operator = {"Authorization": f"Bearer {token}"} if token else {}
         self._folder = tempfile.TemporaryDirectory(prefix="dc-replica-")
         self.log_path = Path(self._folder.name) / "service.log"
         env = {
@@ -49,6 +51,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
+        self.final_log = ""
         self.http = httpx.Client(base_url=self.url, timeout=60)
 
     def wait_ready(self, timeout_s: float = 180) -> float:
@@ -65,6 +68,16 @@ class ServiceProcess:
             time.sleep(0.05)
         raise TimeoutError(f"replica not ready after {timeout_s} s:\n{self.log()[-3000:]}")
 
+    def wait_settled(self, timeout_s: float = 900) -> float:
+        """Seconds from now until no (namespace, scope) waits for its HNSW (a replica is
+        ready on flat sub-indexes and builds those in the background)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.view()["index"].get("outgrown_sub_indexes", 0) == 0:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise TimeoutError(f"HNSW not built after {timeout_s} s:\n{self.log()[-3000:]}")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -72,7 +85,9 @@ class ServiceProcess:
         return self.http.post("/v1/query", json={"prompt": prompt, **fields})
 
     def view(self, ids: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = self.http.get("/v1/replica", params={"ids": ids}).json()
+        body: dict[str, Any] = self.http.get(
+            "/v1/replica", params={"ids": ids}, headers=self._operator
+        ).json()
         return body
 
     def store(self, entries: Sequence[dict[str, Any]], batch: int = 500) -> list[str]:
@@ -104,11 +119,12 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=120)  # a clean stop writes the index snapshot
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        self.final_log = self.log()  # the folder goes: what it logged stays readable
         self._folder.cleanup()
 
     def __enter__(self) -> "ServiceProcess":

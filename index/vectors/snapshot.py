@@ -1,0 +1,183 @@
+"""A replica's local index on disk, so that a restart is ready in seconds, not minutes.
+
+A snapshot is a folder: one FAISS file per (namespace, scope), its entries' ids, seqs and
+exact keys beside it, and ``manifest.json`` naming what it covers: each namespace's seq
+(every change up to it is in), the Redis deployment and the embedder it was made for, and
+a CRC-32 of every file. It is written into a temporary folder and renamed into place, so a
+crash mid-write leaves the previous snapshot. At start-up a snapshot is loaded only if it
+is whole (every checksum) and this deployment's and this embedder's; anything else (torn,
+corrupt, another Redis's, another model's) is ignored with a log line, never served. The
+replica then catches up from Redis by seq and reconciles by ids (``replica_sync.py``).
+
+Written from a worker thread while the index is frozen (searches go on; changes wait).
+"""
+
+import logging
+import os
+import shutil
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import orjson
+
+from index.vectors.local_index import IndexPart, IndexShape, LocalIndex
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+CURRENT = "current"  # the folder of the snapshot in force, inside the snapshot folder
+_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class SnapshotIdentity:
+    """What a snapshot must match to be used: the Redis deployment whose entries it holds
+    (an id kept in Redis itself) and the embedder its vectors came from."""
+
+    deployment: str
+    embedder: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    index: LocalIndex
+    seqs: dict[str, int]  # per namespace, every change up to this seq is in
+    created: float
+    entries: int
+
+
+def _crc32(path: Path) -> int:
+    checksum = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum
+
+
+def _write_synced(path: Path, payload: bytes) -> None:
+    with path.open("wb") as stream:
+        stream.write(payload)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def save(index: LocalIndex, seqs: dict[str, int], identity: SnapshotIdentity, folder: Path) -> int:
+    """Write ``index`` (frozen by the caller) as the snapshot in force; entries written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writing = folder / f".writing-{os.getpid()}"
+    shutil.rmtree(writing, ignore_errors=True)
+    writing.mkdir()
+    files: dict[str, int] = {}
+    parts_meta: list[dict[str, Any]] = []
+    entries = 0
+    for number, part in enumerate(index.parts()):
+        vectors_file, meta_file = f"{number}.faiss", f"{number}.json"
+        faiss.write_index(part.faiss, str(writing / vectors_file))
+        _write_synced(
+            writing / meta_file,
+            orjson.dumps(
+                {
+                    "ids": part.ids,
+                    "seqs": part.seqs,
+                    "exact_keys": part.exact_keys,
+                    "tombstones": part.tombstones,
+                }
+            ),
+        )
+        for name in (vectors_file, meta_file):
+            files[name] = _crc32(writing / name)
+        parts_meta.append(
+            {
+                "ns": part.ns,
+                "scope": part.scope,
+                "is_hnsw": part.is_hnsw,
+                "vectors": vectors_file,
+                "meta": meta_file,
+            }
+        )
+        entries += len(part.ids)
+    removed, flushed_at = index.removals()
+    manifest = {
+        "format": FORMAT,
+        "deployment": identity.deployment,
+        "embedder": identity.embedder,
+        "dim": identity.dim,
+        "created": time.time(),
+        "seqs": seqs,
+        "entries": entries,
+        "parts": parts_meta,
+        "removed": removed,
+        "flushed_at": flushed_at,
+        "files": files,
+    }
+    _write_synced(writing / MANIFEST, orjson.dumps(manifest))
+    current, retired = folder / CURRENT, folder / f".retired-{os.getpid()}"
+    if current.exists():
+        current.rename(retired)
+    writing.rename(current)
+    shutil.rmtree(retired, ignore_errors=True)
+    return entries
+
+
+class SnapshotRefused(Exception):
+    """Why a snapshot on disk is not used."""
+
+
+def load(folder: Path, identity: SnapshotIdentity, shape: IndexShape) -> Snapshot | None:
+    """The snapshot in force, if whole and made for ``identity``; else None, logged."""
+    current = folder / CURRENT
+    if not (current / MANIFEST).exists():
+        return None
+    try:
+        return _load(current, identity, shape)
+    except (SnapshotRefused, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        log.warning("index snapshot at %s ignored (not served): %s", current, error)
+        return None
+
+
+def _load(current: Path, identity: SnapshotIdentity, shape: IndexShape) -> Snapshot:
+    manifest = orjson.loads((current / MANIFEST).read_bytes())
+    if manifest.get("format") != FORMAT:
+        raise SnapshotRefused(f"format {manifest.get('format')}, this release reads {FORMAT}")
+    for field in ("deployment", "embedder", "dim"):
+        if manifest.get(field) != getattr(identity, field):
+            raise SnapshotRefused(
+                f"made for {field} {manifest.get(field)!r}, this replica has "
+                f"{getattr(identity, field)!r}"
+            )
+    for name, checksum in manifest["files"].items():
+        if _crc32(current / name) != checksum:
+            raise SnapshotRefused(f"{name} does not match its checksum (torn or corrupt)")
+    parts = []
+    for described in manifest["parts"]:
+        meta = orjson.loads((current / described["meta"]).read_bytes())
+        vectors = faiss.read_index(str(current / described["vectors"]))
+        if vectors.d != identity.dim:
+            raise SnapshotRefused(f"{described['vectors']} holds {vectors.d}-d vectors")
+        parts.append(
+            IndexPart(
+                described["ns"],
+                described["scope"],
+                vectors,
+                bool(described["is_hnsw"]),
+                meta["tombstones"],
+                meta["ids"],
+                meta["seqs"],
+                meta["exact_keys"],
+            )
+        )
+    index = LocalIndex.restored(
+        identity.dim,
+        shape,
+        parts,
+        [tuple(pair) for pair in manifest["removed"]],
+        manifest["flushed_at"],
+    )
+    seqs = {str(ns): int(seq) for ns, seq in manifest["seqs"].items()}
+    return Snapshot(index, seqs, float(manifest["created"]), int(manifest["entries"]))
