@@ -17,12 +17,13 @@ from service.tools.nginx_lb import NginxLB, nginx_binary
 from service.tools.replica_process import ROOT
 
 
-def compose_config(environment: dict[str, str] | None = None) -> dict[str, Any]:
+def compose_config(environment: dict[str, str] | None = None, *overrides: str) -> dict[str, Any]:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose is not installed (make test installs Debian's package)")
+    files = [arg for path in ("docker-compose.yml", *overrides) for arg in ("-f", str(ROOT / path))]
     result = subprocess.run(
-        [compose, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        [compose, *files, "config"],
         capture_output=True,
         text=True,
         check=False,
@@ -111,6 +112,25 @@ def test_nginx_config_passes_nginx_t() -> None:
         result = balancer.test_config()
         assert result.returncode == 0, result.stderr
         assert "test is successful" in result.stderr
+    finally:
+        balancer.stop()
+
+
+def test_the_affine_override_turns_affinity_on_behind_a_hashing_balancer() -> None:
+    services = compose_config(None, "deploy/compose/affine.yml")["services"]
+    assert services["api"]["environment"]["DYNACACHE_NAMESPACE_AFFINITY"] == "1"
+    mounts = [str(volume) for volume in services["lb"]["volumes"]]
+    assert len(mounts) == 1 and "nginx-affine.conf" in mounts[0]
+    upstream = (ROOT / "deploy/compose/nginx-affine.conf").read_text()
+    assert "hash $http_authorization$http_x_api_key consistent;" in upstream
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_the_affine_nginx_config_passes_nginx_t() -> None:
+    balancer = NginxLB([18001, 18002], ROOT / "deploy/compose/nginx-affine.conf")
+    try:
+        result = balancer.test_config()
+        assert result.returncode == 0, result.stderr
     finally:
         balancer.stop()
 

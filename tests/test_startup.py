@@ -5,11 +5,14 @@ from Redis's HNSW mirror, and builds its own HNSW in the background. Real proces
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import redis
 
 from service.embedded_redis import EmbeddedRedis
+from service.tools.nginx_lb import NginxLB, nginx_binary
 from service.tools.redis_cluster import EmbeddedCluster
-from service.tools.replica_process import ServiceProcess
+from service.tools.replica_process import ROOT, ServiceProcess
 from tests.helpers import wait_until
 
 COMMON = {"sim_latency_ms": 0, "embed_threads": 1, "drift_check_interval_s": 60}
@@ -172,3 +175,46 @@ def test_a_namespace_affine_replica_holds_what_it_is_asked_for(
                    message="beta held")  # fmt: skip
     finally:
         affine.stop()
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_nginx_sends_each_tenant_to_the_one_affine_replica_that_holds_it(
+    redis_server: EmbeddedRedis | EmbeddedCluster, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """deploy/compose/nginx-affine.conf in front of two affine replicas: a tenant's requests
+    all land on one replica, and each replica holds the namespaces of its tenants only."""
+    admin = {"Authorization": "Bearer affine-admin"}
+    settings = {"admin_token": "affine-admin", "index_snapshots": False}
+    replicas = [replica(redis_server.url, tmp_path / str(n), namespace_affinity=True,
+                        **settings) for n in range(2)]  # fmt: skip
+    balancer = NginxLB([r.port for r in replicas], ROOT / "deploy/compose/nginx-affine.conf")
+    balancer.start()
+    try:
+        wait_until(lambda: _answers(balancer.url), 10, message="nginx to answer")
+        routed: dict[str, set[str]] = {}
+        with httpx.Client(base_url=balancer.url, timeout=30) as client:
+            for n in range(6):
+                ns = f"tenant{n}"
+                client.post("/v1/admin/tenants", headers=admin, json={"namespace": ns})
+                issued = client.post(f"/v1/admin/tenants/{ns}/keys", headers=admin).json()
+                key = {"Authorization": f"Bearer {issued['key']}"}
+                for question in QUESTIONS[:4]:
+                    answer = client.post("/v1/query", headers=key, json={"prompt": question})
+                    assert answer.status_code == 200, answer.text
+                    routed.setdefault(ns, set()).add(answer.headers["x-replica"])
+        assert all(len(where) == 1 for where in routed.values()), routed
+        for service in replicas:
+            mine = sorted(ns for ns, where in routed.items() if where == {service.replica_id})
+            wait_until(lambda s=service, m=mine: s.view()["held_namespaces"] == m, 10,
+                       message=f"{service.replica_id} to hold {mine}")  # fmt: skip
+    finally:
+        balancer.stop()
+        for service in replicas:
+            service.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -17,9 +17,12 @@ def nginx_binary() -> str | None:
     )
 
 
-def local_config(upstream_ports: Sequence[int], listen_port: int) -> str:
-    """nginx.conf with the compose addresses swapped for loopback ones; nothing else changes."""
-    config = (ROOT / "nginx.conf").read_text()
+def local_config(
+    upstream_ports: Sequence[int], listen_port: int, config_file: Path = ROOT / "nginx.conf"
+) -> str:
+    """An nginx config of the project with the compose addresses swapped for loopback ones;
+    nothing else changes."""
+    config = config_file.read_text()
     servers = "\n".join(
         f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;" for port in upstream_ports
     )
@@ -31,14 +34,16 @@ def local_config(upstream_ports: Sequence[int], listen_port: int) -> str:
 
 
 class NginxLB:
-    def __init__(self, upstream_ports: Sequence[int]) -> None:
+    def __init__(
+        self, upstream_ports: Sequence[int], config_file: Path = ROOT / "nginx.conf"
+    ) -> None:
         binary = nginx_binary()
         assert binary, "nginx is not installed (make test installs Debian's nginx-light)"
         self.binary = binary
         self.port = free_port()
         self._folder = tempfile.TemporaryDirectory(prefix="dc-nginx-")
         self.config_path = Path(self._folder.name) / "nginx.conf"
-        config = local_config(upstream_ports, self.port)
+        config = local_config(upstream_ports, self.port, config_file)
         config = config.replace("pid /tmp/nginx.pid;", f"pid {self._folder.name}/nginx.pid;")
         self.config_path.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
