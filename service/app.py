@@ -238,7 +238,7 @@ async def start_runtime(
         messages=ApiProxy(
             settings, queries, MessagesDialect(messages_upstream, llm, splitter, max_temperature)
         ),
-        entries=EntryManager(settings, store, index, embedder, splitter),
+        entries=EntryManager(settings, store, index, embedder, splitter, keeps=sync.keeps),
         feedback=FeedbackBook(settings, store, embedder, splitter),
         tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),
         rate_limiter=RateLimiter(client),

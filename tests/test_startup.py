@@ -218,3 +218,43 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def store_as(service: ServiceProcess, key: dict[str, str], ns: str, questions: list[str]) -> None:
+    entries = [{"prompt": q, "response": ns} for q in questions]
+    service.http.post("/v1/entries", headers=key, json={"entries": entries}).raise_for_status()
+
+
+def test_an_affine_replica_restarts_with_its_share_from_its_snapshot(
+    redis_server: EmbeddedRedis | EmbeddedCluster, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    admin = {"Authorization": "Bearer affine-admin"}
+    keys_of = {}
+    writer = replica(redis_server.url, tmp_path / "w", admin_token="affine-admin",
+                     index_snapshots=False)  # fmt: skip
+    try:
+        for ns in ("alpha", "beta"):
+            writer.http.post("/v1/admin/tenants", headers=admin, json={"namespace": ns})
+            issued = writer.http.post(f"/v1/admin/tenants/{ns}/keys", headers=admin).json()
+            keys_of[ns] = {"Authorization": f"Bearer {issued['key']}"}
+            store_as(writer, keys_of[ns], ns, QUESTIONS[:10])
+        affine = replica(redis_server.url, tmp_path / "a", admin_token="affine-admin",
+                         namespace_affinity=True)  # fmt: skip
+        affine.http.post("/v1/query", headers=keys_of["alpha"],
+                         json={"prompt": QUESTIONS[1], "cache": "only"})  # fmt: skip
+        wait_until(lambda: affine.view()["entries_by_namespace"] == {"alpha": 10}, 10,
+                   message="alpha loaded")  # fmt: skip
+        affine.stop()  # its snapshot holds alpha only
+        for ns in ("alpha", "beta"):  # written while it is down
+            store_as(writer, keys_of[ns], ns, QUESTIONS[10:15])
+    finally:
+        writer.stop()
+    restarted = replica(redis_server.url, tmp_path / "a", admin_token="affine-admin",
+                        namespace_affinity=True)  # fmt: skip
+    try:
+        view = restarted.view()
+        assert view["snapshot"]["restored"]["entries"] == 10
+        assert view["held_namespaces"] == ["alpha"]
+        assert view["entries_by_namespace"] == {"alpha": 15}  # caught up, beta not loaded
+    finally:
+        restarted.stop()

@@ -134,6 +134,11 @@ class ReplicaSync:
         """The local index answers for ``ns`` (else Redis does)."""
         return self.ready and (not self.affine or ns in self._held)
 
+    def keeps(self, ns: str) -> bool:
+        """Whether a new entry of ``ns`` written here goes into the local index too (an
+        affine replica keeps only what it holds; the rest would be memory no lookup uses)."""
+        return not self.affine or ns in self._held
+
     def note_lookup(self, ns: str) -> None:
         """An affine replica asked for ``ns``: hold it from now on (loaded in the background)."""
         if not self.affine:
@@ -376,7 +381,7 @@ class ReplicaSync:
             await building
         await asyncio.to_thread(_build, pending, fresh)
         self.index.replace_with(fresh)
-        for ns, seq in seq_at_start.items():
+        for ns, seq in self._share(seq_at_start).items():
             self.applied[ns] = max(self.applied.get(ns, 0), seq)
         self.rebuilds += 1
         self._drift_strikes = 0
@@ -442,7 +447,7 @@ class ReplicaSync:
         self.index.freeze()
         try:
             entries = await asyncio.to_thread(
-                snapshot.save, self.index, dict(self.applied), identity, self._snapshot_dir
+                snapshot.save, self.index, self._share(self.applied), identity, self._snapshot_dir
             )
         finally:
             self.index.thaw()

@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,12 +31,14 @@ class EntryManager:
         index: LocalIndex,
         embedder: EmbeddingWorker,
         splitter: RagSplitter,
+        keeps: Callable[[str], bool] = lambda ns: True,
     ) -> None:
         self.settings = settings
         self.splitter = splitter
         self.store = store
         self.index = index
         self.embedder = embedder
+        self.keeps = keeps  # whether a namespace's new entries go into the local index
 
     async def store_many(
         self, entries: list[EntryIn], ns: str, tenant: TenantSettings | None = None
@@ -83,7 +86,8 @@ class EntryManager:
                         else dataclasses.replace(retention, ttl=entry.ttl),
                     )
                 )
-            self.index.add(written)
+            if self.keeps(ns):
+                self.index.add(written)
             return written.entry_id
 
         outcomes = await asyncio.gather(

@@ -357,7 +357,8 @@ class QueryPath:
                     completion=reply.completion(),
                 )
             )
-        self.index.add(written)
+        if self.sync.keeps(probe.ns):
+            self.index.add(written)
         return written.entry_id
 
     async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
