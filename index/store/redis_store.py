@@ -228,16 +228,25 @@ class RedisStore:
 
     async def indexes_partially(self) -> bool | None:
         """Whether the search module skips re-indexing a hash when no indexed field changed
-        (``PARTIAL_INDEXED_DOCS``, a load-time argument); None when it will not say. Off,
-        every HIT's counters re-index the entry's vector: ~1 ms of Redis CPU each here."""
-        try:
-            reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
-                "FT.CONFIG", "GET", "PARTIAL_INDEXED_DOCS"
-            )
-        except ResponseError:
-            return None
-        value = dict(reply).get(b"PARTIAL_INDEXED_DOCS") if isinstance(reply, dict) else None
-        return None if value is None else as_text(value).lower() in ("true", "1", "yes")
+        (``PARTIAL_INDEXED_DOCS``, a load-time argument; on a cluster, on every primary);
+        None when it will not say. Off, every HIT's counters re-index the entry's vector:
+        ~1 ms of Redis CPU each here."""
+        cluster = await self._topology()
+        targets: list[Any] = [None] if cluster is None else cluster.get_primaries()
+        answers = []
+        for node in targets:
+            options = {} if node is None else {"target_nodes": node}
+            try:
+                reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "FT.CONFIG", "GET", "PARTIAL_INDEXED_DOCS", **options
+                )
+            except ResponseError:
+                return None
+            value = dict(reply).get(b"PARTIAL_INDEXED_DOCS") if isinstance(reply, dict) else None
+            if value is None:
+                return None
+            answers.append(as_text(value).lower() in ("true", "1", "yes"))
+        return all(answers)
 
     async def load_scripts(self) -> None:
         """Load every script on every node (a pipelined EVALSHA cannot load a missing one; a
