@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -114,7 +115,8 @@ def test_a_new_replica_serves_an_outgrown_scope_from_redis_while_it_builds_hnsw(
         seeder.store([{"prompt": q, "response": f"answer {i}"} for i, q in enumerate(QUESTIONS)])
     finally:
         seeder.stop()
-    fresh = replica(redis_server.url, tmp_path / "fresh", hnsw_min_entries=20)
+    fresh = replica(redis_server.url, tmp_path / "fresh", hnsw_min_entries=20,
+                    index_snapshot_interval_s=0.5)  # fmt: skip
     try:
         # ready on flat sub-indexes; a HIT either way (Redis's mirror, then its own HNSW)
         assert hit(fresh, QUESTIONS[7].replace("?", " ?"))
@@ -127,6 +129,10 @@ def test_a_new_replica_serves_an_outgrown_scope_from_redis_while_it_builds_hnsw(
         assert all(hit(fresh, q.replace("?", " ?")) for q in QUESTIONS[:10])
     finally:
         fresh.stop()
+    # what a clean stop leaves on disk is the index as it settled, HNSW and all (a rebuild
+    # changes no seq or count: the snapshot must not be skipped as "unchanged")
+    manifest = orjson.loads((tmp_path / "fresh" / "current" / "manifest.json").read_bytes())
+    assert [part["is_hnsw"] for part in manifest["parts"]] == [True]
 
 
 def test_a_namespace_affine_replica_holds_what_it_is_asked_for(

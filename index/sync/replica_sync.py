@@ -98,7 +98,7 @@ class ReplicaSync:
         self._snapshot_interval = snapshot_interval_s
         self._embedder_id = embedder_id
         self._identity: SnapshotIdentity | None = None
-        self._snapshot_mark: tuple[int, int] | None = None  # (seqs, entries) last written
+        self._snapshot_mark: tuple[int, int, int] | None = None  # (seqs, entries, rebuilds)
         self.snapshot: dict[str, Any] = {"restored": None, "written": None}
         self.affine = affine
         self._release_after = release_after_s
@@ -439,7 +439,8 @@ class ReplicaSync:
         wait), unless nothing changed since the last one."""
         if self._snapshot_dir is None:
             return
-        mark = (self.last_seq, len(self.index))
+        # a rebuild changes neither seqs nor counts, but what is on disk must be the new index
+        mark = (self.last_seq, len(self.index), self.rebuilds)
         if mark == self._snapshot_mark:
             return
         identity = await self._snapshot_identity()
