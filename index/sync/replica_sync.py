@@ -112,6 +112,7 @@ class ReplicaSync:
         self._release_after = release_after_s
         self._held: set[str] = set()  # affine: namespaces loaded and followed
         self._asked: dict[str, float] = {}  # affine: namespace -> last lookup (monotonic)
+        self._wanted: set[str] = set()  # affine: asked for, not held yet (a hold is queued)
 
     def start(self) -> None:
         self._tasks = [
@@ -151,10 +152,11 @@ class ReplicaSync:
         """An affine replica asked for ``ns``: hold it from now on (loaded in the background)."""
         if not self.affine:
             return
-        first = ns not in self._asked
         self._asked[ns] = time.monotonic()
-        if first and ns not in self._held and self._queue is not None:
-            self._queue.put_nowait((_HOLD, ns))
+        if ns not in self._held and ns not in self._wanted:
+            self._wanted.add(ns)
+            if self._queue is not None:
+                self._queue.put_nowait((_HOLD, ns))
 
     @property
     def held(self) -> set[str]:
@@ -187,6 +189,8 @@ class ReplicaSync:
                 await feed.open()
                 seqs = await self.store.namespace_seqs()
                 self._feed, self._queue = feed, feed.queue
+                for ns in sorted(self._wanted - self._held):  # asks the lost feed's queue held
+                    feed.queue.put_nowait((_HOLD, ns))
                 if not caught_up_once and await self._restore(seqs):
                     caught_up_once = True
                 await feed.follow(self._share(seqs))
@@ -307,6 +311,7 @@ class ReplicaSync:
 
     async def _hold(self, ns: str) -> None:
         """Affine: follow ``ns`` and load it; from then on the local index answers for it."""
+        self._wanted.discard(ns)
         if ns in self._held:
             return
         started = time.perf_counter()
@@ -322,6 +327,7 @@ class ReplicaSync:
         if ns not in self._held or self._feed is None:
             return
         self._held.discard(ns)
+        self._wanted.discard(ns)
         self._asked.pop(ns, None)
         await self._feed.unfollow(ns)
         self.applied.pop(ns, None)
