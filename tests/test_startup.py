@@ -169,9 +169,9 @@ def test_a_namespace_affine_replica_holds_what_it_is_asked_for(
     try:
         assert affine.view()["entries"] == 0  # ready, holding nothing
         served = ask(affine, "alpha")  # right from the first lookup: Redis answers
-        wait_until(lambda: affine.view()["held_namespaces"] == ["alpha"], 10,
-                   message="alpha held")  # fmt: skip
-        assert affine.view()["entries_by_namespace"] == {"alpha": 10}
+        wait_until(lambda: affine.view()["entries_by_namespace"] == {"alpha": 10}, 10,
+                   message="alpha loaded")  # fmt: skip
+        assert affine.view()["held_namespaces"] == ["alpha"]
         assert ask(affine, "alpha") == served  # now from its own index
         # beta was never asked for here; alpha, not asked for again, is given up
         wait_until(lambda: affine.view()["held_namespaces"] == [], 15, message="released")

@@ -110,7 +110,8 @@ class ReplicaSync:
         self.snapshot: dict[str, Any] = {"restored": None, "written": None}
         self.affine = affine
         self._release_after = release_after_s
-        self._held: set[str] = set()  # affine: namespaces loaded and followed
+        self._held: set[str] = set()  # affine: namespaces followed (being loaded, or loaded)
+        self._loaded: set[str] = set()  # affine: held and loaded: the local index answers
         self._asked: dict[str, float] = {}  # affine: namespace -> last lookup (monotonic)
         self._wanted: set[str] = set()  # affine: asked for, not held yet (a hold is queued)
 
@@ -141,7 +142,7 @@ class ReplicaSync:
 
     def holds(self, ns: str) -> bool:
         """The local index answers for ``ns`` (else Redis does)."""
-        return self.ready and (not self.affine or ns in self._held)
+        return self.ready and (not self.affine or ns in self._loaded)
 
     def keeps(self, ns: str) -> bool:
         """Whether a new entry of ``ns`` written here goes into the local index too (an
@@ -199,6 +200,7 @@ class ReplicaSync:
                 else:
                     await self._rebuild(seqs, initial=True)
                 await self._apply_pending()
+                self._loaded = set(self._held)  # every held namespace is loaded by now
                 self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
@@ -318,6 +320,7 @@ class ReplicaSync:
         self._held.add(ns)
         self.applied.pop(ns, None)
         await self._follow([ns])
+        self._loaded.add(ns)  # until now its lookups were answered from Redis
         log.info("now holding namespace %s: %d entries loaded in %.2f s",
                  ns, self.index.count(ns), time.perf_counter() - started)  # fmt: skip
 
@@ -327,6 +330,7 @@ class ReplicaSync:
         if ns not in self._held or self._feed is None:
             return
         self._held.discard(ns)
+        self._loaded.discard(ns)
         self._wanted.discard(ns)
         self._asked.pop(ns, None)
         await self._feed.unfollow(ns)
