@@ -58,6 +58,8 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         # the static threshold unless a test asks for a decision stage: tests of other
         # concerns must not depend on whether this clone has built the pair model yet
         "pair_model": "off",
+        # in-process replicas share a working directory: no snapshots unless a test asks
+        "index_snapshots": False,
     }
     fields.update(overrides)
     return Settings(**fields)

@@ -14,6 +14,7 @@ Written from a worker thread while the index is frozen (searches go on; changes 
 
 import logging
 import os
+import secrets
 import shutil
 import time
 import zlib
@@ -70,7 +71,7 @@ def _write_synced(path: Path, payload: bytes) -> None:
 def save(index: LocalIndex, seqs: dict[str, int], identity: SnapshotIdentity, folder: Path) -> int:
     """Write ``index`` (frozen by the caller) as the snapshot in force; entries written."""
     folder.mkdir(parents=True, exist_ok=True)
-    writing = folder / f".writing-{os.getpid()}"
+    writing = folder / f".writing-{os.getpid()}-{secrets.token_hex(4)}"
     shutil.rmtree(writing, ignore_errors=True)
     writing.mkdir()
     files: dict[str, int] = {}
@@ -117,7 +118,7 @@ def save(index: LocalIndex, seqs: dict[str, int], identity: SnapshotIdentity, fo
         "files": files,
     }
     _write_synced(writing / MANIFEST, orjson.dumps(manifest))
-    current, retired = folder / CURRENT, folder / f".retired-{os.getpid()}"
+    current, retired = folder / CURRENT, folder / f".retired-{os.getpid()}-{secrets.token_hex(4)}"
     if current.exists():
         current.rename(retired)
     writing.rename(current)
