@@ -1,9 +1,10 @@
 """Test helpers: real servers on 127.0.0.1 and waiting on conditions with a deadline."""
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
@@ -14,6 +15,8 @@ from service.app import create_app
 from service.embedded_redis import free_port
 from service.runtime import Runtime
 from service.settings import Settings
+
+T = TypeVar("T")
 
 
 def wait_until(
@@ -48,7 +51,25 @@ class ServerThread:
             timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        finally:
+            self.loop.close()
+
+    def on_loop(self, action: Callable[[], T], timeout_s: float = 10.0) -> T:
+        """Run ``action`` on the server's event loop (where the app changes its state) and
+        return its result: a test changing a replica's index from its own thread would race
+        the replica's event handling."""
+
+        async def run() -> T:
+            return action()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout_s)
 
     @property
     def url(self) -> str:

@@ -34,7 +34,7 @@ def test_not_ready_index_answers_503_and_falls_back_to_the_redis_mirror(
     runtime = service.runtime
     runtime.sync.ready = False
     for entry in stored["entries"]:
-        runtime.index.remove(entry["entry_id"])
+        service.on_loop(lambda entry_id=entry["entry_id"]: runtime.index.remove(entry_id))
     try:
         ready = service.http.get("/readyz")
         assert ready.status_code == 503
