@@ -2,9 +2,12 @@
 
 from collections.abc import Callable
 
+import numpy as np
 import redis
 
 from index.store import keys
+from index.vectors.local_index import IndexedVector
+from service.keying.prompt_key import prompt_key
 from tests.helpers import CacheService, wait_until
 
 FRANCE = "What is the capital of France?"
@@ -198,3 +201,26 @@ def test_hits_are_counted_on_the_entry_and_never_recreate_a_deleted_one(
     assert service.http.delete(f"/v1/entries/{entry_id}").status_code == 200
     wait_until(lambda: service.http.get("/v1/stats").json()["hits"] == 3, 5, message="flushed")
     assert not redis_client.exists(key)  # ...and its late flush did not bring the hash back
+
+
+def test_an_exact_key_the_index_misremembers_is_not_served(service: CacheService) -> None:
+    """The local index knows exact keys by a 64-bit hash; were two to collide, the entry
+    read must confirm its own key before it is served as an exact HIT."""
+    stored = service.http.post(
+        "/v1/entries", json={"entries": [{"prompt": FRANCE, "response": "Paris."}]}
+    ).json()["entries"][0]
+    runtime = service.runtime
+    other = "How many legs does a spider have?"
+    asked = prompt_key(runtime.queries.splitter, other, None)
+    key = keys.exact_key("default", asked.scope, asked.normalised)
+    # what a collision would look like: the other prompt's key leading to the France entry
+    vector = np.zeros(runtime.embedder.dim, dtype=np.float32)
+    vector[0] = 1
+    service.on_loop(
+        lambda: runtime.index.add(
+            IndexedVector("default", "unused-scope", stored["entry_id"], vector, 10**9, key)
+        )
+    )
+    assert runtime.index.exact_entry(key) == stored["entry_id"]
+    answer = service.query(other, cache="only").json()
+    assert answer["status"] == "MISS", answer

@@ -82,7 +82,7 @@ def test_a_corrupt_or_torn_snapshot_is_not_loaded(
     with caplog.at_level(logging.WARNING):
         assert snapshot.load(tmp_path, IDENTITY, SHAPE) is None
     assert "checksum" in caplog.text
-    (current / "0.json").unlink()  # a file gone
+    (current / "0.npz").unlink()  # a file gone
     assert snapshot.load(tmp_path, IDENTITY, SHAPE) is None
 
 

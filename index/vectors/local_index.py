@@ -24,6 +24,7 @@ While a snapshot is written from a worker thread (``snapshot.py``) the index is 
 searches go on, changes wait in order and are applied when it thaws.
 """
 
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import faiss
 import numpy as np
 
 from index.store.keys import entry_id_of, faiss_id
+from index.vectors.entry_table import Columns, EntryTable, Slot, exact_hash
 
 faiss.omp_set_num_threads(1)  # single queries: a second OpenMP thread only adds overhead
 
@@ -94,27 +96,20 @@ def hnsw_index(dim: int, shape: IndexShape, vectors: np.ndarray) -> faiss.Index:
     return graph
 
 
-@dataclass(slots=True)
-class _Slot:
-    ns: str
-    scope: str
-    seq: int
-    exact_key: str
-
-
 @dataclass
 class IndexPart:
     """One (namespace, scope) of a local index as a snapshot keeps it: its FAISS index (with
-    the ids of its tombstones, when HNSW) and, per live entry, its id, seq and exact key."""
+    the ids of its tombstones, when HNSW) and, per live entry, its id, seq and exact-key
+    hash (int64 arrays, one row per entry)."""
 
     ns: str
     scope: str
-    faiss: Any  # faiss.IndexIDMap2
+    faiss: Any  # faiss.IndexIDMap
     is_hnsw: bool
-    tombstones: list[int]
-    ids: list[int]
-    seqs: list[int]
-    exact_keys: list[str]
+    tombstones: np.ndarray
+    ids: np.ndarray
+    seqs: np.ndarray
+    exact_hashes: np.ndarray
 
 
 class _SubIndex:
@@ -124,7 +119,8 @@ class _SubIndex:
         self.dim = dim
         self.shape = shape
         self.maintain_inline = maintain_inline
-        self.faiss: faiss.IndexIDMap2 = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        # IndexIDMap, not IndexIDMap2: no id -> position hash map (~45 MB per million)
+        self.faiss: faiss.IndexIDMap = faiss.IndexIDMap(faiss.IndexFlatL2(dim))
         self.is_hnsw = False
         self.tombstones: set[int] = set()
         self.compactions = 0
@@ -148,11 +144,11 @@ class _SubIndex:
     def too_many_tombstones(self) -> bool:
         return len(self.tombstones) > self.shape.compact_ratio * max(self.live, 1)
 
-    def remove(self, fid: int) -> None:
+    def remove_many(self, fids: list[int]) -> None:
         if not self.is_hnsw:
-            self.faiss.remove_ids(np.array([fid], dtype=np.int64))  # type: ignore[arg-type]
+            self.faiss.remove_ids(np.array(fids, dtype=np.int64))  # type: ignore[arg-type]
             return
-        self.tombstones.add(fid)
+        self.tombstones.update(fids)
         if self.maintain_inline and self.too_many_tombstones:
             self._rebuild(hnsw=self.live >= self.shape.hnsw_min_entries // 2)
 
@@ -172,14 +168,15 @@ class _SubIndex:
     def _rebuild(self, hnsw: bool) -> None:
         """Rebuild from the live vectors (to switch to HNSW, or to drop tombstones)."""
         all_ids = faiss.vector_to_array(self.faiss.id_map).astype(np.int64)
-        live_ids = np.array([i for i in all_ids.tolist() if i not in self.tombstones], np.int64)
+        live = ~np.isin(all_ids, np.fromiter(self.tombstones, np.int64, len(self.tombstones)))
+        live_ids = all_ids[live]
         vectors = (
-            np.vstack([self.faiss.reconstruct(int(i)) for i in live_ids])
+            self.faiss.index.reconstruct_n(0, len(all_ids))[live]
             if len(live_ids)
             else np.empty((0, self.dim), dtype=np.float32)
         )
         base = hnsw_index(self.dim, self.shape, vectors) if hnsw else faiss.IndexFlatL2(self.dim)
-        rebuilt = faiss.IndexIDMap2(base)
+        rebuilt = faiss.IndexIDMap(base)
         if len(live_ids):
             rebuilt.add_with_ids(vectors, live_ids)
         self.faiss, self.is_hnsw, self.tombstones = rebuilt, hnsw, set()
@@ -194,31 +191,45 @@ class LocalIndex:
         self.shape = shape or IndexShape()
         self.maintain_inline = maintain_inline
         self._scopes: dict[tuple[str, str], _SubIndex] = {}
-        self._slots: dict[int, _Slot] = {}
-        self._exact: dict[str, int] = {}
+        # (namespace, scope) <-> a small int, as the entry table names a sub-index
+        self._codes: dict[tuple[str, str], int] = {}
+        self._keys: list[tuple[str, str]] = []
+        self._entries = EntryTable()
         self._per_ns: Counter[str] = Counter()
         self._tombstones: OrderedDict[int, int] = OrderedDict()
         self._flushed_at: dict[str, int] = {}
         self._deferred: list[tuple[str, tuple[Any, ...]]] | None = None  # frozen: waiting
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._entries)
 
     def __contains__(self, entry_id: str) -> bool:
-        return faiss_id(entry_id) in self._slots
+        return faiss_id(entry_id) in self._entries
+
+    def _code(self, ns: str, scope: str) -> int:
+        key = (ns, scope)
+        code = self._codes.get(key)
+        if code is None:
+            code = self._codes[key] = len(self._keys)
+            self._keys.append((sys.intern(ns), sys.intern(scope)))
+        return code
+
+    def _codes_of(self, ns: str) -> np.ndarray:
+        return np.array([code for (n, _), code in self._codes.items() if n == ns], np.int32)
 
     def holds(self, entry_id: str, seq: int) -> bool:
         """True when the entry is held at ``seq`` or at a newer write."""
-        slot = self._slots.get(faiss_id(entry_id))
+        slot = self._entries.get(faiss_id(entry_id))
         return slot is not None and slot.seq >= seq
 
     def replace_with(self, other: "LocalIndex") -> None:
         """Take over another index's contents (a finished rebuild), keeping tombstones."""
         for sub_index in other._scopes.values():
             sub_index.maintain_inline = self.maintain_inline  # the live index never blocks
+        other._entries.merge()
         self._scopes = other._scopes
-        self._slots = other._slots
-        self._exact = other._exact
+        self._codes, self._keys = other._codes, other._keys
+        self._entries = other._entries
         self._per_ns = other._per_ns
         self._flushed_at = {**other._flushed_at, **self._flushed_at}
 
@@ -246,34 +257,36 @@ class LocalIndex:
         if self._deferred is not None:
             self._deferred.append(("add_many", (list(items),)))
             return 0
-        groups: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
+        latest: dict[int, IndexedVector] = {}  # one id twice in a batch: the newer write
         for item in items:
-            fid, ns, seq = faiss_id(item.entry_id), item.ns, item.seq
+            fid = faiss_id(item.entry_id)
+            earlier = latest.get(fid)
+            if earlier is None or item.seq >= earlier.seq:
+                latest[fid] = item
+        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for fid, item in latest.items():
+            ns, seq = item.ns, item.seq
             if self._tombstones.get(fid, -1) >= seq or self._flushed_at.get(ns, -1) >= seq:
                 continue
-            existing = self._slots.get(fid)
+            existing = self._entries.get(fid)
             if existing is not None:
                 if existing.seq > seq:
                     continue
-                self._drop(fid, existing)
-            self._slots[fid] = _Slot(ns, item.scope, seq, item.exact_key)
-            self._per_ns[ns] += 1
-            if item.exact_key:
-                self._exact[item.exact_key] = fid
-            groups.setdefault((ns, item.scope), []).append((fid, item.vector))
-        added = 0
-        for key, rows in groups.items():
-            unique = dict(rows)  # the same id twice in one batch: the later vector wins
-            sub_index = self._scopes.get(key)
+                self._drop_many({existing.sub: [fid]})
+            code = self._code(ns, item.scope)
+            self._entries.put(fid, Slot(code, seq, exact_hash(item.exact_key)))
+            self._per_ns[self._keys[code][0]] += 1
+            groups.setdefault(code, []).append((fid, item.vector))
+        for code, rows in groups.items():
+            sub_index = self._scopes.get(self._keys[code])
             if sub_index is None:
-                sub_index = self._scopes[key] = _SubIndex(
+                sub_index = self._scopes[self._keys[code]] = _SubIndex(
                     self.dim, self.shape, self.maintain_inline
                 )
-            ids = np.fromiter(unique.keys(), dtype=np.int64, count=len(unique))
-            vectors = np.ascontiguousarray(np.vstack(list(unique.values())), dtype=np.float32)
-            sub_index.add(ids, vectors.reshape(len(unique), self.dim))
-            added += len(unique)
-        return added
+            ids = np.fromiter((fid for fid, _ in rows), dtype=np.int64, count=len(rows))
+            vectors = np.ascontiguousarray(np.vstack([v for _, v in rows]), dtype=np.float32)
+            sub_index.add(ids, vectors.reshape(len(rows), self.dim))
+        return sum(len(rows) for rows in groups.values())
 
     def remove(self, entry_id: str, seq: int | None = None) -> bool:
         """Remove an entry. With ``seq``, remember the removal so older adds stay out."""
@@ -286,10 +299,10 @@ class LocalIndex:
             self._tombstones.move_to_end(fid)
             while len(self._tombstones) > _MAX_TOMBSTONES:
                 self._tombstones.popitem(last=False)
-        slot = self._slots.get(fid)
+        slot = self._entries.get(fid)
         if slot is None or (seq is not None and slot.seq > seq):
             return False
-        self._drop(fid, slot)
+        self._drop_many({slot.sub: [fid]})
         return True
 
     def flush(self, ns: str, seq: int) -> int:
@@ -298,10 +311,7 @@ class LocalIndex:
             self._deferred.append(("flush", (ns, seq)))
             return self._per_ns[ns]
         self._flushed_at[ns] = max(seq, self._flushed_at.get(ns, -1))
-        doomed = [fid for fid, slot in self._slots.items() if slot.ns == ns and slot.seq < seq]
-        for fid in doomed:
-            self._drop(fid, self._slots[fid])
-        return len(doomed)
+        return self._drop_where(ns, before=seq)
 
     def release(self, ns: str) -> int:
         """Forget a namespace locally (a namespace-affine replica that no longer serves it):
@@ -309,11 +319,33 @@ class LocalIndex:
         if self._deferred is not None:
             self._deferred.append(("release", (ns,)))
             return self._per_ns[ns]
-        doomed = [fid for fid, slot in self._slots.items() if slot.ns == ns]
-        for fid in doomed:
-            self._drop(fid, self._slots[fid])
+        dropped = self._drop_where(ns, before=None)
         self._flushed_at.pop(ns, None)
-        return len(doomed)
+        return dropped
+
+    def _drop_where(self, ns: str, before: int | None) -> int:
+        columns = self._entries.columns()
+        doomed = np.isin(columns.subs, self._codes_of(ns))
+        if before is not None:
+            doomed &= columns.seqs < before
+        chosen = columns.where(doomed)
+        by_sub: dict[int, list[int]] = {}
+        for fid, code in zip(chosen.fids.tolist(), chosen.subs.tolist(), strict=True):
+            by_sub.setdefault(code, []).append(fid)
+        self._drop_many(by_sub)
+        return len(chosen)
+
+    def _drop_many(self, by_sub: Mapping[int, list[int]]) -> None:
+        """Forget entries, given by sub-index code (one FAISS call per sub-index)."""
+        for code, fids in by_sub.items():
+            key = self._keys[code]
+            sub_index = self._scopes[key]
+            sub_index.remove_many(fids)
+            if sub_index.live == 0:
+                del self._scopes[key]
+            for fid in fids:
+                self._entries.pop(fid)
+            self._per_ns[key[0]] -= len(fids)
 
     def search(self, ns: str, scope: str, vector: np.ndarray, k: int) -> list[Candidate]:
         """The k nearest entries of one (namespace, scope), nearest first."""
@@ -330,20 +362,24 @@ class LocalIndex:
         return sub_index is not None and sub_index.too_big_for_flat
 
     def exact_entry(self, exact_key: str) -> str | None:
-        """The entry this replica holds under an exact-match key, if any."""
-        fid = self._exact.get(exact_key)
+        """The entry this replica holds under an exact-match key, if any (by a 64-bit hash of
+        the key: confirm it on the entry before serving it)."""
+        fid = self._entries.by_exact(exact_hash(exact_key))
         return None if fid is None else entry_id_of(fid)
 
     def entry_ids(self) -> set[str]:
-        return {entry_id_of(fid) for fid in self._slots}
+        return {entry_id_of(fid) for fid in self._entries.columns().fids.tolist()}
 
     def ids_written_by(self, seqs: Mapping[str, int]) -> dict[str, int]:
         """The entries held at a write no newer than their namespace's seq in ``seqs``, each
         with that seq."""
+        columns = self._entries.columns()
+        seq_of_code = np.array([seqs.get(ns, 0) for ns, _ in self._keys] or [0], np.int64)
+        limits = seq_of_code[columns.subs]
+        chosen = columns.seqs <= limits
         return {
-            entry_id_of(fid): seqs[slot.ns]
-            for fid, slot in self._slots.items()
-            if slot.seq <= seqs.get(slot.ns, 0)
+            entry_id_of(fid): seq
+            for fid, seq in zip(columns.fids[chosen].tolist(), limits[chosen].tolist(), strict=True)
         }
 
     def count_by_namespace(self) -> dict[str, int]:
@@ -374,15 +410,17 @@ class LocalIndex:
 
     def parts(self) -> Iterator[IndexPart]:
         """Every (namespace, scope) as a snapshot keeps it (read them while frozen)."""
-        members: dict[tuple[str, str], list[tuple[int, _Slot]]] = {}
-        for fid, slot in self._slots.items():
-            members.setdefault((slot.ns, slot.scope), []).append((fid, slot))
-        for (ns, scope), sub_index in list(self._scopes.items()):
-            held = members.get((ns, scope), [])
+        columns = self._entries.columns()
+        order = np.argsort(columns.subs, kind="stable")
+        sorted_subs = columns.subs[order]
+        for key, sub_index in list(self._scopes.items()):
+            code = self._codes[key]
+            start, end = np.searchsorted(sorted_subs, [code, code + 1])
+            rows = order[start:end]
             yield IndexPart(
-                ns, scope, sub_index.faiss, sub_index.is_hnsw, sorted(sub_index.tombstones),
-                [fid for fid, _ in held], [slot.seq for _, slot in held],
-                [slot.exact_key for _, slot in held],
+                key[0], key[1], sub_index.faiss, sub_index.is_hnsw,
+                np.array(sorted(sub_index.tombstones), np.int64),
+                columns.fids[rows], columns.seqs[rows], columns.exacts[rows],
             )  # fmt: skip
 
     def removals(self) -> tuple[list[tuple[int, int]], dict[str, int]]:
@@ -400,26 +438,28 @@ class LocalIndex:
     ) -> "LocalIndex":
         """An index put back together from a snapshot's parts."""
         index = cls(dim, shape)
+        pieces: list[Columns] = []
         for part in parts:
             sub_index = _SubIndex(dim, shape, maintain_inline=False)
             sub_index.faiss, sub_index.is_hnsw = part.faiss, part.is_hnsw
-            sub_index.tombstones = set(part.tombstones)
+            sub_index.tombstones = set(part.tombstones.tolist())
             index._scopes[(part.ns, part.scope)] = sub_index
-            for fid, seq, exact in zip(part.ids, part.seqs, part.exact_keys, strict=True):
-                index._slots[fid] = _Slot(part.ns, part.scope, seq, exact)
-                if exact:
-                    index._exact[exact] = fid
+            code = index._code(part.ns, part.scope)
+            pieces.append(
+                Columns(
+                    part.ids.astype(np.int64),
+                    np.full(len(part.ids), code, np.int32),
+                    part.seqs.astype(np.int64),
+                    part.exact_hashes.astype(np.int64),
+                )
+            )
             index._per_ns[part.ns] += len(part.ids)
+        if pieces:
+            index._entries = EntryTable(
+                Columns(*(np.concatenate(column) for column in zip(*(
+                    (p.fids, p.subs, p.seqs, p.exacts) for p in pieces
+                ), strict=True)))
+            )  # fmt: skip
         index._tombstones = OrderedDict(removed)
         index._flushed_at = dict(flushed_at or {})
         return index
-
-    def _drop(self, fid: int, slot: _Slot) -> None:
-        sub_index = self._scopes[(slot.ns, slot.scope)]
-        sub_index.remove(fid)
-        if sub_index.live == 0:
-            del self._scopes[(slot.ns, slot.scope)]
-        if self._exact.get(slot.exact_key) == fid:
-            del self._exact[slot.exact_key]
-        del self._slots[fid]
-        self._per_ns[slot.ns] -= 1

@@ -1,13 +1,14 @@
 """A replica's local index on disk, so that a restart is ready in seconds, not minutes.
 
 A snapshot is a folder: one FAISS file per (namespace, scope), its entries' ids, seqs and
-exact keys beside it, and ``manifest.json`` naming what it covers: each namespace's seq
-(every change up to it is in), the Redis deployment and the embedder it was made for, and
-a CRC-32 of every file. It is written into a temporary folder and renamed into place, so a
-crash mid-write leaves the previous snapshot. At start-up a snapshot is loaded only if it
-is whole (every checksum) and this deployment's and this embedder's; anything else (torn,
-corrupt, another Redis's, another model's) is ignored with a log line, never served. The
-replica then catches up from Redis by seq and reconciles by ids (``replica_sync.py``).
+exact-key hashes beside it (``.npz``), and ``manifest.json`` naming what it covers: each
+namespace's seq (every change up to it is in), the Redis deployment and the embedder it was
+made for, and a CRC-32 of every file. It is written into a temporary folder and renamed
+into place, so a crash mid-write leaves the previous snapshot. At start-up a snapshot is
+loaded only if it is whole (every checksum) and this deployment's and this embedder's;
+anything else (torn, corrupt, another Redis's, another model's) is ignored with a log line,
+never served. The replica then catches up from Redis by seq and reconciles by ids
+(``replica_sync.py``).
 
 Written from a worker thread while the index is frozen (searches go on; changes wait).
 """
@@ -23,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+import numpy as np
 import orjson
 
 from index.vectors.local_index import IndexPart, IndexShape, LocalIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: entries as int64 arrays (id, seq, exact-key hash), no longer JSON
 MANIFEST = "manifest.json"
 CURRENT = "current"  # the folder of the snapshot in force, inside the snapshot folder
 _CHUNK = 1 << 22
@@ -78,19 +80,16 @@ def save(index: LocalIndex, seqs: dict[str, int], identity: SnapshotIdentity, fo
     parts_meta: list[dict[str, Any]] = []
     entries = 0
     for number, part in enumerate(index.parts()):
-        vectors_file, meta_file = f"{number}.faiss", f"{number}.json"
+        vectors_file, meta_file = f"{number}.faiss", f"{number}.npz"
         faiss.write_index(part.faiss, str(writing / vectors_file))
-        _write_synced(
-            writing / meta_file,
-            orjson.dumps(
-                {
-                    "ids": part.ids,
-                    "seqs": part.seqs,
-                    "exact_keys": part.exact_keys,
-                    "tombstones": part.tombstones,
-                }
-            ),
-        )
+        with (writing / meta_file).open("wb") as stream:
+            np.savez(
+                stream,
+                entries=np.stack([part.ids, part.seqs, part.exact_hashes], axis=1),
+                tombstones=part.tombstones,
+            )
+            stream.flush()
+            os.fsync(stream.fileno())
         for name in (vectors_file, meta_file):
             files[name] = _crc32(writing / name)
         parts_meta.append(
@@ -157,20 +156,23 @@ def _load(current: Path, identity: SnapshotIdentity, shape: IndexShape) -> Snaps
             raise SnapshotRefused(f"{name} does not match its checksum (torn or corrupt)")
     parts = []
     for described in manifest["parts"]:
-        meta = orjson.loads((current / described["meta"]).read_bytes())
+        with np.load(current / described["meta"], allow_pickle=False) as meta:
+            entries, tombstones = meta["entries"], meta["tombstones"]
         vectors = faiss.read_index(str(current / described["vectors"]))
         if vectors.d != identity.dim:
             raise SnapshotRefused(f"{described['vectors']} holds {vectors.d}-d vectors")
+        if entries.dtype != np.int64 or entries.ndim != 2 or entries.shape[1] != 3:
+            raise SnapshotRefused(f"{described['meta']} holds {entries.dtype} {entries.shape}")
         parts.append(
             IndexPart(
                 described["ns"],
                 described["scope"],
                 vectors,
                 bool(described["is_hnsw"]),
-                meta["tombstones"],
-                meta["ids"],
-                meta["seqs"],
-                meta["exact_keys"],
+                tombstones.astype(np.int64),
+                entries[:, 0].copy(),
+                entries[:, 1].copy(),
+                entries[:, 2].copy(),
             )
         )
     index = LocalIndex.restored(

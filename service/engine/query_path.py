@@ -367,13 +367,16 @@ class QueryPath:
         Redis's own pointer answers (and for a namespace this replica does not hold)."""
         if not self.sync.holds(ns):
             return await self.store.lookup_exact(ns, scope, normalised)
-        entry_id = self.index.exact_entry(exact_key(ns, scope, normalised))
+        key = exact_key(ns, scope, normalised)
+        entry_id = self.index.exact_entry(key)
         if entry_id is None:
             return None
         entry = await self.store.get(ns, entry_id)
         if entry is None:
             self.index.remove(entry_id)
-        return entry
+            return None
+        # the index knows exact keys by a 64-bit hash: the entry confirms it is this key's
+        return entry if entry.exact_key == key else None
 
     async def _candidates(self, ns: str, scope: str, vector: np.ndarray) -> list[Candidate]:
         if self.sync.holds(ns) and not self.index.outgrown(ns, scope):
