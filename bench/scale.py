@@ -14,7 +14,7 @@
   two tenants (as nginx's consistent hash would send them): RSS and time to hold them.
 
 Writes bench/results/scale.json.
-    python bench/scale.py [--sizes 10000,100000] [--tenants 1000000] [--codecs float,sq8]
+    python bench/scale.py [--sizes 10000,100000] [--tenants 10000,1000000] [--codecs fp16,sq8]
 """
 
 import argparse
@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,11 @@ def tenant_keys(replica: ServiceProcess) -> dict[str, str]:
     return issued
 
 
-def lookup(replica: ServiceProcess, key: str, question: str) -> tuple[float, bool]:
+def lookup(
+    replica: ServiceProcess, key: str, question: str, expected: str | None = None
+) -> tuple[float, str]:
+    """One paraphrased lookup: its time, and ``right`` (a HIT with ``expected``, or any HIT
+    when none is given), ``wrong`` (a HIT with another answer), ``miss`` or ``error``."""
     started = time.perf_counter()
     reply = replica.http.post(
         "/v1/query",
@@ -118,52 +123,66 @@ def lookup(replica: ServiceProcess, key: str, question: str) -> tuple[float, boo
         json={"prompt": semantic(question), "cache": "only"},
     )
     elapsed = (time.perf_counter() - started) * 1000
-    return elapsed, reply.status_code == 200 and reply.json()["status"] == "HIT"
+    if reply.status_code != 200:
+        return elapsed, "error"
+    body = reply.json()
+    if body["status"] != "HIT":
+        return elapsed, "miss"
+    return elapsed, "right" if expected in (None, body["response"]) else "wrong"
 
 
 def watch_start(
     replica: ServiceProcess, keys: dict[str, str], questions: dict[str, list[str]]
 ) -> dict[str, Any]:
-    """From process start: the first HIT, ready, settled; lookups answered right until then."""
-    started, asked, right, first_hit = time.monotonic(), 0, 0, None
+    """From process start: the first HIT, ready, settled; how lookups were answered until
+    then (right, wrong, MISS, error)."""
+    started, first_hit = time.monotonic(), None
+    outcomes: Counter[str] = Counter()
     ready_at = None
     while True:
         try:
             ready = replica.http.get("/readyz").status_code == 200
+            asked = sum(outcomes.values())
             ns = TENANTS[asked % len(TENANTS)]
-            _, hit = lookup(replica, keys[ns], questions[ns][asked % len(questions[ns])])
+            number = asked % len(questions[ns])
+            _, outcome = lookup(replica, keys[ns], questions[ns][number], f"{ns} {number}")
         except Exception:  # not listening yet
             time.sleep(0.2)
             if time.monotonic() - started > 1800:
                 raise
             continue
-        asked, right = asked + 1, right + hit
-        if hit and first_hit is None:
+        outcomes[outcome] += 1
+        if outcome == "right" and first_hit is None:
             first_hit = time.monotonic() - started
         if ready and ready_at is None:
             ready_at = time.monotonic() - started
         if ready_at is not None and replica.view()["index"]["outgrown_sub_indexes"] == 0:
             break
         time.sleep(0.25)
+    asked = sum(outcomes.values())
     return {
         "first_hit_s": round(first_hit or -1, 2),
         "ready_s": round(ready_at, 2),
         "settled_s": round(time.monotonic() - started, 2),
         "lookups_while_starting": asked,
-        "answered_right_while_starting": round(right / asked, 4),
+        "answered_right_while_starting": round(outcomes["right"] / asked, 4),
+        "outcomes_while_starting": dict(outcomes),
     }
 
 
 def hit_latency(
     replica: ServiceProcess, keys: dict[str, str], questions: dict[str, list[str]]
-) -> dict[str, float]:
-    samples = []
+) -> dict[str, Any]:
+    """p50 etc. of semantic HITs once settled, and how the same kind of lookups were
+    answered (to set beside the answers while starting)."""
+    samples, outcomes = [], Counter[str]()
     for ns in TENANTS:
-        for question in questions[ns][:50]:
-            elapsed, hit = lookup(replica, keys[ns], question)
-            if hit:
+        for number, question in enumerate(questions[ns][:50]):
+            elapsed, outcome = lookup(replica, keys[ns], question, f"{ns} {number}")
+            outcomes[outcome] += 1
+            if outcome == "right":
                 samples.append(elapsed)
-    return percentiles(samples)
+    return {**percentiles(samples), "outcomes": dict(outcomes)}
 
 
 def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
@@ -171,8 +190,7 @@ def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
     corpus = distinct_questions(200 * len(TENANTS), seed=21)
     questions = {ns: corpus[i * 200 : (i + 1) * 200] for i, ns in enumerate(TENANTS)}
     results: dict[str, Any] = {"entries": total + len(corpus), "tenants": len(TENANTS)}
-    common: dict[str, Any] = {"admin_token": ADMIN, "log_level": "info",
-                              "drift_check_interval_s": 10}  # fmt: skip
+    common: dict[str, Any] = {"admin_token": ADMIN, "log_level": "info"}
     with tempfile.TemporaryDirectory(prefix="dc-bench-scale-") as folder:
         redis = EmbeddedRedis(Path(folder) / "redis", appendonly=False).start()
         try:
@@ -314,12 +332,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--million", action="store_true", help="also the 1M index-only run")
-    parser.add_argument("--tenants", type=int, default=0, help="entries shared by 4 tenants")
-    parser.add_argument("--codecs", default="float,sq8")
+    parser.add_argument(
+        "--tenants", default="", help="entries shared by 4 tenants; several: 10000,1000000"
+    )
+    parser.add_argument("--codecs", default="fp16")
     args = parser.parse_args()
     results: dict[str, Any] = {"with_redis": [], "index_only": []}
-    if args.tenants:
-        results["at_scale"] = at_scale(args.tenants, args.codecs.split(","))
+    # each size in the same harness (4 tenants, keys, the same lookups): the 1M figures set
+    # against the 10k ones of the same run
+    for total in (int(t) for t in args.tenants.split(",") if t):
+        results.setdefault("at_scale", {})[str(total)] = at_scale(total, args.codecs.split(","))
+        write_results("scale", results)  # what is done so far, should a later size fail
     for size in (int(s) for s in args.sizes.split(",") if s):
         figures = with_redis(size)
         results["with_redis"].append(figures)
