@@ -139,7 +139,9 @@ def test_known_keys_keep_working_through_an_outage_and_unknown_ones_are_refused(
 def test_a_bulk_write_that_fails_partway_says_exactly_which_entries_were_stored(
     own_redis: EmbeddedRedis,
 ) -> None:
-    service = CacheService(make_settings(own_redis.url)).start()
+    # out of memory is the fault here: a slow answer on a busy machine (0.5 s by default)
+    # must not open the breaker instead
+    service = CacheService(make_settings(own_redis.url, redis_timeout_s=5)).start()
     client = redis.Redis(port=own_redis.port)
     try:
         entries = [{"prompt": f"What is fact number {i} about the ocean?", "response": f"Fact {i}."}
