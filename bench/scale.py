@@ -40,6 +40,7 @@ from bench.common import (
     random_unit_vectors,
     write_results,
 )
+from bench.latency import stages_of
 from index.store.keys import new_entry_id
 from index.vectors.local_index import IndexedVector, LocalIndex
 from service.embedded_redis import EmbeddedRedis
@@ -112,10 +113,15 @@ def tenant_keys(replica: ServiceProcess) -> dict[str, str]:
 
 
 def lookup(
-    replica: ServiceProcess, key: str, question: str, expected: str | None = None
+    replica: ServiceProcess,
+    key: str,
+    question: str,
+    expected: str | None = None,
+    stages: dict[str, list[float]] | None = None,
 ) -> tuple[float, str]:
     """One paraphrased lookup: its time, and ``right`` (a HIT with ``expected``, or any HIT
-    when none is given), ``wrong`` (a HIT with another answer), ``miss`` or ``error``."""
+    when none is given), ``wrong`` (a HIT with another answer), ``miss`` or ``error``. With
+    ``stages``, a HIT's ``Server-Timing`` stages are added to it."""
     started = time.perf_counter()
     reply = replica.http.post(
         "/v1/query",
@@ -128,6 +134,9 @@ def lookup(
     body = reply.json()
     if body["status"] != "HIT":
         return elapsed, "miss"
+    if stages is not None:
+        for name, ms in stages_of(reply.headers.get("server-timing", "")).items():
+            stages.setdefault(name, []).append(ms)
     return elapsed, "right" if expected in (None, body["response"]) else "wrong"
 
 
@@ -175,14 +184,20 @@ def hit_latency(
 ) -> dict[str, Any]:
     """p50 etc. of semantic HITs once settled, and how the same kind of lookups were
     answered (to set beside the answers while starting)."""
-    samples, outcomes = [], Counter[str]()
+    samples, outcomes, stages = [], Counter[str](), dict[str, list[float]]()
     for ns in TENANTS:
         for number, question in enumerate(questions[ns][:50]):
-            elapsed, outcome = lookup(replica, keys[ns], question, f"{ns} {number}")
+            elapsed, outcome = lookup(replica, keys[ns], question, f"{ns} {number}", stages)
             outcomes[outcome] += 1
             if outcome == "right":
                 samples.append(elapsed)
-    return {**percentiles(samples), "outcomes": dict(outcomes)}
+    return {
+        **percentiles(samples),
+        "outcomes": dict(outcomes),
+        "server_timing_p50_ms": {
+            name: round(statistics.median(values), 3) for name, values in stages.items()
+        },
+    }
 
 
 def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
