@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--seeds", default="11,12,13")
     parser.add_argument("--speed", action="store_true", help="also time one query's encode")
+    parser.add_argument("--speed-only", action="store_true", help="only time it (quiet machine)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     candidates = [c for c in args.candidates.split(",") if c]
@@ -103,6 +104,12 @@ def main() -> None:
     kept = json.loads(previous.read_text()) if previous.exists() else {}
     served = dict(kept.get("served", {}))
     agreement = dict(kept.get("agreement", {}))
+    if args.speed_only:
+        kept["single_text_p50_ms"] = single_text_p50([REFERENCE, *candidates])
+        print(f"one query's encode, p50 ms: {kept['single_text_p50_ms']}")
+        stamp = ("benchmark", "measured_at", "machine")
+        write_results("embedder_decisions", {k: v for k, v in kept.items() if k not in stamp})
+        return
     reference = decisions(REFERENCE, seeds, samples)
     served[REFERENCE] = {"summary": summarise(reference["runs"], "served"), **reference}
     for name in candidates:
