@@ -83,3 +83,27 @@ def test_entries_whose_events_a_replica_missed_come_back_through_the_drift_check
     assert runtime.sync.reconciled >= 1
     hit = service.query("Tell me the capital of France", cache="only").json()
     assert hit["status"] == "HIT"
+
+
+def test_a_namespace_is_read_since_a_seq_page_by_page_oldest_first(
+    start_service: Callable[..., CacheService],
+) -> None:
+    """Catch-up and an affine replica's load page by seq (an offset costs Redis O(offset))."""
+    service = start_service()
+    questions = [f"What is the oldest tree in forest number {i}?" for i in range(7)]
+    for question in questions:  # one write each: seqs in this order
+        service.http.post("/v1/entries", json={"entries": [{"prompt": question, "response": "x"}]})
+    runtime = service.runtime
+
+    async def read(since: int) -> list[list[tuple[int, str]]]:
+        return [
+            [(item.seq, item.entry_id) for item in page]
+            async for page in runtime.store.vectors_since("default", since, page_size=3)
+        ]
+
+    pages = asyncio.run_coroutine_threadsafe(read(0), service.loop).result(10)
+    assert [len(page) for page in pages] == [3, 3, 1]
+    seqs = [seq for page in pages for seq, _ in page]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 7
+    later = asyncio.run_coroutine_threadsafe(read(seqs[3]), service.loop).result(10)
+    assert [seq for page in later for seq, _ in page] == seqs[4:]
