@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
 from service.app import create_app
@@ -51,7 +52,7 @@ class ServerThread:
             timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()  # the loop `uvicorn` runs a replica on
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     def _serve(self) -> None:
