@@ -155,9 +155,9 @@ def test_a_bulk_write_that_fails_partway_says_exactly_which_entries_were_stored(
         for topic in ("mountains", "rivers"):
             warm_up = [{"prompt": f"What is fact number {i} about the {topic}?", "response": "-"}
                        for i in range(100)]  # fmt: skip
-            first = service.http.post("/v1/entries", json={"entries": warm_up}, timeout=30)
-            assert first.status_code == 201, first.text[:300]
-            warm_ids |= {row["entry_id"] for row in first.json()["entries"]}
+            reply = service.http.post("/v1/entries", json={"entries": warm_up}, timeout=30)
+            assert reply.status_code == 201, reply.text[:300]
+            warm_ids |= {row["entry_id"] for row in reply.json()["entries"]}
             used_after.append(int(client.info("memory")["used_memory"]))
         used = used_after[-1]
         per_entry = max(1, (used_after[1] - used_after[0]) // 100)
