@@ -45,20 +45,9 @@ def export_bert_inputs(
         )  # fmt: skip
 
 
-def export(model_path: Path, out_dir: Path) -> None:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def export_transformer(model: Any, sample: Any, path: Path) -> None:
+    """Export a BERT-like transformer's ``last_hidden_state`` (pooling is done in numpy)."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel, AutoTokenizer
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    # eager attention: the SDPA path exports to a graph whose cost grows badly with batch
-    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
-    sample = tokenizer(["an example sentence to trace", "short"], padding=True, return_tensors="pt")
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self) -> None:
@@ -77,11 +66,28 @@ def export(model_path: Path, out_dir: Path) -> None:
             hidden: torch.Tensor = output.last_hidden_state
             return hidden
 
+    export_bert_inputs(
+        LastHiddenState(), sample, path, "last_hidden_state", {0: "batch", 1: "tokens"}
+    )
+
+
+def export(model_path: Path, out_dir: Path) -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel, AutoTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    # eager attention: the SDPA path exports to a graph whose cost grows badly with batch
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+    sample = tokenizer(["an example sentence to trace", "short"], padding=True, return_tensors="pt")
+
     fp32_path = out_dir / FP32_NAME
     staging = out_dir / f".{FP32_NAME}.tmp"
-    export_bert_inputs(
-        LastHiddenState(), sample, staging, "last_hidden_state", {0: "batch", 1: "tokens"}
-    )
+    export_transformer(model, sample, staging)
     staging.replace(fp32_path)
     int8_staging = out_dir / f".{INT8_NAME}.tmp"
     quantize_dynamic(

@@ -28,7 +28,7 @@ import numpy as np
 
 from index.embedding.embedder import packaged_model_path
 from index.embedding.onnx_embedder import FP32_NAME, TOKENIZER_NAME, OnnxEmbedder
-from index.training.onnx_export import export_bert_inputs
+from index.training.onnx_export import export_transformer
 from index.training.pair_data import pairs_in, read_pairs
 
 log = logging.getLogger(__name__)
@@ -100,21 +100,9 @@ def distil(
     student.eval()
     out.mkdir(parents=True, exist_ok=True)
 
-    class LastHiddenState(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = student
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
     sample = tokenizer(["an example sentence to trace", "short"], padding=True, return_tensors="pt")
     staging = out / f".{FP32_NAME}.tmp"
-    export_bert_inputs(
-        LastHiddenState(), sample, staging, "last_hidden_state", {0: "batch", 1: "tokens"}
-    )
+    export_transformer(student, sample, staging)
     staging.replace(out / FP32_NAME)
     shutil.copyfile(teacher_onnx / TOKENIZER_NAME, out / TOKENIZER_NAME)
     # how close the served student comes to the teacher on dev questions (never trained on)
