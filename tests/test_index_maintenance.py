@@ -4,6 +4,7 @@ Redis off the event loop, and keeps answering while it does."""
 import asyncio
 from collections.abc import Callable
 
+from index.store.keys import faiss_id
 from tests.helpers import CacheService, wait_until
 
 
@@ -32,8 +33,10 @@ def test_grown_index_becomes_hnsw_and_deletes_are_compacted(
     # a rebuild may land while the deletes still arrive (those after it stay tombstones,
     # fewer than 20 %): what holds is the bound, 120 stored before any compaction
     wait_until(
-        lambda: shape()["stored_vectors"] <= 70 * 1.2
-        and service.http.get("/v1/replica").json()["entries"] == 70,
+        lambda: (
+            shape()["stored_vectors"] <= 70 * 1.2
+            and service.http.get("/v1/replica").json()["entries"] == 70
+        ),
         10,
         message="tombstones compacted",
     )
@@ -59,6 +62,7 @@ def test_entries_whose_events_a_replica_missed_come_back_through_the_drift_check
     ).json()["entries"]
     runtime = service.runtime
     ids = [entry["entry_id"] for entry in stored]
+
     def seq_now() -> int:
         seqs = asyncio.run_coroutine_threadsafe(runtime.store.seqs_of(["default"]), service.loop)
         return seqs.result(10)["default"]
@@ -76,6 +80,12 @@ def test_entries_whose_events_a_replica_missed_come_back_through_the_drift_check
         runtime.store.count_in(["default", "nobody"]), service.loop
     ).result(10)
     assert counted == {"default": 3, "nobody": 0}
+    # what the reconcile compares: Redis's ids per namespace, as sorted int64 FAISS ids
+    in_redis = asyncio.run_coroutine_threadsafe(
+        runtime.store.entry_ids_by_namespace(page_size=2), service.loop
+    ).result(10)
+    assert list(in_redis) == ["default"]
+    assert in_redis["default"].tolist() == sorted(faiss_id(entry_id) for entry_id in ids)
     # Redis counts 3, the replica 1, twice in a row (whichever way it counts): reconciled
     wait_until(
         lambda: all(entry_id in runtime.index for entry_id in ids), 15, message="entries back"

@@ -373,17 +373,18 @@ class LocalIndex:
     def entry_ids(self) -> set[str]:
         return {entry_id_of(fid) for fid in self._entries.columns().fids.tolist()}
 
-    def ids_written_by(self, seqs: Mapping[str, int]) -> dict[str, int]:
-        """The entries held at a write no newer than their namespace's seq in ``seqs``, each
-        with that seq."""
+    def fids(self) -> np.ndarray:
+        """The FAISS id of every entry held (int64, in no particular order)."""
+        return self._entries.columns().fids
+
+    def fids_written_by(self, seqs: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The entries held at a write no newer than their namespace's seq in ``seqs``: their
+        FAISS ids, and that seq for each (two int64 arrays)."""
         columns = self._entries.columns()
         seq_of_code = np.array([seqs.get(ns, 0) for ns, _ in self._keys] or [0], np.int64)
         limits = seq_of_code[columns.subs]
         chosen = columns.seqs <= limits
-        return {
-            entry_id_of(fid): seq
-            for fid, seq in zip(columns.fids[chosen].tolist(), limits[chosen].tolist(), strict=True)
-        }
+        return columns.fids[chosen], limits[chosen]
 
     def count_by_namespace(self) -> dict[str, int]:
         return {ns: count for ns, count in self._per_ns.items() if count}
