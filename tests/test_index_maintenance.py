@@ -117,3 +117,42 @@ def test_a_namespace_is_read_since_a_seq_page_by_page_oldest_first(
     assert seqs == sorted(seqs) and len(set(seqs)) == 7
     later = asyncio.run_coroutine_threadsafe(read(seqs[3]), service.loop).result(10)
     assert [seq for page in later for seq, _ in page] == seqs[4:]
+
+
+def test_a_rebuild_asked_for_again_while_one_waits_or_runs_is_done_once(
+    start_service: Callable[..., CacheService],
+) -> None:
+    """At a million entries a rebuild takes minutes and the drift check asks for one every
+    30 s: each request used to queue another full rebuild, run one after another after the
+    first had made them pointless (a replica reloading Redis for ever, twice the memory)."""
+    service = start_service(hnsw_min_entries=60, drift_check_interval_s=3600)
+    questions = [f"Which river flows through valley number {i}?" for i in range(120)]
+    service.http.post(
+        "/v1/entries", json={"entries": [{"prompt": q, "response": "x"} for q in questions]}
+    ).raise_for_status()
+    sync = service.runtime.sync
+    wait_until(lambda: len(service.runtime.index) == 120, message="entries held")
+    assert service.runtime.index.needs_maintenance()  # a flat sub-index past 60 entries
+    before = sync.rebuilds
+
+    def ask_three_times() -> int:
+        queue = sync._queue
+        assert queue is not None
+        waiting = queue.qsize()
+        for _ in range(3):
+            sync._queue_maintenance("rebuild")
+        queued = queue.qsize() - waiting
+        # and two stale requests queued as the old drift check did, past the guard
+        queue.put_nowait("rebuild")
+        queue.put_nowait("rebuild")
+        return queued
+
+    assert service.on_loop(ask_three_times) == 1
+    wait_until(
+        lambda: sync.rebuilds + sync.rebuilds_skipped == before + 3,
+        10,
+        message="the three requests taken",
+    )
+    assert sync.rebuilds == before + 1
+    assert service.runtime.index.describe()["hnsw_sub_indexes"] == 1
+    assert not service.runtime.index.needs_maintenance()

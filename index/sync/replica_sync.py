@@ -98,10 +98,15 @@ class ReplicaSync:
         self.applied: dict[str, int] = {}  # per namespace, the newest seq applied
         self.last_event_at: float | None = None  # when the last event was applied (epoch s)
         self.rebuilds = 0
+        self.rebuilds_skipped = 0  # asked for, but no longer needed when their turn came
         self.last_rebuild = {"entries": 0, "seconds": 0.0}
         self.reconnects = 0
         self.reconciled = 0
         self._queue: asyncio.Queue[Any] | None = None
+        # maintenance (rebuild, reconcile, snapshot) waiting in the queue: each at most once.
+        # A rebuild of a million entries takes minutes, the drift check that asks for one
+        # runs every 30 s: queued each time, the rebuilds ran one after another for ever
+        self._maintenance_queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._drift_strikes = 0
         self._drift_checks = 0
@@ -194,6 +199,7 @@ class ReplicaSync:
                 await feed.open()
                 seqs = await self.store.namespace_seqs()
                 self._feed, self._queue = feed, feed.queue
+                self._maintenance_queued.clear()  # the lost feed's queue went with it
                 for ns in sorted(self._wanted - self._held):  # asks the lost feed's queue held
                     feed.queue.put_nowait((_HOLD, ns))
                 if not caught_up_once and await self._restore(seqs):
@@ -209,7 +215,7 @@ class ReplicaSync:
                 caught_up_once = True
                 self.ready = True
                 if self.index.needs_maintenance():  # HNSW to build: in the background now
-                    feed.queue.put_nowait(_REBUILD)
+                    self._queue_maintenance(_REBUILD)
                 backoff = 0.1
                 await self._apply_forever(feed.queue)
             except (RedisError, OSError, FeedFailed) as error:
@@ -277,6 +283,10 @@ class ReplicaSync:
             if item in (_REBUILD, _RECONCILE, _SNAPSHOT):
                 await self._load_adds(adds)
                 adds = {}
+                self._maintenance_queued.discard(item)
+                if item == _REBUILD and not self.index.needs_maintenance():
+                    self.rebuilds_skipped += 1  # done meanwhile (an earlier rebuild's swap)
+                    continue
                 if item == _SNAPSHOT:
                     try:
                         await self.write_snapshot()
@@ -488,7 +498,13 @@ class ReplicaSync:
         while True:
             await asyncio.sleep(self._snapshot_interval)
             if self.ready and self._queue is not None:
-                self._queue.put_nowait(_SNAPSHOT)
+                self._queue_maintenance(_SNAPSHOT)
+
+    def _queue_maintenance(self, item: str) -> None:
+        """Queue a rebuild, reconcile or snapshot unless one is already waiting."""
+        if self._queue is not None and item not in self._maintenance_queued:
+            self._maintenance_queued.add(item)
+            self._queue.put_nowait(item)
 
     async def _every_vector(self) -> AsyncIterator[list[IndexedVector]]:
         """Every entry's vector, in pages (affine: the held namespaces' only)."""
@@ -576,7 +592,7 @@ class ReplicaSync:
             self._drift_strikes = self._drift_strikes + 1 if drifted else 0
             if self.index.needs_maintenance():
                 self._drift_strikes = 0
-                self._queue.put_nowait(_REBUILD)
+                self._queue_maintenance(_REBUILD)
             elif self._drift_strikes >= 2:
                 self._drift_strikes = 0
-                self._queue.put_nowait(_RECONCILE)
+                self._queue_maintenance(_RECONCILE)

@@ -262,6 +262,7 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
         "index": runtime.index.describe(),
         "last_seq": sync.last_seq,
         "rebuilds": sync.rebuilds,
+        "rebuilds_skipped": sync.rebuilds_skipped,
         "last_rebuild": sync.last_rebuild,
         "snapshot": sync.snapshot,
         "namespace_affinity": sync.affine,
