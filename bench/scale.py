@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis as redis_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -237,24 +238,40 @@ def hit_latency(
     }
 
 
-def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
-    """4 tenants sharing ``total`` entries: start-up, restart, memory, affinity."""
+def redis_pid(url: str) -> int:
+    client = redis_client.Redis.from_url(url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def at_scale(total: int, codecs: list[str], reuse_url: str | None = None) -> dict[str, Any]:
+    """4 tenants sharing ``total`` entries: start-up, restart, memory, affinity. With
+    ``reuse_url``, a Redis an earlier run of this harness filled (same ``total``: its fill
+    took 28-36 min here) is measured again, its fill and seeding skipped."""
     corpus = distinct_questions(200 * len(TENANTS), seed=21)
     questions = {ns: corpus[i * 200 : (i + 1) * 200] for i, ns in enumerate(TENANTS)}
     results: dict[str, Any] = {"entries": total + len(corpus), "tenants": len(TENANTS)}
     common: dict[str, Any] = {"admin_token": ADMIN, "log_level": "info"}
     with tempfile.TemporaryDirectory(prefix="dc-bench-scale-") as folder:
-        redis = EmbeddedRedis(Path(folder) / "redis", appendonly=False).start()
+        redis = None
+        if reuse_url is None:
+            redis = EmbeddedRedis(Path(folder) / "redis", appendonly=False).start()
+        url = reuse_url or redis.url  # type: ignore[union-attr]
         try:
-            started = time.perf_counter()
-            for ns in TENANTS:
-                asyncio.run(fill_redis(redis.url, total // len(TENANTS), scope=scope_of(None),
-                                       ns=ns, seed=hash(ns) % 1000))  # fmt: skip
-            results["fill_seconds"] = round(time.perf_counter() - started, 1)
-            print(f"filled {total} entries in {results['fill_seconds']} s", flush=True)
-            with ServiceProcess(redis.url, index_snapshots=False, **common) as seeder:
-                keys = tenant_keys(seeder)
+            if redis is None:
+                results["fill_seconds"] = "reused a Redis filled by an earlier run"
+            else:
+                started = time.perf_counter()
                 for ns in TENANTS:
+                    asyncio.run(fill_redis(url, total // len(TENANTS), scope=scope_of(None),
+                                           ns=ns, seed=hash(ns) % 1000))  # fmt: skip
+                results["fill_seconds"] = round(time.perf_counter() - started, 1)
+                print(f"filled {total} entries in {results['fill_seconds']} s", flush=True)
+            with ServiceProcess(url, index_snapshots=False, **common) as seeder:
+                keys = tenant_keys(seeder)
+                for ns in TENANTS if redis is not None else ():
                     seeder.http.post(
                         "/v1/entries",
                         headers={"Authorization": f"Bearer {keys[ns]}"},
@@ -269,16 +286,19 @@ def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
                 snapshots = Path(folder) / f"snapshots-{codec}"
                 run: dict[str, Any] = {}
                 replica = ServiceProcess(
-                    redis.url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
+                    url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
                 )
                 try:
                     run["new_replica"] = watch_start(replica, keys, questions)
-                    assert redis.pid is not None
-                    pids = {"redis": redis.pid, "replica": replica.process.pid}
+                    pids = {"redis": redis_pid(url), "replica": replica.process.pid}
                     run["waited_for_quiet_s"] = wait_quiet(**pids)
                     busy = CpuShare(**pids)
                     run["semantic_hit"] = hit_latency(replica, keys, questions)
                     run["semantic_hit"]["cores_busy"] = busy.cores()
+                    view = replica.view()
+                    run["maintenance"] = {
+                        name: view[name] for name in ("rebuilds", "rebuilds_skipped")
+                    }
                     run["rss_mb"] = rss_mb(replica.process.pid)
                 finally:
                     replica.stop()  # a clean stop writes its snapshot
@@ -286,7 +306,7 @@ def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
                            if "index snapshot written" in line]  # fmt: skip
                 run["snapshot_written"] = written[-1].split(": ", 1)[-1] if written else None
                 restarted = ServiceProcess(
-                    redis.url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
+                    url, index_snapshot_dir=str(snapshots), index_codec=codec, **common
                 )
                 try:
                     run["restarted_replica"] = watch_start(restarted, keys, questions)
@@ -296,10 +316,11 @@ def at_scale(total: int, codecs: list[str]) -> dict[str, Any]:
                     restarted.stop()
                 results[codec] = run
                 print(f"{codec}: {run}", flush=True)
-            results["affine"] = affine(redis.url, keys, questions, codecs[-1], common)
+            results["affine"] = affine(url, keys, questions, codecs[-1], common)
             print(f"affine: {results['affine']}", flush=True)
         finally:
-            redis.stop()
+            if redis is not None:
+                redis.stop()
     return results
 
 
@@ -393,12 +414,17 @@ def main() -> None:
         "--tenants", default="", help="entries shared by 4 tenants; several: 10000,1000000"
     )
     parser.add_argument("--codecs", default="fp16")
+    parser.add_argument(
+        "--reuse-redis", default=None, help="with one --tenants size: a Redis it filled before"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"with_redis": [], "index_only": []}
     # each size in the same harness (4 tenants, keys, the same lookups): the 1M figures set
     # against the 10k ones of the same run
     for total in (int(t) for t in args.tenants.split(",") if t):
-        results.setdefault("at_scale", {})[str(total)] = at_scale(total, args.codecs.split(","))
+        results.setdefault("at_scale", {})[str(total)] = at_scale(
+            total, args.codecs.split(","), args.reuse_redis
+        )
         write_results("scale", kept_from_before(results))  # should a later size fail
     for size in (int(s) for s in args.sizes.split(",") if s):
         figures = with_redis(size)
@@ -427,11 +453,15 @@ def kept_from_before(results: dict[str, Any]) -> dict[str, Any]:
         return results
     before = json.loads(path.read_text())
     merged = dict(results)
-    for section in ("with_redis", "index_only", "at_scale"):
+    kept = {}
+    for section in ("with_redis", "index_only"):
         if not merged.get(section) and before.get(section):
-            merged[section] = before[section]
-            merged.setdefault("kept_from_earlier_run", {})[section] = before["measured_at"]
-    return merged
+            merged[section], kept[section] = before[section], before["measured_at"]
+    for size, figures in before.get("at_scale", {}).items():  # sizes, one by one
+        if size not in merged.get("at_scale", {}):
+            merged.setdefault("at_scale", {})[size] = figures
+            kept[f"at_scale {size}"] = before["measured_at"]
+    return {**merged, "kept_from_earlier_run": kept} if kept else merged
 
 
 if __name__ == "__main__":
