@@ -127,3 +127,14 @@ def test_a_killed_service_takes_its_redis_with_it(
     run.process.kill()
     run.process.wait()
     wait_until(lambda: not redis_processes_using(data_dir), 10, message="orphan Redis gone")
+
+
+def test_no_bench_script_shadows_a_standard_library_module() -> None:
+    """``python bench/x.py`` puts bench/ first on sys.path: a ``bench/profile.py`` made
+    ``import cProfile`` (torch imports it) load it instead, and the torch and RedisVL
+    benchmarks failed on import."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    shadowing = sorted(
+        script.name for script in bench.glob("*.py") if script.stem in sys.stdlib_module_names
+    )
+    assert shadowing == []

@@ -6,7 +6,7 @@ while py-spy samples every thread of the replica for ``--seconds``. Reported per
 busy each thread was (share of samples in which it was running: the event loop thread vs
 the embedding lanes), and where the event loop's samples fell (the ASGI server, FastAPI and
 its middleware, the query path, the Redis client, the embedding call, telemetry, ...).
-Writes bench/results/profile.json.   python bench/profile.py [--seconds 10]
+Writes bench/results/profile.json.   python bench/profile_hits.py [--seconds 10]
 """
 
 import argparse
