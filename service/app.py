@@ -5,7 +5,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -132,6 +132,28 @@ def load_lane_embedders(
     return load(threads=threads), load(threads=max(1, (threads or lanes) // lanes))
 
 
+STOP_STEP_BOUND_S = 30.0
+
+
+def on_stop(
+    stack: contextlib.AsyncExitStack,
+    close: Callable[[], Awaitable[object]],
+    name: str,
+    bound_s: float = STOP_STEP_BOUND_S,
+) -> None:
+    """Run ``close`` at shutdown, for at most ``bound_s``: a stop never hangs on one step
+    (one held a test's teardown on a Redis Cluster for 300 s, which step not known); the
+    step that overran is named in the log and the others still run."""
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(close(), bound_s)
+        except TimeoutError:
+            log.error("shutdown: %s did not finish in %g s; going on without it", name, bound_s)
+
+    stack.push_async_callback(bounded)
+
+
 async def start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
@@ -140,9 +162,9 @@ async def start_runtime(
     embedder = EmbeddingWorker(
         model, lanes, settings.embed_max_batch, settings.embed_max_wait_ms, lane_model
     )
-    stack.push_async_callback(embedder.close)
+    on_stop(stack, embedder.close, "the embedding lanes")
     client = connect(redis_url, settings.redis_timeout_s)
-    stack.push_async_callback(client.aclose)
+    on_stop(stack, client.aclose, "the Redis client")
     store = RedisStore(
         client,
         origin=settings.replica_id,
@@ -150,7 +172,7 @@ async def start_runtime(
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
-    stack.push_async_callback(store.aclose)
+    on_stop(stack, store.aclose, "the store")
     index = LocalIndex(
         embedder.dim,
         IndexShape(
@@ -175,21 +197,21 @@ async def start_runtime(
         release_after_s=settings.namespace_release_s,
     )
     sync.start()
-    stack.push_async_callback(sync.stop)
+    on_stop(stack, sync.stop, "the replica sync (and its snapshot)")
     llm = make_llm_client(settings)
-    stack.push_async_callback(llm.aclose)
+    on_stop(stack, llm.aclose, "the LLM client")
     # the other client APIs' own upstreams (None: the chat LLM answers them)
     responses_upstream = openai_upstream(settings) if settings.llm == "openai" else None
     messages_upstream = anthropic_upstream(settings)
     for upstream in (responses_upstream, messages_upstream):
         if upstream is not None:
-            stack.push_async_callback(upstream.aclose)
+            on_stop(stack, upstream.aclose, "an upstream client")
     telemetry = Telemetry(
         client, settings.replica_id, store.touch, settings.stats_flush_interval_s,
         Metrics(settings.metrics_max_namespaces),
     )  # fmt: skip
     telemetry.start()
-    stack.push_async_callback(telemetry.stop)
+    on_stop(stack, telemetry.stop, "the telemetry flush")
     splitter = RagSplitter(
         settings.rag_patterns, enabled=settings.rag_normalise, read_chars=model.seen_chars
     )
@@ -203,7 +225,7 @@ async def start_runtime(
     )
     await asyncio.to_thread(decision.load_now)
     decision.start()
-    stack.push_async_callback(decision.stop)
+    on_stop(stack, decision.stop, "the decision stage")
     log.info("decision stage: %s", decision.name)
     queries = QueryPath(
         settings,
