@@ -20,7 +20,7 @@ from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 from service.tools.calibrate import calibrate
 from service.tools.redis_cluster import EmbeddedCluster
-from tests.helpers import CacheService
+from tests.helpers import CacheService, wait_until
 
 VERIFIER = Settings().verifier_path
 needs_verifier = pytest.mark.skipif(
@@ -90,6 +90,8 @@ def test_service_with_verifier_misses_traps_and_serves_paraphrases(
         "/v1/entries", json={"entries": [{"prompt": s, "response": s} for s in stored]}
     )
     assert response.status_code == 201
+    # stored through one replica: the other holds them once their events arrive
+    wait_until(lambda: len(static.runtime.index) == len(stored), message="entries everywhere")
     for _, asked in TRAPS:
         assert static.query(asked, cache="only").json()["status"] == "HIT", asked
         answer = verified.query(asked, cache="only").json()
