@@ -36,6 +36,7 @@ import redis as redis_client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    RESULTS,
     ServiceProcess,
     distinct_questions,
     fill_redis,
@@ -448,7 +449,7 @@ def main() -> None:
 def kept_from_before(results: dict[str, Any]) -> dict[str, Any]:
     """The sections of the last scale.json this run did not measure again, kept (each
     marked with when it was measured), so a run of one part does not erase the others."""
-    path = Path(__file__).resolve().parent / "results" / "scale.json"
+    path = RESULTS / "scale.json"
     if not path.exists():
         return results
     before = json.loads(path.read_text())

@@ -371,7 +371,7 @@ class LocalIndex:
         return None if fid is None else entry_id_of(fid)
 
     def entry_ids(self) -> set[str]:
-        return {entry_id_of(fid) for fid in self._entries.columns().fids.tolist()}
+        return {entry_id_of(fid) for fid in self.fids().tolist()}
 
     def fids(self) -> np.ndarray:
         """The FAISS id of every entry held (int64, in no particular order)."""
