@@ -1,15 +1,16 @@
 """Shared by the benchmark scripts: a service in a subprocess, data, percentiles, results."""
 
 import asyncio
+import hashlib
 import json
 import os
 import platform
 import random
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,22 +21,41 @@ __all__ = ["ServiceProcess"]
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = Path(os.environ.get("DYNACACHE_DATA_DIR", ROOT.parent / "shared" / "data"))
+EMBEDDING_CACHE = Path.home() / ".cache" / "dyna-cache" / "bench"
+
+
+Filler = Literal["random", "qqp"]
+FILLERS: tuple[Filler, ...] = ("random", "qqp")
 
 
 async def fill_redis(
-    redis_url: str, count: int, scope: str = "bench", ns: str = "default", seed: int = 11
+    redis_url: str,
+    count: int,
+    scope: str = "bench",
+    ns: str = "default",
+    seed: int = 11,
+    filler: Filler = "random",
+    exclude: Collection[str] = (),
 ) -> float:
-    """Write ``count`` entries with random unit vectors through the store's own write script
-    (what a replica rebuilds from is the same as for real entries); seconds taken."""
+    """Write ``count`` entries through the store's own write script (what a replica rebuilds
+    from is the same as for real entries); seconds taken. ``filler``: random unit vectors
+    (HNSW's worst case: no neighbourhoods, every point about as far as any other), or real
+    QQP questions with their embeddings (``qqp_filler``; none of ``exclude``)."""
     from index.embedding.embedder import EMBEDDING_DIM
     from index.store.connection import connect
     from index.store.records import NewEntry, Retention
     from index.store.redis_store import RedisStore
+    from service.keying.normalise import normalise_prompt
+
+    rng = np.random.default_rng(seed)
+    prompts: list[str] = [f"filler {position}" for position in range(count)]
+    real_vectors: np.ndarray | None = None
+    if filler == "qqp":
+        prompts, real_vectors = qqp_filler(count, exclude, seed)
 
     client = connect(redis_url, 30)
     store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)
     await store.ensure_search_index()
-    rng = np.random.default_rng(seed)
     in_flight = asyncio.Semaphore(32)
 
     async def write(position: int, vector: np.ndarray) -> None:
@@ -45,8 +65,8 @@ async def fill_redis(
                     ns=ns,
                     scope=scope,
                     model="",
-                    prompt=f"filler {position}",
-                    normalised_prompt=f"filler {position}",
+                    prompt=prompts[position],
+                    normalised_prompt=normalise_prompt(prompts[position]),
                     response="filler",
                     vector=vector,
                     llm_ms=0,
@@ -57,10 +77,53 @@ async def fill_redis(
 
     started = time.perf_counter()
     for offset in range(0, count, 2000):
-        vectors = random_unit_vectors(min(2000, count - offset), rng)
+        vectors = (
+            random_unit_vectors(min(2000, count - offset), rng)
+            if real_vectors is None
+            else real_vectors[offset : offset + 2000]
+        )
         await asyncio.gather(*(write(offset + j, v) for j, v in enumerate(vectors)))
     await client.aclose()
     return time.perf_counter() - started
+
+
+def qqp_filler(
+    count: int, exclude: Collection[str] = (), seed: int = 11
+) -> tuple[list[str], np.ndarray]:
+    """``count`` distinct QQP questions (seeded order, none of ``exclude``) and their
+    embeddings by the default embedder (fp32 ONNX): a cache's real neighbourhoods. The
+    embeddings of every distinct question are computed once per machine (~5 min here) and
+    kept in ``~/.cache/dyna-cache/bench``, named by the questions and the model."""
+    questions = sorted(all_questions())
+    vectors = _qqp_vectors(questions)
+    excluded = set(exclude)
+    order = [i for i in range(len(questions)) if questions[i] not in excluded]
+    random.Random(seed).shuffle(order)
+    if count > len(order):
+        raise ValueError(f"{count} QQP questions asked for, {len(order)} available")
+    chosen = order[:count]
+    return [questions[i] for i in chosen], np.ascontiguousarray(vectors[chosen])
+
+
+def _qqp_vectors(questions: list[str]) -> np.ndarray:
+    from index.embedding.embedder import load_embedder
+
+    model = ROOT / "models" / "onnx" / "model.onnx"
+    digest = hashlib.sha256("\n".join(questions).encode())
+    digest.update(str(model.stat().st_size).encode())
+    cached = EMBEDDING_CACHE / f"qqp-{digest.hexdigest()[:16]}.npy"
+    if cached.exists():
+        loaded: np.ndarray = np.load(cached)
+        return loaded
+    embedder = load_embedder("onnx", None, None, str(model.parent))
+    vectors = np.vstack(
+        [embedder.encode(questions[i : i + 64]) for i in range(0, len(questions), 64)]
+    ).astype(np.float32)
+    EMBEDDING_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(".partial.npy")
+    np.save(partial, vectors)
+    partial.replace(cached)
+    return vectors
 
 
 def random_unit_vectors(count: int, rng: np.random.Generator, dim: int = 384) -> np.ndarray:
@@ -75,15 +138,31 @@ def qqp_pairs() -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def distinct_questions(count: int, seed: int = 7, skip: int = 0) -> list[str]:
-    """``count`` distinct QQP questions, seeded, after skipping the first ``skip``."""
+def all_questions() -> list[str]:
+    """Every distinct QQP question (stripped), in the file's order."""
     seen: dict[str, None] = {}
     for pair in qqp_pairs():
         for question in (pair["q1"], pair["q2"]):
             seen.setdefault(question.strip(), None)
-    questions = [q for q in seen if q]
+    return [q for q in seen if q]
+
+
+def distinct_questions(count: int, seed: int = 7, skip: int = 0) -> list[str]:
+    """``count`` distinct QQP questions, seeded, after skipping the first ``skip``."""
+    questions = all_questions()
     random.Random(seed).shuffle(questions)
     return questions[skip : skip + count]
+
+
+def partners_of(questions: Collection[str]) -> set[str]:
+    """``questions`` and every question QQP pairs with one of them."""
+    wanted = set(questions)
+    found = set(wanted)
+    for pair in qqp_pairs():
+        first, second = pair["q1"].strip(), pair["q2"].strip()
+        if first in wanted or second in wanted:
+            found.update((first, second))
+    return found
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:

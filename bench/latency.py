@@ -1,10 +1,13 @@
 """HIT and MISS latency over HTTP against a real service (simulated LLM).
 
 For each index size and embedder backend: Redis holds ``size`` entries in the queries'
-scope (random unit vectors, written through the store's own script, so FAISS searches
-among them), then one client sends, one at a time, distinct QQP questions (MISS, LLM 0 ms),
-each question with " ?" for "?" (tokenised identically, so a semantic HIT that the exact
-path cannot serve), and each question again (exact HIT). A run with a 1000 ms LLM gives the
+scope, written through the store's own script, so FAISS searches among them: real QQP
+questions with their embeddings (``--filler qqp``, the default: none of the measured
+questions nor their QQP partners), or random unit vectors (``--filler random``: HNSW's
+worst case, the filler of runs before session 9). Then one client sends, one at a time,
+distinct QQP questions (MISS, LLM 0 ms; one a filler entry answers is left out), each
+stored question with " ?" for "?" (tokenised identically, so a semantic HIT that the exact
+path cannot serve), and each stored question again (exact HIT). A run with a 1000 ms LLM gives the
 speedup a user sees. For semantic HITs the medians of each ``Server-Timing`` stage are
 reported too (where the time went), and paired with each one, just before it, the embedder
 alone in this process on the same text (``embed_alone``: what a semantic HIT cannot go
@@ -13,6 +16,7 @@ The client is the standard library's keep-alive ``http.client`` (httpx's own ove
 ~0.5 ms a request here, is the client's, not the cache's). Writes bench/results/latency.json.
 
     python bench/latency.py [--queries 200] [--sizes 1000,100000] [--backends onnx,onnx-int8,torch]
+                            [--filler qqp|random]
 """
 
 import argparse
@@ -31,9 +35,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    FILLERS,
     ServiceProcess,
     distinct_questions,
     fill_redis,
+    partners_of,
     percentiles,
     write_results,
 )
@@ -114,7 +120,7 @@ def measure(
         "miss": [], "semantic_hit": [], "exact_hit": [], "embed_alone": [],
     }  # fmt: skip
     stage_samples: dict[str, list[float]] = {}
-    stored: list[str] = []
+    stored: dict[str, str] = {}  # question → the entry its MISS stored
     service.wait_settled()  # measured on the index a replica settles on, HNSW built
     client = LeanClient(service.port)
     timed(client, "warm-up question number one?")
@@ -123,8 +129,9 @@ def measure(
         elapsed, answer = timed(client, question)
         if answer["status"] == "MISS":
             samples["miss"].append(elapsed)
-            stored.append(answer["entry_id"])
-    for question in questions:
+            stored[question] = answer["entry_id"]
+    # a question some filler entry answered is left out: its HITs are not the ones measured
+    for question in stored:
         alone = embed_alone(semantic_variant(question))
         elapsed, answer = timed(client, semantic_variant(question))
         if answer["status"] == "HIT":
@@ -132,17 +139,18 @@ def measure(
             samples["embed_alone"].append(alone)
             for stage, ms in stages_of(answer["timing"]).items():
                 stage_samples.setdefault(stage, []).append(ms)
-    for question in questions:
+    for question in stored:
         elapsed, answer = timed(client, question)
         if answer["status"] == "HIT":
             samples["exact_hit"].append(elapsed)
     client.close()
-    for entry_id in stored:  # leave Redis as it was for the next backend
+    for entry_id in stored.values():  # leave Redis as it was for the next backend
         service.http.delete(f"/v1/entries/{entry_id}")
     service.http.delete(
         f"/v1/entries/{service.query('warm-up question number one?').json()['entry_id']}"
     )
     figures: dict[str, Any] = {kind: percentiles(v) for kind, v in samples.items() if v}
+    figures["served_by_filler"] = len(questions) - len(stored)
     miss_p50 = figures["miss"]["p50_ms"]
     figures["speedup_semantic_p50"] = round(miss_p50 / figures["semantic_hit"]["p50_ms"], 2)
     figures["speedup_exact_p50"] = round(miss_p50 / figures["exact_hit"]["p50_ms"], 2)
@@ -177,6 +185,10 @@ def main() -> None:
     parser.add_argument("--backends", default="onnx,onnx-int8,torch")
     parser.add_argument("--stages", default="off,on", help="pair_model settings compared")
     parser.add_argument("--out", default="latency", help="bench/results/<out>.json")
+    parser.add_argument(
+        "--filler", choices=FILLERS, default="qqp",
+        help="what fills the index: real QQP questions (default) or random unit vectors",
+    )  # fmt: skip
     args = parser.parse_args()
     backends = args.backends.split(",")
     results: dict[str, Any] = {
@@ -185,11 +197,18 @@ def main() -> None:
         "runs": [],
         "decision_stages": {},
     }
+    # the filler holds none of the measured questions nor any QQP pairs with them
+    measured = partners_of(
+        distinct_questions(args.queries, seed=3) + distinct_questions(args.slow_queries, seed=4)
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="dc-bench-latency-") as folder:
             redis = EmbeddedRedis(Path(folder), appendonly=False).start()
             try:
-                asyncio.run(fill_redis(redis.url, size, scope=scope_of(None)))
+                asyncio.run(
+                    fill_redis(redis.url, size, scope=scope_of(None), filler=args.filler,
+                               exclude=measured)
+                )  # fmt: skip
                 for backend in backends:
                     questions = distinct_questions(args.queries, seed=3)
                     with ServiceProcess(redis.url, embedder=backend, sim_latency_ms=0) as svc:
