@@ -61,9 +61,15 @@ def run_wrk(url: str, clients: int, seconds: int, script: Path, bodies: Path) ->
          "--", str(bodies)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    return wrk_figures(output)
+
+
+def wrk_figures(output: str) -> dict[str, float]:
+    """Rate, p50, p99 and non-2xx count from wrk's ``--latency`` output."""
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    # the percentile lines of --latency, not a "+/- Stdev" column that ends in 50% or 99%
+    p50 = to_ms(re.search(r"^\s*50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s*99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
         "requests_per_s": rate,
