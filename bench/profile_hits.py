@@ -60,8 +60,14 @@ def category(frames: list[str]) -> str:
 def summarise(raw: Path, seconds: float) -> dict[str, Any]:
     threads: collections.Counter[str] = collections.Counter()
     loop: collections.Counter[str] = collections.Counter()
-    for line in raw.read_text().splitlines():
+    unreadable = 0
+    # one stack per "\n"-ended line ("frame;frame;... count"); a frame name py-spy read
+    # garbled can hold other line breaks (splitlines would cut it) or end without a count
+    for line in raw.read_text(errors="replace").split("\n"):
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            unreadable += bool(line)
+            continue
         frames = stack.split(";")
         name = "event loop" if "MainThread" in frames[0] else (
             "embedding lanes" if "embed" in frames[0] else "other threads"
@@ -72,6 +78,7 @@ def summarise(raw: Path, seconds: float) -> dict[str, Any]:
     samples_per_thread = seconds * 100  # py-spy's default rate
     loop_total = sum(loop.values()) or 1
     return {
+        "unreadable_stacks": unreadable,
         "busy_share_of_a_core": {
             name: round(count / samples_per_thread, 3) for name, count in threads.items()
         },
