@@ -16,7 +16,9 @@ Writes bench/results/peers.json.
 
 import argparse
 import asyncio
+import atexit
 import contextlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -68,7 +70,11 @@ def dyna_cache_http(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, A
 
 async def dyna_cache(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     settings = Settings(
-        redis_url=redis_url, threshold=THRESHOLD_L2, replica_id="peers", pair_model="off"
+        redis_url=redis_url,
+        threshold=THRESHOLD_L2,
+        replica_id="peers",
+        pair_model="off",
+        index_snapshots=False,  # neither read nor left in the clone's data/ folder
     )
     async with contextlib.AsyncExitStack() as stack:
         runtime = await start_runtime(settings, redis_url, stack)
@@ -114,7 +120,7 @@ def redisvl(
     return summary(timings, hits)
 
 
-def gptcache(pairs: list[tuple[str, str]], folder: Path) -> dict[str, Any]:
+def gptcache(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     from gptcache import Cache, Config
     from gptcache.adapter.api import get, put
     from gptcache.embedding import SBERT
@@ -123,16 +129,21 @@ def gptcache(pairs: list[tuple[str, str]], folder: Path) -> dict[str, Any]:
     from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
 
     encoder = SBERT(model=str(packaged_model_path()))
-    (folder / "gptcache").mkdir()
+    # GPTCache writes its FAISS index at exit (atexit); its folder is removed after that
+    # (atexit runs last-registered first), not before it as a with-block would
+    folder = Path(tempfile.mkdtemp(prefix="dc-bench-gptcache-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     cache = Cache()
     cache.init(
         pre_embedding_func=get_prompt,  # the api's put/get pass the prompt itself
         embedding_func=encoder.to_embeddings,
         data_manager=manager_factory(
             "sqlite,faiss",
-            data_dir=str(folder / "gptcache"),
+            data_dir=str(folder),
             vector_params={"dimension": 384},
-            max_size=len(pairs) * 2,  # its default (1,000) evicted half of what it stored
+            # room for every entry: its default (1,000) evicted half of what it stored. For
+            # "sqlite,faiss" the factory's own max_size is ignored; the eviction's counts
+            eviction_params={"max_size": len(pairs) * 2},
         ),
         similarity_evaluation=SearchDistanceEvaluation(),  # 4 - squared L2, range [0, 4]
         config=Config(similarity_threshold=1 - THRESHOLD_L2 / 4),  # hit when L2² <= 0.35
@@ -171,7 +182,7 @@ def main() -> None:
                 CustomTextVectorizer(embed=lambda text: onnx.encode([text])[0].tolist()),
                 "rvl_onnx",
             )
-            results["gptcache_sbert_faiss"] = gptcache(pairs, Path(folder))
+            results["gptcache_sbert_faiss"] = gptcache(pairs)
         finally:
             redis.stop()
     ours = results["dyna_cache_over_http"]["p50_ms"]
