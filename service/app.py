@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from index.embedding.embedder import Embedder, load_embedder
@@ -154,6 +155,16 @@ def on_stop(
     stack.push_async_callback(bounded)
 
 
+def _store(client: "aioredis.Redis", settings: Settings, dim: int) -> RedisStore:
+    return RedisStore(
+        client,
+        origin=settings.replica_id,
+        dim=dim,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
+    )
+
+
 async def start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
@@ -163,16 +174,17 @@ async def start_runtime(
         model, lanes, settings.embed_max_batch, settings.embed_max_wait_ms, lane_model
     )
     on_stop(stack, embedder.close, "the embedding lanes")
-    client = connect(redis_url, settings.redis_timeout_s)
+    # the request path's Redis, and the background's (its own timeout and breaker)
+    client = connect(redis_url, settings.redis_timeout_s, f"dc:{settings.replica_id}")
     on_stop(stack, client.aclose, "the Redis client")
-    store = RedisStore(
-        client,
-        origin=settings.replica_id,
-        dim=embedder.dim,
-        wait_replicas=settings.redis_wait_replicas,
-        wait_timeout_ms=settings.redis_wait_timeout_ms,
-    )
+    store = _store(client, settings, embedder.dim)
     on_stop(stack, store.aclose, "the store")
+    background_client = connect(
+        redis_url, settings.redis_background_timeout_s, f"dc-bg:{settings.replica_id}"
+    )
+    on_stop(stack, background_client.aclose, "the background's Redis client")
+    background = _store(background_client, settings, embedder.dim)
+    on_stop(stack, background.aclose, "the background's store")
     index = LocalIndex(
         embedder.dim,
         IndexShape(
@@ -185,9 +197,9 @@ async def start_runtime(
         ),
     )
     sync = ReplicaSync(
-        store,
+        background,
         index,
-        feed_factory=lambda: EventFeed(store, redis_url, f"dc-sub:{settings.replica_id}"),
+        feed_factory=lambda: EventFeed(background, redis_url, f"dc-sub:{settings.replica_id}"),
         page_size=settings.rebuild_page_size,
         drift_check_interval_s=settings.drift_check_interval_s,
         snapshot_dir=snapshot_folder(settings),
@@ -207,7 +219,8 @@ async def start_runtime(
         if upstream is not None:
             on_stop(stack, upstream.aclose, "an upstream client")
     telemetry = Telemetry(
-        client, settings.replica_id, store.touch, settings.stats_flush_interval_s,
+        background_client, settings.replica_id, background.touch,
+        settings.stats_flush_interval_s,
         Metrics(settings.metrics_max_namespaces),
     )  # fmt: skip
     telemetry.start()

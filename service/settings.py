@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # always (nothing acknowledged is lost; see bench/results/appendfsync.json for its cost)
     redis_appendfsync: Literal["everysec", "always"] = "everysec"
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # the background's commands (index sync pages, drift checks, telemetry flushes): their
+    # own connection and breaker, so a bulk read slower than a query's timeout (a drift
+    # check's count over a million entries) neither fails nor makes queries pass through
+    redis_background_timeout_s: float = Field(default=10.0, gt=0)
     # a write counts as stored once this many replicas of its Redis (its shard's primary,
     # on a cluster) have it (WAIT): then a primary's failure loses no acknowledged entry
     redis_wait_replicas: int = Field(default=0, ge=0, le=8)

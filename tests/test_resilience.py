@@ -1,6 +1,7 @@
 """Restart and Redis failure: nothing lost, no hang, no 500."""
 
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -226,6 +227,37 @@ def test_a_frozen_redis_costs_a_request_one_timeout_at_most(own_redis: EmbeddedR
             return bool(answer.json()["status"] == "HIT")
 
         wait_until(served_from_the_cache, 10, message="the cache back after the thaw")
+    finally:
+        own_redis.thaw()
+        service.stop()
+
+
+def test_background_work_that_waits_longer_than_a_query_timeout_does_not_make_queries_pass_through(
+    own_redis: EmbeddedRedis,
+) -> None:
+    """Redis frozen for three query timeouts while only the background talks to it (the
+    telemetry flush of the last lookups, drift checks every 0.2 s). Those commands used to
+    share the request path's client: the first to time out opened its breaker, and the
+    query after the thaw passed through (BYPASS) for a second. Now they have their own
+    client and wait; the request path's breaker stays closed."""
+    settings = make_settings(own_redis.url, redis_timeout_s=0.3, drift_check_interval_s=0.2,
+                             stats_flush_interval_s=0.2)  # fmt: skip
+    service = CacheService(settings).start()
+    question = "What is the capital of France?"
+    try:
+        assert service.query(question).json()["status"] == "MISS"
+        assert service.query(question).json()["status"] == "HIT"  # its stats still to flush
+        own_redis.freeze()
+        time.sleep(1.0)  # the fault itself: no request is made while Redis is frozen
+        own_redis.thaw()
+        assert service.query(question).json()["status"] == "HIT"
+        opened = service.http.get("/v1/replica").json()["redis_breaker_opened"]
+        assert opened == {"requests": 0, "background": 0}
+        wait_until(
+            lambda: service.http.get("/v1/stats").json()["requests"] == 3,
+            5,
+            message="the flush that waited out the freeze counted its lookups",
+        )
     finally:
         own_redis.thaw()
         service.stop()

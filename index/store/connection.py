@@ -3,9 +3,12 @@
 A Redis that does not answer must cost a request one timeout at most, not one per command:
 redis-py's default retries three times on a timeout (four 0.5 s waits for one command), and
 a request makes several commands (its key, its tenant's settings, its rate limit, the
-lookup). So the client retries nothing, and a breaker shared by the replica's commands opens
-on the first timeout or refused connection: for ``cooldown_s`` every command fails at once
-(the query passes through), then the next one tries Redis again.
+lookup). So the client retries nothing, and a breaker shared by the replica's request-path
+commands opens on the first timeout or refused connection: for ``cooldown_s`` every command
+fails at once (the query passes through), then the next one tries Redis again. Work in the
+background (index sync, drift checks, telemetry flushes) has its own client, with a longer
+timeout and its own breaker: a bulk read slower than a query's timeout is not a Redis that
+does not answer, and must not make queries pass through.
 """
 
 import time
@@ -180,6 +183,12 @@ def _options(timeout_s: float | None, name: str | None) -> dict[str, Any]:
         "retry_on_timeout": False,
         "retry": Retry(NoBackoff(), 0),
     }
+
+
+def breaker_openings(client: "aioredis.Redis") -> int:
+    """How many times ``client``'s breaker has opened (0 for a client without one)."""
+    breaker = getattr(client, "breaker", None)
+    return breaker.opened if isinstance(breaker, Breaker) else 0
 
 
 def connect(

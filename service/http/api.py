@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from index.store.connection import breaker_openings
 from service.engine.insights import current_stats, insights
 from service.engine.query_path import query_response
 from service.http.auth import (
@@ -269,6 +270,11 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
         "held_namespaces": sorted(sync.held),
         "reconnects": sync.reconnects,
         "reconciled": sync.reconciled,
+        # how often Redis failed to answer, on the request path and in the background
+        "redis_breaker_opened": {
+            "requests": breaker_openings(runtime.store.client),
+            "background": breaker_openings(sync.store.client),
+        },
         "texts_embedded": runtime.embedder.texts_embedded,
         "embedding_batches": runtime.embedder.batches,
     }
