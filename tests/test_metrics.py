@@ -8,7 +8,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.engine.metrics import OTHER_NAMESPACES, NamespaceLabels
-from service.engine.telemetry import LATENCY_BUCKETS_MS, latency_bucket, percentiles
+from service.engine.telemetry import (
+    LATENCY_BUCKETS_MS,
+    latency_bucket,
+    merged_extremes,
+    percentiles,
+    widen,
+)
 from tests.helpers import CacheService, wait_until
 
 ADMIN = "metrics-admin-token"
@@ -52,6 +58,23 @@ def test_percentiles_interpolate_inside_a_bucket_like_prometheus() -> None:
     assert latency_bucket("miss", 2.5) == "miss_ms_le_2.5"
     assert latency_bucket("miss", 1e9) == "miss_ms_le_inf"
     assert math.isinf(LATENCY_BUCKETS_MS[-1])
+
+
+def test_percentiles_stay_between_the_fastest_and_slowest_lookup_seen() -> None:
+    counts = [0.0] * len(LATENCY_BUCKETS_MS)
+    counts[LATENCY_BUCKETS_MS.index(1500)] = 50  # MISSes that all took 1,004-1,012 ms
+    assert percentiles(counts, (0.5, 0.99)) == {"p50": 1250.0, "p99": 1495.0}  # unbounded
+    assert percentiles(counts, (0.5, 0.99), (1004.0, 1012.0)) == {"p50": 1012.0, "p99": 1012.0}
+    counts[LATENCY_BUCKETS_MS.index(1500)] = 1  # one lookup: every percentile is that one
+    assert percentiles(counts, (0.5,), (1011.5, 1011.5)) == {"p50": 1011.5}
+    extremes: dict[str, float] = {}
+    for latency_ms in (7.0, 3.0, 5.0):
+        widen(extremes, "hit", latency_ms)
+    assert extremes == {"hit_min": 3.0, "hit_max": 7.0}
+    other = {"hit_min": 4.0, "hit_max": 9.0, "miss_min": 900.0, "miss_max": 1100.0}
+    assert merged_extremes(extremes, other) == {
+        "hit_min": 3.0, "hit_max": 9.0, "miss_min": 900.0, "miss_max": 1100.0,
+    }  # fmt: skip
 
 
 # -- over HTTP -----------------------------------------------------------------------------
@@ -148,11 +171,15 @@ def test_stats_report_latency_percentiles_and_insights_show_near_misses(
 ) -> None:
     stored = service.query("How do I reset my router password?")
     assert stored.json()["status"] == "MISS"
+    hit_ms = []
     for _ in range(3):
-        assert service.query("How can I reset the password of my router?").json()["status"] == "HIT"
+        answer = service.query("How can I reset the password of my router?").json()
+        assert answer["status"] == "HIT"
+        hit_ms.append(answer["latency_ms"])
     # near, but outside the threshold: a miss an operator may want to see
     near = service.query("Which Wi-Fi router should I buy?").json()
     assert near["status"] == "MISS" and near["distance"] is not None
+    miss_ms = [stored.json()["latency_ms"], near["latency_ms"]]
 
     def flushed() -> dict | None:
         stats = service.http.get("/v1/stats").json()
@@ -160,9 +187,12 @@ def test_stats_report_latency_percentiles_and_insights_show_near_misses(
 
     stats = wait_until(flushed, message="stats flushed")
     hit = stats["latency_ms"]["hit"]
-    assert 0 < hit["p50"] <= hit["p95"] <= hit["p99"]
+    # interpolated in their buckets, held between the fastest and slowest (3 decimals kept)
+    assert min(hit_ms) - 1e-3 <= hit["p50"] <= hit["p95"] <= hit["p99"] <= max(hit_ms) + 1e-3
     miss = stats["latency_ms"]["miss"]
-    assert miss["p50"] > 0
+    assert min(miss_ms) - 1e-3 <= miss["p50"] <= miss["p99"] <= max(miss_ms) + 1e-3
+    replica = stats["replicas"][service.settings.replica_id]["latency_ms"]
+    assert replica == stats["latency_ms"]  # its own extremes bound it the same way
     # the namespace's own figures carry the same percentiles
     assert stats["namespaces"]["default"]["latency_ms"] == stats["latency_ms"]
 

@@ -172,8 +172,18 @@ def stats_pattern() -> str:
     return "dc:stats:*"
 
 
+def stats_extremes_key(ns: str) -> str:
+    """A namespace's fastest and slowest lookups: a zset of ``hit_min``, ``hit_max``,
+    ``miss_min``, ``miss_max`` scored in ms (ZADD LT / GT keeps the extreme, atomically)."""
+    return f"dc:stats-x:{{{ns}}}"
+
+
 def replica_stats_key(replica_id: str) -> str:
     return f"dc:replica:{replica_id}"
+
+
+def replica_extremes_key(replica_id: str) -> str:
+    return f"dc:replica-x:{replica_id}"
 
 
 def replica_stats_pattern() -> str:

@@ -59,6 +59,8 @@ NEAR_MISSES_KEPT = 200
 _REPLICA_STATS_TTL_S = 7 * 24 * 3600
 
 RawHash = dict[Any, Any]
+# the fastest and slowest lookup per outcome: {"hit_min": ms, "hit_max": ms, "miss_min": ...}
+Extremes = dict[str, float]
 # an entry that was served: (namespace, entry id, its exact pointer)
 Served = tuple[str, str, str]
 # applies to entries what their HITs do: {served entry: (hits, last hit)}
@@ -101,6 +103,7 @@ class Telemetry:
         self._counts: defaultdict[str, defaultdict[str, float]] = defaultdict(
             lambda: defaultdict(float)
         )
+        self._extremes: defaultdict[str, Extremes] = defaultdict(dict)
         self._entry_hits: dict[Served, tuple[int, float]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -139,6 +142,7 @@ class Telemetry:
         if outcome in ("hit", "miss"):
             counts[f"{outcome}_latency_ms_sum"] += latency_ms
             counts[latency_bucket(outcome, latency_ms)] += 1
+            widen(self._extremes[ns], outcome, latency_ms)
         if outcome == "hit":
             counts["latency_saved_ms"] += saved_ms
             counts["cost_saved_usd"] += cost_saved
@@ -152,6 +156,7 @@ class Telemetry:
     async def flush(self) -> None:
         """Send what was counted since the last flush."""
         counts, self._counts = self._counts, defaultdict(lambda: defaultdict(float))
+        extremes, self._extremes = self._extremes, defaultdict(dict)
         entry_hits, self._entry_hits = self._entry_hits, {}
         near_misses, self._near_misses = self._near_misses, defaultdict(list)
         if not counts and not entry_hits:
@@ -167,6 +172,14 @@ class Telemetry:
                 for name, value in replica_totals.items():
                     _increment(pipe, replica_key, name, value)
                 pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
+                replica_extremes: Extremes = {}
+                for ns, found in extremes.items():
+                    _keep_extremes(pipe, keys.stats_extremes_key(ns), found)
+                    replica_extremes = merged_extremes(replica_extremes, found)
+                if replica_extremes:
+                    extremes_key = keys.replica_extremes_key(self.replica_id)
+                    _keep_extremes(pipe, extremes_key, replica_extremes)
+                    pipe.expire(extremes_key, _REPLICA_STATS_TTL_S)
                 for ns, misses in near_misses.items():  # lost on a failed flush: a sample
                     pipe.lpush(keys.near_miss_key(ns), *(orjson.dumps(asdict(m)) for m in misses))
                     pipe.ltrim(keys.near_miss_key(ns), 0, NEAR_MISSES_KEPT - 1)
@@ -174,10 +187,10 @@ class Telemetry:
         except RedisError as error:
             self.metrics.stats_write_failures.inc()
             log.debug("stats flush failed, kept for the next one: %s", error)
-            self._merge_back(counts, entry_hits)
+            self._merge_back(counts, entry_hits, extremes)
             return
         except BaseException:  # cancelled halfway: keep the counts for whoever flushes next
-            self._merge_back(counts, entry_hits)
+            self._merge_back(counts, entry_hits, extremes)
             raise
         try:
             if entry_hits:
@@ -194,10 +207,13 @@ class Telemetry:
         self,
         counts: Mapping[str, Mapping[str, float]],
         entry_hits: Mapping[Served, tuple[int, float]],
+        extremes: Mapping[str, Extremes] | None = None,
     ) -> None:
         for ns, fields in counts.items():
             for name, value in fields.items():
                 self._counts[ns][name] += value
+        for ns, found in (extremes or {}).items():
+            self._extremes[ns] = merged_extremes(self._extremes[ns], found)
         for entry_key, (hits, last_hit) in entry_hits.items():
             earlier, _ = self._entry_hits.get(entry_key, (0, 0.0))
             self._entry_hits[entry_key] = (earlier + hits, last_hit)
@@ -218,10 +234,41 @@ def latency_bucket(outcome: str, latency_ms: float) -> str:
     return f"{outcome}_ms_le_{'inf' if bound == math.inf else f'{bound:g}'}"
 
 
-def percentiles(bucket_counts: list[float], quantiles: tuple[float, ...]) -> dict[str, float]:
+def widen(extremes: Extremes, outcome: str, latency_ms: float) -> None:
+    """Let ``extremes`` hold ``latency_ms`` as ``outcome``'s fastest or slowest if it is."""
+    low, high = f"{outcome}_min", f"{outcome}_max"
+    extremes[low] = min(extremes.get(low, math.inf), latency_ms)
+    extremes[high] = max(extremes.get(high, -math.inf), latency_ms)
+
+
+def merged_extremes(first: Mapping[str, float], second: Mapping[str, float]) -> Extremes:
+    """The fastest and slowest of both."""
+    merged = dict(first)
+    for name, value in second.items():
+        pick = min if name.endswith("_min") else max
+        merged[name] = pick(merged[name], value) if name in merged else value
+    return merged
+
+
+def _keep_extremes(pipe: Any, key: str, extremes: Extremes) -> None:
+    lows = {name: value for name, value in extremes.items() if name.endswith("_min")}
+    highs = {name: value for name, value in extremes.items() if name.endswith("_max")}
+    if lows:
+        pipe.zadd(key, lows, lt=True)
+    if highs:
+        pipe.zadd(key, highs, gt=True)
+
+
+def percentiles(
+    bucket_counts: list[float],
+    quantiles: tuple[float, ...],
+    bounds: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """Percentiles (ms) from counts per ``LATENCY_BUCKETS_MS`` bucket, interpolated linearly
     inside a bucket as Prometheus's ``histogram_quantile`` does (the open last bucket
-    answers its lower bound)."""
+    answers its lower bound), then held within ``bounds`` (the fastest and slowest seen):
+    interpolation alone put every percentile of MISSes that all took 1,010 ms at 1,250 to
+    1,495 ms, the middle and top of their 1,000-1,500 ms bucket."""
     total = sum(bucket_counts)
     found: dict[str, float] = {}
     for quantile in quantiles:
@@ -233,7 +280,10 @@ def percentiles(bucket_counts: list[float], quantiles: tuple[float, ...]) -> dic
         for bound, count in zip(LATENCY_BUCKETS_MS, bucket_counts, strict=True):
             if below + count >= rank and count > 0:
                 upper = lower if bound == math.inf else bound
-                found[name] = round(lower + (upper - lower) * (rank - below) / count, 3)
+                value = lower + (upper - lower) * (rank - below) / count
+                if bounds is not None:
+                    value = min(max(value, bounds[0]), bounds[1])
+                found[name] = round(value, 3)
                 break
             below, lower = below + count, bound
     return found
@@ -246,8 +296,9 @@ def _increment(pipe: Any, key: str, name: str, value: float) -> None:
         pipe.hincrbyfloat(key, name, value)
 
 
-def summarise(raw: RawHash) -> dict[str, Any]:
-    """The numbers /v1/stats reports for one stats hash."""
+def summarise(raw: RawHash, extremes: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The numbers /v1/stats reports for one stats hash (and its fastest and slowest)."""
+    extremes = extremes or {}
     values = {name.decode(): float(value) for name, value in raw.items()}
     counts = {name: int(values.get(name, 0)) for name in _COUNTERS}
     sums = {name: values.get(name, 0.0) for name in _SUMS}
@@ -257,6 +308,7 @@ def summarise(raw: RawHash) -> dict[str, Any]:
         outcome: percentiles(
             [values.get(latency_bucket(outcome, bound), 0.0) for bound in LATENCY_BUCKETS_MS],
             (0.5, 0.95, 0.99),
+            _bounds(extremes, outcome),
         )
         for outcome in ("hit", "miss")
     }
@@ -269,6 +321,17 @@ def summarise(raw: RawHash) -> dict[str, Any]:
         "cost_saved_usd": round(sums["cost_saved_usd"], 6),
         "latency_ms": latency_percentiles,
     }
+
+
+def _bounds(extremes: Mapping[str, float], outcome: str) -> tuple[float, float] | None:
+    low, high = extremes.get(f"{outcome}_min"), extremes.get(f"{outcome}_max")
+    return (low, high) if low is not None and high is not None else None
+
+
+async def _read_extremes(client: "aioredis.Redis", key: str) -> Extremes:
+    rows: list[Any] = await client.zrange(key, 0, -1, withscores=True)
+    return {(name.decode() if isinstance(name, bytes) else str(name)): float(score)
+            for name, score in rows}  # fmt: skip
 
 
 def _add(total: RawHash, raw: RawHash) -> RawHash:
@@ -284,22 +347,29 @@ async def read_stats(
     """Totals, per namespace and per replica. ``namespaces`` limits what is reported."""
     per_ns: dict[str, dict[str, Any]] = {}
     total: RawHash = {}
+    total_extremes: Extremes = {}
     async for key in client.scan_iter(match=keys.stats_pattern(), count=500):
         ns = keys.namespace_of(key.decode()) or ""
         if namespaces is not None and ns not in namespaces:
             continue
         raw = await client.hgetall(key)
+        extremes = await _read_extremes(client, keys.stats_extremes_key(ns))
         total = _add(total, raw)
-        per_ns[ns] = {**summarise(raw), "entries": entries_by_ns.get(ns, 0)}
+        total_extremes = merged_extremes(total_extremes, extremes)
+        per_ns[ns] = {**summarise(raw, extremes), "entries": entries_by_ns.get(ns, 0)}
     for ns, count in entries_by_ns.items():
         if ns not in per_ns and (namespaces is None or ns in namespaces):
             per_ns[ns] = {**summarise({}), "entries": count}
     replicas: dict[str, dict[str, Any]] = {}
     if namespaces is None:
         async for key in client.scan_iter(match=keys.replica_stats_pattern(), count=500):
-            replicas[keys.replica_of(key.decode())] = summarise(await client.hgetall(key))
+            replica_id = keys.replica_of(key.decode())
+            replicas[replica_id] = summarise(
+                await client.hgetall(key),
+                await _read_extremes(client, keys.replica_extremes_key(replica_id)),
+            )
     return {
-        **summarise(total),
+        **summarise(total, total_extremes),
         "entries": sum(ns_stats["entries"] for ns_stats in per_ns.values()),
         "namespaces": per_ns,
         "replicas": replicas,
