@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
-    replica_id: str = Field(default_factory=_default_replica_id)
+    # names the replica's Redis connections (CLIENT SETNAME takes no spaces) and its stats
+    # keys: a host or pod name, letters, digits and . _ : @ -
+    replica_id: str = Field(
+        default_factory=_default_replica_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+    )
     log_level: str = "info"
     # a log line per request (uvicorn's access log): off, the metrics and /v1/stats count them
     access_log: bool = False
