@@ -95,7 +95,7 @@ def qqp_filler(
     embeddings of every distinct question are computed once per machine (~5 min here) and
     kept in ``~/.cache/dyna-cache/bench``, named by the questions and the model."""
     questions = sorted(all_questions())
-    vectors = _qqp_vectors(questions)
+    vectors = qqp_vectors(questions)
     excluded = set(exclude)
     order = [i for i in range(len(questions)) if questions[i] not in excluded]
     random.Random(seed).shuffle(order)
@@ -105,7 +105,9 @@ def qqp_filler(
     return [questions[i] for i in chosen], np.ascontiguousarray(vectors[chosen])
 
 
-def _qqp_vectors(questions: list[str]) -> np.ndarray:
+def qqp_vectors(questions: list[str]) -> np.ndarray:
+    """The default embedder's vectors of ``questions``, computed once and kept in
+    ``EMBEDDING_CACHE`` under a name made of the questions and the model."""
     from index.embedding.embedder import load_embedder
 
     model = ROOT / "models" / "onnx" / "model.onnx"
