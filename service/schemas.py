@@ -1,8 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic; unknown fields are refused)."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from index.policy.distance import MAX_DISTANCE
 
@@ -10,6 +10,14 @@ CacheMode = Literal["default", "bypass", "refresh", "only"]
 TtlPolicy = Literal["fixed", "sliding", "adaptive"]
 ScopeMode = Literal["shared", "user"]
 CacheStatus = Literal["HIT", "MISS", "BYPASS"]
+
+
+def _folded(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# a scope mode named in any case ("User" is user: never a silent fall-back to shared)
+ScopeModeIn = Annotated[ScopeMode, BeforeValidator(_folded)]
 
 
 MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years; Redis refuses far larger EXPIREs
@@ -59,7 +67,7 @@ class QueryRequest(_Strict):
         description="The end user (else the user header); with scope 'user', entries are "
         "theirs alone.",
     )  # fmt: skip
-    scope: ScopeMode | None = Field(
+    scope: ScopeModeIn | None = Field(
         default=None,
         description="shared: the namespace's entries serve every user; user: only the "
         "asking user's (default: the tenant's, else the service's).",
@@ -143,73 +151,6 @@ class KeyIssued(BaseModel):
     key: str = Field(description="Shown this once; only its SHA-256 is stored.")
     key_id: str
     namespace: str
-
-
-class ChatMessage(BaseModel):
-    """One message of a conversation (fields beyond these are kept and forwarded)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-
-
-class ChatCompletionRequest(BaseModel):
-    """An OpenAI Chat Completions request. Parameters not listed here are forwarded to the
-    upstream unchanged, and (unless they only change delivery) join the cache scope."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    n: int | None = Field(default=None, ge=1, le=128)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    user: str | None = None
-
-
-class ResponsesRequest(BaseModel):
-    """An OpenAI Responses request. Parameters not listed here are forwarded to the upstream
-    unchanged, and (unless they only change delivery) join the cache scope."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1, max_length=200)
-    input: str | list[dict[str, Any]] = Field(min_length=1)
-    instructions: str | None = None
-    stream: bool = False
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = None
-    user: str | None = None
-
-
-class MessagesRequest(BaseModel):
-    """An Anthropic Messages request. Parameters not listed here are forwarded to the
-    upstream unchanged, and (unless they only change delivery) join the cache scope."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
-    system: str | list[dict[str, Any]] | None = None
-    stream: bool = False
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    tools: list[dict[str, Any]] | None = None
 
 
 class FeedbackIn(_Strict):

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
+from service.errors import InvalidInput
 from service.policy.user_scope import EndUser, end_user
 from service.schemas import TenantSettings
 from tests.helpers import CacheService
@@ -20,7 +21,10 @@ def test_mode_precedence_and_the_unknown_user() -> None:
     assert end_user(None, user_tenant, "shared", "ann").partition == "ann"
     assert end_user("shared", user_tenant, "shared", "ann").partition == ""  # the request wins
     assert end_user("user", None, "shared", "  ").unknown  # blank is no user
-    assert end_user("nonsense", user_tenant, "shared", "ann").mode == "user"
+    # a mode in any case is that mode; an unknown one is refused, never the default
+    assert end_user("User", None, "shared", "ann").partition == "ann"
+    with pytest.raises(InvalidInput):
+        end_user("nonsense", user_tenant, "shared", "ann")
     assert EndUser("shared", "ann").partition == ""
 
 

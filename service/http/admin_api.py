@@ -64,6 +64,7 @@ async def revoke_key(runtime: RuntimeDep, key_id: str) -> dict[str, Any]:
 
 @router.delete("/tenants/{ns}/entries", response_model=DeletedResponse)
 async def flush_tenant(runtime: RuntimeDep, ns: str) -> DeletedResponse:
-    """Delete every entry of a tenant's namespace."""
+    """Delete every entry of a tenant's namespace (404: no such tenant)."""
     validate_namespace(ns)
+    await runtime.tenants.require_tenant(ns)
     return DeletedResponse(deleted=await runtime.entries.flush(ns))

@@ -25,19 +25,17 @@ from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
 from service.proxy.api_proxy import ApiProxy
+from service.proxy.requests import ChatCompletionRequest, MessagesRequest, ResponsesRequest
 from service.runtime import Runtime
 from service.schemas import (
     MAX_TTL_S,
-    ChatCompletionRequest,
     DeletedResponse,
     EntriesRequest,
     EntriesResponse,
     FeedbackIn,
     FeedbackOut,
-    MessagesRequest,
     QueryRequest,
     QueryResponse,
-    ResponsesRequest,
 )
 
 router = APIRouter()
@@ -148,8 +146,9 @@ async def _through(
     control = parse_cache_control(request.headers.get("cache-control"))
     raw = await request.json()  # forwarded as sent (validated as the route's model)
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
-    named = raw.get("user")  # OpenAI's end-user field, else the user header
-    user = named if isinstance(named, str) else request.headers.get(runtime.settings.user_header)
+    # the body's end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``), else the
+    # user header
+    user = proxy.dialect.end_user_of(raw) or request.headers.get(runtime.settings.user_header)
     who = end_user(
         request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
     )

@@ -12,11 +12,24 @@ is not cached at all (it passes through): there is nobody to keep its answer for
 
 from dataclasses import dataclass
 
+from service.errors import InvalidInput
 from service.policy.precedence import first_set
 from service.schemas import ScopeMode, TenantSettings
 
 SCOPE_HEADER = "X-Cache-Scope"
 _MODES: tuple[ScopeMode, ...] = ("shared", "user")
+
+
+def scope_mode(requested: str | None) -> ScopeMode | None:
+    """A requested scope mode, in any case and padding (None: none requested)."""
+    if requested is None:
+        return None
+    for mode in _MODES:
+        if requested.strip().lower() == mode:
+            return mode
+    raise InvalidInput(
+        "invalid_scope", f"unknown cache scope {requested[:40]!r}: use one of {', '.join(_MODES)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -41,12 +54,11 @@ def end_user(
     service_mode: ScopeMode,
     user: str | None,
 ) -> EndUser:
-    """The request's scope mode (request, else tenant, else service) and user."""
-    if requested is not None and requested not in _MODES:
-        requested = None  # an unknown header value: the defaults decide
+    """The request's scope mode (request, else tenant, else service) and user. A mode
+    named in any case is that mode; an unknown one is refused (never the default: a
+    misspelt ``User`` used to fall back to ``shared`` and serve one user's answer to
+    another)."""
     mode: ScopeMode = first_set(
-        requested,  # type: ignore[arg-type]
-        tenant.scope_mode if tenant else None,
-        service_mode,
+        scope_mode(requested), tenant.scope_mode if tenant else None, service_mode
     )
     return EndUser(mode, user.strip() if user and user.strip() else None)

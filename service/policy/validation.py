@@ -1,5 +1,6 @@
 """Input checks shared by every endpoint that takes prompts (a failed check changes nothing)."""
 
+import math
 import re
 from typing import Any
 
@@ -65,20 +66,30 @@ def validate_response(response: str, max_chars: int, field: str = "response") ->
 
 def validate_json(value: Any, field: str = "body") -> None:
     """A JSON document the service can hash, store and forward: nested at most
-    ``MAX_JSON_DEPTH`` deep, integers within 64 bits, text valid Unicode (iterative: a
-    hostile depth cannot exhaust the stack)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    ``MAX_JSON_DEPTH`` deep, numbers finite (no NaN, Infinity or a float past 1e308, which
+    no JSON encoder can write back), integers within 64 bits, text valid Unicode. A
+    refusal names the field (``body.metadata.a``); iterative, so a hostile depth cannot
+    exhaust the stack."""
+    pending: list[tuple[Any, str, int]] = [(value, field, 1)]
     while pending:
-        item, depth = pending.pop()
+        item, where, depth = pending.pop()
         if depth > MAX_JSON_DEPTH:
             raise InvalidInput("too_deep", f"{field} nests deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, dict):
             for name, inner in item.items():
-                validate_text(str(name), field)
-                pending.append((inner, depth + 1))
+                validate_text(str(name), where)
+                pending.append((inner, f"{where}.{name}", depth + 1))
         elif isinstance(item, list):
-            pending.extend((inner, depth + 1) for inner in item)
+            pending.extend((inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(item))
         elif isinstance(item, str):
-            validate_text(item, field)
-        elif isinstance(item, int) and not _INT64_MIN <= item <= _UINT64_MAX:
-            raise InvalidInput("number_out_of_range", f"{field} has an integer past 64 bits")
+            validate_text(item, where)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InvalidInput(
+                "number_out_of_range",
+                f"{where} is {item!r}: JSON numbers must be finite (no NaN or Infinity, "
+                "at most about 1.8e308)",
+            )
+        elif isinstance(item, int) and not isinstance(item, bool) and not (
+            _INT64_MIN <= item <= _UINT64_MAX
+        ):
+            raise InvalidInput("number_out_of_range", f"{where} is an integer past 64 bits")

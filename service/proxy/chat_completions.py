@@ -14,7 +14,7 @@ from service.keying.chat_key import ChatKey, chat_key
 from service.keying.rag import RagSplitter
 from service.llm.chat_format import StreamAssembler, chunks_of, completion_body, new_completion_id
 from service.llm.client import LLMClient, LLMReply, UpstreamTimedOut
-from service.proxy.dialect import Event, Sse
+from service.proxy.dialect import Event, Sse, named_user
 
 _DONE: Sse = {"data": "[DONE]"}
 
@@ -51,7 +51,10 @@ class ChatDialect:
         return chat_key(self.splitter, body, self.max_temperature, user)
 
     def streamed(self, body: dict[str, Any]) -> bool:
-        return bool(body.get("stream"))
+        return body.get("stream") is True
+
+    def end_user_of(self, body: dict[str, Any]) -> str | None:
+        return named_user(body.get("user"))
 
     async def call(self, body: dict[str, Any]) -> LLMReply:
         return await self.llm.chat(body)

@@ -33,6 +33,11 @@ def joined_text(content: Any, text_types: tuple[str, ...]) -> Any:
     return content
 
 
+def named_user(value: Any) -> str | None:
+    """A user field's value as a user: a string with something in it, else None."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 class Assembler(Protocol):
     """Puts a streamed answer back together."""
 
@@ -54,6 +59,10 @@ class Dialect(Protocol):
         ...
 
     def streamed(self, body: dict[str, Any]) -> bool: ...
+
+    def end_user_of(self, body: dict[str, Any]) -> str | None:
+        """The end user the request names in its own body (None: it names none)."""
+        ...
 
     async def call(self, body: dict[str, Any]) -> LLMReply:
         """Ask the upstream for a whole answer (``payload``: its body, as the client gets it;
@@ -116,7 +125,10 @@ class NativeDialect:
         return chat_key(self.splitter, self.chat_form(body), self.max_temperature, user)
 
     def streamed(self, body: dict[str, Any]) -> bool:
-        return bool(body.get("stream"))
+        return body.get("stream") is True
+
+    def end_user_of(self, body: dict[str, Any]) -> str | None:
+        return named_user(body.get("user"))
 
     async def call(self, body: dict[str, Any]) -> LLMReply:
         started = time.perf_counter()

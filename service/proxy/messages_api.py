@@ -16,7 +16,7 @@ import orjson
 
 from service.llm.chat_format import text_pieces
 from service.llm.client import LLMReply, UpstreamFailed
-from service.proxy.dialect import Event, NativeDialect, Sse, joined_text
+from service.proxy.dialect import Event, NativeDialect, Sse, joined_text, named_user
 
 # Chat Completions' finish reasons and Anthropic's stop reasons, both ways
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -117,6 +117,11 @@ class MessagesDialect(NativeDialect):
 
     def chat_form(self, body: dict[str, Any]) -> dict[str, Any]:
         return chat_form(body)
+
+    def end_user_of(self, body: dict[str, Any]) -> str | None:
+        """Anthropic's ``metadata.user_id``."""
+        metadata = body.get("metadata")
+        return named_user(metadata.get("user_id")) if isinstance(metadata, dict) else None
 
     def answer(self, completion: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         return message_body(completion, body)

@@ -75,6 +75,11 @@ class TenantStore:
             raise Conflict("tenant_exists", f"tenant {ns!r} exists")
         await self.client.hset(keys.tenant_key(ns), "created", time.time())
 
+    async def require_tenant(self, ns: str) -> None:
+        """Refuse (404) a namespace that is no tenant's; the open/admin one is known."""
+        if ns != DEFAULT_NAMESPACE and not await self.client.exists(keys.tenant_key(ns)):
+            raise NotFound("tenant_not_found", "no such tenant")
+
     async def update_settings(self, ns: str, settings: TenantSettings) -> None:
         if not await self.client.exists(keys.tenant_key(ns)):
             raise NotFound("tenant_not_found", "no such tenant")
