@@ -8,6 +8,7 @@ stored. Loosely typed fields (``"stream": "yes"``, a text part whose text is a n
 422s too, and per-user scope cannot be switched off by a misspelt header.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +31,19 @@ def real(start_service: Callable[..., CacheService], upstream: FakeUpstream) -> 
 
 
 QUESTION = "What is the capital of France?"
+
+
+def _open(body: dict[str, Any]) -> str:
+    """A body's JSON without its closing brace: hostile fields are written after it."""
+    return json.dumps(body)[:-1]
+
+
 BODIES: dict[str, tuple[str, str]] = {
-    # path, and a body with a hole (the JSON text after the last field) for the hostile field
     "chat": ("/v1/chat/completions",
-             '{"model": "m", "messages": [{"role": "user", "content": "%s"}]' % QUESTION),
-    "responses": ("/v1/responses", '{"model": "m", "input": "%s"' % QUESTION),
-    "messages": ("/v1/messages", '{"model": "m", "max_tokens": 50, "messages": '
-                 '[{"role": "user", "content": "%s"}]' % QUESTION),
+             _open({"model": "m", "messages": [{"role": "user", "content": QUESTION}]})),
+    "responses": ("/v1/responses", _open({"model": "m", "input": QUESTION})),
+    "messages": ("/v1/messages", _open({"model": "m", "max_tokens": 50,
+                                        "messages": [{"role": "user", "content": QUESTION}]})),
 }  # fmt: skip
 HOSTILE: list[tuple[str, str, str]] = [
     # case, the fields added, the field the 422 must name
@@ -58,7 +65,8 @@ def test_non_finite_numbers_are_a_422_naming_the_field(
     dialect: str, streamed: bool, case: str, fields: str, named: str,
 ) -> None:  # fmt: skip
     path, head = BODIES[dialect]
-    body = f'{head}, {fields}{", " + chr(34) + "stream" + chr(34) + ": true" if streamed else ""}}}'
+    stream = ', "stream": true' if streamed else ""
+    body = f"{head}, {fields}{stream}}}"
     response = real.http.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, (case, response.status_code, response.text)
     error = response.json()["error"]
@@ -140,8 +148,12 @@ def test_anthropic_metadata_user_id_names_the_user(
     real: CacheService, upstream: FakeUpstream
 ) -> None:
     def ask(user: str) -> str:
-        body = {"model": "m", "max_tokens": 50, "metadata": {"user_id": user},
-                "messages": [{"role": "user", "content": "What is my next appointment?"}]}
+        body = {
+            "model": "m",
+            "max_tokens": 50,
+            "metadata": {"user_id": user},
+            "messages": [{"role": "user", "content": "What is my next appointment?"}],
+        }
         answer = real.http.post("/v1/messages", json=body, headers={"X-Cache-Scope": "user"})
         assert answer.status_code == 200, answer.text
         return str(answer.headers["x-cache"])

@@ -89,7 +89,9 @@ def validate_json(value: Any, field: str = "body") -> None:
                 f"{where} is {item!r}: JSON numbers must be finite (no NaN or Infinity, "
                 "at most about 1.8e308)",
             )
-        elif isinstance(item, int) and not isinstance(item, bool) and not (
-            _INT64_MIN <= item <= _UINT64_MAX
+        elif (
+            isinstance(item, int)
+            and not isinstance(item, bool)
+            and not (_INT64_MIN <= item <= _UINT64_MAX)
         ):
             raise InvalidInput("number_out_of_range", f"{where} is an integer past 64 bits")
