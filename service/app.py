@@ -37,6 +37,7 @@ from service.proxy.api_proxy import ApiProxy
 from service.proxy.chat_completions import ChatDialect
 from service.proxy.messages_api import MessagesDialect
 from service.proxy.responses_api import ResponsesDialect
+from service.redis_supervisor import RedisSupervisor
 from service.runtime import Runtime
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
@@ -51,14 +52,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            redis_url = settings.redis_url
+            redis_url, supervisor = settings.redis_url, None
             if redis_url is None:
                 embedded = EmbeddedRedis(
                     settings.redis_data_dir, appendfsync=settings.redis_appendfsync
                 ).start()
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
+                stack.callback(write_redis_url(settings.redis_data_dir, redis_url))
+                supervisor = RedisSupervisor(embedded)
+                supervisor.start()
+                stack.push_async_callback(supervisor.stop)
             runtime = await start_runtime(settings, redis_url, stack)
+            runtime.redis_supervisor = supervisor
             app.state.runtime = runtime
             log.info("replica %s serving; Redis at %s", settings.replica_id, redis_url)
             if settings.admin_token is None:
@@ -78,6 +84,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+REDIS_URL_FILE = "url"
+
+
+def write_redis_url(data_dir: Path, url: str) -> Callable[[], None]:
+    """Write where the embedded Redis listens (``<data dir>/url``), for the CLI to find it
+    (it listens on a free port, not 6379); the callable removes the file."""
+    path = data_dir / REDIS_URL_FILE
+    path.write_text(url + "\n", encoding="utf-8")
+
+    def remove() -> None:
+        path.unlink(missing_ok=True)
+
+    return remove
 
 
 def load_verifier(settings: Settings) -> Verifier | None:

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,15 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> "EmbeddedRedis":
+        self.spawn()
+        self.wait_until_answering(timeout_s)
+        log.info("embedded Redis Stack on %s (data in %s)", self.url, self.data_dir)
+        return self
+
+    def spawn(self) -> None:
+        """Start redis-server (on this object's port and folder) without waiting for it.
+        Call it from a thread that outlives the server: the kernel's parent-death signal
+        follows the thread that started the child, not the process."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             str(redis_server_binary()),
@@ -99,25 +110,42 @@ class EmbeddedRedis:
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def wait_until_answering(self, timeout_s: float = 15.0) -> None:
+        """Block until the spawned server answers PING (its AOF loaded); stop it and raise
+        when it exits or does not answer in time."""
+        process = self._process
+        if process is None:
+            raise RuntimeError("redis-server was not started")
+        # one try per PING (redis-py retries with back-off by default: seconds per PING when
+        # something that is not this server holds the port)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
         deadline = time.monotonic() + timeout_s
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited at start; see {self.data_dir}/redis.log")
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.BusyLoadingError:
-                pass
-            except redis.exceptions.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"redis-server did not answer within {timeout_s} s")
-            time.sleep(0.05)
-        client.close()
-        log.info("embedded Redis Stack on %s (data in %s)", self.url, self.data_dir)
-        return self
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server exited at start; see {self.data_dir}/redis.log"
+                    )
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.RedisError:  # loading, refused, or not Redis at all
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"redis-server did not answer within {timeout_s} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    @property
+    def exited(self) -> bool:
+        """It was started and its process is gone (killed, crashed)."""
+        return self._process is not None and self._process.poll() is not None
 
     def stop(self) -> None:
         if self._process is None:
@@ -146,8 +174,9 @@ class EmbeddedRedis:
             os.kill(self._process.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        if self._process is not None:
-            os.kill(self._process.pid, signal.SIGCONT)
+        if self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGCONT)
 
     @property
     def pid(self) -> int | None:

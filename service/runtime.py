@@ -1,7 +1,7 @@
 """Everything one replica holds while it runs (built by ``service/app.py``, the composition
 root; handlers reach it typed through ``service/http/dependencies.py``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from index.embedding.worker import EmbeddingWorker
 from index.store.redis_store import RedisStore
@@ -13,6 +13,7 @@ from service.engine.query_path import QueryPath
 from service.engine.telemetry import Telemetry
 from service.llm.client import LLMClient
 from service.proxy.api_proxy import ApiProxy
+from service.redis_supervisor import RedisSupervisor
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 from service.tenancy.tenants import TenantStore
@@ -37,6 +38,8 @@ class Runtime:
     feedback: FeedbackBook
     tenants: TenantStore
     rate_limiter: RateLimiter
+    # the Redis this replica started and watches (None: it was given a Redis URL)
+    redis_supervisor: RedisSupervisor | None = field(default=None)
 
     # what ``/metrics`` reads at each scrape (service/engine/metrics.py's ReplicaView)
     def entries_by_namespace(self) -> dict[str, int]:
@@ -55,3 +58,6 @@ class Runtime:
 
     def decision_stage(self) -> str:
         return self.queries.decision.name
+
+    def embedded_redis_restarts(self) -> int | None:
+        return None if self.redis_supervisor is None else self.redis_supervisor.restarts

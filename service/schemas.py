@@ -84,8 +84,12 @@ class QueryResponse(BaseModel):
     latency_ms: float
     llm_latency_ms: float | None
     namespace: str
-    created: float | None = Field(default=None, description="HIT: when the entry was stored.")
-    expires_at: float | None = Field(default=None, description="HIT: when it expires (epoch s).")
+    created: float | None = Field(
+        default=None, description="When the entry served (HIT) or stored (MISS) was stored."
+    )
+    expires_at: float | None = Field(
+        default=None, description="When that entry expires (epoch s; null: never)."
+    )
     confidence: float | None = Field(
         default=None, description="Verifier on: its probability that the candidate is right."
     )

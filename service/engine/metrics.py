@@ -72,6 +72,7 @@ class ReplicaView(Protocol):
     def evictions_by_namespace(self) -> dict[str, int]: ...
     def sync_state(self) -> tuple[bool, int, float | None]: ...  # subscribed, last seq, at
     def decision_stage(self) -> str: ...
+    def embedded_redis_restarts(self) -> int | None: ...  # None: it did not start one
 
 
 class Metrics:
@@ -109,6 +110,11 @@ class Metrics:
         self.latency_saved = Counter(
             "dynacache_latency_saved_seconds", "LLM time HITs saved, less their own",
             ["namespace"], registry=registry,
+        )  # fmt: skip
+        self.outage_bypasses = Counter(
+            "dynacache_redis_outage_bypasses",
+            "Queries passed through to the LLM because Redis did not answer (paid calls an "
+            "outage caused)", ["namespace"], registry=registry,
         )  # fmt: skip
         self.stats_write_failures = Counter(
             "dynacache_stats_write_failures", "Stats flushes that Redis refused",
@@ -223,3 +229,10 @@ class _ReplicaCollector(Collector):
         )  # fmt: skip
         stage.add_metric([replica.decision_stage()], 1)
         yield stage
+        restarts = replica.embedded_redis_restarts()
+        if restarts is not None:
+            yield CounterMetricFamily(
+                "dynacache_embedded_redis_restarts",
+                "Times this replica started its own Redis again after it exited",
+                value=restarts,
+            )  # fmt: skip

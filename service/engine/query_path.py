@@ -85,6 +85,15 @@ class Missed:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A MISS's answer as stored."""
+
+    entry_id: str
+    created: float
+    expires_at: float | None  # None: never expires
+
+
+@dataclass(frozen=True)
 class Resolution:
     """How a query was answered."""
 
@@ -93,10 +102,15 @@ class Resolution:
     entry: StoredEntry | None = None  # HIT: what was served
     distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
     reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
-    entry_id: str | None = None  # MISS: the entry it was stored as
+    kept: Kept | None = None  # MISS: the entry it was stored as
     confidence: float | None = None  # the decision stage's probability for what it judged
     nearest_id: str | None = None  # MISS: the nearest candidate, not served
     times: StageTimes | None = None  # where its time went, stage by stage
+
+    @property
+    def entry_id(self) -> str | None:
+        """MISS: the entry its answer was stored as (None: not stored)."""
+        return self.kept.entry_id if self.kept else None
 
     @property
     def server_timing(self) -> str:
@@ -116,11 +130,11 @@ class Resolution:
         probe: Probe,
         missed: Missed | None,
         reply: LLMReply | None = None,
-        entry_id: str | None = None,
+        kept: Kept | None = None,
     ) -> "Resolution":
         return cls(
             "MISS", _elapsed_ms(probe.started), distance=missed.nearest if missed else None,
-            reply=reply, entry_id=entry_id, confidence=missed.confidence if missed else None,
+            reply=reply, kept=kept, confidence=missed.confidence if missed else None,
             nearest_id=missed.nearest_id if missed else None, times=probe.times,
         )  # fmt: skip
 
@@ -239,13 +253,13 @@ class QueryPath:
             if probe.mode == "only":
                 return self.record(probe, Resolution.miss(probe, found))
 
-            async def call_llm_and_store() -> str | None:
+            async def call_llm_and_store() -> Kept | None:
                 nonlocal reply
                 reply = await call_llm()
                 return await self.keep(probe, found.vector, reply)
 
             if probe.mode == "refresh" or probe.control.no_store:
-                entry_id = await call_llm_and_store()
+                kept = await call_llm_and_store()
             else:  # identical misses in flight, here or on other replicas, share one call
                 key = probe.key
                 outcome = await self.coalescer.run(
@@ -253,32 +267,39 @@ class QueryPath:
                 )
                 if isinstance(outcome, Followed):
                     return self.record(probe, Resolution.hit(probe, Found(outcome.entry, 0.0)))
-                entry_id = outcome.result
-            return self.record(probe, Resolution.miss(probe, found, reply, entry_id))
+                kept = outcome.result
+            return self.record(probe, Resolution.miss(probe, found, reply, kept))
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "passing the query through")
-            # not counted: the counts live in the Redis that is not answering
             if probe.mode == "only":
                 return Resolution.miss(probe, None)
-            return Resolution.bypass(probe.started, reply or await call_llm(), probe.times)
+            # counted in memory, and into Redis when it answers again: an outage's spike of
+            # paid LLM calls shows
+            bypassed = Resolution.bypass(probe.started, reply or await call_llm(), probe.times)
+            self.telemetry.record(probe.ns, "bypass", bypassed.latency_ms, times=probe.times,
+                                  outage=True)  # fmt: skip
+            return bypassed
 
     async def find(self, probe: Probe) -> Found | Missed | None:
-        """:meth:`look_up`, or None when Redis does not answer (then pass through)."""
+        """:meth:`look_up`, or None when Redis does not answer (then the caller passes the
+        request through; it is counted here, as it starts)."""
         try:
             return await self.look_up(probe)
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "passing the query through")
+            self.telemetry.record(probe.ns, "bypass", _elapsed_ms(probe.started),
+                                  times=probe.times, outage=True)  # fmt: skip
             return None
 
     async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
         """Store an answer the caller relayed itself (a stream that finished), and record
         the miss; with Redis not answering, the answer is not stored."""
         try:
-            entry_id = await self.keep(probe, missed.vector, reply)
+            kept = await self.keep(probe, missed.vector, reply)
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "the streamed answer is not stored")
-            entry_id = None
-        return self.record(probe, Resolution.miss(probe, missed, reply, entry_id))
+            kept = None
+        return self.record(probe, Resolution.miss(probe, missed, reply, kept))
 
     async def look_up(self, probe: Probe) -> Found | Missed:
         """The live entry that answers ``probe`` (exact, else the nearest inside its
@@ -333,14 +354,15 @@ class QueryPath:
         """Young enough for ``max-age``, and inside its feedback radius."""
         return probe.control.fresh_enough(entry.age_s(time.time())) and entry.admits(distance)
 
-    async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> str | None:
-        """Keep the LLM's answer (unless ``no-store``); the new entry's id."""
+    async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> Kept | None:
+        """Keep the LLM's answer (unless ``no-store``); the new entry."""
         if probe.control.no_store or not reply.storable:
             return None
         if len(reply.text) > self.settings.max_response_chars:
             log.warning("not storing an answer of %d characters (limit %d)",
                         len(reply.text), self.settings.max_response_chars)  # fmt: skip
             return None
+        created, ttl = time.time(), probe.retention.ttl
         with probe.times.measure("redis"):
             written = await self.store.write(
                 NewEntry(
@@ -355,11 +377,12 @@ class QueryPath:
                     cost=self.settings.price_per_call_usd,
                     retention=probe.retention,
                     completion=reply.completion(),
+                    created=created,
                 )
             )
         if self.sync.keeps(probe.ns):
             self.index.add(written)
-        return written.entry_id
+        return Kept(written.entry_id, created, created + ttl if ttl > 0 else None)
 
     async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
         """The live entry stored for exactly this prompt. A ready replica knows every exact
@@ -429,6 +452,7 @@ def _store_unavailable(error: Exception, consequence: str) -> None:
 def query_response(ns: str, resolution: Resolution) -> QueryResponse:
     """``/v1/query``'s answer body."""
     entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
+    kept = resolution.kept
     return QueryResponse(
         response=entry.response if entry else reply.text if reply else None,
         status=resolution.status,
@@ -439,8 +463,8 @@ def query_response(ns: str, resolution: Resolution) -> QueryResponse:
         latency_ms=resolution.latency_ms,
         llm_latency_ms=reply.latency_ms if reply else None,
         namespace=ns,
-        created=entry.created if entry else None,
-        expires_at=entry.expires_at if entry else None,
+        created=entry.created if entry else kept.created if kept else None,
+        expires_at=entry.expires_at if entry else kept.expires_at if kept else None,
         confidence=resolution.confidence,
     )
 

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["hit", "miss", "bypass"]
 
-_COUNTERS = ("requests", "hits", "misses", "bypasses", "evictions", "tokens_saved")
+# outage_bypasses: the bypasses Redis caused by not answering (each a paid LLM call)
+_COUNTERS = ("requests", "hits", "misses", "bypasses", "outage_bypasses", "evictions",
+             "tokens_saved")  # fmt: skip
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 # upper bounds (ms) of the latency buckets counted per outcome; the last one is open
 LATENCY_BUCKETS_MS = (
@@ -130,8 +132,10 @@ class Telemetry:
         similarity: float | None = None,
         times: StageTimes | None = None,
         near_miss: NearMiss | None = None,
+        outage: bool = False,
     ) -> None:
-        """Count one request (in memory; flushed to Redis within the interval)."""
+        """Count one request (in memory; flushed to Redis within the interval). ``outage``:
+        a bypass because Redis did not answer (kept in memory until Redis is back)."""
         saved_ms = llm_ms_saved - latency_ms
         self.metrics.observe(
             ns, outcome, latency_ms, times, similarity, saved_ms, cost_saved, tokens_saved
@@ -139,6 +143,9 @@ class Telemetry:
         counts = self._counts[ns]
         counts["requests"] += 1
         counts[{"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]] += 1
+        if outage:
+            counts["outage_bypasses"] += 1
+            self.metrics.outage_bypasses.labels(self.metrics.namespaces(ns)).inc()
         if outcome in ("hit", "miss"):
             counts[f"{outcome}_latency_ms_sum"] += latency_ms
             counts[latency_bucket(outcome, latency_ms)] += 1

@@ -274,6 +274,9 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
             "requests": breaker_openings(runtime.store.client),
             "background": breaker_openings(sync.store.client),
         },
+        "embedded_redis": (
+            runtime.redis_supervisor.describe() if runtime.redis_supervisor else None
+        ),
         "texts_embedded": runtime.embedder.texts_embedded,
         "embedding_batches": runtime.embedder.batches,
     }
@@ -283,9 +286,14 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["health"])
-async def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+async def healthz(runtime: RuntimeDep) -> JSONResponse:
+    """Liveness: the process answers, and the Redis it started itself (if any) runs or is
+    being restarted; 503 once restarting it failed again and again (restart the service)."""
+    supervisor = runtime.redis_supervisor
+    if supervisor is not None and not supervisor.healthy:
+        reason = f"embedded Redis failed to start {supervisor.failed_tries} times in a row"
+        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz", tags=["health"])
