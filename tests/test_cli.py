@@ -198,3 +198,102 @@ def test_fine_tune_refuses_too_few_pairs(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "too few pairs" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_export_takes_a_name_not_a_pattern_and_all_is_explicit(
+    start_service: Callable[..., CacheService], redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    service = start_service()
+    service.http.post("/v1/entries", json={"entries": [
+        {"prompt": "What is the refund policy?", "response": "30 days."}]})  # fmt: skip
+    other = {"entries": [{"prompt": "Who is my account manager?", "response": "Dana."}]}
+    url = redis_server.url
+    # a second namespace, written through the import
+    staged = tmp_path / "other.jsonl"
+    staged.write_text(json.dumps({"namespace": "other", "prompt": other["entries"][0]["prompt"],
+                                  "response": "Dana.", "scope": "s"}) + "\n")  # fmt: skip
+    assert run("import", str(staged), "--redis-url", url).returncode == 0
+    refused = run("export", "--ns", "*", "--redis-url", url)
+    assert "namespace '*'" in one_line_error(refused)
+    assert not refused.stdout
+    both = run("export", "--all", "--ns", "default", "--redis-url", url)
+    assert both.returncode == 1
+    everything = run("export", "--all", "--redis-url", url)
+    assert everything.returncode == 0, everything.stderr
+    labelled = {json.loads(line)["namespace"] for line in everything.stdout.splitlines()}
+    assert labelled == {"default", "other"}
+
+
+def test_import_keeps_hit_counts_and_live_entries(
+    start_service: Callable[..., CacheService], redis_server: EmbeddedRedis,
+    redis_client: redis.Redis, tmp_path: Path,
+) -> None:  # fmt: skip
+    service = start_service()
+    question = "How do I change my billing address?"
+    service.http.post("/v1/entries", json={"entries": [{"prompt": question, "response": "A"}]})
+    for _ in range(3):
+        assert service.query(question).json()["status"] == "HIT"
+
+    def hits(ns: str) -> int:
+        for key in redis_client.scan_iter(match=f"dc:e:{{{ns}}}:*"):
+            return int(redis_client.hget(key, "hits") or 0)
+        return -1
+
+    wait_until(lambda: hits("default") == 3, message="hits reach the entry")
+    exported = tmp_path / "default.jsonl"
+    assert run("export", "-o", str(exported), "--redis-url", redis_server.url).returncode == 0
+    moved = run("import", str(exported), "--ns", "copy", "--redis-url", redis_server.url)
+    assert moved.returncode == 0, moved.stderr
+    assert hits("copy") == 3
+    # merged back into the live namespace: the live entry and its counts stay
+    service.query(question)
+    wait_until(lambda: hits("default") == 4, message="the fourth hit")
+    merged = run("import", str(exported), "--redis-url", redis_server.url)
+    assert "1 already there, kept" in merged.stdout, merged.stdout
+    assert hits("default") == 4
+
+
+def test_bad_files_are_one_line_errors_naming_the_line(
+    service: CacheService, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    url = ("--url", service.url)
+    not_utf8 = tmp_path / "latin1.jsonl"
+    not_utf8.write_bytes(
+        b'{"prompt": "a?", "response": "b"}\n{"prompt": "caf\xe9?", "response": "x"}\n'
+    )
+    assert "latin1.jsonl:2: not UTF-8" in one_line_error(run("warm", str(not_utf8), *url))
+    huge = tmp_path / "huge.csv"
+    huge.write_text("prompt,response\nfirst?,fine\nsecond?," + "x" * 10_000_000 + "\n")
+    assert "huge.csv:3" in one_line_error(run("warm", str(huge), *url))
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffprompt,response\nWhat is a byte-order mark?,A marker.\n".encode())
+    warmed = run("warm", str(bom), *url)
+    assert warmed.returncode == 0, warmed.stderr
+    assert "stored 1 entries" in warmed.stdout
+
+    exported = tmp_path / "one.jsonl"
+    assert run("export", "--vectors", "-o", str(exported), "--redis-url", redis_server.url
+               ).returncode == 0  # fmt: skip
+    row = json.loads(exported.read_text().splitlines()[0])
+    for case, change, named in [
+        ("truncated vector", {"vector": row["vector"][:-8]}, "vector"),
+        ("vector not base64", {"vector": "%%%"}, "vector"),
+        ("ttl not a number", {"ttl": "abc"}, "ttl"),
+        ("hits negative", {"hits": -1}, "hits"),
+        ("prompt a number", {"prompt": 5}, "prompt"),
+    ]:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(exported.read_text() + json.dumps({**row, **change}) + "\n")
+        line = one_line_error(run("import", str(bad), "--redis-url", redis_server.url))
+        assert f"bad.jsonl:2: {named}" in line, (case, line)
+
+
+def test_the_cli_finds_the_embedded_redis_through_its_url_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "redis"
+    nothing = run("export", DYNACACHE_REDIS_DATA_DIR=str(data_dir))
+    assert f"{data_dir}/url" in one_line_error(nothing)
+    with EmbeddedRedis(data_dir, appendonly=False) as embedded:
+        (data_dir / "url").write_text(embedded.url + "\n")  # as a running service writes it
+        found = run("export", DYNACACHE_REDIS_DATA_DIR=str(data_dir))
+        assert found.returncode == 0, found.stderr
+        assert "exported 0 entries" in found.stderr

@@ -44,6 +44,7 @@ class NewEntry:
     # Chat Completions answer: model, message (tool calls included), finish_reason, usage
     completion: dict[str, Any] | None = None
     created: float | None = None  # None: now (an imported entry keeps its own)
+    hits: int = 0  # an imported entry keeps its count
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,7 @@ class RedisStore:
             "model", entry.model,
             "vector", np.asarray(entry.vector, dtype=np.float32).tobytes(),
             "created", created,
-            "hits", 0,
+            "hits", entry.hits,
             "last_hit", 0,
             "llm_ms", round(entry.llm_ms, 3),
             "cost", entry.cost,

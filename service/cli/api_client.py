@@ -1,5 +1,7 @@
 """The CLI's way to a running service: its URL and key, and one clear line on any failure."""
 
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -57,5 +59,29 @@ Key = Annotated[
                  help="An API key, or the admin token."),
 ]  # fmt: skip
 RedisUrl = Annotated[
-    str, typer.Option("--redis-url", envvar="DYNACACHE_REDIS_URL", help="The service's Redis.")
-]
+    str | None,
+    typer.Option(
+        "--redis-url", envvar="DYNACACHE_REDIS_URL", show_default=False,
+        help="The service's Redis (default: the one `make run` started, found through "
+        "data/redis/url).",
+    ),
+]  # fmt: skip
+
+
+def redis_url_of(given: str | None) -> str:
+    """The Redis URL given, else the one a service running here wrote for its embedded
+    Redis (``<DYNACACHE_REDIS_DATA_DIR or data/redis>/url``: it listens on a free port)."""
+    if given:
+        return given
+    data_dir = Path(os.environ.get("DYNACACHE_REDIS_DATA_DIR") or "data/redis")
+    written = data_dir / "url"
+    try:
+        url = written.read_text(encoding="utf-8").strip()
+    except OSError:
+        url = ""
+    if not url:
+        raise CliError(
+            f"no Redis URL: pass --redis-url (or DYNACACHE_REDIS_URL), or run this beside a "
+            f"service with an embedded Redis (it writes its URL to {written}; none there)"
+        )
+    return url

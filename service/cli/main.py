@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 import numpy as np
 import typer
@@ -23,7 +23,15 @@ from rich.table import Table
 from index.store.connection import STORE_UNAVAILABLE, connect
 from index.store.redis_store import RedisStore
 from service.cli import transfer
-from service.cli.api_client import CliError, Key, RedisUrl, ServiceClient, Url, fail
+from service.cli.api_client import (
+    CliError,
+    Key,
+    RedisUrl,
+    ServiceClient,
+    Url,
+    fail,
+    redis_url_of,
+)
 from service.cli.warm import warm as warm_file
 from service.tenancy.tenants import DEFAULT_NAMESPACE
 
@@ -120,24 +128,40 @@ def warm(
 @app.command("export")
 def export_entries(
     namespace: Annotated[
-        str, typer.Option("--ns", help="The namespace to export.")
-    ] = DEFAULT_NAMESPACE,
+        str | None, typer.Option("--ns", help="The namespace to export (a name, not a pattern).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every namespace, each line labelled with its own.")
+    ] = False,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="File (default: stdout).")] = None,
     vectors: Annotated[bool, typer.Option(help="Include vectors (no re-embedding).")] = False,
-    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+    redis_url: RedisUrl = None,
 ) -> None:
     """Write a namespace's live entries as JSON lines (straight from Redis)."""
+    if every and namespace is not None:
+        raise fail("--ns and --all exclude each other")
+    chosen = namespace or DEFAULT_NAMESPACE
+
+    def export(handle: BinaryIO) -> Callable[[RedisStore], Awaitable[int]]:
+        if every:
+            return lambda store: transfer.export_all(store, vectors, handle)
+        return lambda store: transfer.export_namespace(store, chosen, vectors, handle)
+
     with _one_line_errors():
+        url = redis_url_of(redis_url)
         if out is None:
-            count = _with_store(redis_url, lambda store: transfer.export_namespace(
-                store, namespace, vectors, sys.stdout.buffer))  # fmt: skip
+            count = _with_store(url, export(sys.stdout.buffer))
         else:
             staged = out.with_name(out.name + ".partial")
-            with open(staged, "wb") as handle:
-                count = _with_store(redis_url, lambda store: transfer.export_namespace(
-                    store, namespace, vectors, handle))  # fmt: skip
+            try:
+                with open(staged, "wb") as handle:
+                    count = _with_store(url, export(handle))
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
             staged.replace(out)
-    errors.print(f"exported {count} entries of namespace {namespace!r}")
+    what = "every namespace" if every else f"namespace {chosen!r}"
+    errors.print(f"exported {count} entries of {what}")
 
 
 @app.command("import")
@@ -149,12 +173,13 @@ def import_entries(
         str | None,
         typer.Option("--ns", help="Import into this namespace (default: each entry's own)."),
     ] = None,
-    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+    redis_url: RedisUrl = None,
     onnx_dir: Annotated[str, typer.Option(help="The embedder, for entries without vectors.")] = (
         "models/onnx"
     ),
 ) -> None:
-    """Write exported entries into Redis; running replicas pick them up at once."""
+    """Write exported entries into Redis (with their hit counts); running replicas pick them
+    up at once. A prompt the namespace already holds keeps its live entry."""
     embedder: list[Any] = []
 
     def embed(texts: list[str]) -> np.ndarray:
@@ -167,11 +192,13 @@ def import_entries(
 
     with _one_line_errors():
         rows = list(transfer.read_export(file))  # every line checked before any write
-        imported, embedded = _with_store(
-            redis_url, lambda store: transfer.import_entries(store, iter(rows), embed, namespace)
+        url = redis_url_of(redis_url)
+        done = _with_store(
+            url, lambda store: transfer.import_entries(store, iter(rows), embed, namespace)
         )
-    again = f" ({embedded} embedded again)" if embedded else ""
-    console.print(f"imported {imported} entries{again}")
+    again = f" ({done.embedded} embedded again)" if done.embedded else ""
+    kept = f"; {done.kept} already there, kept as they were" if done.kept else ""
+    console.print(f"imported {done.written} entries{again}{kept}")
 
 
 # -- watching --------------------------------------------------------------------------
@@ -334,7 +361,7 @@ def calibrate(
     ],
     target_precision: Annotated[float, typer.Option(min=0.01, max=0.99)],
     tenant: Annotated[str | None, typer.Option(help="Write the chosen point to it.")] = None,
-    redis_url: RedisUrl = "redis://127.0.0.1:6379",
+    redis_url: RedisUrl = None,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.4,
     seed: int = 7,
 ) -> None:
@@ -342,7 +369,10 @@ def calibrate(
     from service.tools.calibrate import main as calibrate_main
 
     argv = ["--pairs", str(pairs), "--target-precision", str(target_precision),
-            "--holdout", str(holdout), "--seed", str(seed), "--redis-url", redis_url]  # fmt: skip
+            "--holdout", str(holdout), "--seed", str(seed)]  # fmt: skip
+    if tenant:
+        with _one_line_errors():
+            argv += ["--redis-url", redis_url_of(redis_url)]
     if tenant:
         argv += ["--tenant", tenant]
     raise typer.Exit(calibrate_main(argv))

@@ -7,21 +7,36 @@ writes, so every replica picks them up through pub/sub. One line per entry:
     {"namespace", "prompt", "response", "scope", "model", "completion", "created", "hits",
      "llm_ms", "cost", "ttl", "policy", "ttl_max", "expires_in", "vector"?}
 
+Every line is checked (types, base64 vectors of whole float32s) before anything is written.
+An imported entry keeps its hit count; a prompt the target namespace already holds is not
+written over (the live entry and its counts stay).
+
 ``vector`` (base64 float32, with ``--vectors``) saves re-embedding on import; without it,
 or when its dimension differs from the target's, the prompt is embedded again there (the
 same model gives the same vector). An imported entry keeps its age and remaining lifetime.
 """
 
 import base64
+import binascii
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from index.store.records import NewEntry, Retention, as_text
+from index.store.records import NewEntry, Retention
 from index.store.redis_store import RedisStore
 from service.cli.api_client import CliError
 from service.errors import InvalidInput
@@ -33,7 +48,12 @@ IMPORT_BATCH = 64
 
 
 async def export_namespace(store: RedisStore, ns: str, vectors: bool, out: IO[bytes]) -> int:
-    """Write the namespace's live entries to ``out``; how many."""
+    """Write the namespace's live entries to ``out``; how many. ``ns`` is a name, never a
+    pattern: ``*`` once exported every tenant's entries as one namespace."""
+    try:
+        validate_namespace(ns)
+    except InvalidInput as error:
+        raise CliError(f"namespace {ns!r}: {error.message}") from None
     written = 0
     async for page in store.dump(ns, vectors):
         for entry in page:
@@ -46,7 +66,56 @@ async def export_namespace(store: RedisStore, ns: str, vectors: bool, out: IO[by
     return written
 
 
-def read_export(source: Path) -> Iterator[dict[str, Any]]:
+async def export_all(store: RedisStore, vectors: bool, out: IO[bytes]) -> int:
+    """Every namespace's live entries, each line labelled with its own namespace."""
+    namespaces = sorted(await store.count_by_namespace())
+    return sum([await export_namespace(store, ns, vectors, out) for ns in namespaces])
+
+
+class ExportedEntry(BaseModel):
+    """One line of an export, checked before anything is written (numbers may come as
+    text, as Redis keeps them; a field that is not what it must be names its line)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    namespace: str | None = None
+    prompt: StrictStr
+    response: StrictStr
+    scope: StrictStr
+    model: StrictStr = ""
+    completion: dict[str, Any] | None = None
+    created: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    hits: int = Field(default=0, ge=0)
+    llm_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    policy: Literal["fixed", "sliding", "adaptive"] = "fixed"
+    ttl: int = Field(default=0, ge=0)
+    ttl_max: int = Field(default=0, ge=0)
+    expires_in: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    vector: bytes | None = None  # float32s (base64 in the file)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, row: Any) -> Any:
+        if isinstance(row, dict):
+            return {name: value for name, value in row.items() if value not in ("", None)}
+        return row
+
+    @field_validator("vector", mode="before")
+    @classmethod
+    def _decoded(cls, encoded: Any) -> bytes:
+        if not isinstance(encoded, str):
+            raise ValueError("must be base64 text")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError("is not base64") from None
+        if not raw or len(raw) % 4:
+            raise ValueError(f"has {len(raw)} bytes: not whole float32 values (truncated?)")
+        return raw
+
+
+def read_export(source: Path) -> Iterator[ExportedEntry]:
     with open(source, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -55,76 +124,87 @@ def read_export(source: Path) -> Iterator[dict[str, Any]]:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise CliError(f"{source}:{number}: not a JSON object") from None
-            if not isinstance(row, dict) or not all(
-                isinstance(row.get(name), str) for name in ("prompt", "response", "scope")
-            ):
-                raise CliError(f"{source}:{number}: not an exported entry "
-                               "(needs prompt, response and scope)")  # fmt: skip
-            yield row
+            if not isinstance(row, dict):
+                raise CliError(f"{source}:{number}: not a JSON object")
+            try:
+                yield ExportedEntry.model_validate(row)
+            except ValidationError as error:
+                problem = error.errors()[0]
+                field = ".".join(str(part) for part in problem["loc"]) or "the entry"
+                raise CliError(f"{source}:{number}: {field}: {problem['msg']}") from None
 
 
-def _new_entry(row: dict[str, Any], ns: str, vector: np.ndarray) -> NewEntry:
-    expires_in = row.get("expires_in")
-    ttl = max(1, math.ceil(float(expires_in))) if expires_in else 0
-    prompt = str(row["prompt"])
+def _new_entry(row: ExportedEntry, ns: str, vector: np.ndarray) -> NewEntry:
+    ttl = max(1, math.ceil(row.expires_in)) if row.expires_in else 0
     return NewEntry(
         ns=ns,
-        scope=str(row["scope"]),
-        model=as_text(row.get("model")),
-        prompt=prompt,
-        normalised_prompt=normalise_prompt(prompt),
-        response=str(row["response"]),
+        scope=row.scope,
+        model=row.model,
+        prompt=row.prompt,
+        normalised_prompt=normalise_prompt(row.prompt),
+        response=row.response,
         vector=vector,
-        llm_ms=float(row.get("llm_ms") or 0),
-        cost=float(row.get("cost") or 0),
-        retention=Retention(
-            ttl=ttl,
-            ttl_policy=str(row.get("policy") or "fixed"),
-            ttl_max=int(float(row.get("ttl_max") or 0)),
-        ),
-        completion=row.get("completion") or None,
-        created=float(row["created"]) if row.get("created") else None,
+        llm_ms=row.llm_ms,
+        cost=row.cost,
+        retention=Retention(ttl=ttl, ttl_policy=row.policy, ttl_max=row.ttl_max),
+        completion=row.completion,
+        created=row.created,
+        hits=row.hits,
     )
 
 
-def _vector_of(row: dict[str, Any], dim: int) -> np.ndarray | None:
-    encoded = row.get("vector")
-    if not encoded:
+def _vector_of(row: ExportedEntry, dim: int) -> np.ndarray | None:
+    """The exported vector, when it fits the target (else it is embedded again)."""
+    if row.vector is None:
         return None
-    vector = np.frombuffer(base64.b64decode(encoded), dtype=np.float32)
+    vector = np.frombuffer(row.vector, dtype=np.float32)
     return vector if vector.shape == (dim,) else None
+
+
+@dataclass
+class Imported:
+    written: int = 0
+    embedded: int = 0  # of them, embedded again (no usable vector)
+    kept: int = 0  # not written: the target already had a live entry for the same prompt
 
 
 async def import_entries(
     store: RedisStore,
-    rows: Iterator[dict[str, Any]],
+    rows: Iterator[ExportedEntry],
     embed: Callable[[list[str]], np.ndarray],
     namespace: str | None,
     on_batch: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
-    """Write the rows (into ``namespace``, else each row's own); ``(imported, re-embedded)``.
-    ``embed`` is called only for rows without a usable vector."""
-    imported = embedded = 0
-    batch: list[dict[str, Any]] = []
+) -> Imported:
+    """Write the rows (into ``namespace``, else each row's own), with their hit counts. A
+    row whose prompt (and scope) the target already holds is not written: the live entry
+    and its counts stay as they are. ``embed`` is called only for rows without a usable
+    vector."""
+    done = Imported()
+    batch: list[ExportedEntry] = []
 
-    async def write(batch: list[dict[str, Any]]) -> None:
-        nonlocal imported, embedded
-        vectors = [_vector_of(row, store.dim) for row in batch]
-        missing = [i for i, vector in enumerate(vectors) if vector is None]
-        if missing:
-            fresh = embed([str(batch[i]["prompt"]) for i in missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                vectors[i] = vector
-            embedded += len(missing)
-        for row, vector in zip(batch, vectors, strict=True):
-            assert vector is not None
-            ns = namespace or str(row.get("namespace") or DEFAULT_NAMESPACE)
+    async def write(batch: list[ExportedEntry]) -> None:
+        fresh: list[tuple[ExportedEntry, str]] = []
+        for row in batch:
+            ns = namespace or row.namespace or DEFAULT_NAMESPACE
             try:
                 validate_namespace(ns)
             except InvalidInput as error:
                 raise CliError(f"namespace {ns!r}: {error}") from None
+            if await store.lookup_exact(ns, row.scope, normalise_prompt(row.prompt)) is not None:
+                done.kept += 1
+            else:
+                fresh.append((row, ns))
+        vectors = [_vector_of(row, store.dim) for row, _ in fresh]
+        missing = [i for i, vector in enumerate(vectors) if vector is None]
+        if missing:
+            embedded = embed([fresh[i][0].prompt for i in missing])
+            for i, vector in zip(missing, embedded, strict=True):
+                vectors[i] = vector
+            done.embedded += len(missing)
+        for (row, ns), vector in zip(fresh, vectors, strict=True):
+            assert vector is not None
             await store.write(_new_entry(row, ns, vector))
-            imported += 1
+            done.written += 1
         if on_batch is not None:
             on_batch(len(batch))
 
@@ -135,4 +215,4 @@ async def import_entries(
             batch = []
     if batch:
         await write(batch)
-    return imported, embedded
+    return done

@@ -67,18 +67,29 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+# the longest CSV field read (the csv module's own default is 128 KiB); a longer one is an
+# error naming its line, not a traceback
+CSV_FIELD_LIMIT = 1 << 20
+
+
 def read_rows(source: Path) -> Iterator[dict[str, Any]]:
-    """The file's entries, each checked; a bad row stops the run with its line number."""
+    """The file's entries, each checked; a bad row stops the run with its line number. UTF-8
+    with or without a byte-order mark."""
+    _check_utf8(source)
     if source.suffix.lower() == ".csv":
-        with open(source, newline="", encoding="utf-8") as handle:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+        with open(source, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            missing = {"prompt", "response"} - set(reader.fieldnames or ())
-            if missing:
-                raise CliError(f"{source}: the CSV header lacks {', '.join(sorted(missing))}")
-            for row in reader:
-                yield _entry(row, source, reader.line_num)
+            try:
+                missing = {"prompt", "response"} - set(reader.fieldnames or ())
+                if missing:
+                    raise CliError(f"{source}: the CSV header lacks {', '.join(sorted(missing))}")
+                for row in reader:
+                    yield _entry(row, source, reader.line_num)
+            except csv.Error as error:
+                raise CliError(f"{source}:{reader.line_num + 1}: {error}") from None
         return
-    with open(source, encoding="utf-8") as handle:
+    with open(source, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -87,6 +98,17 @@ def read_rows(source: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 raise CliError(f"{source}:{number}: not a JSON object") from None
             yield _entry(row, source, number)
+
+
+def _check_utf8(source: Path) -> None:
+    with open(source, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise CliError(
+                    f"{source}:{number}: not UTF-8 text (byte {error.start + 1} of the line)"
+                ) from None
 
 
 def _entry(row: Any, source: Path, number: int) -> dict[str, Any]:
