@@ -16,16 +16,25 @@ Every process is started here and stopped by its own handle (its pid); traffic g
   while entries are added and deleted. Figure: seconds until every replica equals Redis.
 - ``hostile_inputs``: ``bench/hostile.py``'s bodies, each while ``/healthz`` is polled.
   Figures: status, the slowest ``/healthz`` answer during each.
+- ``hostile_inputs_real_upstream``: NaN, Infinity and numbers past 1e308 in pass-through
+  fields (top level, metadata, a tool schema, ``n`` > 1), whole and streamed, through all
+  three client APIs to a real OpenAI/Anthropic-compatible upstream (the fake one on
+  127.0.0.1). Figures: statuses, 5xx, requests the upstream saw.
+- ``embedded_redis_kill``: a replica that started its own Redis (as ``make run`` does)
+  has it killed -9. Figures: seconds until the Redis is back, until ready, until a HIT.
 - ``soak``: 4 clients for ``--soak-s`` seconds. Figures: requests, errors, RSS growth.
 
-Writes bench/results/chaos.json; exits 1 when a target is missed.
+Exits 1 when a target is missed. Writes chaos.json into a temporary folder (the path is
+printed), or with ``--keep`` into bench/results (``make chaos KEEP=1``).
 
-    python bench/chaos.py [--soak-s 60]
+    python bench/chaos.py [--soak-s 60] [--keep]
 """
 
 import argparse
 import itertools
+import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -42,11 +51,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_results
-from bench.hostile import hostile_bodies
+from bench.hostile import hostile_bodies, non_finite_bodies
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
 from service.tools.nginx_lb import NginxLB, nginx_binary
 from service.tools.replica_process import ServiceProcess
+from tests.fake_upstream import FakeUpstream
 
 ADMIN = "chaos-admin-token"
 TOPICS = ["password", "invoice", "refund", "delivery", "warranty", "account", "discount",
@@ -57,6 +67,7 @@ TARGETS = {
     "replica_kill_client_errors": 0,
     "seconds_until_replicas_equal_redis": 5.0,
     "healthz_stall_ms": 100.0,
+    "embedded_redis_back_s": 10.0,
 }
 
 
@@ -405,6 +416,66 @@ def hostile_inputs() -> dict[str, Any]:
     }
 
 
+def hostile_inputs_real_upstream() -> dict[str, Any]:
+    """Bodies a JSON encoder cannot write back, through every client API to a real
+    upstream: each must be a 4xx, and none may reach the upstream."""
+    json_body = {"content-type": "application/json"}
+    upstream = FakeUpstream()
+    upstream.start()
+    statuses: list[dict[str, Any]] = []
+    try:
+        with own_redis() as server, ExitStack() as stack:
+            service = replica(
+                stack, server.url, llm="openai", openai_base_url=upstream.base_url,
+                openai_api_key="sk-chaos", anthropic_base_url=upstream.base_url,
+                anthropic_api_key="ak-chaos",
+            )  # fmt: skip
+            for name, path, body in non_finite_bodies():
+                try:
+                    status = service.http.post(path, content=body, headers=json_body).status_code
+                except httpx.HTTPError:
+                    status = 0
+                statuses.append({"case": name, "path": path, "status": status})
+    finally:
+        upstream.stop()
+    return {
+        "cases": len(statuses),
+        "5xx": sum(1 for case in statuses if case["status"] >= 500),
+        "no_answer": sum(1 for case in statuses if case["status"] == 0),
+        "4xx": sum(1 for case in statuses if 400 <= case["status"] < 500),
+        "upstream_requests": len(upstream.requests),
+        "not_4xx": [case for case in statuses if not 400 <= case["status"] < 500],
+    }
+
+
+def embedded_redis_kill() -> dict[str, Any]:
+    """kill -9 of the Redis a replica started itself: its supervisor brings it back."""
+    with ExitStack() as stack:
+        service = ServiceProcess(None, sim_latency_ms=20, embed_threads=1)  # its own Redis
+        stack.callback(service.stop)
+        service.wait_ready()
+        assert service.http.post("/v1/query", json={"prompt": question(1)}).status_code == 200
+        pid = service.view()["embedded_redis"]["pid"]
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        back = wait_for(lambda: service.view()["embedded_redis"]["restarts"] >= 1, 60)
+        ready = wait_for(lambda: service.http.get("/readyz").status_code == 200, 60)
+        hit = wait_for(
+            lambda: service.http.post("/v1/query", json={"prompt": paraphrase(1)})
+            .json()["status"] == "HIT", 60,
+        )  # fmt: skip
+        total = time.monotonic() - killed
+        view = service.view()["embedded_redis"]
+    return {
+        "seconds_until_redis_back": round(back, 2),
+        "seconds_until_ready_after": round(ready, 2),
+        "seconds_until_hit_after": round(hit, 2),
+        "seconds_kill_to_hit": round(total, 2),
+        "restarts": view["restarts"],
+        "new_pid": view["pid"] != pid,
+    }
+
+
 def soak(seconds: float) -> dict[str, Any]:
     with own_redis() as server, ExitStack() as stack:
         service = replica(stack, server.url, sim_latency_ms=5)
@@ -437,6 +508,7 @@ def soak(seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--soak-s", type=float, default=60.0)
+    parser.add_argument("--keep", action="store_true", help="write bench/results/chaos.json")
     args = parser.parse_args()
     started = time.monotonic()
     scenarios: dict[str, Any] = {}
@@ -453,6 +525,8 @@ def main() -> None:
     run("replica_kill_behind_nginx", replica_kill_behind_nginx)
     run("pubsub_cut_under_writes", pubsub_cut_under_writes)
     run("hostile_inputs", hostile_inputs)
+    run("hostile_inputs_real_upstream", hostile_inputs_real_upstream)
+    run("embedded_redis_kill", embedded_redis_kill)
     run("soak", lambda: soak(args.soak_s))
 
     fault_runs = [v for k, v in scenarios.items() if k.startswith("redis_") and "5xx" in v]
@@ -460,18 +534,21 @@ def main() -> None:
     measured = {
         "acknowledged_writes_lost": scenarios["redis_kill_under_writes"]["acknowledged_lost"],
         "query_and_chat_5xx": sum(v["5xx"] + v["no_answer"] for v in fault_runs)
-        + scenarios["soak"]["5xx"],
+        + scenarios["soak"]["5xx"]
+        + scenarios["hostile_inputs_real_upstream"]["5xx"]
+        + scenarios["hostile_inputs_real_upstream"]["no_answer"],
         "replica_kill_client_errors": kill.get("client_visible_errors", 0),
         "seconds_until_replicas_equal_redis": max(
             scenarios["pubsub_cut_under_writes"]["max_seconds_until_equal"],
             kill.get("seconds_ready_to_equal_redis", 0.0),
         ),
         "healthz_stall_ms": scenarios["hostile_inputs"]["max_healthz_ms"],
+        "embedded_redis_back_s": scenarios["embedded_redis_kill"]["seconds_until_redis_back"],
     }
     met = {name: measured[name] <= target for name, target in TARGETS.items()}
     results = {"targets": TARGETS, "measured": measured, "met": met,
                "seconds": round(time.monotonic() - started, 1), "scenarios": scenarios}  # fmt: skip
-    write_results("chaos", results)
+    write_results("chaos", results, keep=args.keep)
     print({"measured": measured, "met": met})
     sys.exit(0 if all(met.values()) else 1)
 

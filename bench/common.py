@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -182,9 +183,12 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     }
 
 
-def write_results(name: str, results: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, results: dict[str, Any], keep: bool = True) -> Path:
+    """Write ``<name>.json`` into bench/results (``keep``), else into a temporary folder:
+    a run that checks (CI's chaos run) leaves the tree as it found it."""
+    folder = RESULTS if keep else Path(tempfile.gettempdir()) / "dyna-cache-results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     document = {
         "benchmark": name,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -196,5 +200,5 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
         **results,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path

@@ -5,8 +5,12 @@ endpoint, the admin API included, can be called), creates a tenant, and runs sch
 over every operation with the admin token, checking: no 5xx, status codes, content types,
 headers and bodies as documented. Then sends the hostile bodies of ``bench/hostile.py``
 (what schemathesis's generators never reached: integers past 64 bits, deep nesting, lone
-surrogates, backtracking bait), each of which must get a 4xx or 2xx, never a 5xx or a
-dropped connection. Writes bench/results/fuzz.json (cases tried, failures).
+surrogates, backtracking bait), and NaN, Infinity and numbers past 1e308 in every client
+API's pass-through fields (``non_finite_bodies``) to a second replica whose upstream is real
+(the fake OpenAI/Anthropic-compatible one on 127.0.0.1): each must get a 4xx or 2xx, never
+a 5xx or a dropped connection. The schema run covers every operation, the three client
+APIs (Chat Completions, Responses, Messages) with their strict request models included.
+Writes bench/results/fuzz.json (cases tried, failures).
 
     python bench/fuzz.py [--examples 50]
 """
@@ -25,7 +29,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ServiceProcess, write_results
-from bench.hostile import hostile_bodies
+from bench.hostile import hostile_bodies, non_finite_bodies
+from tests.fake_upstream import FakeUpstream
 
 TOKEN = "fuzz-admin-token"
 CHECKS = (
@@ -59,7 +64,18 @@ def main() -> None:
         )  # fmt: skip
         summary = run.stdout.strip().splitlines()
         events = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
-        hostile = send_hostile(service)
+        hostile = send_hostile(service, hostile_bodies())
+    upstream = FakeUpstream()
+    upstream.start()
+    try:
+        with ServiceProcess(
+            admin_token=TOKEN, log_level="error", llm="openai",
+            openai_base_url=upstream.base_url, openai_api_key="sk-fuzz",
+            anthropic_base_url=upstream.base_url, anthropic_api_key="ak-fuzz",
+        ) as real:  # fmt: skip
+            hostile += send_hostile(real, non_finite_bodies())
+    finally:
+        upstream.stop()
     Path("/tmp/fuzz_out.txt").write_text(run.stdout)
     print("\n".join(summary[-25:]))
     results: dict[str, Any] = {
@@ -77,11 +93,13 @@ def main() -> None:
     sys.exit(run.returncode or (1 if failed else 0))
 
 
-def send_hostile(service: ServiceProcess) -> list[dict[str, Any]]:
+def send_hostile(
+    service: ServiceProcess, bodies: list[tuple[str, str, bytes]]
+) -> list[dict[str, Any]]:
     """Each hostile body once: its status and time; ok when a 2xx or 4xx came back."""
     results = []
     headers = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
-    for name, path, body in hostile_bodies():
+    for name, path, body in bodies:
         started = time.perf_counter()
         try:
             status = service.http.post(path, content=body, headers=headers, timeout=30).status_code

@@ -42,3 +42,33 @@ def hostile_bodies() -> list[tuple[str, str, bytes]]:
         ("long prompt differing past the window", "/v1/query",
          _json({"prompt": "word " * 2_000 + "refund?"})),
     ]  # fmt: skip
+
+
+def non_finite_bodies() -> list[tuple[str, str, bytes]]:
+    """NaN, Infinity and numbers past 1e308 (Python reads them as floats; no JSON encoder
+    writes them back) in pass-through fields of every client API, whole and streamed."""
+    question = "What is the capital of France?"
+    heads = {
+        "/v1/chat/completions": {"model": "m", "messages": [{"role": "user", "content": question}]},
+        "/v1/responses": {"model": "m", "input": question},
+        "/v1/messages": {"model": "m", "max_tokens": 50,
+                         "messages": [{"role": "user", "content": question}]},
+    }  # fmt: skip
+    fields = [
+        ("huge number", '"foo": 1e400'),
+        ("NaN", '"foo": NaN'),
+        ("Infinity", '"foo": Infinity'),
+        ("NaN in metadata", '"metadata": {"a": NaN}'),
+        ("tool schema maximum 1e400", '"tools": [{"type": "function", "name": "f", "parameters":'
+         ' {"type": "object", "properties": {"x": {"type": "number", "maximum": 1e400}}}}]'),
+    ]  # fmt: skip
+    bodies = []
+    for path, head in heads.items():
+        opened = json.dumps(head)[:-1]
+        for name, field in fields:
+            for stream in ("", ', "stream": true'):
+                label = f"{name}{' streamed' if stream else ''} ({path})"
+                bodies.append((label, path, f"{opened}, {field}{stream}}}".encode()))
+    n_two = json.dumps(heads["/v1/chat/completions"])[:-1] + ', "n": 2, "seed": NaN}'
+    bodies.append(("NaN with n=2 (pass-through)", "/v1/chat/completions", n_two.encode()))
+    return bodies

@@ -202,7 +202,7 @@ def responses_events(body: dict[str, Any], text: str, tool: bool) -> list[dict[s
             "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}}  # fmt: skip
     started = {**done, "status": "in_progress", "output": []}
     at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": started},
         {"type": "response.in_progress", "response": started},
         {"type": "response.output_item.added", "output_index": 0,

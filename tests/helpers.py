@@ -127,7 +127,9 @@ def mirror_count(client: "redis.Redis", query: str) -> int:
     """Entries of the Redis search mirror matching ``query``: one index on one Redis, one per
     primary on a cluster (each queried on its node)."""
     if not isinstance(client, redis.RedisCluster):
-        reply = client.execute_command("FT.SEARCH", "dc:idx", query, "NOCONTENT")
+        reply = client.execute_command(  # type: ignore[no-untyped-call]
+            "FT.SEARCH", "dc:idx", query, "NOCONTENT"
+        )
         return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
     total = 0
     for node in client.get_primaries():

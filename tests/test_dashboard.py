@@ -12,7 +12,6 @@ import pytest
 from tests.helpers import CacheService, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "bench" / "results" / "dashboard.png"
 ADMIN = "dashboard-admin-token"
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -71,7 +70,9 @@ def stats(service: CacheService) -> dict[str, Any]:
     return numbers
 
 
-def test_dashboard_shows_the_stats_in_a_browser(busy: CacheService, browser: Any) -> None:
+def test_dashboard_shows_the_stats_in_a_browser(
+    busy: CacheService, browser: Any, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     def text(element_id: str) -> str:
@@ -125,9 +126,10 @@ def test_dashboard_shows_the_stats_in_a_browser(busy: CacheService, browser: Any
     busy.http.post("/v1/query", json={"prompt": "Where is my parcel?"},
                    headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
     wait_until(lambda: text("requests") == str(len(TRAFFIC) + 1), 15, message="a live refresh")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    # a test leaves the tree as it found it: the screenshot goes to its temporary folder
+    screenshot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
 
 
 def test_dashboard_page_and_assets_are_served_without_a_build(busy: CacheService) -> None:
