@@ -127,8 +127,6 @@ class MessagesRequest(_Strict):
     system: str | list[ContentPart] | None = None
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
     stop_sequences: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     metadata: AnthropicMetadata | None = None
