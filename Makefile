@@ -44,24 +44,24 @@ image-tools:
 # ONNX export of the packaged model (the default embedder), cached in models/onnx (~15 s)
 DATA_DIR ?= ../shared/data
 models: install
-	$(PY) -m index.training.onnx_export --if-missing --out models/onnx
+	$(PY) -m training.onnx_export --if-missing --out models/onnx
 
 # the pair model (the default decision stage), trained from the shared data when it is not
 # built yet (~12 min on 2 cores); the verifier (~5 min)
 pair-model: models
-	$(PY) -m index.training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair
+	$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair
 
 verifier-model: models
-	$(PY) -m index.training.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
+	$(PY) -m training.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 # retrain them (seeded)
 verifier: models
-	$(PY) -m index.training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
+	$(PY) -m training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 # serves at once; a pair model not built yet is trained in the background (its progress
 # goes to this terminal) and picked up by the running service when it is done
 run: install models
-	@$(PY) -m index.training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
+	@$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
 	  $(PY) -m service
 
 test: install models pair-model verifier-model system-tools
@@ -78,8 +78,8 @@ image-test: install image-tools
 	$(PY) -m pytest -q -m image tests/test_image.py
 
 lint: install
-	$(VENV)/bin/ruff check service index tests bench
-	$(VENV)/bin/mypy service index bench
+	$(VENV)/bin/ruff check service index training devtools tests bench
+	$(VENV)/bin/mypy service index training devtools bench
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)

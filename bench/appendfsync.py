@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import percentiles, random_unit_vectors, write_results
-from index.embedding.embedder import EMBEDDING_DIM
+from index.embedding.protocol import EMBEDDING_DIM
 from index.store.connection import connect
 from index.store.records import NewEntry, Retention
 from index.store.redis_store import RedisStore

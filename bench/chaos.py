@@ -52,10 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_results
 from bench.hostile import hostile_bodies, non_finite_bodies
+from devtools.nginx_lb import NginxLB, nginx_binary
+from devtools.replica_process import ServiceProcess
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
-from service.tools.nginx_lb import NginxLB, nginx_binary
-from service.tools.replica_process import ServiceProcess
 from tests.fake_upstream import FakeUpstream
 
 ADMIN = "chaos-admin-token"

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import distinct_questions, random_unit_vectors, write_results
 from bench.throughput import run_wrk, semantic_lookup_inputs
+from devtools.redis_cluster import EmbeddedCluster
+from devtools.replica_process import ServiceProcess
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
-from service.tools.redis_cluster import EmbeddedCluster
-from service.tools.replica_process import ServiceProcess
 
 NAMESPACES = [f"bench-{i}" for i in range(24)]
 COMMON: dict[str, Any] = {"sim_latency_ms": 0, "log_level": "error"}
@@ -60,7 +60,7 @@ def redis_of(kind: str, folder: Path) -> Iterator[tuple[str, Any]]:
 async def write_entries(url: str, count: int, namespaces: list[str]) -> float:
     """Entries per second written through the store (32 in flight, round-robin over
     ``namespaces``)."""
-    from index.embedding.embedder import EMBEDDING_DIM
+    from index.embedding.protocol import EMBEDDING_DIM
     from index.store.connection import connect
     from index.store.records import NewEntry, Retention
     from index.store.redis_store import RedisStore

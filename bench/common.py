@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.tools.replica_process import ServiceProcess
+from devtools.replica_process import ServiceProcess
 
 __all__ = ["ServiceProcess"]
 
@@ -42,7 +42,7 @@ async def fill_redis(
     from is the same as for real entries); seconds taken. ``filler``: random unit vectors
     (HNSW's worst case: no neighbourhoods, every point about as far as any other), or real
     QQP questions with their embeddings (``qqp_filler``; none of ``exclude``)."""
-    from index.embedding.embedder import EMBEDDING_DIM
+    from index.embedding.protocol import EMBEDDING_DIM
     from index.store.connection import connect
     from index.store.records import NewEntry, Retention
     from index.store.redis_store import RedisStore

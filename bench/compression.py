@@ -28,8 +28,9 @@ from bench.common import DATA, write_results
 from index.embedding.embedder import load_embedder
 from index.policy.distance import DEFAULT_THRESHOLD
 from index.store.keys import entry_id_of
-from index.training.pair_data import pairs_in, read_pairs
-from index.vectors.local_index import CODECS, IndexedVector, IndexShape, LocalIndex
+from index.store.records import IndexedVector
+from index.vectors.local_index import CODECS, IndexShape, LocalIndex
+from training.pair_data import pairs_in, read_pairs
 
 PAIR_MODEL_RADIUS = 0.5
 DISTRACTORS = 20_000

@@ -4,7 +4,7 @@ student's decisions against the teacher's on the dev split before even consideri
 
 A replica per embedder (fp32 ``onnx``, the default and the reference; then each candidate:
 ``int8`` the quantised export, ``student`` the 3-layer model of
-``index/training/student_distill.py``), each with the shipped decision stage (the pair
+``training/student_distill.py``), each with the shipped decision stage (the pair
 model), answers the same seeded samples of the QQP dev split (questions no training or
 tuning saw) by the protocol of ``bench/quality.py``: each q1 stored, each q2 looked up as
 served. Per seed: each embedder's served precision and recall, and the share of lookups
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, RESULTS, ServiceProcess, write_results
 from bench.quality import analyse, measure, sample, summarise
 from index.embedding.onnx_embedder import FP32_NAME, INT8_NAME, TOKENIZER_NAME, OnnxEmbedder
-from index.training.pair_data import pairs_in, read_pairs
+from training.pair_data import pairs_in, read_pairs
 
 REFERENCE = "fp32"
 # replica settings of each embedder, and its model file (for --speed)

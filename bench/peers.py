@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ServiceProcess, write_results
 from bench.latency import LeanClient
 from index.embedding.embedder import load_embedder, packaged_model_path
-from index.training.corpus import qqp_pairs
 from service.app import start_runtime
 from service.embedded_redis import EmbeddedRedis
 from service.schemas import EntryIn, QueryRequest
 from service.settings import Settings
+from training.corpus import qqp_pairs
 
 THRESHOLD_L2 = 0.35
 THRESHOLD_COSINE_DISTANCE = THRESHOLD_L2 / 2

@@ -15,7 +15,7 @@ Every operating point was chosen on the tune split (or is the fixed default thre
 nothing here is tuned on the figures it reports. The curves' "best precision at recall
 >= 0.6" are read off the reported sample, so they are labelled as such: an upper bound.
 
-Sets: the QQP dev split (``index/training/pair_data.py``: questions no training or tuning
+Sets: the QQP dev split (``training/pair_data.py``: questions no training or tuning
 saw), STS-B (``duplicate`` as labelled in the file; never used in training), and the
 made-up traps of ``bench/traps.py`` (templates the training generator does not produce).
 QQP and STS-B are sampled with ``--seeds`` (several samples: the spread is reported).
@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from bench.traps import traps
 from index.policy.distance import DEFAULT_THRESHOLD
-from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
-from index.training.pair_protocol import CUTS, FINE_RADII, Point, score
+from training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from training.pair_protocol import CUTS, FINE_RADII, Point, score
 
 TARGET = {"precision": 0.80, "recall": 0.60}
 

@@ -46,7 +46,8 @@ from bench.common import (
 )
 from bench.latency import stages_of
 from index.store.keys import new_entry_id
-from index.vectors.local_index import IndexedVector, LocalIndex
+from index.store.records import IndexedVector
+from index.vectors.local_index import LocalIndex
 from service.embedded_redis import EmbeddedRedis
 from service.keying.normalise import scope_of
 

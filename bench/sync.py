@@ -22,8 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fill_redis, percentiles, write_results
+from devtools.replica_process import ServiceProcess
 from service.embedded_redis import EmbeddedRedis
-from service.tools.replica_process import ServiceProcess
 
 
 def measure_lag(redis_url: str, writes: int) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """Made-up traps for the quality benchmark: pairs of questions that look alike and must not
 share an answer. Written from templates that the training generator
-(``index/training/verifier_train.py: hard_negatives``) does not produce: it swaps the first
+(``training/verifier_train.py: hard_negatives``) does not produce: it swaps the first
 two capitalised names, changes a digit, swaps the first and last long words, puts "not"
 after an auxiliary, or puts one listed antonym; these swap lower-case roles in the middle,
 reverse comparisons and directions, use number words and "un-"/"in-" prefixes, and change
 the action on one object.
 """
 
-from index.training.pair_data import Pair
+from training.pair_data import Pair
 
 _SWAPS = {  # template with {a} and {b}, then the two are swapped
     "How do I move money from my {a} account to my {b} account?": [

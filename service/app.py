@@ -11,9 +11,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from index.embedding.embedder import Embedder, load_embedder
+from index.embedding.embedder import load_embedder
 from index.embedding.onnx_embedder import model_files
+from index.embedding.protocol import Embedder
 from index.embedding.worker import EmbeddingWorker
+from index.lookup import VectorSide
 from index.policy.verifier import Verifier
 from index.store.connection import connect
 from index.store.redis_store import RedisStore
@@ -261,11 +263,10 @@ async def start_runtime(
     decision.start()
     on_stop(stack, decision.stop, "the decision stage")
     log.info("decision stage: %s", decision.name)
+    vectors = VectorSide(store, index, sync)
     queries = QueryPath(
         settings,
-        store,
-        index,
-        sync,
+        vectors,
         embedder,
         llm,
         telemetry,
@@ -294,7 +295,7 @@ async def start_runtime(
         messages=ApiProxy(
             settings, queries, MessagesDialect(messages_upstream, llm, splitter, max_temperature)
         ),
-        entries=EntryManager(settings, store, index, embedder, splitter, keeps=sync.keeps),
+        entries=EntryManager(settings, vectors, embedder, splitter),
         feedback=FeedbackBook(settings, store, embedder, splitter),
         tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),
         rate_limiter=RateLimiter(client),

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.redis_cluster import EmbeddedCluster
 from service.embedded_redis import EmbeddedRedis, free_port
 from service.settings import Settings
-from service.tools.redis_cluster import EmbeddedCluster
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import CacheService
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
+from devtools.redis_cluster import EmbeddedCluster
+from devtools.replica_process import ServiceProcess
 from index.store import keys
-from service.tools.redis_cluster import EmbeddedCluster
-from service.tools.replica_process import ServiceProcess
 from tests.helpers import wait_until
 from tests.test_tenants import ADMIN, ask, make_tenant
 

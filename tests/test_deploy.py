@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.nginx_lb import NginxLB, nginx_binary
+from devtools.replica_process import ROOT
 from service.__main__ import refusal
 from service.settings import Settings
-from service.tools.nginx_lb import NginxLB, nginx_binary
-from service.tools.replica_process import ROOT
 
 
 def compose_config(environment: dict[str, str] | None = None, *overrides: str) -> dict[str, Any]:
@@ -96,9 +96,12 @@ def test_dockerfile_builds_in_two_stages_and_serves_without_torch() -> None:
     text = "\n".join(lines)
     build, runtime = text.split("AS runtime")
     assert "torch==2.13.0" in build and "pip install '.[train]'" in build
-    assert "index.training.onnx_export" in build
+    assert "training.onnx_export" in build
     assert "torch" not in runtime.replace("no torch", "") and "[train]" not in runtime
     assert "COPY --from=build /src/models ./models" in runtime
+    # the runtime stage copies the runtime packages only: no offline code, no harnesses
+    copied = [line.split()[1] for line in runtime.splitlines() if line.startswith("COPY ")]
+    assert not {"training", "devtools", "tests", "bench", "."} & set(copied), copied
     assert "useradd" in runtime
     user_lines = [line for line in lines if line.startswith("USER ")]
     assert user_lines and user_lines[-1] != "USER root"

@@ -1,6 +1,7 @@
 import numpy as np
 
-from index.embedding.embedder import EMBEDDING_DIM, load_embedder
+from index.embedding.embedder import load_embedder
+from index.embedding.protocol import EMBEDDING_DIM
 
 
 def test_torch_embedder_gives_unit_384_vectors_and_loads_once() -> None:

@@ -9,7 +9,7 @@ import pytest
 from index.embedding.embedder import load_embedder
 from index.embedding.worker import EmbeddingWorker
 from index.policy.distance import DEFAULT_THRESHOLD, is_hit
-from index.training.corpus import DATA, qqp_pairs, varied_texts
+from training.corpus import DATA, qqp_pairs, varied_texts
 
 ONNX_DIR = "models/onnx"
 MIN_MEAN_COSINE = {"onnx": 0.999, "onnx-int8": 0.99}

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.tools.replica_process import ROOT
+from devtools.replica_process import ROOT
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.image
@@ -116,15 +116,17 @@ def _require_tools_and_images() -> None:
             pytest.skip(f"{image} is not built: run tests/podman/build_images.sh (make image-test)")
 
 
-def test_runtime_image_has_no_torch_and_carries_the_model() -> None:
+def test_runtime_image_holds_only_the_runtime_and_carries_the_model() -> None:
     _require_tools_and_images()
     probe = _podman(
         "run", "--rm", IMAGES["DYNACACHE_API_IMAGE"], "python", "-c",
         "import importlib.util as u, pathlib; "
         "print(u.find_spec('torch') is None, u.find_spec('sklearn') is None, "
+        "u.find_spec('training') is None, u.find_spec('devtools') is None, "
+        "not pathlib.Path('training').exists(), not pathlib.Path('devtools').exists(), "
         "pathlib.Path('models/onnx/model.onnx').exists())",
     )  # fmt: skip
-    assert probe.stdout.split() == ["True", "True", "True"]
+    assert probe.stdout.split() == ["True"] * 7
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from devtools.replica_process import ROOT
 from service.settings import Settings
-from service.tools.replica_process import ROOT
 
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from index.store.keys import new_entry_id
-from index.vectors.local_index import IndexedVector, IndexShape, LocalIndex
+from index.store.records import IndexedVector
+from index.vectors.local_index import IndexShape, LocalIndex
 
 DIM = 8
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.replica_process import ROOT
 from index.policy.numbers import differing_numbers
 from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
 from index.policy.rules import refused_by_rule
-from service.tools.replica_process import ROOT
 from tests.helpers import CacheService, wait_until
 
 BUILT = ROOT / "models" / "pair"

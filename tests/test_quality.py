@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import redis
 
+from devtools.redis_cluster import EmbeddedCluster
 from index.embedding.embedder import load_embedder
 from index.policy.distance import DEFAULT_THRESHOLD
 from index.policy.verifier import Verifier
-from index.training.corpus import DATA
-from index.training.pair_data import Pair, pairs_in, read_pairs
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
-from service.tools.calibrate import calibrate
-from service.tools.redis_cluster import EmbeddedCluster
 from tests.helpers import CacheService, wait_until
+from training.calibrate import calibrate
+from training.corpus import DATA
+from training.pair_data import Pair, pairs_in, read_pairs
 
 VERIFIER = Settings().verifier_path
 needs_verifier = pytest.mark.skipif(
@@ -205,7 +205,7 @@ def test_calibration_cli_writes_the_tenant_settings(
     redis_client.hset("dc:tenant:{acme}", mapping={"settings": "{}", "created": 1})
     url = redis_server.url
     done = subprocess.run(
-        [sys.executable, "-m", "service.tools.calibrate", "--pairs", str(path),
+        [sys.executable, "-m", "training.calibrate", "--pairs", str(path),
          "--target-precision", "0.6", "--tenant", "acme", "--redis-url", url],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -214,7 +214,7 @@ def test_calibration_cli_writes_the_tenant_settings(
     settings = json.loads(redis_client.hget("dc:tenant:{acme}", "settings"))
     assert 0 < settings["threshold"] <= 1
     bad = subprocess.run(
-        [sys.executable, "-m", "service.tools.calibrate", "--pairs", str(path),
+        [sys.executable, "-m", "training.calibrate", "--pairs", str(path),
          "--target-precision", "1.5"], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2

@@ -6,7 +6,7 @@ import numpy as np
 import redis
 
 from index.store import keys
-from index.vectors.local_index import IndexedVector
+from index.store.records import IndexedVector
 from service.keying.prompt_key import prompt_key
 from tests.helpers import CacheService, wait_until
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import redis
 
+from devtools.nginx_lb import NginxLB, nginx_binary
+from devtools.replica_process import ServiceProcess
 from index.store import keys
 from service.embedded_redis import EmbeddedRedis
-from service.tools.nginx_lb import NginxLB, nginx_binary
-from service.tools.replica_process import ServiceProcess
 from tests.helpers import wait_until
 
 B_USER, B_PASSWORD = "replica-b", "b-secret"

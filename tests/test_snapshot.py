@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from index.store.keys import new_entry_id
+from index.store.records import IndexedVector
 from index.vectors import snapshot
-from index.vectors.local_index import IndexedVector, IndexShape, LocalIndex
+from index.vectors.local_index import IndexShape, LocalIndex
 from index.vectors.snapshot import SnapshotIdentity
 
 DIM = 16

@@ -10,10 +10,10 @@ import orjson
 import pytest
 import redis
 
+from devtools.nginx_lb import NginxLB, nginx_binary
+from devtools.redis_cluster import EmbeddedCluster
+from devtools.replica_process import ROOT, ServiceProcess
 from service.embedded_redis import EmbeddedRedis
-from service.tools.nginx_lb import NginxLB, nginx_binary
-from service.tools.redis_cluster import EmbeddedCluster
-from service.tools.replica_process import ROOT, ServiceProcess
 from tests.helpers import wait_until
 
 COMMON = {"sim_latency_ms": 0, "embed_threads": 1, "drift_check_interval_s": 60}

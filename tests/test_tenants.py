@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis
 
+from devtools.replica_process import ServiceProcess
 from service.embedded_redis import EmbeddedRedis
-from service.tools.replica_process import ServiceProcess
 from tests.conftest import ON_CLUSTER
 from tests.helpers import CacheService, mirror_count, wait_until
 

@@ -1,4 +1,6 @@
-"""Sentence embedders: the Protocol the cache depends on, and its torch implementation.
+"""Loading a sentence embedder (``load_embedder``: ONNX Runtime, the serving path, or the
+torch reference), and the torch implementation. The Protocol and the model's constants are
+in ``index/embedding/protocol.py``.
 
 all-MiniLM-L6-v2 gives 384-dimensional vectors; every embedder here returns them
 L2-normalised as float32 rows, so squared L2 distance is ``2 - 2·cos``.
@@ -12,42 +14,13 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from index.embedding.onnx_embedder import OnnxEmbedder, model_files
+from index.embedding.protocol import EMBEDDING_DIM, MAX_TOKENS, Embedder, seen_by_offsets
+
 log = logging.getLogger(__name__)
-
-EMBEDDING_DIM = 384
-
-
-class Embedder(Protocol):
-    dim: int
-    # False when a text's vector depends on what it is batched with (dynamic int8
-    # quantisation picks one activation scale per batch): such a backend is never micro-batched
-    batch_invariant: bool
-    # True when two threads may run it at once (then a replica embeds in parallel lanes)
-    parallel_runs: bool
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-normalised float32 rows, one per text (blocking; call off the event loop)."""
-        ...
-
-    def seen_chars(self, text: str) -> int:
-        """How many leading characters of ``text`` the model reads (it stops at
-        ``MAX_TOKENS`` word pieces); ``len(text)`` when it reads it all."""
-        ...
-
-
-MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
-
-
-def seen_by_offsets(text: str, offsets: Sequence[tuple[int, int]], truncated: bool) -> int:
-    """The end of the last word piece the model reads, from a truncated encoding's
-    character offsets (special tokens have (0, 0))."""
-    if not truncated:
-        return len(text)
-    return max((end for _, end in offsets), default=len(text))
 
 
 def packaged_model_path() -> Path:
@@ -112,8 +85,6 @@ def load_embedder(
         path = Path(model_path) if model_path else packaged_model_path()
         embedder = SentenceTransformerEmbedder(path, threads)
     elif backend in ("onnx", "onnx-int8"):
-        from index.embedding.onnx_embedder import OnnxEmbedder, model_files
-
         path, tokenizer = model_files(Path(onnx_dir), backend)
         embedder = OnnxEmbedder(path, tokenizer, threads)
     else:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from index.embedding.embedder import EMBEDDING_DIM, MAX_TOKENS, seen_by_offsets
+from index.embedding.protocol import EMBEDDING_DIM, MAX_TOKENS, seen_by_offsets
 from index.onnx_runtime import batch_tokenizer, cpu_session
 
 CHUNK = 32  # texts per ONNX run
-# the files `python -m index.training.onnx_export` writes into the cache folder
+# the files `python -m training.onnx_export` writes into the cache folder
 FP32_NAME = "model.onnx"
 INT8_NAME = "model-int8.onnx"
 TOKENIZER_NAME = "tokenizer.json"
@@ -32,7 +32,7 @@ class OnnxEmbedder:
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} is missing: export the ONNX models with "
-                    f"`python -m index.training.onnx_export --out {path.parent}` (make does it)"
+                    f"`python -m training.onnx_export --out {path.parent}` (make does it)"
                 )
         self._session = cpu_session(model_file, threads)
         self._tokenizer = batch_tokenizer(tokenizer_file, MAX_TOKENS)

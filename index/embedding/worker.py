@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from index.embedding.embedder import Embedder
+from index.embedding.protocol import Embedder
 
 
 class EmbeddingWorker:

@@ -3,7 +3,7 @@ input ("[CLS] query [SEP] cached [SEP]") and gives the probability that the cach
 right for the query. It sees both texts word by word, so it can tell "Why did Germany invade
 Poland?" from "Why did Poland invade Germany?" where one cosine cannot.
 
-Trained by ``index/training/pair_model_train.py`` and served from ONNX Runtime (no torch).
+Trained by ``training/pair_model_train.py`` and served from ONNX Runtime (no torch).
 The served probability combines the model's with the candidate's distance (a logistic
 "stack" of the two, fitted on the tune pairs: on its own the cross-encoder ranked the
 nearest candidates worse than the cosine did, together they rank them better than either).

@@ -6,7 +6,7 @@ cosine: the top-1/top-2 margin, token overlap, negation, numbers, named entities
 word order, the question word, length, and a learned projection of the two MiniLM vectors
 (|u−v| and u⊙v), and gives the probability that the candidate's answer is right for the
 query. Small MLPs (one hidden layer, three seeds averaged), trained by
-``index/training/verifier_train.py`` from ../shared/data, plus one rule (differing numbers are
+``training/verifier_train.py`` from ../shared/data, plus one rule (differing numbers are
 refused); inference is numpy only (~0.1 ms).
 
 The artifact (``.npz``) holds the weights, the feature scaling, the radius inside which
@@ -32,7 +32,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-# what the features (and the trap generator of index/training) take for a number and a name
+# what the features (and the trap generator of training/) take for a number and a name
 CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z]+")
 _STOPWORDS = _words(
     """a an the of to in on for and or is are was were be been being do does did i my me you

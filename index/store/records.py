@@ -132,3 +132,24 @@ def stored_entry(entry_id: str, values: list[Any], pttl: int) -> StoredEntry | N
         feedback_radius=float(row["fb_radius"]) if row["fb_radius"] else None,
         exact_key=as_text(row["xkey"]),
     )
+
+
+# What a search gives back, and what a replica holds of an entry (the local index and the
+# store's sync reads both speak these).
+@dataclass(frozen=True)
+class Candidate:
+    entry_id: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class IndexedVector:
+    """What a replica holds of an entry: its vector, where it belongs, the write seq, and
+    its exact-match key (so an exact repeat is found without asking Redis first)."""
+
+    ns: str
+    scope: str
+    entry_id: str
+    vector: np.ndarray
+    seq: int
+    exact_key: str = ""

@@ -36,6 +36,8 @@ from index.store.connection import GuardedRedisCluster, NotReplicated, primary_f
 from index.store.records import (
     EXPORT_FIELDS,
     INDEX_FIELDS,
+    Candidate,
+    IndexedVector,
     NewEntry,
     Retention,
     StoredEntry,
@@ -44,7 +46,6 @@ from index.store.records import (
     stored_entry,
 )
 from index.store.scripts import Scripts
-from index.vectors.local_index import Candidate, IndexedVector
 
 # a script that saw its inputs change is run again with fresh ones, at most this often
 _ATTEMPTS = 20

@@ -42,10 +42,11 @@ import orjson
 from redis.exceptions import RedisError
 
 from index.store import keys
+from index.store.records import IndexedVector
 from index.store.redis_store import RedisStore
 from index.sync.event_feed import EventFeed, FeedFailed
 from index.vectors import snapshot
-from index.vectors.local_index import IndexedVector, LocalIndex
+from index.vectors.local_index import LocalIndex
 from index.vectors.snapshot import SnapshotIdentity
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,11 @@ class ReplicaSync:
 
     # -- the life cycle ----------------------------------------------------------------
 
-    def holds(self, ns: str) -> bool:
+    def serves_locally(self, ns: str) -> bool:
         """The local index answers for ``ns`` (else Redis does)."""
         return self.ready and (not self.affine or ns in self._loaded)
 
-    def keeps(self, ns: str) -> bool:
+    def indexes_writes(self, ns: str) -> bool:
         """Whether a new entry of ``ns`` written here goes into the local index too (an
         affine replica keeps only what it holds; the rest would be memory no lookup uses)."""
         return not self.affine or ns in self._held
@@ -169,7 +170,7 @@ class ReplicaSync:
                 self._queue.put_nowait((_HOLD, ns))
 
     @property
-    def held(self) -> set[str]:
+    def held_namespaces(self) -> set[str]:
         """Affine: the namespaces this replica holds (every one it follows otherwise)."""
         return set(self._held) if self.affine else self.namespaces
 

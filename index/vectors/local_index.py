@@ -37,30 +37,12 @@ import faiss
 import numpy as np
 
 from index.store.keys import entry_id_of, faiss_id
+from index.store.records import Candidate, IndexedVector
 from index.vectors.entry_table import Columns, EntryTable, Slot, exact_hash
 
 faiss.omp_set_num_threads(1)  # single queries: a second OpenMP thread only adds overhead
 
 _MAX_TOMBSTONES = 100_000
-
-
-@dataclass(frozen=True)
-class Candidate:
-    entry_id: str
-    distance: float
-
-
-@dataclass(frozen=True)
-class IndexedVector:
-    """What a replica holds of an entry: its vector, where it belongs, the write seq, and
-    its exact-match key (so an exact repeat is found without asking Redis first)."""
-
-    ns: str
-    scope: str
-    entry_id: str
-    vector: np.ndarray
-    seq: int
-    exact_key: str = ""
 
 
 # How an HNSW sub-index stores its vectors: float32 (1,536 bytes each at 384 dimensions),

@@ -366,7 +366,7 @@ def calibrate(
     seed: int = 7,
 ) -> None:
     """Choose the threshold (and verifier cut) reaching a precision on your own pairs."""
-    from service.tools.calibrate import main as calibrate_main
+    from training.calibrate import main as calibrate_main
 
     argv = ["--pairs", str(pairs), "--target-precision", str(target_precision),
             "--holdout", str(holdout), "--seed", str(seed)]  # fmt: skip
@@ -402,7 +402,7 @@ def fine_tune(
         import torch  # noqa: F401
     except ImportError:
         raise fail("fine-tuning needs torch: pip install -e '.[train]' (see the README)") from None
-    from index.training.pair_model_train import main as train_main
+    from training.pair_model_train import main as train_main
 
     argv = ["--pairs", str(pairs), "--base", str(base), "--out", str(out),
             "--epochs", str(epochs), "--seed", str(seed)]  # fmt: skip

@@ -3,15 +3,12 @@
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from index.embedding.worker import EmbeddingWorker
-from index.store import keys
+from index.lookup import VectorSide
 from index.store.records import NewEntry
-from index.store.redis_store import RedisStore
-from index.vectors.local_index import LocalIndex
 from service.errors import InvalidInput, NotFound, PartlyStored
 from service.keying.prompt_key import prompt_key
 from service.keying.rag import RagSplitter
@@ -27,18 +24,14 @@ class EntryManager:
     def __init__(
         self,
         settings: Settings,
-        store: RedisStore,
-        index: LocalIndex,
+        vectors: VectorSide,
         embedder: EmbeddingWorker,
         splitter: RagSplitter,
-        keeps: Callable[[str], bool] = lambda ns: True,
     ) -> None:
         self.settings = settings
         self.splitter = splitter
-        self.store = store
-        self.index = index
+        self.vectors = vectors
         self.embedder = embedder
-        self.keeps = keeps  # whether a namespace's new entries go into the local index
 
     async def store_many(
         self, entries: list[EntryIn], ns: str, tenant: TenantSettings | None = None
@@ -70,7 +63,7 @@ class EntryManager:
         async def write(position: int, vector: np.ndarray) -> str:
             entry, key = entries[position], prompt_keys[position]
             async with limiter:
-                written = await self.store.write(
+                return await self.vectors.keep(
                     NewEntry(
                         ns=ns,
                         scope=key.scope,
@@ -86,9 +79,6 @@ class EntryManager:
                         else dataclasses.replace(retention, ttl=entry.ttl),
                     )
                 )
-            if self.keeps(ns):
-                self.index.add(written)
-            return written.entry_id
 
         outcomes = await asyncio.gather(
             *(write(position, vectors[n]) for n, position in enumerate(writes)),
@@ -113,22 +103,12 @@ class EntryManager:
 
     async def delete(self, ns: str, entry_id: str) -> None:
         """Delete one entry of the namespace; 404 when it has none with that id."""
-        seq = await self.store.delete(ns, entry_id) if keys.is_entry_id(entry_id) else None
-        if seq is None:
+        if not await self.vectors.delete(ns, entry_id):
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
-        self.index.remove(entry_id, seq)
 
     async def delete_older_than(self, ns: str, seconds: int) -> int:
         """Delete the namespace's entries stored more than ``seconds`` ago; how many."""
-        deleted = 0
-        for entry_id in await self.store.entries_older_than(ns, time.time() - seconds):
-            seq = await self.store.delete(ns, entry_id)
-            if seq is not None:
-                self.index.remove(entry_id, seq)
-                deleted += 1
-        return deleted
+        return await self.vectors.delete_older_than(ns, time.time() - seconds)
 
     async def flush(self, ns: str) -> int:
-        deleted, seq = await self.store.flush_namespace(ns)
-        self.index.flush(ns, seq)
-        return deleted
+        return await self.vectors.flush(ns)

@@ -1,8 +1,10 @@
 """The path of one query, top to bottom:
 
-normalise (RAG blocks into the scope) → exact match → embed → search (FAISS, or the Redis
-HNSW mirror while the local index is not ready) → confirm in Redis → decide → serve; or call
-the LLM (once for identical misses in flight) → store → publish.
+normalise (RAG blocks into the scope) → exact match → embed → search → confirm in Redis →
+decide → serve; or call the LLM (once for identical misses in flight) → store (which
+publishes). Each step against the vector side is one call of its one door
+(``index/lookup.py``: exact, nearest, confirm, keep), which chooses between this replica's
+FAISS index and Redis's HNSW mirror and repairs entries found gone.
 
 Every client API walks it through the same public calls: :meth:`QueryPath.probe` (what to
 look up, with the request → tenant → service choices), then :meth:`QueryPath.resolve` (look
@@ -23,13 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from index.embedding.worker import EmbeddingWorker
+from index.lookup import VectorSide
 from index.policy.distance import is_hit, resolve_threshold, similarity
 from index.store.connection import STORE_UNAVAILABLE
-from index.store.keys import exact_key
 from index.store.records import NewEntry, Retention, StoredEntry
-from index.store.redis_store import RedisStore
-from index.sync.replica_sync import ReplicaSync
-from index.vectors.local_index import Candidate, LocalIndex
 from service.engine.coalescing import Followed, MissCoalescer
 from service.engine.decision import DecisionStage, Judge, JudgedPair
 from service.engine.stage_times import StageTimes
@@ -41,7 +40,7 @@ from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
 from service.policy.user_scope import end_user
 from service.policy.validation import validate_context, validate_prompt
-from service.schemas import CacheMode, CacheStatus, QueryRequest, QueryResponse, TenantSettings
+from service.schemas import CacheMode, CacheStatus, QueryRequest, TenantSettings
 from service.settings import Settings
 from service.tenancy.tenants import effective_threshold, retention_for
 
@@ -149,9 +148,7 @@ class QueryPath:
     def __init__(
         self,
         settings: Settings,
-        store: RedisStore,
-        index: LocalIndex,
-        sync: ReplicaSync,
+        vectors: VectorSide,
         embedder: EmbeddingWorker,
         llm: LLMClient,
         telemetry: Telemetry,
@@ -160,9 +157,7 @@ class QueryPath:
         decision: DecisionStage | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.index = index
-        self.sync = sync
+        self.vectors = vectors
         self.embedder = embedder
         self.llm = llm
         self.telemetry = telemetry
@@ -217,7 +212,7 @@ class QueryPath:
         user_header: str | None = None,
     ) -> Resolution:
         """``POST /v1/query`` (``user_header``: the end user named by the request's header);
-        ``query_response`` makes its body."""
+        ``service/http/query_answer.py`` makes its body."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
         who = end_user(request.scope, tenant, self.settings.scope_mode,
@@ -305,11 +300,11 @@ class QueryPath:
         """The live entry that answers ``probe`` (exact, else the nearest inside its
         threshold that the decision stage in force accepts), or the query's vector for storing a
         new one. Entries narrowed by wrong-hit feedback refuse queries outside their radius."""
-        key, times = probe.key, probe.times
-        self.sync.note_lookup(probe.ns)
+        key, times, vectors = probe.key, probe.times, self.vectors
+        vectors.asked_for(probe.ns)
         if probe.mode != "refresh":
             with times.measure("redis"):
-                exact = await self._exact_entry(probe.ns, key.scope, key.normalised)
+                exact = await vectors.exact(probe.ns, key.scope, key.normalised)
             if exact is not None and self._servable(exact, 0.0, probe):
                 return Found(exact, 0.0)
 
@@ -319,19 +314,16 @@ class QueryPath:
             return Missed(vector, None)
 
         with times.measure("search"):
-            candidates = await self._candidates(probe.ns, key.scope, vector)
+            candidates = await vectors.nearest(probe.ns, key.scope, vector, self.settings.top_k)
         nearest = candidates[0].distance if candidates else None
         nearest_id = candidates[0].entry_id if candidates else None
         for position, candidate in enumerate(candidates):
             if not is_hit(candidate.distance, probe.threshold):
                 break
             with times.measure("redis"):
-                entry = await self.store.get(probe.ns, candidate.entry_id)
-            if entry is None:  # gone from Redis (expired, evicted): drop it here too
-                self.index.remove(candidate.entry_id)
-                continue
-            if not self._servable(entry, candidate.distance, probe):
-                continue
+                entry = await vectors.confirm(probe.ns, candidate.entry_id)
+            if entry is None or not self._servable(entry, candidate.distance, probe):
+                continue  # gone from Redis (and dropped here), or not for this query
             if probe.verifier_cut is None or probe.judge is None:
                 return Found(entry, candidate.distance)
             # only the nearest servable candidate is judged; the next one gives the margin
@@ -364,7 +356,7 @@ class QueryPath:
             return None
         created, ttl = time.time(), probe.retention.ttl
         with probe.times.measure("redis"):
-            written = await self.store.write(
+            entry_id = await self.vectors.keep(
                 NewEntry(
                     ns=probe.ns,
                     scope=probe.key.scope,
@@ -380,31 +372,7 @@ class QueryPath:
                     created=created,
                 )
             )
-        if self.sync.keeps(probe.ns):
-            self.index.add(written)
-        return Kept(written.entry_id, created, created + ttl if ttl > 0 else None)
-
-    async def _exact_entry(self, ns: str, scope: str, normalised: str) -> StoredEntry | None:
-        """The live entry stored for exactly this prompt. A ready replica knows every exact
-        key it holds, so only a known one costs a Redis read (the confirm); while loading,
-        Redis's own pointer answers (and for a namespace this replica does not hold)."""
-        if not self.sync.holds(ns):
-            return await self.store.lookup_exact(ns, scope, normalised)
-        key = exact_key(ns, scope, normalised)
-        entry_id = self.index.exact_entry(key)
-        if entry_id is None:
-            return None
-        entry = await self.store.get(ns, entry_id)
-        if entry is None:
-            self.index.remove(entry_id)
-            return None
-        # the index knows exact keys by a 64-bit hash: the entry confirms it is this key's
-        return entry if entry.exact_key == key else None
-
-    async def _candidates(self, ns: str, scope: str, vector: np.ndarray) -> list[Candidate]:
-        if self.sync.holds(ns) and not self.index.outgrown(ns, scope):
-            return self.index.search(ns, scope, vector, self.settings.top_k)
-        return await self.store.knn(ns, scope, vector, self.settings.top_k)
+        return Kept(entry_id, created, created + ttl if ttl > 0 else None)
 
     def record(self, probe: Probe, resolution: Resolution) -> Resolution:
         """Count an outcome (for a HIT, what it saved; for a MISS with a candidate it did
@@ -447,26 +415,6 @@ class QueryPath:
 
 def _store_unavailable(error: Exception, consequence: str) -> None:
     log.warning("Redis unavailable (%s): %s", type(error).__name__, consequence)
-
-
-def query_response(ns: str, resolution: Resolution) -> QueryResponse:
-    """``/v1/query``'s answer body."""
-    entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
-    kept = resolution.kept
-    return QueryResponse(
-        response=entry.response if entry else reply.text if reply else None,
-        status=resolution.status,
-        distance=distance,
-        similarity=similarity(distance) if distance is not None else None,
-        matched_prompt=entry.prompt if entry else None,
-        entry_id=entry.entry_id if entry else resolution.entry_id,
-        latency_ms=resolution.latency_ms,
-        llm_latency_ms=reply.latency_ms if reply else None,
-        namespace=ns,
-        created=entry.created if entry else kept.created if kept else None,
-        expires_at=entry.expires_at if entry else kept.expires_at if kept else None,
-        confidence=resolution.confidence,
-    )
 
 
 def _elapsed_ms(started: float) -> float:

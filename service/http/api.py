@@ -8,8 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from index.store.connection import breaker_openings
+from service.engine.cache_headers import cache_headers
 from service.engine.insights import current_stats, insights
-from service.engine.query_path import query_response
 from service.http.auth import (
     SECURITY_DOCUMENTED,
     Principal,
@@ -18,9 +18,9 @@ from service.http.auth import (
     principal_for,
     require_operator,
 )
-from service.http.cache_headers import cache_headers
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
+from service.http.query_answer import query_response
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
@@ -266,7 +266,7 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
         "last_rebuild": sync.last_rebuild,
         "snapshot": sync.snapshot,
         "namespace_affinity": sync.affine,
-        "held_namespaces": sorted(sync.held),
+        "held_namespaces": sorted(sync.held_namespaces),
         "reconnects": sync.reconnects,
         "reconciled": sync.reconciled,
         # how often Redis failed to answer, on the request path and in the background

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from index.store import keys
 from index.store.connection import STORE_UNAVAILABLE
 from service.http.dependencies import runtime_of
 from service.http.errors import ApiError
@@ -112,7 +111,7 @@ async def _limit_rate(
         return
     burst = first_set(own.rate_limit_burst, runtime.settings.default_rate_limit_burst)
     try:
-        wait_s = await runtime.rate_limiter.take(keys.rate_key(ns, key_id), rate, burst)
+        wait_s = await runtime.rate_limiter.take(ns, key_id, rate, burst)
     except STORE_UNAVAILABLE:  # the buckets live in Redis: no limit while it is away
         return
     if wait_s > 0:

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from index.store.records import StoredEntry
+from service.engine.cache_headers import cache_headers
 from service.engine.coalescing import Followed
 from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
 from service.engine.shared_stream import SharedStream
-from service.http.cache_headers import cache_headers
 from service.keying.chat_key import ChatKey
 from service.llm.client import UpstreamFailed, UpstreamTimedOut
 from service.policy.cache_control import CacheControl

@@ -8,6 +8,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from index.store import keys
 from index.store.scripts import Scripts
 
 
@@ -15,9 +16,10 @@ class RateLimiter:
     def __init__(self, client: "aioredis.Redis") -> None:
         self._scripts = Scripts.register(client)
 
-    async def take(self, bucket_key: str, rate_per_s: float, burst: int) -> float:
-        """0 when the request may go on, else the seconds to wait."""
+    async def take(self, ns: str, key_id: str, rate_per_s: float, burst: int) -> float:
+        """0 when a request with this key (of this namespace) may go on, else the seconds
+        to wait."""
         wait = await self._scripts.take_token(
-            keys=[bucket_key], args=[rate_per_s, burst, time.time()]
+            keys=[keys.rate_key(ns, key_id)], args=[rate_per_s, burst, time.time()]
         )
         return float(wait)

@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DYNACACHE_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 _SHORT = ["hi", "Paris?", "ok thanks", "refund", "2 + 2", "GPU vs CPU", "why?", "cancel order"]

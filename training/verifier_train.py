@@ -1,9 +1,9 @@
 """Train the verifier from ../shared/data (seeded; a few minutes on 2 cores).
 
-    python -m index.training.verifier_train --data ../shared/data --out models/verifier/verifier.npz
+    python -m training.verifier_train --data ../shared/data --out models/verifier/verifier.npz
                                    [--if-missing] [--seed 13]
 
-1. QQP pairs, split by question (``index/training/pair_data.py``): train for fitting, tune for
+1. QQP pairs, split by question (``training/pair_data.py``): train for fitting, tune for
    choosing the radius and cut; dev is never read here.
 2. Training rows follow the quality protocol: store every train q1, look up every q2; the
    nearest stored question inside a wide radius is a row, labelled right when it is the
@@ -44,8 +44,8 @@ from index.policy.verifier import (
     Features,
     Verifier,
 )
-from index.training.pair_data import distinct_pairs, pairs_in, read_pairs
-from index.training.pair_protocol import (
+from training.pair_data import distinct_pairs, pairs_in, read_pairs
+from training.pair_protocol import (
     RADII,
     SAMPLE_PAIRS,
     Embed,

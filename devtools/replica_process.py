@@ -14,7 +14,7 @@ import httpx
 
 from service.embedded_redis import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceProcess:

@@ -1,6 +1,6 @@
 """Export all-MiniLM-L6-v2 to ONNX (fp32) and quantise it (int8), for the onnx backends.
 
-    python -m index.training.onnx_export [--model PATH] [--out DIR]
+    python -m training.onnx_export [--model PATH] [--out DIR]
 
 The graph is the transformer only (``input_ids``, ``attention_mask``, ``token_type_ids`` →
 ``last_hidden_state``); mean pooling and L2 normalisation happen in numpy, as

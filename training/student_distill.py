@@ -11,7 +11,7 @@ from the served fp32 ONNX model. Exported to ONNX in the layout the ``onnx`` bac
 ``DYNACACHE_ONNX_DIR=models/student``. Not the default: ``bench/embedder_decisions.py``
 measures its served decisions against the teacher's.
 
-    python -m index.training.student_distill [--out models/student] [--epochs 2]
+    python -m training.student_distill [--out models/student] [--epochs 2]
 
 Needs torch (training only).
 """
@@ -28,8 +28,8 @@ import numpy as np
 
 from index.embedding.embedder import packaged_model_path
 from index.embedding.onnx_embedder import FP32_NAME, TOKENIZER_NAME, OnnxEmbedder
-from index.training.onnx_export import export_transformer
-from index.training.pair_data import pairs_in, read_pairs
+from training.onnx_export import export_transformer
+from training.pair_data import pairs_in, read_pairs
 
 log = logging.getLogger(__name__)
 

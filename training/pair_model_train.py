@@ -1,11 +1,11 @@
 """Train the pair model: a MiniLM cross-encoder that reads a query and a cached question
 together and gives the probability that the cached answer is right for the query.
 
-    python -m index.training.pair_model_train [--data DIR] [--out DIR] [--seed N]
-    python -m index.training.pair_model_train --pairs MINE.jsonl --base models/pair
+    python -m training.pair_model_train [--data DIR] [--out DIR] [--seed N]
+    python -m training.pair_model_train --pairs MINE.jsonl --base models/pair
 
 The first form trains from the packaged all-MiniLM-L6-v2 weights on the QQP train split
-(``index/training/pair_data.py``: by question, disjoint from tune and dev) plus made-up traps
+(``training/pair_data.py``: by question, disjoint from tune and dev) plus made-up traps
 (swapped names and words, changed numbers, negations, antonyms: label 0) and rewordings
 (label 1); it chooses its operating point on the tune split. The second fine-tunes a built
 pair model on the user's own labelled pairs (``{"q1", "q2", "duplicate"}`` JSON lines), and
@@ -42,10 +42,10 @@ import numpy as np
 from index.embedding.embedder import load_embedder, packaged_model_path
 from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel, combined
 from index.policy.rules import refused_by_rule
-from index.training.onnx_export import export_bert_inputs
-from index.training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
-from index.training.pair_protocol import SAMPLE_PAIRS, Lookups, look_up_in_chunks
-from index.training.verifier_train import hard_negatives, rewordings
+from training.onnx_export import export_bert_inputs
+from training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from training.pair_protocol import SAMPLE_PAIRS, Lookups, look_up_in_chunks
+from training.verifier_train import hard_negatives, rewordings
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,7 @@ def _split_own_pairs(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pai
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m index.training.pair_model_train", description=__doc__.split("\n\n")[0]
+        prog="python -m training.pair_model_train", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--pairs", type=Path, help="fine-tune on these labelled pairs instead")

@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 
 from index.policy.verifier import Features, Verifier
-from index.training.pair_data import Pair
+from training.pair_data import Pair
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

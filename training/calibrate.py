@@ -1,7 +1,7 @@
 """Calibrate the cache on your own labelled pairs: which threshold (and verifier cut) reach
 a precision, and what recall that costs.
 
-    python -m service.tools.calibrate --pairs my_pairs.jsonl --target-precision 0.9
+    python -m training.calibrate --pairs my_pairs.jsonl --target-precision 0.9
         [--holdout 0.4] [--sample 2000] [--seed 7]
         [--tenant acme --redis-url redis://...]   # write the chosen point to its settings
 
@@ -26,8 +26,8 @@ import numpy as np
 
 from index.embedding.embedder import load_embedder
 from index.policy.verifier import Verifier
-from index.training.pair_data import Pair, distinct_pairs, normal_form, read_pairs
-from index.training.pair_protocol import (
+from training.pair_data import Pair, distinct_pairs, normal_form, read_pairs
+from training.pair_protocol import (
     CUTS,
     FINE_RADII,
     Embed,
@@ -137,7 +137,7 @@ async def _write_tenant(redis_url: str, ns: str, result: Calibrated) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.tools.calibrate", description=__doc__.split("\n\n")[0]
+        prog="python -m training.calibrate", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--target-precision", type=float, required=True)

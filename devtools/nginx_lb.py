@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from devtools.replica_process import ROOT
 from service.embedded_redis import free_port
-from service.tools.replica_process import ROOT
 
 
 def nginx_binary() -> str | None:

@@ -1,0 +1,25 @@
+"""``POST /v1/query``'s answer body, from how the query path resolved it."""
+
+from index.policy.distance import similarity
+from service.engine.query_path import Resolution
+from service.schemas import QueryResponse
+
+
+def query_response(ns: str, resolution: Resolution) -> QueryResponse:
+    """``/v1/query``'s answer body."""
+    entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
+    kept = resolution.kept
+    return QueryResponse(
+        response=entry.response if entry else reply.text if reply else None,
+        status=resolution.status,
+        distance=distance,
+        similarity=similarity(distance) if distance is not None else None,
+        matched_prompt=entry.prompt if entry else None,
+        entry_id=entry.entry_id if entry else resolution.entry_id,
+        latency_ms=resolution.latency_ms,
+        llm_latency_ms=reply.latency_ms if reply else None,
+        namespace=ns,
+        created=entry.created if entry else kept.created if kept else None,
+        expires_at=entry.expires_at if entry else kept.expires_at if kept else None,
+        confidence=resolution.confidence,
+    )

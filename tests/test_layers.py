@@ -1,0 +1,166 @@
+"""The layer rule, over the import graph of every runtime module (their ``ast``: module-level
+and function-level imports alike): no module imports one from a layer above its own, and
+no runtime module imports the offline code (``training/``) or the test and benchmark
+harnesses (``devtools/``). The CLI's ``calibrate`` and ``fine-tune`` are the one exception:
+they import ``training`` lazily, inside the command, and only when it is run."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ("service", "index", "dyna_cache")
+OFFLINE = ("training", "devtools", "tests", "bench")
+# lowest first; a module may import its own layer and the ones below it
+LAYERS: list[tuple[str, ...]] = [
+    ("index.policy", "index.onnx_runtime", "service.keying", "service.policy",
+     "service.errors", "service.settings", "service.schemas"),  # keying and policy
+    ("index.embedding", "index.store", "service.llm", "service.tenancy",
+     "service.embedded_redis", "service.redis_supervisor"),  # the parts: embedder, store, LLM
+    ("index.vectors",),  # the local index (over the store's records and keys)
+    ("index.sync", "index.lookup"),  # following Redis; the one door to the vector side
+    ("service.engine",),  # the query path
+    ("service.proxy",),  # the client APIs, each a translation onto the engine
+    ("service.runtime",),  # what a replica holds while it runs (handlers reach it typed)
+    ("service.http",),  # HTTP routes
+    ("service.app", "service.__main__", "service.cli", "dyna_cache"),  # entry points
+]  # fmt: skip
+# (importer, imported) pairs allowed across the rule, and why
+LAZY_OFFLINE = {("service.cli.main", "training")}  # calibrate, fine-tune: lazily, on demand
+
+
+def layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (
+                best is None or len(prefix) > best[0]
+            ):
+                best = (len(prefix), rank)
+    return None if best is None else best[1]
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[str, bool]]:
+    """``(imported module, at module level)`` for every import in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = set(tree.body)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node in top))
+    return found
+
+
+def runtime_modules() -> list[Path]:
+    return sorted(p for package in RUNTIME for p in (ROOT / package).rglob("*.py"))
+
+
+def breaks(modules: list[Path], root: Path = ROOT) -> list[str]:
+    found = []
+    for path in modules:
+        importer = module_name(path, root)
+        own = layer_of(importer)
+        for imported, _ in imports_of(path):
+            top = imported.split(".")[0]
+            if top in OFFLINE:
+                if (importer, top) not in LAZY_OFFLINE:
+                    found.append(f"{importer} imports offline code {imported}")
+                continue
+            if top not in ("service", "index", "dyna_cache"):
+                continue
+            theirs = layer_of(imported)
+            if own is None or theirs is None:
+                found.append(f"{importer} -> {imported}: a module in no layer (add it)")
+            elif theirs > own:
+                found.append(f"{importer} (layer {own}) imports {imported} (layer {theirs})")
+    return found
+
+
+def test_no_runtime_module_imports_upward_or_offline_code() -> None:
+    assert breaks(runtime_modules()) == []
+
+
+def import_cycles(modules: list[Path], root: Path = ROOT) -> list[list[str]]:
+    """Circles in the import graph between runtime modules (lazy imports included)."""
+    names = {module_name(path, root): path for path in modules}
+    graph = {
+        name: sorted({i for i, _ in imports_of(path) if i in names and i != name})
+        for name, path in names.items()
+    }
+    cycles, state = [], dict.fromkeys(graph, 0)  # 0 unseen, 1 on the path, 2 done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for other in graph[name]:
+            if state[other] == 1:
+                cycles.append([*path[path.index(other) :], other])
+            elif state[other] == 0:
+                visit(other, [*path, other])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if state[name] == 0:
+            visit(name, [name])
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles(runtime_modules()) == []
+
+
+def test_a_cycle_put_back_is_found(tmp_path: Path) -> None:
+    (tmp_path / "index" / "embedding").mkdir(parents=True)
+    (tmp_path / "index" / "embedding" / "embedder.py").write_text(
+        "def load():\n    from index.embedding.onnx_embedder import OnnxEmbedder\n"
+    )
+    (tmp_path / "index" / "embedding" / "onnx_embedder.py").write_text(
+        "from index.embedding.embedder import EMBEDDING_DIM\n"
+    )
+    found = import_cycles(sorted((tmp_path / "index").rglob("*.py")), tmp_path)
+    assert found == [["index.embedding.embedder", "index.embedding.onnx_embedder",
+                      "index.embedding.embedder"]]  # fmt: skip
+
+
+def test_the_cli_imports_training_only_lazily() -> None:
+    cli = ROOT / "service" / "cli" / "main.py"
+    eager = [name for name, at_top in imports_of(cli) if name.startswith("training") and at_top]
+    assert eager == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        # each break the layout once had, put back into a module of its layer
+        ("service/proxy/x.py", "from service.http.cache_headers import cache_headers",
+         "service.proxy.x (layer 5) imports service.http.cache_headers (layer 7)"),
+        ("index/store/x.py", "from index.vectors.local_index import Candidate",
+         "index.store.x (layer 1) imports index.vectors.local_index (layer 2)"),
+        ("index/embedding/x.py", "def f():\n    from index.sync.event_feed import EventFeed",
+         "index.embedding.x (layer 1) imports index.sync.event_feed (layer 3)"),
+        ("service/engine/x.py", "from service.http.api import router",
+         "service.engine.x (layer 4) imports service.http.api (layer 7)"),
+        ("service/proxy/y.py", "from service.runtime import Runtime",
+         "service.proxy.y (layer 5) imports service.runtime (layer 6)"),
+        ("index/vectors/x.py", "from devtools.redis_cluster import EmbeddedCluster",
+         "index.vectors.x imports offline code devtools.redis_cluster"),
+        ("service/app2.py", "import training.pair_model_train",
+         "service.app2 imports offline code training.pair_model_train"),
+    ],
+)  # fmt: skip
+def test_the_rule_catches_a_break_put_back(
+    tmp_path: Path, module: str, source: str, expected: str
+) -> None:
+    planted = tmp_path / module
+    planted.parent.mkdir(parents=True)
+    planted.write_text(source + "\n")
+    assert breaks([planted], tmp_path) == [expected]
