@@ -45,7 +45,7 @@ async def measure(policy: str, count: int) -> dict[str, Any]:
         client = connect(server.url, 10)
         try:
             store = RedisStore(client, origin="bench", dim=EMBEDDING_DIM)
-            await store.ensure_search_index()
+            await store.search.ensure_search_index()
             vectors = random_unit_vectors(2 * count, np.random.default_rng(3))
             one_at_a_time = []
             for i in range(count):

@@ -67,7 +67,7 @@ async def write_entries(url: str, count: int, namespaces: list[str]) -> float:
 
     client = connect(url, 30)
     store = RedisStore(client, origin="bench-cluster", dim=EMBEDDING_DIM)
-    await store.ensure_search_index()
+    await store.search.ensure_search_index()
     rng = np.random.default_rng(5)
     in_flight = asyncio.Semaphore(32)
 

@@ -56,7 +56,7 @@ async def fill_redis(
 
     client = connect(redis_url, 30)
     store = RedisStore(client, origin="bench-fill", dim=EMBEDDING_DIM)
-    await store.ensure_search_index()
+    await store.search.ensure_search_index()
     in_flight = asyncio.Semaphore(32)
 
     async def write(position: int, vector: np.ndarray) -> None:

@@ -45,7 +45,7 @@ class VectorSide:
         index when it answers for them, else from Redis's mirror."""
         if self.sync.serves_locally(ns) and not self.index.outgrown(ns, scope):
             return self.index.search(ns, scope, vector, k)
-        return await self.store.knn(ns, scope, vector, k)
+        return await self.store.search.knn(ns, scope, vector, k)
 
     async def confirm(self, ns: str, entry_id: str) -> StoredEntry | None:
         """The entry as Redis holds it now; None, and dropped here, when it is gone."""

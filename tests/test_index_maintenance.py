@@ -64,7 +64,9 @@ def test_entries_whose_events_a_replica_missed_come_back_through_the_drift_check
     ids = [entry["entry_id"] for entry in stored]
 
     def seq_now() -> int:
-        seqs = asyncio.run_coroutine_threadsafe(runtime.store.seqs_of(["default"]), service.loop)
+        seqs = asyncio.run_coroutine_threadsafe(
+            runtime.store.feed.seqs_of(["default"]), service.loop
+        )
         return seqs.result(10)["default"]
 
     # held, and every event of these writes applied (a late one would put an entry back)
@@ -77,12 +79,12 @@ def test_entries_whose_events_a_replica_missed_come_back_through_the_drift_check
     assert len(runtime.index) == 1
     # how the checks between two full counts count: one namespace at a time
     counted = asyncio.run_coroutine_threadsafe(
-        runtime.store.count_in(["default", "nobody"]), service.loop
+        runtime.store.search.count_in(["default", "nobody"]), service.loop
     ).result(10)
     assert counted == {"default": 3, "nobody": 0}
     # what the reconcile compares: Redis's ids per namespace, as sorted int64 FAISS ids
     in_redis = asyncio.run_coroutine_threadsafe(
-        runtime.store.entry_ids_by_namespace(page_size=2), service.loop
+        runtime.store.feed.entry_ids_by_namespace(page_size=2), service.loop
     ).result(10)
     assert list(in_redis) == ["default"]
     assert in_redis["default"].tolist() == sorted(faiss_id(entry_id) for entry_id in ids)
@@ -110,7 +112,7 @@ def test_a_namespace_is_read_since_a_seq_page_by_page_oldest_first(
     async def read(since: int) -> list[list[tuple[int, str]]]:
         return [
             [(item.seq, item.entry_id) for item in page]
-            async for page in runtime.store.vectors_since("default", since, page_size=3)
+            async for page in runtime.store.feed.vectors_since("default", since, page_size=3)
         ]
 
     pages = asyncio.run_coroutine_threadsafe(read(0), service.loop).result(10)

@@ -198,7 +198,7 @@ class ReplicaSync:
             try:
                 await self._prepare_redis()
                 await feed.open()
-                seqs = await self.store.namespace_seqs()
+                seqs = await self.store.feed.namespace_seqs()
                 self._feed, self._queue = feed, feed.queue
                 self._maintenance_queued.clear()  # the lost feed's queue went with it
                 for ns in sorted(self._wanted - self._held):  # asks the lost feed's queue held
@@ -241,8 +241,8 @@ class ReplicaSync:
         """The search index, expiry events and scripts, on every (re)connect: a Redis that
         restarted without its data, or a replica promoted to primary, may lack them."""
         await self.store.adopt_legacy_sequence()
-        await self.store.ensure_search_index()
-        if await self.store.indexes_partially() is False:
+        await self.store.search.ensure_search_index()
+        if await self.store.search.indexes_partially() is False:
             log.warning(
                 "the search module re-indexes an entry (its vector too) on every change, a "
                 "HIT's counters included: load it with PARTIAL_INDEXED_DOCS 1 (README, Scaling)"
@@ -374,7 +374,7 @@ class ReplicaSync:
 
     async def _load_since(self, ns: str, seq: int) -> int:
         loaded = 0
-        async for page in self.store.vectors_since(ns, seq, self._page_size):
+        async for page in self.store.feed.vectors_since(ns, seq, self._page_size):
             self.index.add_many(page)
             loaded += len(page)
             self.applied[ns] = max([self.applied.get(ns, 0), *(item.seq for item in page)])
@@ -382,7 +382,7 @@ class ReplicaSync:
 
     async def _load_adds(self, adds: dict[bytes, int]) -> None:
         if adds:
-            self.index.add_many(await self.store.load_vectors(list(adds)))
+            self.index.add_many(await self.store.feed.load_vectors(list(adds)))
 
     # -- rebuild, catch-up, drift ------------------------------------------------------
 
@@ -391,7 +391,7 @@ class ReplicaSync:
         namespace's seq before the load, when the caller has just read them). The
         ``initial`` load builds flat sub-indexes only: ready as soon as the vectors are read."""
         started = time.perf_counter()
-        seq_at_start = dict(await self.store.namespace_seqs() if seqs is None else seqs)
+        seq_at_start = dict(await self.store.feed.namespace_seqs() if seqs is None else seqs)
         fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=not initial)
         loaded = 0
         last_log = started
@@ -510,11 +510,11 @@ class ReplicaSync:
     async def _every_vector(self) -> AsyncIterator[list[IndexedVector]]:
         """Every entry's vector, in pages (affine: the held namespaces' only)."""
         if not self.affine:
-            async for page in self.store.scan_vectors(self._page_size):
+            async for page in self.store.feed.scan_vectors(self._page_size):
                 yield page
             return
         for ns in sorted(self._held):
-            async for page in self.store.vectors_since(ns, 0, self._page_size):
+            async for page in self.store.feed.vectors_since(ns, 0, self._page_size):
                 yield page
 
     async def _catch_up(self, seqs: Mapping[str, int]) -> None:
@@ -531,10 +531,10 @@ class ReplicaSync:
         delete, eviction or expiry whose event was missed), load what it has and the index
         lacks. Counts alone can come out equal when a missed delete is offset by an add,
         and a full rebuild costs seconds at thousands of entries; ids cost a SCAN of keys."""
-        seq_before = self._share(await self.store.namespace_seqs())
+        seq_before = self._share(await self.store.feed.namespace_seqs())
         if self._feed is not None:  # a namespace whose announcement was missed
             await self._follow(list(seq_before))
-        in_redis = await self.store.entry_ids_by_namespace(self._page_size)
+        in_redis = await self.store.feed.entry_ids_by_namespace(self._page_size)
         if self.affine:
             in_redis = {ns: fids for ns, fids in in_redis.items() if ns in self._held}
         # ids as int64 arrays, not strings: a million of them is 8 MB, not hundreds
@@ -552,7 +552,7 @@ class ReplicaSync:
         ]
         for start in range(0, len(missing), self._page_size):
             self.index.add_many(
-                await self.store.load_vectors(missing[start : start + self._page_size])
+                await self.store.feed.load_vectors(missing[start : start + self._page_size])
             )
         self.reconciled += 1
         if gone.any() or missing:
@@ -565,11 +565,11 @@ class ReplicaSync:
         (at a million entries grouping the whole index held Redis ~0.5 s per check)."""
         local = self.index.count_by_namespace()
         if self._drift_checks % _FULL_COUNT_EVERY == 0:
-            counted = await self.store.count_by_namespace()
+            counted = await self.store.search.count_by_namespace()
             self._counted_namespaces = set(counted)
         else:
             names = self._share(dict.fromkeys(self._counted_namespaces | local.keys(), 0))
-            counted = await self.store.count_in(sorted(names))
+            counted = await self.store.search.count_in(sorted(names))
         self._drift_checks += 1
         in_redis = self._share(counted)
         drifted = {

@@ -55,7 +55,7 @@ async def export_namespace(store: RedisStore, ns: str, vectors: bool, out: IO[by
     except InvalidInput as error:
         raise CliError(f"namespace {ns!r}: {error.message}") from None
     written = 0
-    async for page in store.dump(ns, vectors):
+    async for page in store.insights.dump(ns, vectors):
         for entry in page:
             if vectors:
                 raw = entry.pop("vector")
@@ -68,7 +68,7 @@ async def export_namespace(store: RedisStore, ns: str, vectors: bool, out: IO[by
 
 async def export_all(store: RedisStore, vectors: bool, out: IO[bytes]) -> int:
     """Every namespace's live entries, each line labelled with its own namespace."""
-    namespaces = sorted(await store.count_by_namespace())
+    namespaces = sorted(await store.search.count_by_namespace())
     return sum([await export_namespace(store, ns, vectors, out) for ns in namespaces])
 
 

@@ -17,9 +17,9 @@ async def insights(store: RedisStore, namespaces: list[str]) -> dict[str, Any]:
     """``{ns: {"closest_misses": [...], "most_served": [...]}}`` for each namespace."""
     found: dict[str, Any] = {}
     for ns in namespaces:
-        misses = await store.near_misses(ns)
+        misses = await store.insights.near_misses(ns)
         closest = sorted(misses, key=lambda miss: miss["distance"])[:NEAREST_SHOWN]
-        prompts = await store.prompts_of(ns, [miss["nearest_id"] for miss in closest])
+        prompts = await store.insights.prompts_of(ns, [miss["nearest_id"] for miss in closest])
         found[ns] = {
             "closest_misses": [
                 {
@@ -33,7 +33,9 @@ async def insights(store: RedisStore, namespaces: list[str]) -> dict[str, Any]:
             ],
             "most_served": [
                 {"entry_id": entry_id, "prompt": prompt, "hits": hits}
-                for entry_id, prompt, hits in await store.most_served(ns, MOST_SERVED_SHOWN)
+                for entry_id, prompt, hits in await store.insights.most_served(
+                    ns, MOST_SERVED_SHOWN
+                )
             ],
         }
     return found
@@ -44,7 +46,7 @@ async def current_stats(
 ) -> dict[str, Any]:
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
     with this replica's decision stage."""
-    counts = await store.count_by_namespace()
+    counts = await store.search.count_by_namespace()
     numbers = await read_stats(store.client, counts, namespaces)
     numbers["decision"] = decision.describe()
     return numbers

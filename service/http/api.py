@@ -183,7 +183,7 @@ async def operator_insights(
     """Per namespace: the recent misses that came closest to a hit (what a looser threshold
     would serve) and the most-served entries. A tenant sees its own namespace only."""
     if principal.role in ("open", "admin"):
-        namespaces = sorted(await runtime.store.count_by_namespace())
+        namespaces = sorted(await runtime.store.search.count_by_namespace())
     else:
         namespaces = [principal.ns]
     return {"namespaces": await insights(runtime.store, namespaces)}
@@ -327,7 +327,7 @@ async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics of this replica (``service/engine/metrics.py``)."""
     metrics = runtime.telemetry.metrics
     try:  # how far behind Redis's sequence the replica is
-        seqs = await runtime.store.seqs_of(sorted(runtime.sync.namespaces))
+        seqs = await runtime.store.feed.seqs_of(sorted(runtime.sync.namespaces))
         metrics.redis_seq = sum(seqs.values())
     except RedisError:
         metrics.redis_seq = None
