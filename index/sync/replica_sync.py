@@ -12,6 +12,10 @@
    reconciles on drift seen twice in a row, and rebuilds when the local index needs
    maintenance (an HNSW to build, tombstones to compact).
 
+This module is the life cycle; its parts: ``affinity.py`` (which namespaces it holds),
+``snapshots.py`` (the index on disk), ``drift.py`` (the count check and the reconcile by
+ids), ``event_feed.py`` (the subscriptions).
+
 Start-up in seconds: with a snapshot folder, the index is written there periodically and
 at a clean stop (``index/vectors/snapshot.py``, tagged with each namespace's seq); a
 restarted replica loads it and catches up as after a lost feed (step 4). Without one, the
@@ -37,17 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import faiss
-import numpy as np
 import orjson
 from redis.exceptions import RedisError
 
 from index.store import keys
 from index.store.records import IndexedVector
 from index.store.redis_store import RedisStore
+from index.sync.affinity import NamespaceShare
+from index.sync.drift import DriftCheck
 from index.sync.event_feed import EventFeed, FeedFailed
-from index.vectors import snapshot
+from index.sync.snapshots import SnapshotKeeper
 from index.vectors.local_index import LocalIndex
-from index.vectors.snapshot import SnapshotIdentity
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,6 @@ _HOLD, _RELEASE = "hold", "release"  # (kind, namespace): an affine replica's sh
 _BATCH = 256
 _BUILD_CHUNK = 10_000  # vectors handed to FAISS at once during a rebuild
 _BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep one)
-_FULL_COUNT_EVERY = 10  # drift checks: one in ten counts every namespace Redis has
 
 
 def _return_freed_memory() -> None:
@@ -109,28 +112,18 @@ class ReplicaSync:
         # runs every 30 s: queued each time, the rebuilds ran one after another for ever
         self._maintenance_queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._drift_strikes = 0
-        self._drift_checks = 0
-        self._counted_namespaces: set[str] = set()  # as the last full count found them
-        self._snapshot_dir = snapshot_dir
-        self._snapshot_interval = snapshot_interval_s
-        self._embedder_id = embedder_id
-        self._identity: SnapshotIdentity | None = None
-        self._snapshot_mark: tuple[int, int, int] | None = None  # (seqs, entries, rebuilds)
-        self.snapshot: dict[str, Any] = {"restored": None, "written": None}
-        self.affine = affine
-        self._release_after = release_after_s
-        self._held: set[str] = set()  # affine: namespaces followed (being loaded, or loaded)
-        self._loaded: set[str] = set()  # affine: held and loaded: the local index answers
-        self._asked: dict[str, float] = {}  # affine: namespace -> last lookup (monotonic)
-        self._wanted: set[str] = set()  # affine: asked for, not held yet (a hold is queued)
+        self.share = NamespaceShare(affine, release_after_s)
+        self.snapshots = SnapshotKeeper(
+            snapshot_dir, embedder_id, store.deployment_id, snapshot_interval_s
+        )
+        self.drift = DriftCheck(store, index, self.share)
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._run(), name="replica-sync"),
             asyncio.create_task(self._check_drift_periodically(), name="drift-check"),
         ]
-        if self._snapshot_dir is not None:
+        if self.snapshots.folder is not None:
             self._tasks.append(
                 asyncio.create_task(self._snapshot_periodically(), name="index-snapshot")
             )
@@ -142,7 +135,7 @@ class ReplicaSync:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        if self.ready and self._snapshot_dir is not None:  # a clean stop leaves a snapshot
+        if self.ready and self.snapshots.folder is not None:  # a clean stop leaves a snapshot
             try:
                 await self.write_snapshot()
             except Exception:  # never fail a shutdown over it
@@ -150,35 +143,32 @@ class ReplicaSync:
 
     # -- the life cycle ----------------------------------------------------------------
 
+    @property
+    def affine(self) -> bool:
+        return self.share.affine
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The last snapshot restored and written (``/v1/replica``)."""
+        return self.snapshots.status
+
     def serves_locally(self, ns: str) -> bool:
         """The local index answers for ``ns`` (else Redis does)."""
-        return self.ready and (not self.affine or ns in self._loaded)
+        return self.ready and self.share.serves_locally(ns)
 
     def indexes_writes(self, ns: str) -> bool:
-        """Whether a new entry of ``ns`` written here goes into the local index too (an
-        affine replica keeps only what it holds; the rest would be memory no lookup uses)."""
-        return not self.affine or ns in self._held
+        """Whether a new entry of ``ns`` written here goes into the local index too."""
+        return self.share.indexes_writes(ns)
 
     def note_lookup(self, ns: str) -> None:
         """An affine replica asked for ``ns``: hold it from now on (loaded in the background)."""
-        if not self.affine:
-            return
-        self._asked[ns] = time.monotonic()
-        if ns not in self._held and ns not in self._wanted:
-            self._wanted.add(ns)
-            if self._queue is not None:
-                self._queue.put_nowait((_HOLD, ns))
+        if self.share.asked_for(ns) and self._queue is not None:
+            self._queue.put_nowait((_HOLD, ns))
 
     @property
     def held_namespaces(self) -> set[str]:
         """Affine: the namespaces this replica holds (every one it follows otherwise)."""
-        return set(self._held) if self.affine else self.namespaces
-
-    def _share(self, namespaces: Mapping[str, int]) -> dict[str, int]:
-        """The namespaces of ``namespaces`` this replica holds, with their values."""
-        if not self.affine:
-            return dict(namespaces)
-        return {ns: value for ns, value in namespaces.items() if ns in self._held}
+        return set(self.share.held) if self.affine else self.namespaces
 
     @property
     def last_seq(self) -> int:
@@ -201,17 +191,17 @@ class ReplicaSync:
                 seqs = await self.store.feed.namespace_seqs()
                 self._feed, self._queue = feed, feed.queue
                 self._maintenance_queued.clear()  # the lost feed's queue went with it
-                for ns in sorted(self._wanted - self._held):  # asks the lost feed's queue held
+                for ns in sorted(self.share.wanted - self.share.held):  # the lost queue's asks
                     feed.queue.put_nowait((_HOLD, ns))
                 if not caught_up_once and await self._restore(seqs):
                     caught_up_once = True
-                await feed.follow(self._share(seqs))
+                await feed.follow(self.share.of(seqs))
                 if caught_up_once:
                     await self._catch_up(seqs)
                 else:
                     await self._rebuild(seqs, initial=True)
                 await self._apply_pending()
-                self._loaded = set(self._held)  # every held namespace is loaded by now
+                self.share.loaded = set(self.share.held)  # every held one is loaded by now
                 self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
@@ -305,12 +295,12 @@ class ReplicaSync:
             if kind == "message":  # a namespace's first write or flush
                 await self._load_adds(adds)
                 adds = {}
-                await self._follow(list(self._share({item["data"].decode(): 0})))
+                await self._follow(list(self.share.of({item["data"].decode(): 0})))
                 self.last_event_at = time.time()
                 continue
             event = orjson.loads(item["data"])
             seq, op, ns = int(event["seq"]), event["op"], event["ns"]
-            if self.affine and ns not in self._held:  # one given up, its events still queued
+            if self.affine and ns not in self.share.held:  # given up, its events still queued
                 continue
             self.applied[ns] = max(self.applied.get(ns, 0), seq)
             self.last_event_at = time.time()
@@ -328,43 +318,26 @@ class ReplicaSync:
 
     async def _hold(self, ns: str) -> None:
         """Affine: follow ``ns`` and load it; from then on the local index answers for it."""
-        self._wanted.discard(ns)
-        if ns in self._held:
+        if not self.share.start_holding(ns):
             return
         started = time.perf_counter()
-        self._held.add(ns)
         self.applied.pop(ns, None)
         await self._follow([ns])
-        self._loaded.add(ns)  # until now its lookups were answered from Redis
+        self.share.loaded.add(ns)  # until now its lookups were answered from Redis
         log.info("now holding namespace %s: %d entries loaded in %.2f s",
                  ns, self.index.count(ns), time.perf_counter() - started)  # fmt: skip
 
     async def _release(self, ns: str) -> None:
         """Affine: stop following ``ns`` and drop it from the index (asked for again, it is
         loaded again)."""
-        if ns not in self._held or self._feed is None:
+        if self._feed is None or not self.share.stop_holding(ns):
             return
-        self._held.discard(ns)
-        self._loaded.discard(ns)
-        self._wanted.discard(ns)
-        self._asked.pop(ns, None)
         await self._feed.unfollow(ns)
         self.applied.pop(ns, None)
         dropped = self.index.release(ns)
         await asyncio.to_thread(_return_freed_memory)
         log.info("released namespace %s (%d entries): not asked for in %.0f s",
-                 ns, dropped, self._release_after)  # fmt: skip
-
-    def _release_idle(self) -> None:
-        """Affine: queue the release of namespaces not asked for in ``release_after_s`` (the
-        load balancer sends them elsewhere now: replicas came or went)."""
-        if not self.affine or self._queue is None:
-            return
-        idle_since = time.monotonic() - self._release_after
-        for ns in list(self._held):
-            if self._asked.get(ns, 0.0) < idle_since:
-                self._asked[ns] = time.monotonic()  # queued once
-                self._queue.put_nowait((_RELEASE, ns))
+                 ns, dropped, self.share.release_after_s)  # fmt: skip
 
     async def _follow(self, namespaces: list[str]) -> None:
         """Subscribe to namespaces not followed yet, then load what they wrote before."""
@@ -417,10 +390,10 @@ class ReplicaSync:
         self.index.replace_with(fresh)
         del fresh
         await asyncio.to_thread(_return_freed_memory)
-        for ns, seq in self._share(seq_at_start).items():
+        for ns, seq in self.share.of(seq_at_start).items():
             self.applied[ns] = max(self.applied.get(ns, 0), seq)
         self.rebuilds += 1
-        self._drift_strikes = 0
+        self.drift.strikes = 0
         elapsed = time.perf_counter() - started
         self.last_rebuild = {"entries": loaded, "seconds": round(elapsed, 3)}
         log.info(
@@ -432,72 +405,25 @@ class ReplicaSync:
 
     # -- snapshots ----------------------------------------------------------------------
 
-    async def _snapshot_identity(self) -> SnapshotIdentity:
-        if self._identity is None:
-            self._identity = SnapshotIdentity(
-                await self.store.deployment_id(), self._embedder_id, self.index.dim
-            )
-        return self._identity
-
     async def _restore(self, seqs: Mapping[str, int]) -> bool:
         """Load the snapshot on disk, if there is a usable one; True when it is in force."""
-        if self._snapshot_dir is None:
+        restored = await self.snapshots.restore(self.index, seqs)
+        if restored is None:
             return False
-        started = time.perf_counter()
-        identity = await self._snapshot_identity()
-        loaded = await asyncio.to_thread(
-            snapshot.load, self._snapshot_dir, identity, self.index.shape
-        )
-        if loaded is None:
-            return False
-        behind = {ns for ns, seq in loaded.seqs.items() if seq > seqs.get(ns, 0)}
-        if behind:  # Redis is older than the snapshot (restored from a backup): not ours
-            log.warning(
-                "index snapshot ignored: it is ahead of Redis in %d namespace(s), e.g. %s",
-                len(behind), sorted(behind)[0],
-            )  # fmt: skip
-            return False
-        self.index.replace_with(loaded.index)
-        self.applied = dict(loaded.seqs)
+        self.applied = restored
         if self.affine:  # the share it held when it stopped
-            self._held = set(loaded.seqs)
-        elapsed = time.perf_counter() - started
-        self.snapshot["restored"] = {
-            "entries": loaded.entries, "seconds": round(elapsed, 3),
-            "age_s": round(time.time() - loaded.created, 1),
-        }  # fmt: skip
-        log.info("index snapshot loaded: %d entries in %.2f s, %.0f s old; catching up",
-                 loaded.entries, elapsed, time.time() - loaded.created)  # fmt: skip
+            self.share.held = set(restored)
         return True
 
     async def write_snapshot(self) -> None:
-        """Write the index to the snapshot folder (frozen meanwhile: searches go on, changes
-        wait), unless nothing changed since the last one."""
-        if self._snapshot_dir is None:
-            return
-        # a rebuild changes neither seqs nor counts, but what is on disk must be the new index
+        """Write the index to the snapshot folder, unless nothing changed since the last
+        one (a rebuild changes neither seqs nor counts, but the new index must be written)."""
         mark = (self.last_seq, len(self.index), self.rebuilds)
-        if mark == self._snapshot_mark:
-            return
-        identity = await self._snapshot_identity()
-        started = time.perf_counter()
-        self.index.freeze()
-        try:
-            entries = await asyncio.to_thread(
-                snapshot.save, self.index, self._share(self.applied), identity, self._snapshot_dir
-            )
-        finally:
-            self.index.thaw()
-        self._snapshot_mark = mark
-        elapsed = time.perf_counter() - started
-        self.snapshot["written"] = {
-            "entries": entries, "seconds": round(elapsed, 3), "at": time.time()
-        }  # fmt: skip
-        log.info("index snapshot written: %d entries in %.2f s", entries, elapsed)
+        await self.snapshots.write(self.index, self.share.of(self.applied), mark)
 
     async def _snapshot_periodically(self) -> None:
         while True:
-            await asyncio.sleep(self._snapshot_interval)
+            await asyncio.sleep(self.snapshots.interval_s)
             if self.ready and self._queue is not None:
                 self._queue_maintenance(_SNAPSHOT)
 
@@ -513,87 +439,42 @@ class ReplicaSync:
             async for page in self.store.feed.scan_vectors(self._page_size):
                 yield page
             return
-        for ns in sorted(self._held):
+        for ns in sorted(self.share.held):
             async for page in self.store.feed.vectors_since(ns, 0, self._page_size):
                 yield page
 
     async def _catch_up(self, seqs: Mapping[str, int]) -> None:
         """After a lost feed: each namespace's writes above the last seq applied."""
         loaded = 0
-        for ns, seq in self._share(seqs).items():
+        for ns, seq in self.share.of(seqs).items():
             if seq > self.applied.get(ns, 0):
                 loaded += await self._load_since(ns, self.applied.get(ns, 0))
         log.info("caught up: %d entries written while the feed was down", loaded)
         await self._reconcile()
 
     async def _reconcile(self) -> None:
-        """Make the index hold what Redis holds, by ids: drop what Redis no longer has (a
-        delete, eviction or expiry whose event was missed), load what it has and the index
-        lacks. Counts alone can come out equal when a missed delete is offset by an add,
-        and a full rebuild costs seconds at thousands of entries; ids cost a SCAN of keys."""
-        seq_before = self._share(await self.store.feed.namespace_seqs())
-        if self._feed is not None:  # a namespace whose announcement was missed
+        """Make the index hold what Redis holds, by ids (``drift.py``), after following any
+        namespace whose announcement was missed."""
+        seq_before = self.share.of(await self.store.feed.namespace_seqs())
+        if self._feed is not None:
             await self._follow(list(seq_before))
-        in_redis = await self.store.feed.entry_ids_by_namespace(self._page_size)
-        if self.affine:
-            in_redis = {ns: fids for ns, fids in in_redis.items() if ns in self._held}
-        # ids as int64 arrays, not strings: a million of them is 8 MB, not hundreds
-        everywhere = np.concatenate([np.empty(0, np.int64), *in_redis.values()])
-        # an entry written after the scan began may be missing from it: never drop those
-        written, written_at = self.index.fids_written_by(seq_before)
-        gone = ~np.isin(written, everywhere, assume_unique=True)
-        for fid, seq in zip(written[gone].tolist(), written_at[gone].tolist(), strict=True):
-            self.index.remove(keys.entry_id_of(fid), seq)
-        held = self.index.fids()
-        missing = [
-            keys.entry_key(ns, keys.entry_id_of(fid))
-            for ns, fids in in_redis.items()
-            for fid in fids[~np.isin(fids, held, assume_unique=True)].tolist()
-        ]
-        for start in range(0, len(missing), self._page_size):
-            self.index.add_many(
-                await self.store.feed.load_vectors(missing[start : start + self._page_size])
-            )
+        await self.drift.reconcile(seq_before, self._page_size)
         self.reconciled += 1
-        if gone.any() or missing:
-            log.info("reconciled with Redis: %d dropped, %d loaded", int(gone.sum()), len(missing))
-
-    async def _drifted(self) -> bool:
-        """Whether Redis's count of a namespace's entries differs from this replica's. Every
-        ``_FULL_COUNT_EVERY``-th check counts every namespace Redis has (finding ones this
-        replica holds nothing of); the others count only the namespaces known, one by one
-        (at a million entries grouping the whole index held Redis ~0.5 s per check)."""
-        local = self.index.count_by_namespace()
-        if self._drift_checks % _FULL_COUNT_EVERY == 0:
-            counted = await self.store.search.count_by_namespace()
-            self._counted_namespaces = set(counted)
-        else:
-            names = self._share(dict.fromkeys(self._counted_namespaces | local.keys(), 0))
-            counted = await self.store.search.count_in(sorted(names))
-        self._drift_checks += 1
-        in_redis = self._share(counted)
-        drifted = {
-            ns for ns in in_redis.keys() | local.keys() if in_redis.get(ns, 0) != local.get(ns, 0)
-        }
-        if drifted:
-            log.info("count drift in %d namespace(s): %s", len(drifted), sorted(drifted)[:5])
-        return bool(drifted)
 
     async def _check_drift_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._drift_interval)
             if not self.ready or self._queue is None:
                 continue
-            self._release_idle()
+            for ns in self.share.idle():  # affine: given up, the balancer sends them elsewhere
+                self._queue.put_nowait((_RELEASE, ns))
             try:
-                drifted = await self._drifted()
+                await self.drift.drifted()
             except RedisError as error:
                 log.warning("drift check failed: %s", error)
                 continue
-            self._drift_strikes = self._drift_strikes + 1 if drifted else 0
             if self.index.needs_maintenance():
-                self._drift_strikes = 0
+                self.drift.strikes = 0
                 self._queue_maintenance(_REBUILD)
-            elif self._drift_strikes >= 2:
-                self._drift_strikes = 0
+            elif self.drift.reconcile_due():
                 self._queue_maintenance(_RECONCILE)
