@@ -23,7 +23,7 @@ from index.embedding.embedder import load_embedder
 from index.policy.pair_model import PairModel, combined
 from index.policy.verifier import Verifier
 from training.pair_data import pairs_in, read_pairs
-from training.pair_model_train import _served, _tune_lookups, operating_point
+from training.pair_model_train import operating_point, served_scores, tune_lookups
 from training.pair_protocol import Lookups, look_up_in_chunks, verifier_probabilities
 
 MIN_RECALL = 0.6
@@ -68,13 +68,13 @@ def main() -> None:
     pair_model = PairModel.load(Path("models/pair"))
     verifier = Verifier.load(Path("models/verifier/verifier.npz"))
     radius = pair_model.radius
-    tune = _tune_lookups(pairs_in(pairs, "tune"), embedder.encode)
+    tune = tune_lookups(pairs_in(pairs, "tune"), embedder.encode)
     inside = tune.distance < radius
     stacks: dict[str, Any] = {}
     results: dict[str, Any] = {"radius": radius, "min_recall_on_tune": MIN_RECALL, "stacks": {}}
     for name, features in feature_sets(tune, pair_model, verifier).items():
         fitted = LogisticRegression().fit(features[inside], tune.right[inside])
-        point = operating_point(tune, _served(tune, fitted.predict_proba(features)[:, 1]),
+        point = operating_point(tune, served_scores(tune, fitted.predict_proba(features)[:, 1]),
                                 radius, MIN_RECALL)  # fmt: skip
         stacks[name] = (fitted, point["cut"])
         results["stacks"][name] = {
@@ -89,12 +89,12 @@ def main() -> None:
                                 2000)  # fmt: skip
         for name, features in feature_sets(dev, pair_model, verifier).items():
             fitted, cut = stacks[name]
-            served = _served(dev, fitted.predict_proba(features)[:, 1])
+            served = served_scores(dev, fitted.predict_proba(features)[:, 1])
             results["stacks"][name]["dev"].append(
                 {"seed": seed, **served_figures(dev, served, radius, cut)}
             )
         raw = pair_model.probabilities(list(zip(dev.queries, dev.candidates, strict=True)))
-        shipped = _served(dev, combined(raw, dev.distance, pair_model.stack))
+        shipped = served_scores(dev, combined(raw, dev.distance, pair_model.stack))
         results["stacks"]["shipped (pair_model.json)"]["dev"].append(
             {"seed": seed, **served_figures(dev, shipped, radius, pair_model.cut)}
         )

@@ -235,7 +235,7 @@ def static_at_recall(lookups: Lookups, recall: float) -> dict[str, float]:
     return {"threshold": 4.0, "precision": 0.0, "recall": 0.0}
 
 
-def _tune_lookups(tune_pairs: list[Pair], embed: Any) -> Lookups:
+def tune_lookups(tune_pairs: list[Pair], embed: Any) -> Lookups:
     """The lookup protocol over the tune pairs in samples of ``SAMPLE_PAIRS`` (one store per
     sample, as the quality benchmark does): all 7,500 tune questions in one store gave each
     lookup nearly four times the distractors, and an operating point whose recall fell 7
@@ -249,7 +249,7 @@ def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
     return model.probabilities(list(zip(lookups.queries, lookups.candidates, strict=True)))
 
 
-def _served(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
+def served_scores(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
     """The combined probabilities, 0 where a rule refuses (``index/policy/rules.py``)."""
     refused = [refused_by_rule(q, c) for q, c in zip(lookups.queries, lookups.candidates,
                                                      strict=True)]  # fmt: skip
@@ -294,7 +294,7 @@ def train(
     shutil.copyfile(staging / "torch" / TOKENIZER_NAME, staging / TOKENIZER_NAME)
 
     embedder = load_embedder("onnx", None, None, onnx_dir)
-    lookups = _tune_lookups(tune_pairs, embedder.encode)
+    lookups = tune_lookups(tune_pairs, embedder.encode)
     raw = {
         name: _model_probabilities(PairModel(path, staging / TOKENIZER_NAME, 0.0, 0.5), lookups)
         for name, path in (("fp32", fp32), ("int8", int8))
@@ -302,7 +302,8 @@ def train(
     radius = judged_radius(lookups)
     stack = fit_stack(lookups, raw["fp32"], radius)
     scores = {
-        name: _served(lookups, combined(p, lookups.distance, stack)) for name, p in raw.items()
+        name: served_scores(lookups, combined(p, lookups.distance, stack))
+        for name, p in raw.items()
     }
     point = operating_point(lookups, scores["fp32"], radius, min_recall)
     inside = lookups.distance < radius
@@ -311,9 +312,9 @@ def train(
     chosen = "int8" if agreement >= INT8_MIN_AGREEMENT else "fp32"
     if chosen == "int8":
         stack = fit_stack(lookups, raw["int8"], radius)
-        scores["int8"] = _served(lookups, combined(raw["int8"], lookups.distance, stack))
+        scores["int8"] = served_scores(lookups, combined(raw["int8"], lookups.distance, stack))
         point = operating_point(lookups, scores["int8"], radius, min_recall)
-    model_alone = operating_point(lookups, _served(lookups, raw[chosen]), radius, min_recall)
+    model_alone = operating_point(lookups, served_scores(lookups, raw[chosen]), radius, min_recall)
     static = static_at_recall(lookups, point["recall"])
     (staging / f"model-{chosen}.onnx").replace(staging / MODEL_NAME)
     for leftover in staging.glob("model-*.onnx"):
@@ -355,14 +356,14 @@ def refit(folder: Path, tune_pairs: list[Pair], min_recall: float, onnx_dir: str
     unchanged), and rewrite its metadata in place."""
     meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
     embedder = load_embedder("onnx", None, None, onnx_dir)
-    lookups = _tune_lookups(tune_pairs, embedder.encode)
+    lookups = tune_lookups(tune_pairs, embedder.encode)
     raw = _model_probabilities(PairModel.load(folder), lookups)
     radius = judged_radius(lookups)
     stack = fit_stack(lookups, raw, radius)
-    point = operating_point(lookups, _served(lookups, combined(raw, lookups.distance, stack)),
+    point = operating_point(lookups, served_scores(lookups, combined(raw, lookups.distance, stack)),
                             radius, min_recall)  # fmt: skip
     static = static_at_recall(lookups, point["recall"])
-    model_alone = operating_point(lookups, _served(lookups, raw), radius, min_recall)
+    model_alone = operating_point(lookups, served_scores(lookups, raw), radius, min_recall)
     meta |= {
         "radius": round(point["radius"], 4),
         "cut": point["cut"],
