@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, RESULTS, ServiceProcess, write_results
 from bench.quality import analyse, measure, sample, summarise
 from index.embedding.onnx_embedder import FP32_NAME, INT8_NAME, TOKENIZER_NAME, OnnxEmbedder
-from training.pair_data import pairs_in, read_pairs
+from training.pair_data import DuplicateClusters, pairs_in, read_pairs
 
 REFERENCE = "fp32"
 # replica settings of each embedder, and its model file (for --speed)
@@ -53,7 +53,9 @@ def served_kinds(measured: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(measured["served_hit"], np.where(measured["served_own"], 1, 2), 0)
 
 
-def decisions(name: str, seeds: list[int], samples: dict[int, Any]) -> dict[str, Any]:
+def decisions(
+    name: str, seeds: list[int], samples: dict[int, Any], clusters: DuplicateClusters
+) -> dict[str, Any]:
     settings, _ = EMBEDDERS[name]
     replica = ServiceProcess(
         sim_latency_ms=0, log_level="error", pair_model="on", verifier="off",
@@ -65,7 +67,7 @@ def decisions(name: str, seeds: list[int], samples: dict[int, Any]) -> dict[str,
         assert decision["stage"] == "pair-model", decision
         radius, cut = float(decision["radius"]), float(decision["cut"])
         for seed in seeds:
-            measured = measure(svc, samples[seed])
+            measured = measure(svc, samples[seed], clusters)
             kinds[seed] = served_kinds(measured)
             runs.append({"seed": seed, "served": analyse(measured, radius, cut)["served"]})
             print(f"{name} seed {seed}: {runs[-1]['served']}", flush=True)
@@ -110,10 +112,11 @@ def main() -> None:
         stamp = ("benchmark", "measured_at", "machine")
         write_results("embedder_decisions", {k: v for k, v in kept.items() if k not in stamp})
         return
-    reference = decisions(REFERENCE, seeds, samples)
+    clusters = DuplicateClusters(dev)
+    reference = decisions(REFERENCE, seeds, samples, clusters)
     served[REFERENCE] = {"summary": summarise(reference["runs"], "served"), **reference}
     for name in candidates:
-        measured = decisions(name, seeds, samples)
+        measured = decisions(name, seeds, samples, clusters)
         served[name] = {"summary": summarise(measured["runs"], "served"), **measured}
         per_seed = []
         for seed in seeds:

@@ -56,7 +56,7 @@ def served_figures(
     return {
         "hits": int(hits.sum()),
         "precision": round(right / max(1, int(hits.sum())), 4),
-        "recall": round(right / max(1, int(lookups.duplicate.sum())), 4),
+        "recall": round(right / max(1, lookups.answerable_count), 4),
     }
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from index.embedding.embedder import load_embedder
 from index.policy.verifier import Verifier
-from training.pair_data import Pair, distinct_pairs, normal_form, read_pairs
+from training.pair_data import DuplicateClusters, Pair, distinct_pairs, normal_form, read_pairs
 from training.pair_protocol import (
     CUTS,
     FINE_RADII,
@@ -80,13 +80,14 @@ def calibrate(
     seed: int = 7,
 ) -> list[Calibrated]:
     pairs = list(pairs)
+    clusters = DuplicateClusters(pairs)  # the closure of the user's own duplicate labels
     random.Random(seed).shuffle(pairs)
     fit, held_out = split_by_question(distinct_pairs(pairs), holdout, seed)
     if not fit or not held_out:
         raise ValueError("too few pairs to split into a fit and a held-out part")
     embed = remembered(embed, [q for p in fit + held_out for q in (p.q1, p.q2)])
-    fit_lookups = look_up_in_chunks(fit, embed, sample)
-    held_lookups = look_up_in_chunks(held_out, embed, sample)
+    fit_lookups = look_up_in_chunks(fit, embed, sample, clusters)
+    held_lookups = look_up_in_chunks(held_out, embed, sample, clusters)
     results = []
     static = best_point(static_curve(fit_lookups, FINE_RADII), target_precision, cautious=True)
     if static is not None:

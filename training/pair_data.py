@@ -80,6 +80,30 @@ class _Groups:
             self._parent[high] = low
 
 
+class DuplicateClusters:
+    """Which questions mean the same, as labelled: the transitive closure of every pair
+    labelled duplicate (QQP's ``duplicate``; STS-B's is a score of 4 or more), plus the same
+    text (normal form). A hit is right when the stored question it serves is in the asked
+    question's cluster: not only when it is the pair's own q1, which called an exact repeat
+    stored by another pair, or a labelled duplicate of the question, wrong.
+
+    Splits are drawn by connected group of questions, so the clusters of one split's pairs
+    are the clusters of the whole data set for its questions."""
+
+    def __init__(self, pairs: Iterable[Pair]) -> None:
+        self._groups = _Groups()
+        for pair in pairs:
+            if pair.duplicate:
+                self._groups.join(normal_form(pair.q1), normal_form(pair.q2))
+
+    def of(self, question: str) -> str:
+        """The cluster's name (its smallest question in normal form)."""
+        return self._groups.root(normal_form(question))
+
+    def same(self, first: str, second: str) -> bool:
+        return self.of(first) == self.of(second)
+
+
 def split_pairs(pairs: Iterable[Pair], seed: str = SPLIT_SEED) -> dict[Split, list[Pair]]:
     """Every pair, in the split of its question group (see the module's docstring)."""
     listed = list(pairs)

@@ -43,7 +43,14 @@ from index.embedding.embedder import load_embedder, packaged_model_path
 from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel, combined
 from index.policy.rules import refused_by_rule
 from training.onnx_export import export_bert_inputs
-from training.pair_data import Pair, distinct_pairs, normal_form, pairs_in, read_pairs
+from training.pair_data import (
+    DuplicateClusters,
+    Pair,
+    distinct_pairs,
+    normal_form,
+    pairs_in,
+    read_pairs,
+)
 from training.pair_protocol import SAMPLE_PAIRS, Lookups, look_up_in_chunks
 from training.verifier_train import hard_negatives, rewordings
 
@@ -208,7 +215,7 @@ def operating_point(
 ) -> dict[str, float]:
     """The cut of best precision with recall ≥ ``min_recall`` inside ``radius``."""
     right = lookups.right
-    duplicates = max(1, int(lookups.duplicate.sum()))
+    duplicates = max(1, lookups.answerable_count)
     inside = lookups.distance < radius
     best = {"radius": radius, "cut": 0.5, "precision": 0.0, "recall": 0.0}
     for cut in np.round(np.arange(0.05, 0.991, 0.01), 2):
@@ -225,7 +232,7 @@ def operating_point(
 def static_at_recall(lookups: Lookups, recall: float) -> dict[str, float]:
     """The static threshold's precision where its recall first reaches ``recall``."""
     right = lookups.right
-    duplicates = max(1, int(lookups.duplicate.sum()))
+    duplicates = max(1, lookups.answerable_count)
     for threshold in np.round(np.arange(0.01, 4.0, 0.005), 3):
         hits = lookups.distance < threshold
         reached = float((hits & right).sum() / duplicates)
@@ -242,7 +249,8 @@ def tune_lookups(tune_pairs: list[Pair], embed: Any) -> Lookups:
     points on the benchmark's samples."""
     shuffled = list(tune_pairs)
     random.Random(TUNE_SEED).shuffle(shuffled)
-    return look_up_in_chunks(distinct_pairs(shuffled), embed, SAMPLE_PAIRS)
+    clusters = DuplicateClusters(tune_pairs)  # of the whole split, before any is left out
+    return look_up_in_chunks(distinct_pairs(shuffled), embed, SAMPLE_PAIRS, clusters)
 
 
 def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:

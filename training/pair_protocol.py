@@ -1,9 +1,12 @@
 """The hit-quality protocol, in process: store each pair's q1, look up each q2.
 
-A lookup's nearest stored question is a *right* hit only when it is the pair's own q1 and
-the pair is labelled duplicate. Precision = right hits / hits; recall = right hits /
-duplicate pairs. ``bench/quality.py`` runs the same protocol through the HTTP API; this
-version is what training, tuning and calibration use.
+A lookup's nearest stored question is a *right* hit when it is in the asked question's
+duplicate cluster (``DuplicateClusters``: the closure of the duplicate labels, or the same
+text). Precision = right hits / hits; recall = right hits / the lookups whose cluster has a
+stored question (``answerable``). The earlier rule, right only when it is the pair's own q1
+and the pair is labelled duplicate (recall over duplicate pairs), called right answers
+wrong; it is kept as ``own_right`` to report beside. ``bench/quality.py`` runs the same
+protocol through the HTTP API; this version is what training, tuning and calibration use.
 """
 
 from collections.abc import Callable, Sequence
@@ -13,7 +16,7 @@ import faiss
 import numpy as np
 
 from index.policy.verifier import Features, Verifier
-from training.pair_data import Pair
+from training.pair_data import DuplicateClusters, Pair
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -32,10 +35,23 @@ class Lookups:
     runner_up: np.ndarray  # to the second nearest (nan: none)
     own: np.ndarray  # the nearest is the pair's own q1
     duplicate: np.ndarray
+    in_cluster: np.ndarray  # the nearest is in the query's duplicate cluster
+    answerable: np.ndarray  # the query's cluster has a stored question in this sample
 
     @property
     def right(self) -> np.ndarray:
-        """Where a hit would serve the right answer."""
+        """Where a hit would serve the right answer (the nearest is in the query's
+        duplicate cluster)."""
+        return self.in_cluster
+
+    @property
+    def answerable_count(self) -> int:
+        """Recall's denominator: lookups that had a right answer to find."""
+        return int(self.answerable.sum())
+
+    @property
+    def own_right(self) -> np.ndarray:
+        """The earlier rule (the pair's own q1, labelled duplicate), for comparison."""
         right: np.ndarray = self.own & self.duplicate
         return right
 
@@ -57,7 +73,11 @@ class Lookups:
 SAMPLE_PAIRS = 2000  # pairs stored together in one sample, as bench/quality.py does
 
 
-def look_up_pairs(pairs: Sequence[Pair], embed: Embed) -> Lookups:
+def look_up_pairs(
+    pairs: Sequence[Pair], embed: Embed, clusters: DuplicateClusters | None = None
+) -> Lookups:
+    """``clusters``: the duplicate clusters of the whole split (default: of these pairs)."""
+    clusters = clusters or DuplicateClusters(pairs)
     stored = list(dict.fromkeys(" ".join(p.q1.split()) for p in pairs))
     stored_vectors = np.asarray(embed(stored), dtype=np.float32)
     queries = [" ".join(p.q2.split()) for p in pairs]
@@ -68,6 +88,7 @@ def look_up_pairs(pairs: Sequence[Pair], embed: Embed) -> Lookups:
     nearest = ids[:, 0]
     runner_up = np.where(ids[:, 1] >= 0, distances[:, 1], np.nan)
     candidates = [stored[i] for i in nearest]
+    stored_clusters = {clusters.of(question) for question in stored}
     return Lookups(
         queries=queries,
         candidates=candidates,
@@ -77,6 +98,10 @@ def look_up_pairs(pairs: Sequence[Pair], embed: Embed) -> Lookups:
         runner_up=runner_up.astype(np.float64),
         own=np.array([same_question(c, p.q1) for c, p in zip(candidates, pairs, strict=True)]),
         duplicate=np.array([p.duplicate for p in pairs]),
+        in_cluster=np.array(
+            [clusters.same(c, q) for c, q in zip(candidates, queries, strict=True)]
+        ),
+        answerable=np.array([clusters.of(q) in stored_clusters for q in queries]),
     )
 
 
@@ -91,10 +116,16 @@ def remembered(embed: Embed, texts: Sequence[str]) -> Embed:
     return lookup
 
 
-def look_up_in_chunks(pairs: Sequence[Pair], embed: Embed, chunk: int) -> Lookups:
+def look_up_in_chunks(
+    pairs: Sequence[Pair], embed: Embed, chunk: int, clusters: DuplicateClusters | None = None
+) -> Lookups:
     """The protocol over consecutive samples of ``chunk`` pairs (one store per sample),
-    so that a lookup meets as many stored questions as it would in a sample that size."""
-    parts = [look_up_pairs(pairs[i : i + chunk], embed) for i in range(0, len(pairs), chunk)]
+    so that a lookup meets as many stored questions as it would in a sample that size.
+    ``clusters``: of the whole split (default: of these pairs)."""
+    clusters = clusters or DuplicateClusters(pairs)
+    parts = [
+        look_up_pairs(pairs[i : i + chunk], embed, clusters) for i in range(0, len(pairs), chunk)
+    ]
     return Lookups(
         queries=[q for part in parts for q in part.queries],
         candidates=[c for part in parts for c in part.candidates],
@@ -104,6 +135,8 @@ def look_up_in_chunks(pairs: Sequence[Pair], embed: Embed, chunk: int) -> Lookup
         runner_up=np.concatenate([part.runner_up for part in parts]),
         own=np.concatenate([part.own for part in parts]),
         duplicate=np.concatenate([part.duplicate for part in parts]),
+        in_cluster=np.concatenate([part.in_cluster for part in parts]),
+        answerable=np.concatenate([part.answerable for part in parts]),
     )
 
 
@@ -127,7 +160,8 @@ class Point:
 def score(
     hits: np.ndarray, right: np.ndarray, duplicates: int, radius: float, cut: float | None
 ) -> Point:
-    """Precision, recall and hit rate of ``hits`` where ``right`` marks a right answer."""
+    """Precision, recall and hit rate of ``hits`` where ``right`` marks a right answer;
+    ``duplicates``: recall's denominator (the lookups with a right answer to find)."""
     correct = int((hits & right).sum())
     count = int(hits.sum())
     return Point(
@@ -141,7 +175,12 @@ def score(
 
 
 def point(lookups: Lookups, hits: np.ndarray, radius: float, cut: float | None) -> Point:
-    return score(hits, lookups.right, int(lookups.duplicate.sum()), radius, cut)
+    return score(hits, lookups.right, lookups.answerable_count, radius, cut)
+
+
+def own_pair_point(lookups: Lookups, hits: np.ndarray, radius: float, cut: float | None) -> Point:
+    """``point`` by the earlier rule (own q1, labelled duplicate; recall over duplicates)."""
+    return score(hits, lookups.own_right, int(lookups.duplicate.sum()), radius, cut)
 
 
 def static_curve(lookups: Lookups, radii: Sequence[float]) -> list[Point]:

@@ -44,7 +44,7 @@ from index.policy.verifier import (
     Features,
     Verifier,
 )
-from training.pair_data import distinct_pairs, pairs_in, read_pairs
+from training.pair_data import DuplicateClusters, distinct_pairs, pairs_in, read_pairs
 from training.pair_protocol import (
     RADII,
     SAMPLE_PAIRS,
@@ -156,6 +156,8 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
     embedder = load_embedder("onnx", None, threads, onnx_dir)
     pairs = list(read_pairs(data / "qqp_open.jsonl"))
     train_pairs, tune_pairs = pairs_in(pairs, "train"), pairs_in(pairs, "tune")
+    # the duplicate clusters of each split, before pairs sharing a question are left out
+    train_clusters, tune_clusters = DuplicateClusters(train_pairs), DuplicateClusters(tune_pairs)
     rng.shuffle(train_pairs)
     rng.shuffle(tune_pairs)
     train_pairs, tune_pairs = distinct_pairs(train_pairs), distinct_pairs(tune_pairs)
@@ -165,7 +167,7 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
     embed = remembered(embedder.encode, texts + [q for p in tune_pairs for q in (p.q1, p.q2)])
     progress("embedded")
 
-    lookups = look_up_in_chunks(train_pairs, embed, SAMPLE_PAIRS)
+    lookups = look_up_in_chunks(train_pairs, embed, SAMPLE_PAIRS, train_clusters)
     inside = lookups.distance < TRAIN_RADIUS
     rows = lookups.features(features)[inside]
     labels = lookups.right[inside].astype(int)
@@ -186,7 +188,7 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
         progress(f"member {member} fitted in {model.n_iter_} epochs")
 
     meta: dict[str, Any] = {"radius": 1.0, "cut": 0.5}
-    tune = look_up_in_chunks(tune_pairs, embed, SAMPLE_PAIRS)
+    tune = look_up_in_chunks(tune_pairs, embed, SAMPLE_PAIRS, tune_clusters)
     probabilities = Verifier(features, members, mean, scale, meta).probabilities(
         tune.features(features)
     )
