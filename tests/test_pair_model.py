@@ -47,11 +47,27 @@ def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> 
     assert 0 <= swapped < same <= 1
     # served: the model's probability and the distance combined by the stack fitted on tune
     assert model.stack is not None
-    combined = model.served_probabilities(np.array([same]), np.array([0.1]))[0]
-    assert model.probability(*SAME, distance=0.1) == pytest.approx(float(combined), abs=1e-6)
+    judged = model.serve_below + 0.05  # past the cascade's bound: the model is run
+    combined = model.served_probabilities(np.array([same]), np.array([judged]))[0]
+    assert model.probability(*SAME, distance=judged) == pytest.approx(float(combined), abs=1e-6)
     # nearer is never judged less likely right, all else equal
     near, far = model.served_probabilities(np.array([same, same]), np.array([0.05, 0.6]))
     assert near >= far
+
+
+def test_the_cascade_serves_near_candidates_without_the_model_but_not_past_the_rules(
+    model: PairModel,
+) -> None:
+    meta = json.loads((BUILT / META_NAME).read_text())
+    assert 0 <= model.serve_below == meta["serve_below"] < model.radius
+    assert 0 <= meta["tune_judged_share_of_hits"] <= 1
+    cascaded = PairModel.load(BUILT)
+    cascaded.serve_below = 0.2  # a bound of this test's choosing
+    assert cascaded.probability(*SAME, distance=0.1) is None  # settled on the distance
+    assert cascaded.probability(*SWAPPED, distance=0.1) == 0.0  # the rules still refuse
+    numbers = ("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
+    assert cascaded.probability(*numbers, distance=0.01) == 0.0
+    assert isinstance(cascaded.probability(*SAME, distance=0.3), float)  # judged
 
 
 def test_differing_numbers_are_refused_whatever_the_model_says(model: PairModel) -> None:

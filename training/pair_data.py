@@ -45,6 +45,15 @@ def read_pairs(path: Path) -> Iterator[Pair]:
                 raise ValueError(f"{path}:{number}: not a {{q1, q2, duplicate}} pair") from error
 
 
+def read_stsb(path: Path, split: str) -> list[Pair]:
+    """STS-B sentence pairs of one of its own splits (``train`` or ``dev``), a duplicate
+    being a score of 4 or more (the file's ``duplicate``)."""
+    with open(path, encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    return [Pair(str(r["q1"]), str(r["q2"]), bool(r["duplicate"])) for r in rows
+            if r.get("split") == split]  # fmt: skip
+
+
 def normal_form(question: str) -> str:
     return " ".join(question.split()).casefold()
 

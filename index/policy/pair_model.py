@@ -11,7 +11,9 @@ A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.j
 stack's weights; its operating point: the ``radius`` inside which candidates are judged,
 the ``cut`` a candidate must reach; how it was built and its figures on the tune split).
 The rules of ``index/policy/rules.py`` stand above it: differing numbers and two exchanged
-words are refused.
+words are refused. A cascade spares the model where it would agree anyway: a candidate
+nearer than ``serve_below`` (chosen on the tune pairs) is served on its distance once the
+rules allow it; only the band between that and the radius is judged.
 """
 
 import json
@@ -46,6 +48,9 @@ class PairModel:
         self.radius = radius
         self.cut = cut
         self.meta = meta or {}
+        # the cascade: nearer than this, a candidate the rules allow is served without the
+        # model (chosen on tune where the model would serve it anyway; 0: always judged)
+        self.serve_below = float(self.meta.get("serve_below") or 0.0)
         # (weight of the model's logit, weight of the distance, bias); None: the model alone
         self.stack = tuple(stack) if stack is not None else None
 
@@ -91,11 +96,14 @@ class PairModel:
         """The served probability from the model's and the candidates' distances."""
         return combined(model_probabilities, distances, self.stack)
 
-    def probability(self, query: str, cached: str, distance: float) -> float:
-        """What a candidate at ``distance`` is judged: 0 when a rule refuses it, else the
+    def probability(self, query: str, cached: str, distance: float) -> float | None:
+        """What a candidate at ``distance`` is judged: 0 when a rule refuses it; None when it
+        is nearer than ``serve_below`` (served on its distance, the model not run); else the
         combined probability."""
         if refused_by_rule(query, cached):
             return 0.0
+        if distance < self.serve_below:
+            return None
         raw = self.probabilities([(query, cached)])
         return float(self.served_probabilities(raw, np.array([distance]))[0])
 

@@ -44,7 +44,10 @@ class Judge(Protocol):
     radius: float  # candidates inside it are judged
     cut: float  # the least probability served
 
-    def probability(self, candidate: JudgedPair) -> float: ...
+    def probability(self, candidate: JudgedPair) -> float | None:
+        """P(serving the candidate is right); None: settled on its distance alone (the
+        cascade: near enough that the judge would serve it), not judged."""
+        ...
 
 
 class PairModelJudge:
@@ -55,7 +58,7 @@ class PairModelJudge:
         self.radius = model.radius
         self.cut = model.cut
 
-    def probability(self, candidate: JudgedPair) -> float:
+    def probability(self, candidate: JudgedPair) -> float | None:
         return self.model.probability(candidate.query, candidate.cached, candidate.distance)
 
 
@@ -110,13 +113,15 @@ class DecisionStage:
         if judge is not None:
             described |= {"radius": judge.radius, "cut": judge.cut}
         if isinstance(judge, PairModelJudge):
+            described["serve_below"] = judge.model.serve_below
             described["built_at"] = judge.model.meta.get("built_at")
             described["tune"] = judge.model.meta.get("tune")
         described["pair_model"] = self.pair_model_note
         return described
 
-    async def probability(self, judge: Judge, candidate: JudgedPair) -> float:
-        """``judge``'s probability for ``candidate``, computed in the judging thread."""
+    async def probability(self, judge: Judge, candidate: JudgedPair) -> float | None:
+        """``judge``'s probability for ``candidate``, computed in the judging thread (None:
+        settled on its distance, see ``Judge.probability``)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, judge.probability, candidate)
 

@@ -336,7 +336,7 @@ class QueryPath:
                     JudgedPair(key.question, entry.prompt, vector, entry.vector,
                                candidate.distance, runner_up),
                 )  # fmt: skip
-            if confidence >= probe.verifier_cut:
+            if confidence is None or confidence >= probe.verifier_cut:  # None: the cascade
                 return Found(entry, candidate.distance, confidence)
             return Missed(vector, nearest, confidence, nearest_id)
         return Missed(vector, nearest, nearest_id=nearest_id)
