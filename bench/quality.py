@@ -75,7 +75,7 @@ def measure(
                  for i, p in enumerate(pairs[start : start + 500])]  # fmt: skip
         svc.http.post("/v1/entries", json={"entries": batch}).raise_for_status()
     distance, confidence, own, served_hit, served_own = [], [], [], [], []
-    in_cluster, served_in_cluster = [], []
+    in_cluster, served_in_cluster, served_judged = [], [], []
     for pair in pairs:
         probe = svc.query(pair.q2, cache="only", threshold=4.0, verifier_cut=0.0).json()
         distance.append(probe["distance"] if probe["status"] == "HIT" else np.inf)
@@ -86,6 +86,8 @@ def measure(
         served_hit.append(served["status"] == "HIT")
         served_own.append(normal_form(served["matched_prompt"] or "") == normal_form(pair.q1))
         served_in_cluster.append(clusters.same(served["matched_prompt"] or "", pair.q2))
+        # a judge's probability came back: the model ran (None: settled on the distance)
+        served_judged.append(served["confidence"] is not None)
     stored = {clusters.of(p.q1) for p in pairs}
     return {
         "distance": np.array(distance),
@@ -97,6 +99,7 @@ def measure(
         "served_hit": np.array(served_hit),
         "served_own": np.array(served_own),
         "served_in_cluster": np.array(served_in_cluster),
+        "served_judged": np.array(served_judged),
     }
 
 
@@ -128,9 +131,20 @@ def analyse(m: dict[str, np.ndarray], radius: float, cut: float) -> dict[str, An
     own_default = score(m["distance"] < DEFAULT_THRESHOLD, m["own"] & m["duplicate"],
                         duplicates, DEFAULT_THRESHOLD, None)  # fmt: skip
     own_served = score(m["served_hit"], m["served_own"] & m["duplicate"], duplicates, radius, cut)
+    at_recall = next((p for p in static if p.recall >= served.recall), None)
+    served_hits = max(1, int(m["served_hit"].sum()))
     return {
         "pairs": len(right),
         "answerable": answerable,
+        # the share of served HITs the judge ran for (the rest: settled on their distance)
+        "judged_share_of_served_hits": round(
+            float((m["served_hit"] & m["served_judged"]).sum()) / served_hits, 4
+        ),
+        # the static threshold where its recall first reaches the served recall, on this
+        # sample's own curve: the comparison at equal recall
+        "static_at_served_recall": figures(at_recall, threshold=at_recall.radius)
+        if at_recall
+        else None,
         "duplicates": duplicates,
         "served": figures(served, radius=radius, cut=cut),
         "static_default": figures(default, threshold=DEFAULT_THRESHOLD),
@@ -255,9 +269,16 @@ def main() -> None:
                     runs.append({"seed": seed, **run})
                     print(f"{stage} {name} seed {seed}: served {run['served']} "
                           f"[{time.perf_counter() - started:.0f} s]")  # fmt: skip
+                matched = [r for r in runs if r["static_at_served_recall"]]
                 stage_results[name] = {
                     "served": summarise(runs, "served"),
+                    "static_at_served_recall": summarise(matched, "static_at_served_recall")
+                    if len(matched) == len(runs)
+                    else None,
                     "served_own_pair": summarise([r["own_pair"] for r in runs], "served"),
+                    "judged_share_of_served_hits": round(
+                        float(np.mean([r["judged_share_of_served_hits"] for r in runs])), 4
+                    ),
                     "runs": runs,
                 }
             trapped = measure(svc, trap_pairs, DuplicateClusters(trap_pairs))
