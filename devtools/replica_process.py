@@ -37,6 +37,8 @@ class ServiceProcess:
             # the static threshold unless asked (pair_model="auto"): a replica's decisions
             # must not depend on whether this clone has built the pair model yet
             "DYNACACHE_PAIR_MODEL": "off",
+            # no audits unless asked: an audit is an extra LLM call a test or bench counts
+            "DYNACACHE_AUDIT_RATE": "0",
             "HF_HUB_OFFLINE": "1",
         }
         if redis_url is not None:

@@ -23,6 +23,7 @@ from index.sync.event_feed import EventFeed
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import IndexShape, LocalIndex
 from service.embedded_redis import EmbeddedRedis
+from service.engine.audits import Auditor
 from service.engine.coalescing import MissCoalescer
 from service.engine.decision import DecisionStage, VerifierJudge
 from service.engine.entries import EntryManager
@@ -264,6 +265,10 @@ async def start_runtime(
     on_stop(stack, decision.stop, "the decision stage")
     log.info("decision stage: %s", decision.name)
     vectors = VectorSide(store, index, sync)
+    feedback = FeedbackBook(settings, store, embedder, splitter)
+    rate_limiter = RateLimiter(client)
+    auditor = Auditor(settings, store, llm, embedder, feedback, rate_limiter, telemetry.metrics)
+    on_stop(stack, auditor.stop, "the audits under way")
     queries = QueryPath(
         settings,
         vectors,
@@ -277,6 +282,7 @@ async def start_runtime(
         ),
         splitter,
         decision,
+        auditor,
     )
     max_temperature = settings.chat_max_temperature
     runtime = Runtime(
@@ -296,9 +302,9 @@ async def start_runtime(
             settings, queries, MessagesDialect(messages_upstream, llm, splitter, max_temperature)
         ),
         entries=EntryManager(settings, vectors, embedder, splitter),
-        feedback=FeedbackBook(settings, store, embedder, splitter),
+        feedback=feedback,
         tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),
-        rate_limiter=RateLimiter(client),
+        rate_limiter=rate_limiter,
     )
     telemetry.metrics.watch(runtime)
     return runtime

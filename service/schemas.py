@@ -140,6 +140,10 @@ class TenantSettings(_Strict):
     scope_mode: ScopeMode | None = Field(
         default=None, description="shared, or user: each end user's entries are their own."
     )
+    audit_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The share of semantic HITs audited against the LLM (0: none).",
+    )  # fmt: skip
 
 
 class TenantCreate(_Strict):

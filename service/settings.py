@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     verifier_cut: float | None = Field(default=None, ge=0, le=1)
 
+    # Audited hits (service/engine/audits.py): this share of semantic HITs is asked of the
+    # LLM again in the background and the answers compared, for the live wrong-answer rate
+    # (per tenant: audit_rate; 0 turns audits off); at most audit_max_per_s per namespace
+    audit_rate: float = Field(default=0.02, ge=0, le=1)
+    audit_max_per_s: float = Field(default=1.0, gt=0, le=1000)
+    # two answers whose embeddings' cosine reaches this are the same answer (after the
+    # exact comparison of their normal forms)
+    audit_answer_cut: float = Field(default=0.8, ge=0, le=1)
+
     # RAG normalisation: context blocks are cut out of the prompt and join the scope as a
     # hash; only the question is embedded. Patterns: see service/rag.py (JSON list in env)
     rag_normalise: bool = True

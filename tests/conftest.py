@@ -60,6 +60,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "pair_model": "off",
         # in-process replicas share a working directory: no snapshots unless a test asks
         "index_snapshots": False,
+        # no audits unless a test asks (tests/test_audits.py): one drawn at random would
+        # be an extra upstream call in tests that count them
+        "audit_rate": 0.0,
     }
     fields.update(overrides)
     return Settings(**fields)

@@ -258,3 +258,40 @@ def _message(events: list[dict[str, Any]]) -> dict[str, Any]:
             message["usage"] = {**message["usage"], **event["usage"]}
     message["content"] = [blocks[i] for i in sorted(blocks)]
     return message
+
+
+class MeaningUpstream(ServerThread):
+    """An OpenAI-compatible upstream that answers by meaning: every question naming one of
+    ``answers``' topics (a word in it, any case) gets that topic's answer, reworded at random
+    from its variants (so an exact comparison of answers is not enough); other questions
+    get their own. It counts the questions it was asked."""
+
+    def __init__(self, answers: dict[str, list[str]], seed: int = 3) -> None:
+        import random
+
+        self.answers = answers
+        self.asked: list[str] = []
+        rng = random.Random(seed)
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def complete(request: Request) -> Response:
+            body = await request.json()
+            question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+            self.asked.append(question)
+            words = set(question.lower().replace("?", " ").split())
+            topic = next((t for t in self.answers if t in words), None)
+            text = rng.choice(self.answers[topic]) if topic else f"About {question}: no idea."
+            return JSONResponse({
+                "id": f"chatcmpl-{len(self.asked)}", "object": "chat.completion", "created": 1,
+                "model": body.get("model", "meaning"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+            })  # fmt: skip
+
+        super().__init__(app)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"

@@ -168,6 +168,17 @@ def near_miss_key(ns: str) -> str:
     return f"dc:near:{{{ns}}}"
 
 
+def audit_key(ns: str) -> str:
+    """A namespace's audited hits: counts of right and wrong, in total and per distance band."""
+    return f"dc:audit:{{{ns}}}"
+
+
+def audit_claim_key(ns: str, entry_id: str, normalised_prompt: str) -> str:
+    """Taken by the first audit of this (entry, query): audits are idempotent."""
+    digest = hashlib.sha256(f"{entry_id}\x1f{normalised_prompt}".encode()).hexdigest()[:32]
+    return f"dc:audited:{{{ns}}}:{digest}"
+
+
 def stats_pattern() -> str:
     return "dc:stats:*"
 

@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from index.store import keys
+from index.store.audits import AuditLog
 from index.store.connection import GuardedRedisCluster, NotReplicated
 from index.store.feed import EntryFeed
 from index.store.insights import StoreInsights
@@ -81,6 +82,7 @@ class RedisStore:
         self.search = SearchMirror(self.shards, dim)  # the HNSW mirror: KNN, counts
         self.feed = EntryFeed(self.shards, dim)  # what a replica reads to follow Redis
         self.insights = StoreInsights(self.shards)  # an operator's reads, the export
+        self.audits = AuditLog(self.shards, self.scripts)  # audited hits
 
     @property
     def cluster(self) -> RedisCluster | None:

@@ -33,6 +33,7 @@ class Scripts:
     release_lock: AsyncScript
     renew_lock: AsyncScript
     take_token: AsyncScript
+    audit_entry: AsyncScript
 
     def all(self) -> list[AsyncScript]:
         return [getattr(self, name) for name in self.__dataclass_fields__]

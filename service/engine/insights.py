@@ -8,6 +8,7 @@ from index.policy.distance import similarity
 from index.store.redis_store import RedisStore
 from service.engine.decision import DecisionStage
 from service.engine.telemetry import read_stats
+from service.policy import wrong_rate
 
 NEAREST_SHOWN = 10
 MOST_SERVED_SHOWN = 10
@@ -49,4 +50,12 @@ async def current_stats(
     counts = await store.search.count_by_namespace()
     numbers = await read_stats(store.client, counts, namespaces)
     numbers["decision"] = decision.describe()
+    # the wrong-answer rate of served semantic HITs, from the audits (service/engine/audits)
+    audited = await store.audits.counts(sorted(numbers["namespaces"]))
+    total: dict[str, float] = {}
+    for ns, audit_counts in audited.items():
+        numbers["namespaces"][ns]["wrong_answer_rate"] = wrong_rate.summary(audit_counts)
+        for name, value in audit_counts.items():
+            total[name] = total.get(name, 0.0) + value
+    numbers["wrong_answer_rate"] = wrong_rate.summary(total)
     return numbers

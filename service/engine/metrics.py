@@ -116,6 +116,14 @@ class Metrics:
             "Queries passed through to the LLM because Redis did not answer (paid calls an "
             "outage caused)", ["namespace"], registry=registry,
         )  # fmt: skip
+        self.audits = Counter(
+            "dynacache_audits", "Audited semantic HITs by verdict (right, wrong): the answer "
+            "served against the LLM's fresh one", ["namespace", "verdict"], registry=registry,
+        )  # fmt: skip
+        self.audits_skipped = Counter(
+            "dynacache_audits_skipped", "Audits drawn but not run: the namespace's audit "
+            "budget (DYNACACHE_AUDIT_MAX_PER_S) was spent", registry=registry,
+        )  # fmt: skip
         self.stats_write_failures = Counter(
             "dynacache_stats_write_failures", "Stats flushes that Redis refused",
             registry=registry,

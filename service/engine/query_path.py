@@ -29,6 +29,7 @@ from index.lookup import VectorSide
 from index.policy.distance import is_hit, resolve_threshold, similarity
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import NewEntry, Retention, StoredEntry
+from service.engine.audits import Auditor
 from service.engine.coalescing import Followed, MissCoalescer
 from service.engine.decision import DecisionStage, Judge, JudgedPair
 from service.engine.stage_times import StageTimes
@@ -64,6 +65,7 @@ class Probe:
     # ``threshold`` (the stage's radius) is served only when it gets at least this probability
     verifier_cut: float | None = None
     judge: Judge | None = None  # the stage in force when the lookup began (None: static)
+    audit_rate: float = 0.0  # the share of its semantic HITs audited (service/engine/audits)
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=StageTimes)
 
@@ -155,6 +157,7 @@ class QueryPath:
         coalescer: MissCoalescer,
         splitter: RagSplitter,
         decision: DecisionStage | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self.settings = settings
         self.vectors = vectors
@@ -164,6 +167,7 @@ class QueryPath:
         self.coalescer = coalescer
         self.splitter = splitter
         self.decision = decision or DecisionStage(None, None)
+        self.auditor = auditor
 
     def probe(
         self,
@@ -201,6 +205,7 @@ class QueryPath:
             control=control,
             verifier_cut=cut,
             judge=judge,
+            audit_rate=first_set(tenant.audit_rate if tenant else None, self.settings.audit_rate),
         )
 
     async def answer(
@@ -388,6 +393,11 @@ class QueryPath:
                 similarity=similarity(resolution.distance or 0.0),
                 times=probe.times,
             )  # fmt: skip
+            if self.auditor is not None:  # in the background: the answer is not held up
+                self.auditor.maybe_audit(
+                    ns, entry, probe.key.question, probe.model, resolution.distance or 0.0,
+                    probe.audit_rate,
+                )  # fmt: skip
             return resolution
         outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
         near_miss = None

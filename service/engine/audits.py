@@ -1,0 +1,119 @@
+"""Audited hits: how often the cache serves a wrong answer, measured on its own traffic.
+
+A share of the semantic HITs (``audit_rate``, per tenant; exact repeats are right by
+definition) is asked of the LLM again in the background, after the HIT was answered: the
+HIT's answer and its latency never change. The fresh answer is compared with the served one
+(the same normal form, else their embeddings' cosine at least ``audit_answer_cut``); the
+verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
+``wrong_answer_rate``, with its 95 % interval) and on the entry, and it feeds the entry's
+feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
+kept as a positive. Audits are idempotent per (entry, query), limited to
+``audit_max_per_s`` per namespace, and counted as LLM calls and cost.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+
+import numpy as np
+
+from index.embedding.worker import EmbeddingWorker
+from index.store.connection import STORE_UNAVAILABLE
+from index.store.records import StoredEntry
+from index.store.redis_store import RedisStore
+from service.engine.feedback import FeedbackBook
+from service.engine.metrics import Metrics
+from service.errors import CacheError
+from service.keying.normalise import normalise_prompt
+from service.llm.client import LLMClient, UpstreamFailed, UpstreamTimedOut, complete
+from service.policy.wrong_rate import band_of
+from service.schemas import FeedbackIn
+from service.settings import Settings
+from service.tenancy.rate_limit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+AUDIT_KEY_ID = "audit"  # the namespace's audit budget, in the rate limiter's buckets
+
+
+class Auditor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        llm: LLMClient,
+        embedder: EmbeddingWorker,
+        feedback: FeedbackBook,
+        rate_limiter: RateLimiter,
+        metrics: Metrics,
+        chance: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.llm = llm
+        self.embedder = embedder
+        self.feedback = feedback
+        self.rate_limiter = rate_limiter
+        self.metrics = metrics
+        self._chance = chance or random.Random()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def maybe_audit(
+        self, ns: str, entry: StoredEntry, question: str, model: str, distance: float,
+        rate: float,
+    ) -> None:  # fmt: skip
+        """Audit this HIT with probability ``rate`` (in the background; never awaited)."""
+        if distance <= 0 or rate <= 0 or self._chance.random() >= rate:
+            return
+        task = asyncio.create_task(self._audit(ns, entry, question, model, distance), name="audit")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _audit(
+        self, ns: str, entry: StoredEntry, question: str, model: str, distance: float
+    ) -> None:
+        budget = self.settings.audit_max_per_s
+        try:
+            burst = max(1, round(budget))
+            if await self.rate_limiter.take(ns, AUDIT_KEY_ID, budget, burst) > 0:
+                self.metrics.audits_skipped.inc()
+                return
+            if not await self.store.audits.claim(ns, entry.entry_id, normalise_prompt(question)):
+                return
+            fresh = await complete(self.llm, question, model or None)
+            right = await self.same_answer(entry.response, fresh.text)
+            await self.store.audits.record(
+                ns, entry.entry_id, band_of(distance), right, self.settings.price_per_call_usd
+            )
+            self.metrics.audits.labels(self.metrics.namespaces(ns), "right" if right else
+                                       "wrong").inc()  # fmt: skip
+            # the entry learns from it: a wrong audit narrows its radius to this query's
+            await self.feedback.record(
+                ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right)
+            )
+        except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
+            log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
+        except Exception:  # an audit never takes anything down with it
+            log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
+
+    async def same_answer(self, served: str, fresh: str) -> bool:
+        """The answer-equivalence check: the same normal form, else embeddings whose cosine
+        reaches ``audit_answer_cut``."""
+        if normalise_prompt(served) == normalise_prompt(fresh):
+            return True
+        vectors = await self.embedder.embed([served, fresh])
+        cosine = float(np.dot(vectors[0], vectors[1]))
+        return cosine >= self.settings.audit_answer_cut
+
+    async def settle(self, timeout_s: float = 10.0) -> None:
+        """Wait for the audits under way (a test's, a bench's end), at most ``timeout_s``."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+
+    async def stop(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

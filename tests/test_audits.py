@@ -1,0 +1,127 @@
+"""Audited hits, with real replicas and a real upstream that answers by meaning: a share of
+the semantic HITs is asked of the LLM again in the background, the fresh answer compared
+with the served one, and the verdict counted in Redis (so every replica reports the same
+wrong-answer rate, with its interval) and fed to the entry (a wrong one narrows it)."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from index.store import keys
+from service.policy.wrong_rate import band_of, estimate, summary, wilson
+from tests.fake_upstream import MeaningUpstream
+from tests.helpers import CacheService, wait_until
+
+ANSWERS = {
+    "france": ["Paris, on the Seine, has been the French capital for centuries.",
+               "The French capital is Paris, a city on the river Seine.",
+               "For centuries Paris, on the Seine, has been France's capital city."],
+    "germany": ["Berlin became the German seat of government after reunification in 1990.",
+                "Since reunification in 1990 the German government sits in Berlin."],
+}  # fmt: skip
+
+
+@pytest.fixture
+def meaning() -> Iterator[MeaningUpstream]:
+    server = MeaningUpstream(ANSWERS)
+    server.start()
+    yield server
+    server.stop()
+
+
+def audited(start_service: Callable[..., CacheService], upstream: MeaningUpstream,
+            **settings: Any) -> CacheService:  # fmt: skip
+    chosen = {"audit_rate": 1.0, "audit_max_per_s": 100, **settings}
+    return start_service(
+        llm="openai", openai_base_url=upstream.base_url, openai_api_key="sk-test",
+        openai_model="meaning", llm_max_retries=0, **chosen,
+    )  # fmt: skip
+
+
+def rate_of(service: CacheService) -> dict[str, Any]:
+    stats = service.http.get("/v1/stats").json()
+    rate: dict[str, Any] = stats["namespaces"]["default"]["wrong_answer_rate"]
+    return rate
+
+
+def test_a_right_hit_is_audited_in_the_background_and_counted_right(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    service = audited(start_service, meaning)
+    stored = service.query("What is the capital of France?").json()
+    assert stored["status"] == "MISS"
+    hit = service.query("Tell me the capital of France").json()
+    assert hit["status"] == "HIT" and hit["distance"] > 0
+    assert hit["response"] == stored["response"]  # the HIT's answer is the stored one
+    wait_until(lambda: rate_of(service)["audits"] == 1, 15, message="the audit is counted")
+    rate = rate_of(service)
+    assert (rate["wrong"], rate["estimate"]) == (0, 0.0)
+    assert rate["low"] == 0.0 and 0 < rate["high"] < 1
+    assert rate["by_distance"][band_of(hit["distance"])]["audits"] == 1
+    assert rate["llm_calls"] == 1 and rate["cost_usd"] > 0  # what the estimate cost
+    assert meaning.asked.count("Tell me the capital of France") == 1
+    entry = keys.entry_key("default", hit["entry_id"])
+    assert int(redis_client.hget(entry, "au_right") or 0) == 1
+    # an exact repeat is right by definition (never audited), and the same (entry, query)
+    # is audited once; a new paraphrase is audited, and by then the repeats would have been
+    assert service.query("What is the capital of France?").json()["distance"] == 0
+    assert service.query("Tell me the capital of France").json()["status"] == "HIT"
+    assert service.query("Which city is the capital of France?").json()["status"] == "HIT"
+    wait_until(lambda: rate_of(service)["audits"] == 2, 15, message="the new paraphrase")
+    assert meaning.asked.count("Tell me the capital of France") == 1
+    assert "What is the capital of France?" not in meaning.asked[1:]
+
+
+def test_a_wrong_hit_is_counted_wrong_on_every_replica_and_narrows_its_entry(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+) -> None:  # fmt: skip
+    first = audited(start_service, meaning)
+    second = audited(start_service, meaning)
+    assert first.query("What is the capital of Germany?").json()["status"] == "MISS"
+    # a threshold so loose that Germany's answer is served for France: a wrong answer
+    wrong = first.query("What is the capital of France?", threshold=4.0).json()
+    assert wrong["status"] == "HIT" and "Berlin" in wrong["response"]
+    wait_until(lambda: rate_of(second)["audits"] == 1, 15, message="audited on replica A")
+    rate = rate_of(second)  # read through replica B: the counts live in Redis
+    assert (rate["wrong"], rate["estimate"]) == (1, 1.0)
+    assert rate["low"] > 0 and rate["high"] == 1.0
+    # the audit fed the entry's feedback: the same question is no longer served it
+    again = second.query("What is the capital of France?", threshold=4.0).json()
+    assert again["status"] == "MISS"
+    metrics = first.http.get("/metrics").text
+    assert 'dynacache_audits_total{namespace="default",verdict="wrong"} 1.0' in metrics
+
+
+def test_audits_off_and_the_namespace_budget(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+) -> None:  # fmt: skip
+    off = audited(start_service, meaning, audit_rate=0.0)
+    off.query("What is the capital of France?")
+    assert off.query("Tell me the capital of France").json()["status"] == "HIT"
+    assert rate_of(off)["audits"] == 0 and rate_of(off)["estimate"] is None
+    # a budget of one audit a second: of a burst of paraphrases, one is audited
+    budget = audited(start_service, meaning, audit_max_per_s=0.001)
+    budget.query("Which city is the capital of France?")
+    budget.query("France's capital city is which?")
+    budget.query("Name the capital city of France")
+    wait_until(lambda: rate_of(budget)["audits"] == 1, 15, message="one audit")
+    wait_until(
+        lambda: "dynacache_audits_skipped_total 2.0" in budget.http.get("/metrics").text, 15,
+        message="the others skipped",
+    )  # fmt: skip
+    assert meaning.asked[0] == "What is the capital of France?" and len(meaning.asked) == 2
+
+
+def test_the_estimate_and_its_interval() -> None:
+    low, high = wilson(10, 100)
+    assert low < 0.1 < high and high - low < 0.13
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert estimate(0, 0)["estimate"] is None
+    counted = summary({"audits": 4, "wrong": 1, "audits:<0.1": 3, "wrong:<0.1": 1,
+                       "audits:<0.35": 1, "cost_usd": 0.008})  # fmt: skip
+    assert counted["estimate"] == 0.25 and counted["by_distance"]["<0.1"]["wrong"] == 1
+    assert counted["by_distance"]["<0.35"]["estimate"] == 0.0 and counted["cost_usd"] == 0.008
+    assert [band_of(d) for d in (0.0, 0.07, 0.3, 2.0)] == ["<0.05", "<0.1", "<0.35", "<4"]
