@@ -297,3 +297,15 @@ def test_the_cli_finds_the_embedded_redis_through_its_url_file(tmp_path: Path) -
         found = run("export", DYNACACHE_REDIS_DATA_DIR=str(data_dir))
         assert found.returncode == 0, found.stderr
         assert "exported 0 entries" in found.stderr
+
+
+def test_stats_shows_the_audited_wrong_answer_rate() -> None:
+    from service.cli.main import stats_table, wrong_cell
+
+    assert wrong_cell(None) == "-" and wrong_cell({"audits": 0}) == "-"
+    rate = {"estimate": 0.042, "low": 0.021, "high": 0.08, "audits": 120}
+    assert wrong_cell(rate) == "4.2 (2.1–8.0, n=120)"
+    numbers = {"entries": 3, "requests": 10, "hits": 6, "misses": 4, "hit_rate": 0.6,
+               "cost_saved_usd": 0.01, "latency_ms": {}, "wrong_answer_rate": rate}  # fmt: skip
+    table = stats_table({**numbers, "namespaces": {"acme": numbers}})
+    assert table.columns[-1].header.startswith("wrong %")

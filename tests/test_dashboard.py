@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's chromium through chromedriver and selenium),
 against a running service with traffic: the figures it shows are /v1/stats's."""
 
+import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,7 +52,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def busy(start_service: Callable[..., CacheService]) -> CacheService:
     """A replica with keys on, entries, and traffic: hits, misses and a near miss."""
-    service = start_service(admin_token=ADMIN, sim_latency_ms=40)
+    service = start_service(
+        admin_token=ADMIN, sim_latency_ms=40, audit_rate=1.0, audit_max_per_s=100
+    )
     admin = {"Authorization": f"Bearer {ADMIN}"}
     stored = service.http.post(
         "/v1/entries", headers=admin,
@@ -61,6 +64,10 @@ def busy(start_service: Callable[..., CacheService]) -> CacheService:
     for prompt in TRAFFIC:
         assert service.http.post("/v1/query", json={"prompt": prompt}, headers=admin).is_success
     wait_until(lambda: stats(service)["requests"] == len(TRAFFIC), message="stats flushed")
+    auditor = service.runtime.queries.auditor
+    assert auditor is not None
+    asyncio.run_coroutine_threadsafe(auditor.settle(), service.loop).result(30)
+    assert stats(service)["wrong_answer_rate"]["audits"] > 0
     return service
 
 
@@ -106,6 +113,9 @@ def test_dashboard_shows_the_stats_in_a_browser(
             shown, value = float(text(f"{outcome}-{p}")), numbers["latency_ms"][outcome][p]
             assert abs(shown - value) <= 0.05 + 1e-9, (outcome, p, shown, value)
     assert text("decision") == f"decision: {numbers['decision']['stage']}"
+    wrong = numbers["wrong_answer_rate"]  # the audited wrong-answer rate, with its interval
+    assert text("wrong-rate") == f"{100 * wrong['estimate']:.1f}%"
+    assert f"{wrong['audits']} audits" in text("wrong-interval")
     rows = browser.find_elements(By.CSS_SELECTOR, "#namespaces tbody tr")
     assert [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows] == ["default"]
     assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == str(numbers["entries"])

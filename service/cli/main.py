@@ -204,13 +204,21 @@ def import_entries(
 # -- watching --------------------------------------------------------------------------
 
 
+def wrong_cell(rate: dict[str, Any] | None) -> str:
+    """The audited wrong-answer rate as ``4.2 (2.1–8.0, n=120)``; ``-`` without audits."""
+    if not rate or not rate.get("audits"):
+        return "-"
+    return (f"{100 * rate['estimate']:.1f} ({100 * rate['low']:.1f}–{100 * rate['high']:.1f}, "
+            f"n={rate['audits']})")  # fmt: skip
+
+
 def stats_table(stats: dict[str, Any]) -> Table:
     """/v1/stats as a table: one row per namespace and a total."""
     table = Table(title="Dyna-Cache", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)  # fmt: skip
     table.add_column("namespace", no_wrap=True, overflow="fold")
     for column in ("entries", "reqs", "hits", "misses", "hit %", "hit p50\nms",
-                   "miss p50\nms", "saved\n$"):  # fmt: skip
+                   "miss p50\nms", "saved\n$", "wrong %\n(95 % CI, audits)"):  # fmt: skip
         table.add_column(column, justify="right", no_wrap=True)
 
     def row(name: str, numbers: dict[str, Any], style: str | None = None) -> None:
@@ -221,6 +229,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
             f"{latency.get('hit', {}).get('p50', 0):.1f}",
             f"{latency.get('miss', {}).get('p50', 0):.0f}",
             f"{numbers['cost_saved_usd']:.4f}",
+            wrong_cell(numbers.get("wrong_answer_rate")),
             style=style,
         )  # fmt: skip
 

@@ -64,6 +64,13 @@ function render(data) {
   setText("cost-saved", `$${fixed(stats.cost_saved_usd, 4)}`);
   setText("latency-saved", seconds(stats.latency_saved_ms));
   setText("tokens-saved", String(stats.tokens_saved));
+  // the audited wrong-answer rate of served semantic HITs, with its 95 % interval
+  const wrong = stats.wrong_answer_rate;
+  if (wrong && wrong.audits > 0) {
+    setText("wrong-rate", percent(wrong.estimate));
+    setText("wrong-interval",
+      `95 % interval ${percent(wrong.low)}–${percent(wrong.high)} · ${wrong.audits} audits ($${fixed(wrong.cost_usd, 4)})`);
+  }
   for (const outcome of ["hit", "miss"]) {
     const latency = stats.latency_ms[outcome];
     for (const p of ["p50", "p95", "p99"]) setText(`${outcome}-${p}`, fixed(latency[p], 1));
