@@ -67,6 +67,11 @@ class QueryRequest(_Strict):
         description="The end user (else the user header); with scope 'user', entries are "
         "theirs alone.",
     )  # fmt: skip
+    max_wrong_rate: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="Serve semantic HITs only as far as audits show this wrong-answer rate "
+        "holds (default: the tenant's, else the service's, else no bound).",
+    )  # fmt: skip
     scope: ScopeModeIn | None = Field(
         default=None,
         description="shared: the namespace's entries serve every user; user: only the "
@@ -143,6 +148,10 @@ class TenantSettings(_Strict):
     audit_rate: float | None = Field(
         default=None, ge=0, le=1,
         description="The share of semantic HITs audited against the LLM (0: none).",
+    )  # fmt: skip
+    max_wrong_rate: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="A bound on the audited wrong-answer rate of served semantic HITs.",
     )  # fmt: skip
 
 

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # two answers whose embeddings' cosine reaches this are the same answer (after the
     # exact comparison of their normal forms)
     audit_answer_cut: float = Field(default=0.8, ge=0, le=1)
+    # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
+    # tenant and per request max_wrong_rate): HITs are served only as far as the audits
+    # show the bound holds (service/policy/wrong_rate.served_radius)
+    max_wrong_rate: float | None = Field(default=None, gt=0, lt=1)
 
     # RAG normalisation: context blocks are cut out of the prompt and join the scope as a
     # hash; only the question is embedded. Patterns: see service/rag.py (JSON list in env)

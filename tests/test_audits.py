@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from index.store import keys
-from service.policy.wrong_rate import band_of, estimate, summary, wilson
+from service.policy.wrong_rate import band_of, estimate, served_radius, summary, wilson
 from tests.fake_upstream import MeaningUpstream
 from tests.helpers import CacheService, wait_until
 
@@ -125,3 +125,58 @@ def test_the_estimate_and_its_interval() -> None:
     assert counted["estimate"] == 0.25 and counted["by_distance"]["<0.1"]["wrong"] == 1
     assert counted["by_distance"]["<0.35"]["estimate"] == 0.0 and counted["cost_usd"] == 0.008
     assert [band_of(d) for d in (0.0, 0.07, 0.3, 2.0)] == ["<0.05", "<0.1", "<0.35", "<4"]
+
+
+def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_free(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+) -> None:  # fmt: skip
+    service = audited(start_service, meaning, audit_rate=0.0, max_wrong_rate=0.05)
+    service.query("What is the capital of France?")
+    # no audit says the bound holds at any distance: the paraphrase is a MISS
+    withheld = service.query("Tell me the capital of France").json()
+    assert withheld["status"] == "MISS"
+    assert service.query("What is the capital of France?").json()["status"] == "HIT"  # exact
+    # the MISS's own answer was compared with the candidate it withheld: an audit, no call
+    wait_until(lambda: rate_of(service)["audits"] == 1, 15, message="the free audit")
+    assert rate_of(service)["cost_usd"] == 0.0
+    assert meaning.asked.count("Tell me the capital of France") == 1  # the MISS's call only
+
+
+def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    first = audited(start_service, meaning, audit_rate=0.0)
+    second = audited(start_service, meaning, audit_rate=0.0)
+    first.query("What is the capital of France?")
+    near = first.query("Tell me the capital of France", cache="only").json()
+    assert near["status"] == "HIT"
+    band = band_of(near["distance"])
+    # audits so far: 200 right in the bands up to the paraphrase's, 30 of 60 wrong beyond
+    counts = {"audits": 260, "wrong": 30, f"audits:{band}": 200}
+    counts |= {"audits:<4": 60, "wrong:<4": 30}
+    redis_client.hset(keys.audit_key("default"), mapping=counts)
+    ask = {"cache": "only", "max_wrong_rate": 0.05}
+    wait_until(  # the replicas read the counts within a second
+        lambda: second.query("Tell me the capital of France", **ask).json()["status"] == "HIT",
+        10, message="the bound lets the near paraphrase be served",
+    )  # fmt: skip
+    far = second.query("Paris or Lyon: which is the capital of France?", threshold=4.0, **ask)
+    assert far.json()["status"] == "MISS"  # a band whose audits break the bound
+    loose = {"cache": "only", "max_wrong_rate": 0.9, "threshold": 4.0}
+    wait_until(
+        lambda: second.query("Paris or Lyon: which is the capital of France?", **loose)
+        .json()["status"] == "HIT", 10, message="a looser bound serves it",
+    )  # fmt: skip
+
+
+def test_the_served_radius_pools_bands_and_errs_toward_a_miss() -> None:
+    assert served_radius({}, 0.05) == 0.0
+    few = {"audits:<0.05": 10}  # 0 wrong of 10: the upper bound is 28 %
+    assert served_radius(few, 0.05) == 0.0 and served_radius(few, 0.3) == 0.05
+    many = {"audits:<0.05": 150, "audits:<0.1": 100, "wrong:<0.1": 2, "audits:<0.2": 50,
+            "wrong:<0.2": 20}  # fmt: skip
+    assert served_radius(many, 0.05) == 0.1  # pooled 2/250 holds; adding 20/50 does not
+    assert served_radius(many, 0.2) == 0.2  # a band no audit has seen is not opened alone
+    farther = {"audits:<0.2": 200}  # evidence at 0.1-0.2 opens the nearer bands with it
+    assert served_radius(farther, 0.05) == 0.2

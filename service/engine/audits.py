@@ -9,12 +9,21 @@ verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
 feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
 kept as a positive. Audits are idempotent per (entry, query), limited to
 ``audit_max_per_s`` per namespace, and counted as LLM calls and cost.
+
+With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
+as far as the audits show it holds (``service/policy/wrong_rate.served_radius``); a
+candidate the bound withholds becomes a MISS, and the MISS's answer, which the LLM gave
+anyway, is compared with the withheld candidate's: evidence at no extra cost, so a
+namespace with too little of it (served nothing semantic yet) gathers it from its misses.
 """
 
 import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections.abc import Coroutine
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +36,7 @@ from service.engine.metrics import Metrics
 from service.errors import CacheError
 from service.keying.normalise import normalise_prompt
 from service.llm.client import LLMClient, UpstreamFailed, UpstreamTimedOut, complete
-from service.policy.wrong_rate import band_of
+from service.policy.wrong_rate import band_of, served_radius
 from service.schemas import FeedbackIn
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
@@ -35,6 +44,7 @@ from service.tenancy.rate_limit import RateLimiter
 log = logging.getLogger(__name__)
 
 AUDIT_KEY_ID = "audit"  # the namespace's audit budget, in the rate limiter's buckets
+COUNTS_FRESH_S = 1.0  # the bound reads a namespace's audit counts again after this
 
 
 class Auditor:
@@ -58,6 +68,9 @@ class Auditor:
         self.metrics = metrics
         self._chance = chance or random.Random()
         self._running: set[asyncio.Task[None]] = set()
+        # each namespace's audit counts as last read (monotonic time, counts), for the bound
+        self._counts: dict[str, tuple[float, dict[str, float]]] = {}
+        self._reading: set[str] = set()
 
     def maybe_audit(
         self, ns: str, entry: StoredEntry, question: str, model: str, distance: float,
@@ -82,20 +95,68 @@ class Auditor:
             if not await self.store.audits.claim(ns, entry.entry_id, normalise_prompt(question)):
                 return
             fresh = await complete(self.llm, question, model or None)
-            right = await self.same_answer(entry.response, fresh.text)
-            await self.store.audits.record(
-                ns, entry.entry_id, band_of(distance), right, self.settings.price_per_call_usd
-            )
+        except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
+            log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
+            return
+        await self._record(
+            ns, entry, question, distance, fresh.text, self.settings.price_per_call_usd
+        )
+
+    async def _record(
+        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
+        cost: float, withheld: bool = False,
+    ) -> None:  # fmt: skip
+        """Compare, count (namespace, band, entry) and feed the entry's feedback."""
+        try:
+            if withheld and not await self.store.audits.claim(
+                ns, entry.entry_id, normalise_prompt(question)
+            ):
+                return
+            right = await self.same_answer(entry.response, fresh)
+            await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, cost)
             self.metrics.audits.labels(self.metrics.namespaces(ns), "right" if right else
                                        "wrong").inc()  # fmt: skip
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
                 ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right)
             )
-        except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
-            log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
+        except (CacheError, *STORE_UNAVAILABLE) as error:
+            log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)
         except Exception:  # an audit never takes anything down with it
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
+
+    def served_radius(self, ns: str, max_wrong_rate: float) -> float:
+        """How far semantic HITs of ``ns`` may be served under the bound, from its audit
+        counts as last read (read again in the background once a second; none read yet:
+        0, a MISS, as with too little evidence)."""
+        read = self._counts.get(ns)
+        if (
+            read is None or time.monotonic() - read[0] > COUNTS_FRESH_S
+        ) and ns not in self._reading:
+            self._reading.add(ns)
+            self._spawn(self._read_counts(ns))
+        return served_radius(read[1], max_wrong_rate) if read else 0.0
+
+    async def _read_counts(self, ns: str) -> None:
+        try:
+            counts = (await self.store.audits.counts([ns]))[ns]
+            self._counts[ns] = (time.monotonic(), counts)
+        except STORE_UNAVAILABLE as error:
+            log.info("audit counts of %s not read: %s", ns, error)
+        finally:
+            self._reading.discard(ns)
+
+    def audit_withheld(
+        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str
+    ) -> None:
+        """A candidate the bound withheld, against the answer the MISS got from the LLM
+        anyway: an audit that costs no call (in the background)."""
+        self._spawn(self._record(ns, entry, question, distance, fresh, cost=0.0, withheld=True))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="audit")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def same_answer(self, served: str, fresh: str) -> bool:
         """The answer-equivalence check: the same normal form, else embeddings whose cosine

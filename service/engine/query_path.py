@@ -66,6 +66,7 @@ class Probe:
     verifier_cut: float | None = None
     judge: Judge | None = None  # the stage in force when the lookup began (None: static)
     audit_rate: float = 0.0  # the share of its semantic HITs audited (service/engine/audits)
+    max_wrong_rate: float | None = None  # a bound on the audited wrong-answer rate (None: none)
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=StageTimes)
 
@@ -83,6 +84,9 @@ class Missed:
     nearest: float | None  # the nearest candidate's distance, if any
     confidence: float | None = None  # the decision stage's probability for a refused one
     nearest_id: str | None = None  # the nearest candidate's entry
+    # a candidate the judge accepted but the wrong-rate bound withheld (then its distance)
+    withheld: StoredEntry | None = None
+    withheld_distance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class QueryPath:
         ttl: int | None = None,
         ttl_policy: str | None = None,
         verifier_cut: float | None = None,
+        max_wrong_rate: float | None = None,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's. With
         a decision stage in force (pair model, verifier), the threshold is the radius inside
@@ -206,6 +211,11 @@ class QueryPath:
             verifier_cut=cut,
             judge=judge,
             audit_rate=first_set(tenant.audit_rate if tenant else None, self.settings.audit_rate),
+            max_wrong_rate=_first_bound(
+                max_wrong_rate,
+                tenant.max_wrong_rate if tenant else None,
+                self.settings.max_wrong_rate,
+            ),
         )
 
     async def answer(
@@ -229,6 +239,7 @@ class QueryPath:
         probe = self.probe(
             ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
+            request.max_wrong_rate,
         )  # fmt: skip
         return await self.resolve(probe, lambda: complete(self.llm, key.question, request.model))
 
@@ -256,6 +267,7 @@ class QueryPath:
             async def call_llm_and_store() -> Kept | None:
                 nonlocal reply
                 reply = await call_llm()
+                self._audit_withheld(probe, found, reply)
                 return await self.keep(probe, found.vector, reply)
 
             if probe.mode == "refresh" or probe.control.no_store:
@@ -294,6 +306,7 @@ class QueryPath:
     async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
         """Store an answer the caller relayed itself (a stream that finished), and record
         the miss; with Redis not answering, the answer is not stored."""
+        self._audit_withheld(probe, missed, reply)
         try:
             kept = await self.keep(probe, missed.vector, reply)
         except STORE_UNAVAILABLE as error:
@@ -329,22 +342,40 @@ class QueryPath:
                 entry = await vectors.confirm(probe.ns, candidate.entry_id)
             if entry is None or not self._servable(entry, candidate.distance, probe):
                 continue  # gone from Redis (and dropped here), or not for this query
-            if probe.verifier_cut is None or probe.judge is None:
-                return Found(entry, candidate.distance)
-            # only the nearest servable candidate is judged; the next one gives the margin
-            runner_up = (
-                candidates[position + 1].distance if position + 1 < len(candidates) else None
-            )
-            with times.measure("verify"):
-                confidence = await self.decision.probability(
-                    probe.judge,
-                    JudgedPair(key.question, entry.prompt, vector, entry.vector,
-                               candidate.distance, runner_up),
-                )  # fmt: skip
-            if confidence is None or confidence >= probe.verifier_cut:  # None: the cascade
+            confidence = None
+            if probe.verifier_cut is not None and probe.judge is not None:
+                # only the nearest servable candidate is judged; the next gives the margin
+                runner_up = (
+                    candidates[position + 1].distance if position + 1 < len(candidates) else None
+                )
+                with times.measure("verify"):
+                    confidence = await self.decision.probability(
+                        probe.judge,
+                        JudgedPair(key.question, entry.prompt, vector, entry.vector,
+                                   candidate.distance, runner_up),
+                    )  # fmt: skip
+                # None: the cascade settled it on its distance
+                if confidence is not None and confidence < probe.verifier_cut:
+                    return Missed(vector, nearest, confidence, nearest_id)
+            if self._within_bound(probe, candidate.distance):
                 return Found(entry, candidate.distance, confidence)
-            return Missed(vector, nearest, confidence, nearest_id)
+            return Missed(vector, nearest, confidence, nearest_id, entry, candidate.distance)
         return Missed(vector, nearest, nearest_id=nearest_id)
+
+    def _within_bound(self, probe: Probe, distance: float) -> bool:
+        """Whether the operator's bound on the wrong-answer rate (if any) lets a semantic
+        HIT this far be served (``service/engine/audits.py``)."""
+        if probe.max_wrong_rate is None or self.auditor is None:
+            return True
+        return distance < self.auditor.served_radius(probe.ns, probe.max_wrong_rate)
+
+    def _audit_withheld(self, probe: Probe, missed: Missed, reply: LLMReply) -> None:
+        """A MISS whose candidate the bound withheld: compare its answer with the LLM's."""
+        if missed.withheld is not None and self.auditor is not None:
+            self.auditor.audit_withheld(
+                probe.ns, missed.withheld, probe.key.question, missed.withheld_distance,
+                reply.text,
+            )  # fmt: skip
 
     @staticmethod
     def _servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
@@ -425,6 +456,11 @@ class QueryPath:
 
 def _store_unavailable(error: Exception, consequence: str) -> None:
     log.warning("Redis unavailable (%s): %s", type(error).__name__, consequence)
+
+
+def _first_bound(*bounds: float | None) -> float | None:
+    """The first wrong-rate bound set (request, tenant, service), or None: no bound."""
+    return next((bound for bound in bounds if bound is not None), None)
 
 
 def _elapsed_ms(started: float) -> float:

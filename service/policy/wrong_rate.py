@@ -65,3 +65,25 @@ def summary(counts: Mapping[str, float]) -> dict[str, Any]:
         "llm_calls": audits,
         "cost_usd": round(float(counts.get("cost_usd", 0.0)), 6),
     }
+
+
+def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
+    """How far semantic HITs may be served under an operator's bound on the wrong-answer
+    rate: the widest band edge such that the audits of every band nearer than it, pooled,
+    have their 95 % upper bound at or under ``max_wrong_rate`` (audits are drawn at random
+    from served HITs, so each band's share of them is its share of the HITs). 0 when even
+    the nearest band has too little evidence, or too many wrong: then only exact repeats
+    are served, and the semantic ones are MISSes whose answers are compared with the
+    candidate they withheld (an audit for free), until the evidence is there."""
+    radius, audits, wrong = 0.0, 0, 0
+    for bound in BANDS:
+        band = f"<{bound:g}"
+        in_band = int(counts.get(f"audits:{band}", 0))
+        audits += in_band
+        wrong += int(counts.get(f"wrong:{band}", 0))
+        if in_band == 0:  # no evidence here: opened only with a farther band that has some
+            continue  # (a nearer candidate is no likelier wrong than a farther one)
+        if wilson(wrong, audits)[1] > max_wrong_rate:
+            break
+        radius = bound
+    return radius
