@@ -11,7 +11,7 @@ and ``tool``."""
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -261,12 +261,12 @@ def _message(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class MeaningUpstream(ServerThread):
-    """An OpenAI-compatible upstream that answers by meaning: every question naming one of
-    ``answers``' topics (a word in it, any case) gets that topic's answer, reworded at random
-    from its variants (so an exact comparison of answers is not enough); other questions
-    get their own. It counts the questions it was asked."""
+    """An OpenAI-compatible upstream that answers by meaning: ``answers(question)`` gives
+    the variants of a question's answer (one meaning, several wordings), and each call
+    answers with one of them at random, so an exact comparison of answers is not enough.
+    ``topics`` builds such a function from topic words. It records the questions asked."""
 
-    def __init__(self, answers: dict[str, list[str]], seed: int = 3) -> None:
+    def __init__(self, answers: Callable[[str], list[str]], seed: int = 3) -> None:
         import random
 
         self.answers = answers
@@ -279,9 +279,7 @@ class MeaningUpstream(ServerThread):
             body = await request.json()
             question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
             self.asked.append(question)
-            words = set(question.lower().replace("?", " ").split())
-            topic = next((t for t in self.answers if t in words), None)
-            text = rng.choice(self.answers[topic]) if topic else f"About {question}: no idea."
+            text = rng.choice(self.answers(question))
             return JSONResponse({
                 "id": f"chatcmpl-{len(self.asked)}", "object": "chat.completion", "created": 1,
                 "model": body.get("model", "meaning"),
@@ -291,6 +289,17 @@ class MeaningUpstream(ServerThread):
             })  # fmt: skip
 
         super().__init__(app)
+
+    @staticmethod
+    def topics(answers: dict[str, list[str]]) -> Callable[[str], list[str]]:
+        """Answers by topic word (in the question, any case); others get their own."""
+
+        def answer(question: str) -> list[str]:
+            words = set(question.lower().replace("?", " ").split())
+            topic = next((t for t in answers if t in words), None)
+            return answers[topic] if topic else [f"About {question}: no idea."]
+
+        return answer
 
     @property
     def base_url(self) -> str:

@@ -25,7 +25,7 @@ ANSWERS = {
 
 @pytest.fixture
 def meaning() -> Iterator[MeaningUpstream]:
-    server = MeaningUpstream(ANSWERS)
+    server = MeaningUpstream(MeaningUpstream.topics(ANSWERS))
     server.start()
     yield server
     server.stop()

@@ -47,6 +47,18 @@ AUDIT_KEY_ID = "audit"  # the namespace's audit budget, in the rate limiter's bu
 COUNTS_FRESH_S = 1.0  # the bound reads a namespace's audit counts again after this
 
 
+def same_text(served: str, fresh: str) -> bool:
+    return normalise_prompt(served) == normalise_prompt(fresh)
+
+
+def same_answer(
+    served: str, fresh: str, served_vector: np.ndarray, fresh_vector: np.ndarray, cut: float
+) -> bool:
+    """The answer-equivalence check: the same normal form, else unit vectors whose cosine
+    reaches ``cut`` (``bench/audit.py`` measures how often it errs, both ways)."""
+    return same_text(served, fresh) or float(np.dot(served_vector, fresh_vector)) >= cut
+
+
 class Auditor:
     def __init__(
         self,
@@ -159,13 +171,11 @@ class Auditor:
         task.add_done_callback(self._running.discard)
 
     async def same_answer(self, served: str, fresh: str) -> bool:
-        """The answer-equivalence check: the same normal form, else embeddings whose cosine
-        reaches ``audit_answer_cut``."""
-        if normalise_prompt(served) == normalise_prompt(fresh):
+        """The answer-equivalence check (``same_answer``), with this replica's embedder."""
+        if same_text(served, fresh):
             return True
         vectors = await self.embedder.embed([served, fresh])
-        cosine = float(np.dot(vectors[0], vectors[1]))
-        return cosine >= self.settings.audit_answer_cut
+        return same_answer(served, fresh, vectors[0], vectors[1], self.settings.audit_answer_cut)
 
     async def settle(self, timeout_s: float = 10.0) -> None:
         """Wait for the audits under way (a test's, a bench's end), at most ``timeout_s``."""

@@ -1,0 +1,229 @@
+"""Audited hits on a stream of real questions: the live wrong-answer estimate against the
+truth, an operator's bound held, and what the audits cost (``make audit-bench``).
+
+The upstream answers by meaning (``tests/fake_upstream.MeaningUpstream``): every question
+of one duplicate cluster of the data (``training/pair_data.DuplicateClusters``) gets the
+same answer, reworded at random from a few templates (so an exact comparison is not
+enough); different clusters get different answers (three words drawn for the cluster from
+the data's vocabulary). The stream: ``--queries`` questions drawn from the QQP dev split's
+clusters with Zipf-like popularity (each draw a random member of its cluster), through the
+HTTP API of one replica. A semantic HIT is truly wrong when the question it served is not in
+the asked one's cluster (the protocol of ``bench/quality.py``).
+
+Runs on the same stream: the static threshold and the pair model without a bound (their
+true wrong rate; the estimate from ``--audit-rate`` audits, sampled every 1,000 queries),
+and bounds of 5 % and 2 %. A second stream from STS-B's dev split (out of the training
+domain). Also measured: the equivalence check's error both ways, on rewordings of one answer
+and on the answers of the nearest different clusters. Writes bench/results/audit.json and
+audit.png.
+
+    python bench/audit.py [--queries 20000] [--audit-rate 0.1]
+"""
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
+from index.embedding.embedder import load_embedder
+from service.engine.audits import same_answer
+from tests.fake_upstream import MeaningUpstream
+from training.pair_data import DuplicateClusters, Pair, pairs_in, read_pairs, read_stsb
+
+TEMPLATES = (
+    "The answer involves {a}, {b} and {c}.",
+    "It comes down to {a}, {b} and {c}.",
+    "{a}, {b} and {c}: that is the answer here.",
+    "In short: {a}, {b}, and also {c}.",
+)
+ZIPF_S = 1.1
+SAMPLE_EVERY = 1000
+
+
+class Stream:
+    """Questions of a set's clusters, their answers, and a Zipf-like draw over them."""
+
+    def __init__(self, pairs: list[Pair], seed: int) -> None:
+        self.clusters = DuplicateClusters(pairs)
+        members: dict[str, list[str]] = {}
+        for pair in pairs:
+            for question in (pair.q1, pair.q2):
+                members.setdefault(self.clusters.of(question), []).append(question)
+        self.members = {c: list(dict.fromkeys(qs)) for c, qs in members.items()}
+        rng = random.Random(seed)
+        vocabulary = sorted({w.strip("?,.!").lower() for qs in self.members.values()
+                             for q in qs for w in q.split() if len(w) > 5})  # fmt: skip
+        self.answer_words = {c: rng.sample(vocabulary, 3) for c in sorted(self.members)}
+        order = sorted(self.members)
+        rng.shuffle(order)
+        self.order = order
+        weights = np.array([1 / (rank + 1) ** ZIPF_S for rank in range(len(order))])
+        self.weights = weights / weights.sum()
+
+    def answers(self, question: str) -> list[str]:
+        a, b, c = self.answer_words.get(self.clusters.of(question), ("nothing", "known", "here"))
+        return [t.format(a=a, b=b, c=c) for t in TEMPLATES]
+
+    def draw(self, count: int, seed: int) -> list[str]:
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(self.order), size=count, p=self.weights)
+        chooser = random.Random(seed)
+        return [chooser.choice(self.members[self.order[i]]) for i in picks]
+
+
+def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
+        **settings: Any) -> dict[str, Any]:  # fmt: skip
+    """The stream through one replica: truth, estimate over time, hits and cost."""
+    service = ServiceProcess(
+        sim_latency_ms=0, log_level="error", llm="openai", openai_base_url=upstream.base_url,
+        openai_api_key="sk-bench", openai_model="meaning", llm_max_retries=0,
+        audit_max_per_s=1000, **settings,
+    )  # fmt: skip
+    semantic = wrong = hits = 0
+    timeline, hit_ms = [], []
+    with service as svc:
+        for position, question in enumerate(questions, 1):
+            answer = svc.query(question).json()
+            if answer["status"] == "HIT":
+                hits += 1
+                if (answer["distance"] or 0) > 0:
+                    semantic += 1
+                    hit_ms.append(answer["latency_ms"])
+                    wrong += not stream.clusters.same(answer["matched_prompt"], question)
+            if position % SAMPLE_EVERY == 0 or position == len(questions):
+                estimated = svc.http.get("/v1/stats").json()["wrong_answer_rate"]
+                timeline.append({
+                    "queries": position, "semantic_hits": semantic,
+                    "true_wrong_rate": round(wrong / max(1, semantic), 4),
+                    "estimate": estimated["estimate"], "low": estimated["low"],
+                    "high": estimated["high"], "audits": estimated["audits"],
+                })  # fmt: skip
+        final = svc.http.get("/v1/stats").json()
+    half = len(questions) // 2
+    return {
+        "settings": settings,
+        "queries": len(questions),
+        "hit_rate": round(hits / len(questions), 4),
+        "semantic_hits": semantic,
+        "true_wrong_rate": round(wrong / max(1, semantic), 4),
+        "timeline": timeline,
+        "second_half_true_wrong_rate": _second_half(timeline, half),
+        "audits": final["wrong_answer_rate"]["audits"],
+        "audit_cost_usd": final["wrong_answer_rate"]["cost_usd"],
+        "llm_calls_for_misses": final["misses"],
+        "semantic_hit_latency_ms": percentiles(hit_ms) if hit_ms else None,
+    }
+
+
+def _second_half(timeline: list[dict[str, Any]], half: int) -> float | None:
+    """The true wrong rate of the semantic HITs of the stream's second half."""
+    before = next((t for t in timeline if t["queries"] >= half), None)
+    end = timeline[-1]
+    if before is None:
+        return None
+    hits = end["semantic_hits"] - before["semantic_hits"]
+    wrong = (end["true_wrong_rate"] * end["semantic_hits"]
+             - before["true_wrong_rate"] * before["semantic_hits"])  # fmt: skip
+    return round(wrong / hits, 4) if hits > 0 else None
+
+
+def equivalence_error(stream: Stream, embed: Any, cut: float, count: int = 500) -> dict[str, Any]:
+    """How often the answer check errs: rewordings of one answer called different, and the
+    answers of two different clusters called the same."""
+    rng = random.Random(5)
+    clusters = rng.sample(sorted(stream.members), min(count, len(stream.members)))
+    same = [rng.sample(stream.answers(stream.members[c][0]), 2) for c in clusters]
+    other = [(stream.answers(stream.members[a][0])[0], stream.answers(stream.members[b][0])[1])
+             for a, b in zip(clusters, clusters[1:] + clusters[:1], strict=True)]  # fmt: skip
+
+    def agrees(pairs: list[Any]) -> list[bool]:
+        vectors = embed([t for pair in pairs for t in pair])
+        return [same_answer(a, b, vectors[2 * i], vectors[2 * i + 1], cut)
+                for i, (a, b) in enumerate(pairs)]  # fmt: skip
+
+    false_different = 1 - float(np.mean(agrees(same)))
+    false_same = float(np.mean(agrees(other)))
+    return {
+        "cut": cut,
+        "pairs": len(same),
+        "equivalent_called_different": round(false_different, 4),
+        "different_called_equivalent": round(false_same, 4),
+    }
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for name, outcome in results["qqp"].items():
+        line = outcome["timeline"]
+        xs = [t["queries"] for t in line]
+        axis.plot(xs, [t["true_wrong_rate"] for t in line], label=f"{name}: true")
+        if any(t["estimate"] is not None for t in line):
+            axis.plot(xs, [t["estimate"] or 0 for t in line], "--", label=f"{name}: estimate")
+            axis.fill_between(xs, [t["low"] for t in line], [t["high"] for t in line], alpha=0.1)
+    axis.set_xlabel("queries")
+    axis.set_ylabel("wrong-answer rate of served semantic HITs")
+    axis.set_title("Audited estimate against the truth (QQP dev stream)")
+    axis.legend(fontsize=7)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queries", type=int, default=20_000)
+    parser.add_argument("--audit-rate", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=31)
+    args = parser.parse_args()
+    qqp = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed)
+    stsb = Stream(read_stsb(DATA / "stsb_train_dev.jsonl", "dev"), args.seed)
+    embedder = load_embedder("onnx", None, None, "models/onnx")
+    results: dict[str, Any] = {
+        "parameters": vars(args),
+        "equivalence_check": equivalence_error(qqp, embedder.encode, 0.8),
+        "qqp": {}, "stsb": {},
+    }  # fmt: skip
+    print(results["equivalence_check"], flush=True)
+    runs: dict[str, dict[str, Any]] = {
+        "static": {"pair_model": "off", "audit_rate": args.audit_rate},
+        "pair_model": {"pair_model": "on", "audit_rate": args.audit_rate},
+        "static_bound_5pct": {"pair_model": "off", "audit_rate": args.audit_rate,
+                              "max_wrong_rate": 0.05},
+        "static_bound_2pct": {"pair_model": "off", "audit_rate": args.audit_rate,
+                              "max_wrong_rate": 0.02},
+    }  # fmt: skip
+    for set_name, stream, names in (("qqp", qqp, list(runs)),
+                                    ("stsb", stsb, ["static", "static_bound_5pct"])):  # fmt: skip
+        questions = stream.draw(args.queries, args.seed)
+        upstream = MeaningUpstream(stream.answers)
+        upstream.start()
+        try:
+            for name in names:
+                started = time.perf_counter()
+                outcome = run(stream, questions, upstream, **runs[name])
+                results[set_name][name] = outcome
+                last = outcome["second_half_true_wrong_rate"]
+                print(f"{set_name} {name}: hit rate {outcome['hit_rate']}, true wrong "
+                      f"{outcome['true_wrong_rate']} (2nd half {last}), "
+                      f"estimate {outcome['timeline'][-1]['estimate']} "
+                      f"[{outcome['timeline'][-1]['low']}, {outcome['timeline'][-1]['high']}] "
+                      f"from {outcome['audits']} audits [{time.perf_counter() - started:.0f} s]",
+                      flush=True)  # fmt: skip
+        finally:
+            upstream.stop()
+    write_results("audit", results)
+    plot(results, RESULTS / "audit.png")
+
+
+if __name__ == "__main__":
+    main()
