@@ -65,14 +65,16 @@ def test_a_right_hit_is_audited_in_the_background_and_counted_right(
     assert meaning.asked.count("Tell me the capital of France") == 1
     entry = keys.entry_key("default", hit["entry_id"])
     assert int(redis_client.hget(entry, "au_right") or 0) == 1
-    # an exact repeat is right by definition (never audited), and the same (entry, query)
-    # is audited once; a new paraphrase is audited, and by then the repeats would have been
+    # an exact repeat is right by definition (never audited); a repeat of an audited pair
+    # is counted again with its verdict, without asking the LLM (audits stay a random
+    # sample of the HITs, repeats included); a new paraphrase is asked
     assert service.query("What is the capital of France?").json()["distance"] == 0
     assert service.query("Tell me the capital of France").json()["status"] == "HIT"
     assert service.query("Which city is the capital of France?").json()["status"] == "HIT"
-    wait_until(lambda: rate_of(service)["audits"] == 2, 15, message="the new paraphrase")
+    wait_until(lambda: rate_of(service)["audits"] == 3, 15, message="three audits")
     assert meaning.asked.count("Tell me the capital of France") == 1
     assert "What is the capital of France?" not in meaning.asked[1:]
+    assert rate_of(service)["llm_calls"] == 2 and rate_of(service)["wrong"] == 0
 
 
 def test_a_wrong_hit_is_counted_wrong_on_every_replica_and_narrows_its_entry(
@@ -121,9 +123,10 @@ def test_the_estimate_and_its_interval() -> None:
     assert wilson(0, 0) == (0.0, 1.0)
     assert estimate(0, 0)["estimate"] is None
     counted = summary({"audits": 4, "wrong": 1, "audits:<0.1": 3, "wrong:<0.1": 1,
-                       "audits:<0.35": 1, "cost_usd": 0.008})  # fmt: skip
+                       "audits:<0.35": 1, "calls": 4, "cost_usd": 0.008})  # fmt: skip
     assert counted["estimate"] == 0.25 and counted["by_distance"]["<0.1"]["wrong"] == 1
     assert counted["by_distance"]["<0.35"]["estimate"] == 0.0 and counted["cost_usd"] == 0.008
+    assert counted["llm_calls"] == 4
     assert [band_of(d) for d in (0.0, 0.07, 0.3, 2.0)] == ["<0.05", "<0.1", "<0.35", "<4"]
 
 

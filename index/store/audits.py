@@ -1,15 +1,18 @@
 """Audited hits in Redis, so that every replica reads the same estimate: a namespace's
 counts (``dc:audit:{ns}``: audits and wrong ones, in total and per distance band, and what
-they cost), each entry's own (``au_right``/``au_wrong`` on its hash), and a claim per
-(entry, query) that makes an audit idempotent."""
+they cost), each entry's own (``au_right``/``au_wrong`` on its hash), and per (entry, query)
+the verdict its first audit reached (``dc:audited:{ns}:<sha>``): one LLM call per pair, its
+verdict counted again for each later HIT of the pair drawn for audit."""
 
-from typing import Any
+from typing import Any, Literal
 
 from index.store import keys
 from index.store.scripts import Scripts
 from index.store.shards import Shards
 
-CLAIM_TTL_S = 24 * 3600  # the same query on the same entry is audited at most once a day
+CLAIM_TTL_S = 24 * 3600  # a pair's verdict is reused for a day, then audited afresh
+PENDING = "pending"
+Verdict = Literal["right", "wrong", "pending"] | None
 
 
 class AuditLog:
@@ -17,11 +20,23 @@ class AuditLog:
         self.client = shards.client
         self.scripts = scripts
 
-    async def claim(self, ns: str, entry_id: str, normalised_prompt: str) -> bool:
-        """Whether this audit is the first of its (entry, query): False, and it is skipped,
-        when another replica (or an earlier HIT) audited the same pair."""
+    async def claim(self, ns: str, entry_id: str, normalised_prompt: str) -> Verdict:
+        """The verdict an earlier audit of this (entry, query) reached (``right``/``wrong``;
+        ``pending`` while one is under way), or None: this audit is the pair's first, and
+        has claimed it."""
         key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
-        return bool(await self.client.set(key, 1, nx=True, ex=CLAIM_TTL_S))
+        if await self.client.set(key, PENDING, nx=True, ex=CLAIM_TTL_S):
+            return None
+        found = await self.client.get(key)
+        text = found.decode() if isinstance(found, bytes) else found
+        return text if text in ("right", "wrong", PENDING) else PENDING  # type: ignore[return-value]
+
+    async def remember(self, ns: str, entry_id: str, normalised_prompt: str, right: bool) -> None:
+        """Keep a pair's verdict: a later HIT of the same pair drawn for audit is counted
+        again with it, without calling the LLM (so audits stay a random sample of HITs,
+        repeats included, and a repeat costs nothing)."""
+        key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
+        await self.client.set(key, "right" if right else "wrong", ex=CLAIM_TTL_S)
 
     async def record(self, ns: str, entry_id: str, band: str, right: bool, cost: float) -> None:
         """Count one audit: in the namespace's totals and band, and on the entry."""
@@ -32,7 +47,9 @@ class AuditLog:
             if not right:
                 pipe.hincrby(key, "wrong", 1)
                 pipe.hincrby(key, f"wrong:{band}", 1)
-            pipe.hincrbyfloat(key, "cost_usd", cost)
+            if cost > 0:  # the audit called the LLM (a repeat's or a withheld one's did not)
+                pipe.hincrby(key, "calls", 1)
+                pipe.hincrbyfloat(key, "cost_usd", cost)
             await pipe.execute()
         await self.scripts.audit_entry(
             keys=[keys.entry_key(ns, entry_id)], args=["au_right" if right else "au_wrong"]

@@ -7,8 +7,12 @@ HIT's answer and its latency never change. The fresh answer is compared with the
 verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
 ``wrong_answer_rate``, with its 95 % interval) and on the entry, and it feeds the entry's
 feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
-kept as a positive. Audits are idempotent per (entry, query), limited to
-``audit_max_per_s`` per namespace, and counted as LLM calls and cost.
+kept as a positive. Audits are a random sample of the HITs, repeats included: the first
+audit of an (entry, query) pair calls the LLM and keeps its verdict, a later HIT of the
+same pair drawn for audit is counted again with it at no cost (deduplicating the pairs
+instead biased the sample toward rare questions: the estimate read 28 % where 13 % of the
+served semantic HITs were wrong). At most ``audit_max_per_s`` per namespace; the calls
+are counted as LLM calls and cost.
 
 With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
 as far as the audits show it holds (``service/policy/wrong_rate.served_radius``); a
@@ -99,12 +103,17 @@ class Auditor:
         self, ns: str, entry: StoredEntry, question: str, model: str, distance: float
     ) -> None:
         budget = self.settings.audit_max_per_s
+        normalised = normalise_prompt(question)
         try:
             burst = max(1, round(budget))
             if await self.rate_limiter.take(ns, AUDIT_KEY_ID, budget, burst) > 0:
                 self.metrics.audits_skipped.inc()
                 return
-            if not await self.store.audits.claim(ns, entry.entry_id, normalise_prompt(question)):
+            earlier = await self.store.audits.claim(ns, entry.entry_id, normalised)
+            if earlier == "pending":  # the pair's first audit is under way
+                return
+            if earlier is not None:  # audited before: counted again with its verdict, free
+                await self._count(ns, entry, distance, earlier == "right", cost=0.0)
                 return
             fresh = await complete(self.llm, question, model or None)
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
@@ -118,16 +127,17 @@ class Auditor:
         self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
         cost: float, withheld: bool = False,
     ) -> None:  # fmt: skip
-        """Compare, count (namespace, band, entry) and feed the entry's feedback."""
+        """Compare, count (namespace, band, entry), keep the pair's verdict, and feed the
+        entry's feedback."""
+        normalised = normalise_prompt(question)
         try:
-            if withheld and not await self.store.audits.claim(
-                ns, entry.entry_id, normalise_prompt(question)
-            ):
-                return
+            if withheld:
+                earlier = await self.store.audits.claim(ns, entry.entry_id, normalised)
+                if earlier is not None:  # this pair was judged already (or is being)
+                    return
             right = await self.same_answer(entry.response, fresh)
-            await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, cost)
-            self.metrics.audits.labels(self.metrics.namespaces(ns), "right" if right else
-                                       "wrong").inc()  # fmt: skip
+            await self.store.audits.remember(ns, entry.entry_id, normalised, right)
+            await self._count(ns, entry, distance, right, cost)
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
                 ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right)
@@ -136,6 +146,13 @@ class Auditor:
             log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)
         except Exception:  # an audit never takes anything down with it
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
+
+    async def _count(
+        self, ns: str, entry: StoredEntry, distance: float, right: bool, cost: float
+    ) -> None:
+        await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, cost)
+        verdict = "right" if right else "wrong"
+        self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
 
     def served_radius(self, ns: str, max_wrong_rate: float) -> float:
         """How far semantic HITs of ``ns`` may be served under the bound, from its audit

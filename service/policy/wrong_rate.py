@@ -51,7 +51,8 @@ def estimate(wrong: int, audits: int) -> dict[str, Any]:
 
 def summary(counts: Mapping[str, float]) -> dict[str, Any]:
     """A namespace's audit hash (``audits``, ``wrong``, ``audits:<band>``, ``wrong:<band>``,
-    ``cost_usd``) as its estimate, per band and in total, and what the audits cost."""
+    ``calls``, ``cost_usd``) as its estimate, per band and in total, and what the audits
+    cost (the LLM calls they made: a pair audited before is counted again without one)."""
     audits, wrong = int(counts.get("audits", 0)), int(counts.get("wrong", 0))
     by_band = {}
     for bound in BANDS:
@@ -62,7 +63,7 @@ def summary(counts: Mapping[str, float]) -> dict[str, Any]:
     return {
         **estimate(wrong, audits),
         "by_distance": by_band,
-        "llm_calls": audits,
+        "llm_calls": int(counts.get("calls", 0)),
         "cost_usd": round(float(counts.get("cost_usd", 0.0)), 6),
     }
 
