@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20_000)
     parser.add_argument("--audit-rate", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--runs", default="", help="only these runs (comma-separated)")
+    parser.add_argument("--name", default="audit", help="bench/results/<name>.json")
     args = parser.parse_args()
     qqp = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed)
     stsb = Stream(read_stsb(DATA / "stsb_train_dev.jsonl", "dev"), args.seed)
@@ -202,8 +204,12 @@ def main() -> None:
         "static_bound_2pct": {"pair_model": "off", "audit_rate": args.audit_rate,
                               "max_wrong_rate": 0.02},
     }  # fmt: skip
+    chosen = set(args.runs.split(",")) if args.runs else set(runs)
     for set_name, stream, names in (("qqp", qqp, list(runs)),
                                     ("stsb", stsb, ["static", "static_bound_5pct"])):  # fmt: skip
+        names = [name for name in names if name in chosen]
+        if not names:
+            continue
         questions = stream.draw(args.queries, args.seed)
         upstream = MeaningUpstream(stream.answers)
         upstream.start()
@@ -221,8 +227,8 @@ def main() -> None:
                       flush=True)  # fmt: skip
         finally:
             upstream.stop()
-    write_results("audit", results)
-    plot(results, RESULTS / "audit.png")
+    write_results(args.name, results)
+    plot(results, RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":
