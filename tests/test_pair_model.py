@@ -48,7 +48,9 @@ def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> 
     # served: the model's probability and the distance combined by the stack fitted on tune
     assert model.stack is not None
     judged = model.serve_below + 0.05  # past the cascade's bound: the model is run
-    combined = model.served_probabilities(np.array([same]), np.array([judged]))[0]
+    # one pair at a time, as served (an int8 build's scale depends on what it is batched with)
+    alone = model.probabilities([SAME])[0]
+    combined = model.served_probabilities(np.array([alone]), np.array([judged]))[0]
     assert model.probability(*SAME, distance=judged) == pytest.approx(float(combined), abs=1e-6)
     # nearer is never judged less likely right, all else equal
     near, far = model.served_probabilities(np.array([same, same]), np.array([0.05, 0.6]))
@@ -89,6 +91,9 @@ def test_a_running_service_picks_up_a_newly_built_model(
 
     staging = tmp_path / ".pair.building"  # as the trainer does: whole, then renamed
     shutil.copytree(BUILT, staging, ignore=shutil.ignore_patterns("torch"))
+    meta = json.loads((staging / META_NAME).read_text())
+    meta["serve_below"] = 0.0  # no cascade: the near paraphrase below is judged
+    (staging / META_NAME).write_text(json.dumps(meta))
     staging.rename(folder)
     wait_until(
         lambda: service.http.get("/readyz").json()["decision"]["stage"] == "pair-model",
@@ -186,7 +191,12 @@ def test_rules_refuse_exchanged_words_and_numbers_not_symmetric_phrasings(
 def test_the_served_pair_model_refuses_a_role_swap(model: PairModel) -> None:
     assert model.probability("Why did Germany invade Poland?", "Why did Poland invade Germany?",
                              0.003) == 0.0  # fmt: skip
-    assert model.probability(*SAME, distance=0.05) > 0
+    judged = model.serve_below + 0.01
+    assert (model.probability(*SAME, distance=judged) or 0) > 0
+    # nearer than the cascade's bound, the rules still refuse the swap; a paraphrase is
+    # served without the model
+    assert model.probability(*SWAPPED, distance=model.serve_below / 2) == 0.0
+    assert model.serve_below == 0 or model.probability(*SAME, distance=0.0) is None
 
 
 def test_a_newer_build_that_does_not_qualify_takes_the_older_out_of_force(

@@ -302,7 +302,10 @@ def tune_lookups(tune_pairs: list[Pair], embed: Any) -> Lookups:
 
 
 def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
-    return model.probabilities(list(zip(lookups.queries, lookups.candidates, strict=True)))
+    """The model's probabilities one pair at a time, as the service judges: an int8 build's
+    activation scale depends on what a pair is batched with."""
+    pairs = list(zip(lookups.queries, lookups.candidates, strict=True))
+    return model.probabilities(pairs, chunk=1)
 
 
 def served_scores(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
