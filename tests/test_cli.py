@@ -304,7 +304,7 @@ def test_stats_shows_the_audited_wrong_answer_rate() -> None:
 
     assert wrong_cell(None) == "-" and wrong_cell({"audits": 0}) == "-"
     rate = {"estimate": 0.042, "low": 0.021, "high": 0.08, "audits": 120}
-    assert wrong_cell(rate) == "4.2 (2.1–8.0, n=120)"
+    assert wrong_cell(rate) == "4.2 [2–8] 120"
     numbers = {"entries": 3, "requests": 10, "hits": 6, "misses": 4, "hit_rate": 0.6,
                "cost_saved_usd": 0.01, "latency_ms": {}, "wrong_answer_rate": rate}  # fmt: skip
     table = stats_table({**numbers, "namespaces": {"acme": numbers}})

@@ -115,7 +115,7 @@ def test_dashboard_shows_the_stats_in_a_browser(
     assert text("decision") == f"decision: {numbers['decision']['stage']}"
     wrong = numbers["wrong_answer_rate"]  # the audited wrong-answer rate, with its interval
     assert text("wrong-rate") == f"{100 * wrong['estimate']:.1f}%"
-    assert f"{wrong['audits']} audits" in text("wrong-interval")
+    assert f"audits: {wrong['audits']}" in text("wrong-interval")
     rows = browser.find_elements(By.CSS_SELECTOR, "#namespaces tbody tr")
     assert [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows] == ["default"]
     assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == str(numbers["entries"])

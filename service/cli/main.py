@@ -205,11 +205,12 @@ def import_entries(
 
 
 def wrong_cell(rate: dict[str, Any] | None) -> str:
-    """The audited wrong-answer rate as ``4.2 (2.1–8.0, n=120)``; ``-`` without audits."""
+    """The audited wrong-answer rate as ``4.2 [2–8] 120`` (estimate, 95 % interval,
+    audits); ``-`` without audits."""
     if not rate or not rate.get("audits"):
         return "-"
-    return (f"{100 * rate['estimate']:.1f} ({100 * rate['low']:.1f}–{100 * rate['high']:.1f}, "
-            f"n={rate['audits']})")  # fmt: skip
+    return (f"{100 * rate['estimate']:.1f} [{100 * rate['low']:.0f}–{100 * rate['high']:.0f}] "
+            f"{rate['audits']}")  # fmt: skip
 
 
 def stats_table(stats: dict[str, Any]) -> Table:
@@ -218,7 +219,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
                   collapse_padding=True)  # fmt: skip
     table.add_column("namespace", no_wrap=True, overflow="fold")
     for column in ("entries", "reqs", "hits", "misses", "hit %", "hit p50\nms",
-                   "miss p50\nms", "saved\n$", "wrong %\n(95 % CI, audits)"):  # fmt: skip
+                   "miss p50\nms", "saved\n$", "wrong %\n[95 % CI] n"):  # fmt: skip
         table.add_column(column, justify="right", no_wrap=True)
 
     def row(name: str, numbers: dict[str, Any], style: str | None = None) -> None:

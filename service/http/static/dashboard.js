@@ -69,7 +69,7 @@ function render(data) {
   if (wrong && wrong.audits > 0) {
     setText("wrong-rate", percent(wrong.estimate));
     setText("wrong-interval",
-      `95 % interval ${percent(wrong.low)}–${percent(wrong.high)} · ${wrong.audits} audits ($${fixed(wrong.cost_usd, 4)})`);
+      `95 % interval ${percent(wrong.low)}–${percent(wrong.high)} · audits: ${wrong.audits} ($${fixed(wrong.cost_usd, 4)})`);
   }
   for (const outcome of ["hit", "miss"]) {
     const latency = stats.latency_ms[outcome];
