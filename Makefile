@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test test-cluster image-test lint bench chaos fuzz quality clean
+.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test test-cluster image-test lint bench chaos fuzz quality audit-bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -97,6 +97,10 @@ bench: bench-deps models pair-model verifier-model
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
 quality: bench-deps models pair-model verifier-model
 	$(PY) bench/quality.py
+
+# audited hits on a 20,000-question stream -> bench/results/audit.{json,png} (~15 min)
+audit-bench: bench-deps models pair-model
+	$(PY) bench/audit.py
 
 # faults against real processes (Redis killed and frozen, the embedded Redis killed, a
 # replica killed behind nginx, cut subscriptions, hostile input with a real upstream, a soak);
