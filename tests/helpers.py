@@ -37,6 +37,24 @@ def wait_until(
         time.sleep(interval_s)
 
 
+def store_entries(
+    http: httpx.Client, entries: list[dict[str, Any]], headers: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> httpx.Response:  # fmt: skip
+    """``POST /v1/entries`` as a client should: a 503 (Redis slower than the request path's
+    timeout on a saturated machine; the answer names what was stored) is sent again, which
+    the API makes idempotent, until it is stored or the deadline passes."""
+    answers: list[httpx.Response] = []
+
+    def stored() -> bool:
+        answers.append(http.post("/v1/entries", json={"entries": entries}, headers=headers))
+        return answers[-1].status_code != 503
+
+    wait_until(stored, timeout_s, interval_s=0.2, message="the entries stored")
+    answers[-1].raise_for_status()
+    return answers[-1]
+
+
 class ServerThread:
     """Runs an ASGI app under uvicorn in a background thread, on a free loopback port."""
 

@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Callable
 
 from index.store.keys import faiss_id
-from tests.helpers import CacheService, wait_until
+from tests.helpers import CacheService, store_entries, wait_until
 
 
 def test_grown_index_becomes_hnsw_and_deletes_are_compacted(
@@ -131,9 +131,7 @@ def test_a_rebuild_asked_for_again_while_one_waits_or_runs_is_done_once(
     first had made them pointless (a replica reloading Redis for ever, twice the memory)."""
     service = start_service(hnsw_min_entries=60, drift_check_interval_s=3600)
     questions = [f"Which river flows through valley number {i}?" for i in range(120)]
-    service.http.post(
-        "/v1/entries", json={"entries": [{"prompt": q, "response": "x"} for q in questions]}
-    ).raise_for_status()
+    store_entries(service.http, [{"prompt": q, "response": "x"} for q in questions])
     sync = service.runtime.sync
     wait_until(lambda: len(service.runtime.index) == 120, message="entries held")
     assert service.runtime.index.needs_maintenance()  # a flat sub-index past 60 entries
