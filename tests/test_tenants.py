@@ -13,7 +13,7 @@ import redis
 from devtools.replica_process import ServiceProcess
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import ON_CLUSTER
-from tests.helpers import CacheService, store_entries, mirror_count, wait_until
+from tests.helpers import CacheService, mirror_count, store_entries, wait_until
 
 ADMIN = "admin-token-for-tests"
 
