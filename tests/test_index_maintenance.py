@@ -13,12 +13,8 @@ def test_grown_index_becomes_hnsw_and_deletes_are_compacted(
 ) -> None:
     service = start_service(hnsw_min_entries=60, compact_ratio=0.2, drift_check_interval_s=0.3)
     questions = [f"What is the tallest building in city number {i}?" for i in range(120)]
-    stored = service.http.post(
-        "/v1/entries",
-        json={
-            "entries": [{"prompt": q, "response": f"tower {i}"} for i, q in enumerate(questions)]
-        },
-    ).json()["entries"]
+    entries = [{"prompt": q, "response": f"tower {i}"} for i, q in enumerate(questions)]
+    stored = store_entries(service.http, entries).json()["entries"]
 
     def shape() -> dict[str, int]:
         index: dict[str, int] = service.http.get("/v1/replica").json()["index"]
