@@ -72,8 +72,10 @@ def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
     """How far semantic HITs may be served under an operator's bound on the wrong-answer
     rate: the widest band edge such that the audits of every band nearer than it, pooled,
     have their 95 % upper bound at or under ``max_wrong_rate`` (audits are drawn at random
-    from served HITs, so each band's share of them is its share of the HITs). 0 when even
-    the nearest band has too little evidence, or too many wrong: then only exact repeats
+    from served HITs, so each band's share of them is its share of the HITs). A band no
+    audit has seen opens only with a farther one that has evidence (a nearer candidate is
+    taken to be no likelier wrong). 0 when the nearest band with audits has too little
+    evidence, or too many wrong: then only exact repeats
     are served, and the semantic ones are MISSes whose answers are compared with the
     candidate they withheld (an audit for free), until the evidence is there."""
     radius, audits, wrong = 0.0, 0, 0
