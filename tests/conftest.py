@@ -54,6 +54,10 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "port": free_port(),
         "sim_latency_ms": 0,
+        # a test machine under load (two cores, six cluster nodes, replicas in one process)
+        # stalls a command past 0.5 s now and then: the breaker then opens and an admin or
+        # entry call is a 503. Tests of timeouts and the breaker set their own.
+        "redis_timeout_s": 2.0,
         "replica_id": f"test-{free_port()}",
         # the static threshold unless a test asks for a decision stage: tests of other
         # concerns must not depend on whether this clone has built the pair model yet
