@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # two answers whose embeddings' cosine reaches this are the same answer (after the
     # exact comparison of their normal forms)
     audit_answer_cut: float = Field(default=0.8, ge=0, le=1)
+    # how two answers are compared when their normal forms differ: "embedding" (the cut
+    # above; free) or "llm" (the upstream is asked whether both answer the question alike:
+    # one more call per audit, counted in the audits' cost)
+    audit_check: Literal["embedding", "llm"] = "embedding"
     # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
     # tenant and per request max_wrong_rate): HITs are served only as far as the audits
     # show the bound holds (service/policy/wrong_rate.served_radius)

@@ -10,6 +10,8 @@ import pytest
 import redis
 
 from index.store import keys
+from service.engine.audits import JUDGE_INSTRUCTION, judge_verdict
+from service.keying.normalise import normalise_prompt
 from service.policy.wrong_rate import band_of, estimate, served_radius, summary, wilson
 from tests.fake_upstream import MeaningUpstream
 from tests.helpers import CacheService, wait_until
@@ -115,6 +117,67 @@ def test_audits_off_and_the_namespace_budget(
         message="the others skipped",
     )  # fmt: skip
     assert meaning.asked[0] == "What is the capital of France?" and len(meaning.asked) == 2
+
+
+def judging(reply_of: Callable[[str, str], str]) -> Callable[[str], list[str]]:
+    """Answers by topic, and the LLM judge's reply through ``reply_of(answer_a, answer_b)``."""
+    by_topic = MeaningUpstream.topics(ANSWERS)
+
+    def answer(question: str) -> list[str]:
+        if not question.startswith(JUDGE_INSTRUCTION):
+            return by_topic(question)
+        served = question.split("Answer A: ")[1].split("\n\nAnswer B: ")[0]
+        fresh = question.split("Answer B: ")[1].split("\n\nSame answer")[0]
+        return [reply_of(served, fresh)]
+
+    return answer
+
+
+def same_city(served: str, fresh: str) -> str:
+    return "Yes." if ("Paris" in served) == ("Paris" in fresh) else "No, they differ."
+
+
+def test_the_llm_judge_decides_and_its_call_is_counted(
+    start_service: Callable[..., CacheService],
+) -> None:
+    with MeaningUpstream(judging(same_city)) as upstream:
+        service = audited(start_service, upstream, audit_check="llm")
+        service.query("What is the capital of Germany?")
+        # so loose a threshold that Germany's answer is served for France: judged wrong
+        wrong = service.query("What is the capital of France?", threshold=4.0).json()
+        assert wrong["status"] == "HIT" and "Berlin" in wrong["response"]
+        wait_until(lambda: rate_of(service)["wrong"] == 1, 15, message="judged wrong")
+        assert service.query("What is the capital of France?").json()["status"] == "MISS"
+        assert service.query("Tell me the capital of France").json()["status"] == "HIT"
+        wait_until(lambda: rate_of(service)["audits"] == 2, 15, message="judged right")
+        assert rate_of(service)["wrong"] == 1
+        # each audit: the fresh answer and the judge's reply
+        assert rate_of(service)["llm_calls"] == 4
+        judged = [q for q in upstream.asked if q.startswith(JUDGE_INSTRUCTION)]
+        assert len(judged) == 2 and "Question: Tell me the capital of France" in judged[1]
+
+
+def test_an_llm_judge_without_a_verdict_counts_nothing_and_releases_the_pair(
+    start_service: Callable[..., CacheService], redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    with MeaningUpstream(judging(lambda _a, _b: "Perhaps; it depends.")) as upstream:
+        service = audited(start_service, upstream, audit_check="llm")
+        service.query("What is the capital of France?")
+        paraphrase = "Tell me the capital of France"
+        hit = service.query(paraphrase).json()
+        claim = keys.audit_claim_key("default", hit["entry_id"], normalise_prompt(paraphrase))
+        wait_until(lambda: len(upstream.asked) == 3, 15, message="asked for a verdict")
+        wait_until(lambda: not redis_client.exists(claim), 15, message="the pair released")
+        assert rate_of(service)["audits"] == 0
+        # no verdict was kept: the next HIT of the pair is audited again
+        assert service.query(paraphrase).json()["status"] == "HIT"
+        wait_until(lambda: len(upstream.asked) == 5, 15, message="asked again")
+
+
+def test_the_judge_reply_is_read_by_its_first_word() -> None:
+    assert judge_verdict("Yes.") is True and judge_verdict("  no, they differ") is False
+    assert judge_verdict("**YES**") is True and judge_verdict("") is None
+    assert judge_verdict("Maybe") is None and judge_verdict("Not the same") is None
 
 
 def test_the_estimate_and_its_interval() -> None:

@@ -38,8 +38,16 @@ class AuditLog:
         key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
         await self.client.set(key, "right" if right else "wrong", ex=CLAIM_TTL_S)
 
-    async def record(self, ns: str, entry_id: str, band: str, right: bool, cost: float) -> None:
-        """Count one audit: in the namespace's totals and band, and on the entry."""
+    async def forget(self, ns: str, entry_id: str, normalised_prompt: str) -> None:
+        """Release a pair's claim when its audit reached no verdict (the LLM failed, or
+        its judge answered neither yes nor no): a later HIT of the pair may audit it."""
+        await self.client.delete(keys.audit_claim_key(ns, entry_id, normalised_prompt))
+
+    async def record(
+        self, ns: str, entry_id: str, band: str, right: bool, calls: int, cost: float
+    ) -> None:
+        """Count one audit: in the namespace's totals and band, and on the entry; ``calls``
+        and ``cost``: what it asked of the LLM (none for a repeat or a withheld one)."""
         key = keys.audit_key(ns)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(key, "audits", 1)
@@ -47,8 +55,8 @@ class AuditLog:
             if not right:
                 pipe.hincrby(key, "wrong", 1)
                 pipe.hincrby(key, f"wrong:{band}", 1)
-            if cost > 0:  # the audit called the LLM (a repeat's or a withheld one's did not)
-                pipe.hincrby(key, "calls", 1)
+            if calls > 0:
+                pipe.hincrby(key, "calls", calls)
                 pipe.hincrbyfloat(key, "cost_usd", cost)
             await pipe.execute()
         await self.scripts.audit_entry(

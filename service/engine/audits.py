@@ -3,7 +3,8 @@
 A share of the semantic HITs (``audit_rate``, per tenant; exact repeats are right by
 definition) is asked of the LLM again in the background, after the HIT was answered: the
 HIT's answer and its latency never change. The fresh answer is compared with the served one
-(the same normal form, else their embeddings' cosine at least ``audit_answer_cut``); the
+(the same normal form, else their embeddings' cosine at least ``audit_answer_cut``, or,
+with ``audit_check="llm"``, the upstream's own yes/no on whether both answer it alike); the
 verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
 ``wrong_answer_rate``, with its 95 % interval) and on the entry, and it feeds the entry's
 feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
@@ -63,6 +64,28 @@ def same_answer(
     return same_text(served, fresh) or float(np.dot(served_vector, fresh_vector)) >= cut
 
 
+JUDGE_INSTRUCTION = (
+    "Two answers to the same question follow. Reply with one word: yes if both give the "
+    "same answer to the question (wording aside), no if they differ in substance."
+)
+
+
+def judge_prompt(question: str, served: str, fresh: str) -> str:
+    """What the LLM judge is asked (``audit_check="llm"``)."""
+    return (
+        f"{JUDGE_INSTRUCTION}\n\nQuestion: {question}\n\nAnswer A: {served}\n\n"
+        f"Answer B: {fresh}\n\nSame answer (yes or no)?"
+    )
+
+
+def judge_verdict(reply: str) -> bool | None:
+    """The LLM judge's reply read as a verdict: its first word yes or no (any case, with
+    punctuation); None for anything else (the audit is then not counted)."""
+    words = reply.strip().split()
+    first = words[0].strip(".,!:;*\"'").lower() if words else ""
+    return {"yes": True, "no": False}.get(first)
+
+
 class Auditor:
     def __init__(
         self,
@@ -113,19 +136,23 @@ class Auditor:
             if earlier == "pending":  # the pair's first audit is under way
                 return
             if earlier is not None:  # audited before: counted again with its verdict, free
-                await self._count(ns, entry, distance, earlier == "right", cost=0.0)
+                await self._count(ns, entry, distance, earlier == "right", calls=0)
                 return
-            fresh = await complete(self.llm, question, model or None)
-        except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
+        except (CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
             return
-        await self._record(
-            ns, entry, question, distance, fresh.text, self.settings.price_per_call_usd
-        )
+        try:
+            fresh = await complete(self.llm, question, model or None)
+        except (UpstreamFailed, UpstreamTimedOut, CacheError) as error:
+            log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
+            with contextlib.suppress(*STORE_UNAVAILABLE):
+                await self.store.audits.forget(ns, entry.entry_id, normalised)
+            return
+        await self._record(ns, entry, question, distance, fresh.text, calls=1)
 
     async def _record(
         self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
-        cost: float, withheld: bool = False,
+        calls: int, withheld: bool = False,
     ) -> None:  # fmt: skip
         """Compare, count (namespace, band, entry), keep the pair's verdict, and feed the
         entry's feedback."""
@@ -135,22 +162,27 @@ class Auditor:
                 earlier = await self.store.audits.claim(ns, entry.entry_id, normalised)
                 if earlier is not None:  # this pair was judged already (or is being)
                     return
-            right = await self.same_answer(entry.response, fresh)
+            right, judge_calls = await self.same_answer(entry.response, fresh, question)
+            if right is None:
+                log.info("audit of %s in %s: the judge gave no verdict", entry.entry_id, ns)
+                await self.store.audits.forget(ns, entry.entry_id, normalised)
+                return
             await self.store.audits.remember(ns, entry.entry_id, normalised, right)
-            await self._count(ns, entry, distance, right, cost)
+            await self._count(ns, entry, distance, right, calls + judge_calls)
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
                 ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right)
             )
-        except (CacheError, *STORE_UNAVAILABLE) as error:
+        except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)
         except Exception:  # an audit never takes anything down with it
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
 
     async def _count(
-        self, ns: str, entry: StoredEntry, distance: float, right: bool, cost: float
+        self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int
     ) -> None:
-        await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, cost)
+        cost = calls * self.settings.price_per_call_usd
+        await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, calls, cost)
         verdict = "right" if right else "wrong"
         self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
 
@@ -180,19 +212,25 @@ class Auditor:
     ) -> None:
         """A candidate the bound withheld, against the answer the MISS got from the LLM
         anyway: an audit that costs no call (in the background)."""
-        self._spawn(self._record(ns, entry, question, distance, fresh, cost=0.0, withheld=True))
+        self._spawn(self._record(ns, entry, question, distance, fresh, calls=0, withheld=True))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name="audit")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def same_answer(self, served: str, fresh: str) -> bool:
-        """The answer-equivalence check (``same_answer``), with this replica's embedder."""
+    async def same_answer(self, served: str, fresh: str, question: str) -> tuple[bool | None, int]:
+        """The answer-equivalence check and the LLM calls it made: the same normal form,
+        else ``same_answer`` with this replica's embedder, or the LLM judge (one call; None
+        when its reply is neither yes nor no)."""
         if same_text(served, fresh):
-            return True
+            return True, 0
+        if self.settings.audit_check == "llm":
+            reply = await complete(self.llm, judge_prompt(question, served, fresh), None)
+            return judge_verdict(reply.text), 1
         vectors = await self.embedder.embed([served, fresh])
-        return same_answer(served, fresh, vectors[0], vectors[1], self.settings.audit_answer_cut)
+        cut = self.settings.audit_answer_cut
+        return same_answer(served, fresh, vectors[0], vectors[1], cut), 0
 
     async def settle(self, timeout_s: float = 10.0) -> None:
         """Wait for the audits under way (a test's, a bench's end), at most ``timeout_s``."""
