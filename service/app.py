@@ -45,6 +45,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 from service.tenancy.tenants import TenantStore
+from service.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            redis_url, supervisor = settings.redis_url, None
-            if redis_url is None:
-                embedded = EmbeddedRedis(
-                    settings.redis_data_dir, appendfsync=settings.redis_appendfsync
-                ).start()
-                stack.callback(embedded.stop)
-                redis_url = embedded.url
-                stack.callback(write_redis_url(settings.redis_data_dir, redis_url))
-                supervisor = RedisSupervisor(embedded)
-                supervisor.start()
-                stack.push_async_callback(supervisor.stop)
-            runtime = await start_runtime(settings, redis_url, stack)
-            runtime.redis_supervisor = supervisor
+            runtime = await open_runtime(settings, stack)
             app.state.runtime = runtime
-            log.info("replica %s serving; Redis at %s", settings.replica_id, redis_url)
+            log.info("replica %s serving", settings.replica_id)
             if settings.admin_token is None:
                 log.warning("no DYNACACHE_ADMIN_TOKEN: running OPEN (no API keys), one namespace")
             yield
 
     app = FastAPI(
         title="Dyna-Cache",
-        version="0.1.0",
+        version=__version__,
         description="Semantic cache for LLM applications.",
         lifespan=lifespan,
     )
@@ -87,6 +76,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/dashboard/static", dashboard.static_files, name="dashboard-static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+async def open_runtime(settings: Settings, stack: contextlib.AsyncExitStack) -> Runtime:
+    """A replica's runtime, closed with ``stack``: on ``settings.redis_url``, else on an
+    embedded Redis it starts, watches and restarts (``service/redis_supervisor.py``). The
+    service's lifespan and the in-process library (``dyna_cache``) both start here."""
+    redis_url, supervisor = settings.redis_url, None
+    if redis_url is None:
+        embedded = await asyncio.to_thread(
+            EmbeddedRedis(settings.redis_data_dir, appendfsync=settings.redis_appendfsync).start
+        )
+        stack.callback(embedded.stop)
+        redis_url = embedded.url
+        stack.callback(write_redis_url(settings.redis_data_dir, redis_url))
+        supervisor = RedisSupervisor(embedded)
+        supervisor.start()
+        stack.push_async_callback(supervisor.stop)
+    runtime = await start_runtime(settings, redis_url, stack)
+    runtime.redis_supervisor = supervisor
+    log.info("replica %s: Redis at %s", settings.replica_id, redis_url)
+    return runtime
 
 
 REDIS_URL_FILE = "url"

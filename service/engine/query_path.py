@@ -34,13 +34,14 @@ from service.engine.coalescing import Followed, MissCoalescer
 from service.engine.decision import DecisionStage, Judge, JudgedPair
 from service.engine.stage_times import StageTimes
 from service.engine.telemetry import NearMiss, Outcome, Telemetry
+from service.errors import InvalidInput
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
 from service.llm.client import LLMClient, LLMReply, complete
 from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
 from service.policy.user_scope import end_user
-from service.policy.validation import validate_context, validate_prompt
+from service.policy.validation import validate_context, validate_prompt, validate_response
 from service.schemas import CacheMode, CacheStatus, QueryRequest, TenantSettings
 from service.settings import Settings
 from service.tenancy.tenants import effective_threshold, retention_for
@@ -218,16 +219,16 @@ class QueryPath:
             ),
         )
 
-    async def answer(
+    def request_probe(
         self,
         request: QueryRequest,
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
         user_header: str | None = None,
-    ) -> Resolution:
-        """``POST /v1/query`` (``user_header``: the end user named by the request's header);
-        ``service/http/query_answer.py`` makes its body."""
+    ) -> Probe:
+        """The lookup a ``/v1/query`` body (or the library's call) asks for (``user_header``:
+        the end user named by the request's header)."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
         who = end_user(request.scope, tenant, self.settings.scope_mode,
@@ -236,12 +237,45 @@ class QueryPath:
             self.splitter, request.prompt, request.model, [request.context], user=who.partition
         )
         mode: CacheMode = "bypass" if who.unknown else request.cache
-        probe = self.probe(
+        return self.probe(
             ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
             request.max_wrong_rate,
         )  # fmt: skip
-        return await self.resolve(probe, lambda: complete(self.llm, key.question, request.model))
+
+    async def answer(
+        self,
+        request: QueryRequest,
+        ns: str,
+        tenant: TenantSettings | None = None,
+        control: CacheControl | None = None,
+        user_header: str | None = None,
+        produce: Callable[[str], Awaitable[LLMReply]] | None = None,
+    ) -> Resolution:
+        """``POST /v1/query`` (``service/http/query_answer.py`` makes its body), or the
+        library's lookup; a miss asks ``produce`` (the question; default: the LLM)."""
+        probe = self.request_probe(request, ns, tenant, control, user_header)
+        question = probe.key.question
+        if produce is None:
+            return await self.resolve(probe, lambda: complete(self.llm, question, request.model))
+        return await self.resolve(probe, lambda: produce(question))
+
+    async def store_answer(
+        self, request: QueryRequest, ns: str, reply: LLMReply, tenant: TenantSettings | None = None
+    ) -> Kept:
+        """Keep ``reply`` as the answer to ``request``, as its MISS would have (same scope,
+        retention, write and event): the library's ``store``."""
+        probe = self.request_probe(request, ns, tenant)
+        if probe.mode == "bypass":
+            raise InvalidInput(
+                "user_required", "entries are kept per user in this namespace: name the user"
+            )
+        validate_response(reply.text, self.settings.max_response_chars, "response")
+        vector = (await self.embedder.embed([probe.key.question]))[0]
+        kept = await self.keep(probe, vector, reply)
+        if kept is None:
+            raise InvalidInput("not_storable", "this answer cannot be kept (see its flags)")
+        return kept
 
     async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
         """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that;

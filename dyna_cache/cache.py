@@ -1,0 +1,266 @@
+"""``SemanticCache``: the cache in your own process, a replica like any other.
+
+It starts the same runtime as the HTTP service (``service/app.open_runtime``): the same
+Redis and entries, the same local FAISS index kept in step by the event feed (and Redis's
+KNN while it loads), the same decision stage and tenants. An entry it stores is a HIT over
+HTTP on another replica, and the reverse.
+
+    async with SemanticCache(redis_url="redis://localhost:6379") as cache:
+        found = await cache.check("How do I reset my password?")
+        answered = await cache.answer("How can I reset my password?", ask_my_llm)
+"""
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Self
+
+import orjson
+
+from dyna_cache.results import Hit, Miss, result_of
+from index.store.connection import STORE_UNAVAILABLE
+from service.app import open_runtime
+from service.engine.insights import current_stats
+from service.errors import InvalidInput
+from service.llm.client import LLMReply
+from service.policy.validation import validate_namespace
+from service.runtime import Runtime
+from service.schemas import CacheMode, QueryRequest, TenantSettings, TtlPolicy
+from service.settings import Settings, _default_replica_id
+
+# what ``answer`` calls on a miss: the question in, the answer's text out (a coroutine
+# function is awaited; a plain function runs in a worker thread, never on the loop)
+CallLLM = Callable[[str], Awaitable[str]] | Callable[[str], str]
+
+_instances = itertools.count(1)
+
+
+class NotStarted(RuntimeError):
+    """The cache was used before ``start()`` (or ``async with``), or after ``close()``."""
+
+
+def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
+    """The service's settings (``DYNACACHE_*`` from the environment when none are given),
+    with ``overrides``; each in-process cache is a replica with its own id (two caches
+    sharing one would each ignore the other's events as their own)."""
+    if settings is None:
+        chosen = Settings(**overrides)
+    else:
+        chosen = Settings.model_validate({**settings.model_dump(), **overrides})
+    if "replica_id" not in overrides and (settings is None or "replica_id" not in
+                                          settings.model_fields_set):  # fmt: skip
+        chosen = chosen.model_copy(
+            update={"replica_id": f"{_default_replica_id()}-lib{next(_instances)}"}
+        )
+    chosen = chosen.model_copy(update=model_paths(chosen))
+    if chosen.llm == "simulated" and "audit_rate" not in overrides:
+        # an audit asks the configured LLM again: with none configured it would compare
+        # made-up answers, so a library without an LLM does not audit
+        chosen = chosen.model_copy(update={"audit_rate": 0.0})
+    return chosen
+
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the clone, in a source install
+MODEL_PATHS = ("onnx_dir", "pair_model_dir", "verifier_path")
+
+
+def model_paths(settings: Settings) -> dict[str, Path]:
+    """The models' relative paths (``models/...``), resolved against the project's own
+    folder when the working directory has no such path: an application using the library
+    from its own folder finds the models ``make models`` built in the clone."""
+    found = {}
+    for name in MODEL_PATHS:
+        path: Path = getattr(settings, name)
+        if not path.is_absolute() and not path.exists() and (SOURCE_ROOT / path).exists():
+            found[name] = SOURCE_ROOT / path
+    return found
+
+
+class SemanticCache:
+    """The semantic cache, in process (async). ``SyncSemanticCache`` is its blocking twin.
+
+    Options of each call mirror ``POST /v1/query``: ``model`` and ``context`` join the
+    scope (entries of another model or context never serve), ``user`` names the end user
+    (with scope ``user``, entries are theirs alone), ``threshold`` overrides the HIT radius,
+    ``ttl`` / ``ttl_policy`` set how long a stored answer lives, ``namespace`` chooses the
+    tenant (default: the cache's own)."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
+    ) -> None:
+        validate_namespace(namespace)
+        self.settings = library_settings(settings, overrides)
+        self.namespace = namespace
+        self._runtime: Runtime | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
+    ) -> "SemanticCache":
+        """A cache with the service's settings object (or ``DYNACACHE_*`` from the
+        environment), and keyword overrides of its fields."""
+        return cls(settings, namespace=namespace, **overrides)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Connect (or start the embedded Redis when no ``redis_url`` is set), load the
+        embedder and the decision stage, and begin following the index. Lookups work at
+        once: from Redis's KNN until the local index is loaded (``ready``)."""
+        if self._runtime is not None:
+            return self
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._runtime = await open_runtime(self.settings, stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def close(self) -> None:
+        """Stop following the index and close every connection and thread (bounded)."""
+        stack, self._stack, self._runtime = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def ready(self) -> bool:
+        """The local index is loaded (until then lookups go to Redis's KNN)."""
+        return self._runtime is not None and self._runtime.sync.ready
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until the local index is loaded, at most ``timeout_s`` (TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the local index was not loaded within {timeout_s} s")
+            await asyncio.sleep(0.05)
+
+    # -- the cache -------------------------------------------------------------------------
+
+    async def check(
+        self, prompt: str, *, model: str | None = None, context: str | None = None,
+        user: str | None = None, threshold: float | None = None,
+        namespace: str | None = None,
+    ) -> Hit | Miss:  # fmt: skip
+        """Look ``prompt`` up; never calls an LLM."""
+        request = QueryRequest(
+            prompt=prompt, model=model, context=context, user=user, threshold=threshold,
+            cache="only",
+        )  # fmt: skip
+        return await self._resolve(request, namespace, None)
+
+    async def answer(
+        self, prompt: str, call_llm: CallLLM, *, model: str | None = None,
+        context: str | None = None, user: str | None = None, threshold: float | None = None,
+        ttl: int | None = None, ttl_policy: TtlPolicy | None = None,
+        cache: CacheMode = "default", namespace: str | None = None,
+    ) -> Hit | Miss:  # fmt: skip
+        """A stored answer when one serves; else ``call_llm(prompt)``'s, stored. Identical
+        misses in flight (here or on any replica) share one call. ``cache``: ``default``,
+        ``refresh`` (call and overwrite), ``bypass`` (call, store nothing)."""
+        request = QueryRequest(
+            prompt=prompt, model=model, context=context, user=user, threshold=threshold,
+            ttl=ttl, ttl_policy=ttl_policy, cache=cache,
+        )  # fmt: skip
+
+        async def produce(question: str) -> LLMReply:
+            started = time.perf_counter()
+            if inspect.iscoroutinefunction(call_llm):
+                text = await call_llm(question)
+            else:
+                text = await asyncio.to_thread(call_llm, question)
+            if not isinstance(text, str):
+                raise TypeError(f"call_llm must return the answer's text, not {type(text)}")
+            return reply_of(text, model, (time.perf_counter() - started) * 1000)
+
+        return await self._resolve(request, namespace, produce)
+
+    async def store(
+        self, prompt: str, response: str, *, model: str | None = None,
+        context: str | None = None, user: str | None = None, ttl: int | None = None,
+        ttl_policy: TtlPolicy | None = None, namespace: str | None = None,
+        message: dict[str, Any] | None = None,
+    ) -> str:  # fmt: skip
+        """Keep ``response`` as the answer to ``prompt``; the new entry's id. ``message``:
+        the assistant message to keep with it (JSON-able; ``Hit.message`` gives it back;
+        default ``{"role": "assistant", "content": response}``)."""
+        runtime, ns = self._running(), self._namespace(namespace)
+        request = QueryRequest(
+            prompt=prompt, model=model, context=context, user=user, ttl=ttl,
+            ttl_policy=ttl_policy,
+        )  # fmt: skip
+        if message is not None:
+            try:
+                orjson.dumps(message)
+            except TypeError as error:
+                raise InvalidInput("invalid_message", f"message is not JSON: {error}") from error
+        reply = reply_of(response, model, 0.0, message)
+        kept = await runtime.queries.store_answer(request, ns, reply, await self._tenant(ns))
+        return kept.entry_id
+
+    async def delete(self, entry_id: str, *, namespace: str | None = None) -> None:
+        """Delete one entry (``service.errors.NotFound`` when the namespace has none)."""
+        await self._running().entries.delete(self._namespace(namespace), entry_id)
+
+    async def clear(self, *, namespace: str | None = None) -> int:
+        """Delete every entry of the namespace; how many there were."""
+        return await self._running().entries.flush(self._namespace(namespace))
+
+    async def stats(self, *, namespace: str | None = None) -> dict[str, Any]:
+        """``/v1/stats`` for the namespace: hits, misses, savings, the audited
+        wrong-answer rate, and this process's decision stage."""
+        runtime, ns = self._running(), self._namespace(namespace)
+        await runtime.telemetry.flush()  # this process's counts first (else once a second)
+        return await current_stats(runtime.store, runtime.queries.decision, {ns})
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _running(self) -> Runtime:
+        if self._runtime is None:
+            raise NotStarted("start the cache first: `await cache.start()` or `async with`")
+        return self._runtime
+
+    def _namespace(self, namespace: str | None) -> str:
+        if namespace is None:
+            return self.namespace
+        validate_namespace(namespace)
+        return namespace
+
+    async def _tenant(self, ns: str) -> TenantSettings | None:
+        try:
+            return await self._running().tenants.settings_of(ns)
+        except STORE_UNAVAILABLE:  # the query path passes the lookup through on its own
+            return None
+
+    async def _resolve(
+        self,
+        request: QueryRequest,
+        namespace: str | None,
+        produce: Callable[[str], Awaitable[LLMReply]] | None,
+    ) -> Hit | Miss:
+        runtime, ns = self._running(), self._namespace(namespace)
+        resolution = await runtime.queries.answer(
+            request, ns, await self._tenant(ns), produce=produce
+        )
+        return result_of(ns, resolution)
+
+
+def reply_of(
+    text: str, model: str | None, latency_ms: float, message: dict[str, Any] | None = None
+) -> LLMReply:
+    """An answer given by the application's own LLM call, as the cache keeps it."""
+    kept = message if message is not None else {"role": "assistant", "content": text}
+    return LLMReply(text=text, latency_ms=latency_ms, model=model or "", message=kept)
