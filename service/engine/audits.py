@@ -171,7 +171,7 @@ class Auditor:
             await self._count(ns, entry, distance, right, calls + judge_calls)
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
-                ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right)
+                ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right), distance
             )
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)

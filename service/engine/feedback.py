@@ -39,16 +39,21 @@ class FeedbackBook:
         self.embedder = embedder
         self.splitter = splitter
 
-    async def record(self, ns: str, report: FeedbackIn) -> FeedbackOut:
+    async def record(
+        self, ns: str, report: FeedbackIn, distance: float | None = None
+    ) -> FeedbackOut:
+        """Count a report on an entry; a wrong one narrows its radius to the report's
+        distance (``distance``: already known, as an audit knows it; else embedded)."""
         validate_prompt(report.prompt, self.settings.max_prompt_chars)
-        entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
-            report.entry_id
-        ) else None  # fmt: skip
-        if entry is None or entry.vector is None:
-            raise NotFound("entry_not_found", "no entry with that id in this namespace")
         question = prompt_key(self.splitter, report.prompt, None).question
-        vector = await self.embedder.embed_one(question)
-        distance = float(np.sum((vector - entry.vector) ** 2))
+        if distance is None:
+            entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
+                report.entry_id
+            ) else None  # fmt: skip
+            if entry is None or entry.vector is None:
+                raise NotFound("entry_not_found", "no entry with that id in this namespace")
+            vector = await self.embedder.embed_one(question)
+            distance = float(np.sum((vector - entry.vector) ** 2))
         exists, radius = await self.store.record_feedback(
             ns,
             report.entry_id,
