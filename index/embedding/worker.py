@@ -20,6 +20,7 @@ at once (``parallel_runs`` False: torch spreads one run over the cores itself) h
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,6 +50,7 @@ class EmbeddingWorker:
         self._batcher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._running = 0  # encodes in the lanes now
+        self._last_busy = 0.0  # when the lanes last finished an encode (monotonic)
         self.texts_embedded = 0
         self.batches = 0
 
@@ -80,7 +82,19 @@ class EmbeddingWorker:
             vectors: np.ndarray = await loop.run_in_executor(self._executor, model.encode, texts)
         finally:
             self._running -= 1
+            self._last_busy = time.monotonic()
         return vectors
+
+    async def quiet(self, quiet_s: float, max_wait_s: float) -> None:
+        """Wait until no text has been embedded for ``quiet_s`` (requests are not being
+        served), at most ``max_wait_s``: background work (an audit's answer check) yields
+        the cores to requests, and under steady load runs anyway once it has waited."""
+        deadline = time.monotonic() + max_wait_s
+        while time.monotonic() < deadline:
+            idle_for = time.monotonic() - self._last_busy
+            if self._running == 0 and idle_for >= quiet_s:
+                return
+            await asyncio.sleep(max(quiet_s - idle_for, 0.005))
 
     async def _run_batches(self) -> None:
         while True:

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_KEY_ID = "audit"  # the namespace's audit budget, in the rate limiter's buckets
 COUNTS_FRESH_S = 1.0  # the bound reads a namespace's audit counts again after this
+QUIET_S, QUIET_MAX_WAIT_S = 0.05, 5.0  # an audit's check waits for this pause, this long
 
 
 def same_text(served: str, fresh: str) -> bool:
@@ -225,6 +226,9 @@ class Auditor:
         when its reply is neither yes nor no)."""
         if same_text(served, fresh):
             return True, 0
+        # the check's embeddings wait for a pause in the requests (at most a few seconds):
+        # an audit must not slow the HITs that follow the one it audits
+        await self.embedder.quiet(QUIET_S, QUIET_MAX_WAIT_S)
         if self.settings.audit_check == "llm":
             reply = await complete(self.llm, judge_prompt(question, served, fresh), None)
             return judge_verdict(reply.text), 1
