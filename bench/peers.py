@@ -5,7 +5,7 @@ queries, the same threshold (squared L2 0.35 = cosine distance 0.175), the stati
 
 Each cache stores the q1 of 2,000 QQP pairs; then each q2 is looked up, one at a time.
 Dyna-Cache is measured as a user sees it, over HTTP (a replica process, ``cache: only``,
-one keep-alive connection), and in process (``QueryPath.answer``: the HTTP layer left out,
+one keep-alive connection), and in process (the library, ``dyna_cache.SemanticCache``: no HTTP,
 as the peers have none). RedisVL runs as a user would (its HFTextVectorizer on torch), and
 once more with Dyna-Cache's ONNX embedder plugged in, so that the rest of the path can be
 compared; GPTCache with its SBERT embedding (torch), FAISS and SQLite.
@@ -17,24 +17,23 @@ Writes bench/results/peers.json.
 import argparse
 import asyncio
 import atexit
-import contextlib
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ServiceProcess, write_results
 from bench.latency import LeanClient
 from index.embedding.embedder import load_embedder, packaged_model_path
-from service.app import start_runtime
 from service.embedded_redis import EmbeddedRedis
-from service.schemas import EntryIn, QueryRequest
-from service.settings import Settings
 from training.corpus import qqp_pairs
 
 THRESHOLD_L2 = 0.35
@@ -68,33 +67,27 @@ def dyna_cache_http(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, A
     return summary(timings, hits)
 
 
-async def dyna_cache(redis_url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    settings = Settings(
-        redis_url=redis_url,
-        threshold=THRESHOLD_L2,
-        replica_id="peers",
-        pair_model="off",
-        index_snapshots=False,  # neither read nor left in the clone's data/ folder
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        runtime = await start_runtime(settings, redis_url, stack)
-        while not runtime.sync.ready:
-            await asyncio.sleep(0.01)
-        for start in range(0, len(pairs), 500):
-            await runtime.entries.store_many(
-                [
-                    EntryIn(prompt=q1, response=f"r{start + i}")
-                    for i, (q1, _) in enumerate(pairs[start : start + 500])
-                ],
-                "default",
-            )
+async def dyna_cache(
+    redis_url: str, pairs: list[tuple[str, str]], **settings: Any
+) -> dict[str, Any]:
+    """The library (``dyna_cache.SemanticCache``) in this process: its public API, the
+    static threshold unless ``settings`` say otherwise."""
+    from dyna_cache import Hit, SemanticCache
+
+    chosen = {"threshold": THRESHOLD_L2, "pair_model": "off", "replica_id": "peers",
+              "index_snapshots": False, **settings}  # fmt: skip
+    async with SemanticCache(redis_url=redis_url, **chosen) as cache:
+        await cache.wait_ready()
+        for i, (q1, _) in enumerate(pairs):
+            await cache.store(q1, f"r{i}")
         timings, hits = [], 0
         for _, q2 in pairs:
             started = time.perf_counter()
-            answer = await runtime.queries.answer(QueryRequest(prompt=q2, cache="only"), "default")
+            found = await cache.check(q2)
             timings.append((time.perf_counter() - started) * 1000)
-            hits += answer.status == "HIT"
-        return summary(timings, hits)
+            hits += isinstance(found, Hit)
+        await cache.clear()
+    return summary(timings, hits)
 
 
 def redisvl(
@@ -120,7 +113,10 @@ def redisvl(
     return summary(timings, hits)
 
 
-def gptcache(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def gptcache(
+    pairs: list[tuple[str, str]], embed: Callable[[str], np.ndarray] | None = None
+) -> dict[str, Any]:
+    """GPTCache with FAISS and SQLite; its SBERT embedding (torch), or ``embed``."""
     from gptcache import Cache, Config
     from gptcache.adapter.api import get, put
     from gptcache.embedding import SBERT
@@ -128,7 +124,11 @@ def gptcache(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     from gptcache.processor.pre import get_prompt
     from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
 
-    encoder = SBERT(model=str(packaged_model_path()))
+    embedding_func: Callable[..., Any]
+    if embed is None:
+        embedding_func = SBERT(model=str(packaged_model_path())).to_embeddings
+    else:
+        embedding_func = lambda data, **_: embed(data)  # noqa: E731 - its callback shape
     # GPTCache writes its FAISS index at exit (atexit); its folder is removed after that
     # (atexit runs last-registered first), not before it as a with-block would
     folder = Path(tempfile.mkdtemp(prefix="dc-bench-gptcache-"))
@@ -136,7 +136,7 @@ def gptcache(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     cache = Cache()
     cache.init(
         pre_embedding_func=get_prompt,  # the api's put/get pass the prompt itself
-        embedding_func=encoder.to_embeddings,
+        embedding_func=embedding_func,
         data_manager=manager_factory(
             "sqlite,faiss",
             data_dir=str(folder),
