@@ -64,6 +64,12 @@ class _Turn:
 
 # starts the upstream stream; the callback is awaited when it ends, however it ends
 StartStream = Callable[[Callable[[], Awaitable[None]]], SharedStream]
+# whether a request may be served a stored entry (its max-age, the entry's feedback radius)
+Servable = Callable[[StoredEntry], bool]
+
+
+def _any_entry(_: StoredEntry) -> bool:
+    return True
 
 
 class MissCoalescer:
@@ -94,8 +100,9 @@ class MissCoalescer:
         return readers
 
     async def share_stream(
-        self, ns: str, scope: str, normalised: str, start: StartStream
-    ) -> Sharing | Followed:
+        self, ns: str, scope: str, normalised: str, start: StartStream,
+        servable: Servable = _any_entry,
+    ) -> Sharing | Followed:  # fmt: skip
         """Join the streamed miss in flight for this prompt on this replica, or lead one
         (holding the cross-replica lock until its stream ends), or, when another replica
         leads, wait for its stored entry."""
@@ -110,7 +117,7 @@ class MissCoalescer:
         )
         self._streams[exact] = started
         try:
-            outcome = await self._lead_stream(ns, scope, normalised, exact, start)
+            outcome = await self._lead_stream(ns, scope, normalised, exact, start, servable)
         except BaseException as error:
             self._streams.pop(exact, None)
             started.set_exception(error)
@@ -122,9 +129,10 @@ class MissCoalescer:
         return outcome
 
     async def _lead_stream(
-        self, ns: str, scope: str, normalised: str, exact: str, start: StartStream
-    ) -> Sharing | Followed:
-        turn = await self._take_turn(ns, scope, normalised, exact)
+        self, ns: str, scope: str, normalised: str, exact: str, start: StartStream,
+        servable: Servable,
+    ) -> Sharing | Followed:  # fmt: skip
+        turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
         heartbeat = asyncio.create_task(self._renew(turn), name="lock-heartbeat")
@@ -164,20 +172,24 @@ class MissCoalescer:
             await self.store.scripts.release_lock(keys=[turn.lock], args=[turn.token])
 
     async def run(
-        self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]]
-    ) -> Led[T] | Followed:
+        self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]],
+        servable: Servable = _any_entry,
+    ) -> Led[T] | Followed:  # fmt: skip
+        """Make the call, or share the one in flight for this prompt (here, or on another
+        replica through the lock); a stored entry is followed only when ``servable`` says
+        this request may be served it (not one its lookup refused: too old, narrowed)."""
         exact = keys.exact_key(ns, scope, normalised)
         leader = self._in_flight.get(exact)
         if leader is not None:
             with self._waiting():
                 await asyncio.shield(leader)  # the leader's error, if any, is ours too
-            entry = await self.store.lookup_exact(ns, scope, normalised)
+            entry = await self._stored(ns, scope, normalised, servable)
             if entry is not None:
                 return Followed(entry)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[exact] = done
         try:
-            outcome = await self._lead_or_wait(ns, scope, normalised, exact, produce)
+            outcome = await self._lead_or_wait(ns, scope, normalised, exact, produce, servable)
             done.set_result(None)
             return outcome
         except BaseException as error:
@@ -189,9 +201,9 @@ class MissCoalescer:
 
     async def _lead_or_wait(
         self, ns: str, scope: str, normalised: str, exact: str,
-        produce: Callable[[], Awaitable[T]],
+        produce: Callable[[], Awaitable[T]], servable: Servable,
     ) -> Led[T] | Followed:  # fmt: skip
-        turn = await self._take_turn(ns, scope, normalised, exact)
+        turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
         heartbeat = asyncio.create_task(self._renew(turn), name="lock-heartbeat")
@@ -202,7 +214,7 @@ class MissCoalescer:
             await self._release(turn)
 
     async def _take_turn(
-        self, ns: str, scope: str, normalised: str, exact: str
+        self, ns: str, scope: str, normalised: str, exact: str, servable: Servable
     ) -> _Turn | Followed:
         """This request's turn to make the call (holding the cross-replica lock, or not when
         Redis gives none or another holder outlived its deadline), or the entry another
@@ -220,13 +232,13 @@ class MissCoalescer:
                 # replica's lookup and now: its own index hears of it only via pub/sub
                 entry = None
                 with contextlib.suppress(RedisError):
-                    entry = await self.store.lookup_exact(ns, scope, normalised)
+                    entry = await self._stored(ns, scope, normalised, servable)
                 if entry is None:
                     return _Turn(lock, token)
                 await self._release(_Turn(lock, token))
                 return Followed(entry)
             with self._waiting():
-                waited = await self._wait_for_other(ns, scope, normalised, lock, deadline)
+                waited = await self._wait_for_other(ns, scope, normalised, lock, deadline, servable)
             if isinstance(waited, Followed):
                 return waited
             if waited == "timed out":
@@ -234,17 +246,25 @@ class MissCoalescer:
             # "released": the other leader gave up: try to lead
 
     async def _wait_for_other(
-        self, ns: str, scope: str, normalised: str, lock: str, deadline: float
-    ) -> Followed | Literal["released", "timed out"]:
+        self, ns: str, scope: str, normalised: str, lock: str, deadline: float,
+        servable: Servable,
+    ) -> Followed | Literal["released", "timed out"]:  # fmt: skip
         """Wait for the replica holding ``lock`` to store the entry."""
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(self.poll_interval_s)
-            entry = await self.store.lookup_exact(ns, scope, normalised)
+            entry = await self._stored(ns, scope, normalised, servable)
             if entry is not None:
                 return Followed(entry)
             if not await self.store.client.exists(lock):
                 return "released"
         return "timed out"
+
+    async def _stored(
+        self, ns: str, scope: str, normalised: str, servable: Servable
+    ) -> StoredEntry | None:
+        """The prompt's stored entry, when this request may be served it."""
+        entry = await self.store.lookup_exact(ns, scope, normalised)
+        return entry if entry is not None and servable(entry) else None
 
     @contextlib.contextmanager
     def _waiting(self) -> Iterator[None]:

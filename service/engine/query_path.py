@@ -309,8 +309,9 @@ class QueryPath:
             else:  # identical misses in flight, here or on other replicas, share one call
                 key = probe.key
                 outcome = await self.coalescer.run(
-                    probe.ns, key.scope, key.normalised, call_llm_and_store
-                )
+                    probe.ns, key.scope, key.normalised, call_llm_and_store,
+                    lambda entry: self.servable(entry, 0.0, probe),
+                )  # fmt: skip
                 if isinstance(outcome, Followed):
                     return self.record(probe, Resolution.hit(probe, Found(outcome.entry, 0.0)))
                 kept = outcome.result
@@ -357,7 +358,7 @@ class QueryPath:
         if probe.mode != "refresh":
             with times.measure("redis"):
                 exact = await vectors.exact(probe.ns, key.scope, key.normalised)
-            if exact is not None and self._servable(exact, 0.0, probe):
+            if exact is not None and self.servable(exact, 0.0, probe):
                 return Found(exact, 0.0)
 
         with times.measure("embed"):
@@ -374,7 +375,7 @@ class QueryPath:
                 break
             with times.measure("redis"):
                 entry = await vectors.confirm(probe.ns, candidate.entry_id)
-            if entry is None or not self._servable(entry, candidate.distance, probe):
+            if entry is None or not self.servable(entry, candidate.distance, probe):
                 continue  # gone from Redis (and dropped here), or not for this query
             confidence = None
             if probe.verifier_cut is not None and probe.judge is not None:
@@ -412,7 +413,7 @@ class QueryPath:
             )  # fmt: skip
 
     @staticmethod
-    def _servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
+    def servable(entry: StoredEntry, distance: float, probe: Probe) -> bool:
         """Young enough for ``max-age``, and inside its feedback radius."""
         return probe.control.fresh_enough(entry.age_s(time.time())) and entry.admits(distance)
 
