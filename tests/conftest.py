@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from openai import OpenAI
 
 from devtools.redis_cluster import EmbeddedCluster
 from service.embedded_redis import EmbeddedRedis, free_port
@@ -115,3 +116,20 @@ def proxied(start_service: Callable[..., CacheService], upstream: FakeUpstream) 
         llm_max_retries=2,
         llm_retry_backoff_s=0.01,
     )
+
+
+@pytest.fixture
+def both(start_service: Callable[..., CacheService], upstream: FakeUpstream) -> CacheService:
+    """A replica whose OpenAI and Anthropic upstreams are the fake one."""
+    return start_service(
+        llm="openai", openai_base_url=upstream.base_url, openai_api_key="sk-test",
+        anthropic_base_url=upstream.base_url, anthropic_api_key="ak-test",
+        llm_timeout_s=5.0, llm_max_retries=0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def openai_sdk(both: CacheService) -> Iterator[OpenAI]:
+    sdk = OpenAI(base_url=f"{both.url}/v1", api_key="sk-anything", max_retries=0, timeout=30)
+    yield sdk
+    sdk.close()

@@ -14,8 +14,8 @@ RUNTIME = ("service", "index", "dyna_cache")
 OFFLINE = ("training", "devtools", "tests", "bench")
 # lowest first; a module may import its own layer and the ones below it
 LAYERS: list[tuple[str, ...]] = [
-    ("index.policy", "index.onnx_runtime", "service.keying", "service.policy",
-     "service.errors", "service.settings", "service.schemas", "service.version"),  # keying and policy
+    ("index.policy", "index.onnx_runtime", "service.keying", "service.policy", "service.errors",
+     "service.settings", "service.schemas", "service.version"),  # keying and policy
     ("index.embedding", "index.store", "service.llm", "service.tenancy",
      "service.embedded_redis", "service.redis_supervisor"),  # the parts: embedder, store, LLM
     ("index.vectors",),  # the local index (over the store's records and keys)

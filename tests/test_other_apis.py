@@ -2,7 +2,7 @@
 packages, against a fake upstream of each on 127.0.0.1: MISS then HIT, whole and streamed,
 scoping, answers that are served but not kept."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -21,23 +21,6 @@ MODEL = "claude-test"
 
 def stored(redis_client: redis.Redis) -> int:
     return len(list(redis_client.scan_iter(match=keys.entry_pattern())))
-
-
-@pytest.fixture
-def both(start_service: Callable[..., CacheService], upstream: FakeUpstream) -> CacheService:
-    """A replica whose OpenAI and Anthropic upstreams are the fake one."""
-    return start_service(
-        llm="openai", openai_base_url=upstream.base_url, openai_api_key="sk-test",
-        anthropic_base_url=upstream.base_url, anthropic_api_key="ak-test",
-        llm_timeout_s=5.0, llm_max_retries=0,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def openai_sdk(both: CacheService) -> Iterator[OpenAI]:
-    sdk = OpenAI(base_url=f"{both.url}/v1", api_key="sk-anything", max_retries=0, timeout=30)
-    yield sdk
-    sdk.close()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """HTTP routes. Each handler finds the replica's Runtime and hands the work to one piece."""
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, Security
@@ -21,6 +22,7 @@ from service.http.auth import (
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
+from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
 from service.policy.validation import validate_json, validate_namespace
@@ -143,16 +145,21 @@ async def _through(
 ) -> Response:
     """A client API's request through its proxy, with this request's cache controls and
     end user."""
-    control = parse_cache_control(request.headers.get("cache-control"))
     raw = await request.json()  # forwarded as sent (validated as the route's model)
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
+    # LiteLLM's ``cache`` object: cache controls, neither scoped nor forwarded
+    raw, asked = take_body_cache_controls(raw)
+    control = merged(parse_cache_control(request.headers.get("cache-control")), asked)
     # the body's end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``), else the
     # user header
     user = proxy.dialect.end_user_of(raw) or request.headers.get(runtime.settings.user_header)
     who = end_user(
         request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
     )
-    return await proxy.respond(raw, principal.ns, principal.settings, control, who)
+    if asked is not None and asked.namespace is not None:
+        who = dataclasses.replace(who, cache_namespace=asked.namespace)
+    ttl = asked.ttl if asked is not None else None
+    return await proxy.respond(raw, principal.ns, principal.settings, control, who, ttl)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

@@ -36,11 +36,18 @@ def scope_mode(requested: str | None) -> ScopeMode | None:
 class EndUser:
     mode: ScopeMode = "shared"
     user: str | None = None
+    # a cache namespace the request asked for (LiteLLM's ``cache.namespace``): entries of
+    # another never serve it; within the tenant, whose namespace the API key decides
+    cache_namespace: str | None = None
 
     @property
     def partition(self) -> str:
-        """What joins the scope: the user in ``user`` mode, else nothing."""
-        return self.user or "" if self.mode == "user" else ""
+        """What joins the scope: the user in ``user`` mode, and the request's cache
+        namespace; else nothing."""
+        user = self.user or "" if self.mode == "user" else ""
+        if self.cache_namespace is None:
+            return user
+        return f"{user}\x1dcache-namespace\x1d{self.cache_namespace}"
 
     @property
     def unknown(self) -> bool:

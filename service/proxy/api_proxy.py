@@ -50,7 +50,10 @@ class ApiProxy:
         tenant: TenantSettings | None,
         control: CacheControl,
         who: EndUser | None = None,
+        ttl: int | None = None,
     ) -> Response:
+        """Answer a client API's request through the cache (``ttl``: how long a MISS's
+        answer lives, when the request asked)."""
         dialect = self.dialect
         who = who or EndUser()
         keyed = (
@@ -69,7 +72,9 @@ class ApiProxy:
             bypassed = self.queries.record_bypass(ns, started, reply)
             return self._json(reply.payload or {}, "BYPASS", timing=bypassed.server_timing)
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
-        probe = self.queries.probe(ns, keyed.key, str(body.get("model") or ""), tenant, control)
+        probe = self.queries.probe(
+            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl
+        )
 
         if not streamed:
             resolution = await self.queries.resolve(probe, lambda: dialect.call(body))
@@ -96,6 +101,7 @@ class ApiProxy:
         shared = await self.queries.coalescer.share_stream(
             probe.ns, key.scope, key.normalised,
             lambda ended: self._stream_upstream(body, (probe, found), ended),
+            lambda entry: self.queries.servable(entry, 0.0, probe),
         )  # fmt: skip
         if isinstance(shared, Followed):
             served = self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
