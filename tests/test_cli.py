@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from service.embedded_redis import EmbeddedRedis, free_port
+from service.version import __version__
 from tests.helpers import CacheService, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +53,14 @@ def test_every_command_has_help() -> None:
     for command in ("serve", "warm", "export", "import", "stats", "tenants", "calibrate",
                     "fine-tune"):  # fmt: skip
         assert command in top.stdout, command
-        assert run(command, "--help").returncode == 0, command
+        helped = run(command, "--help")
+        assert helped.returncode == 0, command
+        assert "<bool>" not in helped.stdout, command  # a flag is shown as a flag
     for command in ("create", "list", "keys", "revoke"):
         assert run("tenants", command, "--help").returncode == 0, command
     assert run("no-such-command").returncode == 2
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"dyna-cache {__version__}"
 
 
 def test_tenants_create_issue_list_and_revoke(secured: CacheService) -> None:

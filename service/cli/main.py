@@ -34,16 +34,38 @@ from service.cli.api_client import (
 )
 from service.cli.warm import warm as warm_file
 from service.tenancy.tenants import DEFAULT_NAMESPACE
+from service.version import __version__
 
+# click's plain help: typer's rich help printed every flag as taking a value ("--watch <bool>")
 app = typer.Typer(
     name="dyna-cache",
     help="Dyna-Cache: a semantic cache for LLM applications.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 tenants_app = typer.Typer(help="Tenants and their API keys (needs the admin token).",
-                          no_args_is_help=True)  # fmt: skip
+                          no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        console.print(f"dyna-cache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:  # fmt: skip
+    """Dyna-Cache: a semantic cache for LLM applications."""
+
+
 app.add_typer(tenants_app, name="tenants")
 
 console = Console()
