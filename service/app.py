@@ -35,7 +35,12 @@ from service.http import admin_api, api, dashboard
 from service.http.body_limit import BodySizeLimit
 from service.http.errors import install_error_handlers
 from service.keying.rag import RagSplitter
-from service.llm.client import anthropic_upstream, make_llm_client, openai_upstream
+from service.llm.client import (
+    SIMULATED_NOTE,
+    anthropic_upstream,
+    make_llm_client,
+    openai_upstream,
+)
 from service.proxy.api_proxy import ApiProxy
 from service.proxy.chat_completions import ChatDialect
 from service.proxy.messages_api import MessagesDialect
@@ -59,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(settings, stack)
             app.state.runtime = runtime
             log.info("replica %s serving", settings.replica_id)
+            if settings.llm == "simulated":
+                log.warning("LLM: %s", SIMULATED_NOTE)
             if settings.admin_token is None:
                 log.warning("no DYNACACHE_ADMIN_TOKEN: running OPEN (no API keys), one namespace")
             yield
@@ -84,9 +91,11 @@ async def open_runtime(settings: Settings, stack: contextlib.AsyncExitStack) -> 
     service's lifespan and the in-process library (``dyna_cache``) both start here."""
     redis_url, supervisor = settings.redis_url, None
     if redis_url is None:
-        embedded = await asyncio.to_thread(
-            EmbeddedRedis(settings.redis_data_dir, appendfsync=settings.redis_appendfsync).start
-        )
+        # started from this (the loop's) thread: the child's death signal follows the thread
+        # that spawned it (PR_SET_PDEATHSIG), and a worker thread may end before the service
+        embedded = EmbeddedRedis(
+            settings.redis_data_dir, appendfsync=settings.redis_appendfsync
+        ).start()
         stack.callback(embedded.stop)
         redis_url = embedded.url
         stack.callback(write_redis_url(settings.redis_data_dir, redis_url))

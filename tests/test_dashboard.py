@@ -112,7 +112,11 @@ def test_dashboard_shows_the_stats_in_a_browser(
         for p in ("p50", "p95", "p99"):  # shown to 0.1 ms (JavaScript rounds half up)
             shown, value = float(text(f"{outcome}-{p}")), numbers["latency_ms"][outcome][p]
             assert abs(shown - value) <= 0.05 + 1e-9, (outcome, p, shown, value)
-    assert text("decision") == f"decision: {numbers['decision']['stage']}"
+    words = {"static": "answers served by distance alone",
+             "pair-model": "answers judged by the trained model"}  # fmt: skip
+    assert text("decision") == words[numbers["decision"]["stage"]]
+    assert text("llm") == "simulated LLM: answers are made up"  # the replica simulates
+    assert text("price-per-call") == f"at ${numbers['llm']['price_per_call_usd']} a call"
     wrong = numbers["wrong_answer_rate"]  # the audited wrong-answer rate, with its interval
     assert text("wrong-rate") == f"{100 * wrong['estimate']:.1f}%"
     assert f"audits: {wrong['audits']}" in text("wrong-interval")

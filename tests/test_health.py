@@ -1,5 +1,7 @@
 """Health, readiness, metrics and the Swagger UI."""
 
+import pytest
+
 from tests.helpers import CacheService
 
 
@@ -59,3 +61,22 @@ def test_not_ready_while_the_replica_does_not_follow_the_events(service: CacheSe
     finally:
         service.runtime.sync.subscribed = True
     assert service.http.get("/readyz").status_code == 200
+
+
+def test_the_llm_mode_is_named_where_an_operator_looks(
+    service: CacheService, proxied: CacheService, caplog: pytest.LogCaptureFixture
+) -> None:
+    simulated = service.http.get("/readyz").json()["llm"]
+    assert simulated["mode"] == "simulated" and "DYNACACHE_LLM=openai" in simulated["note"]
+    assert service.http.get("/v1/stats").json()["llm"]["mode"] == "simulated"
+    real = proxied.http.get("/readyz").json()["llm"]
+    assert real == {
+        "mode": "openai",
+        "base_url": proxied.settings.openai_base_url,
+        "model": "fake-model",
+        "price_per_call_usd": 0.002,
+    }  # never the key
+    # the start-up log says so at WARNING, once per replica that simulates
+    started = caplog.get_records("setup")  # the replicas started as the test was set up
+    warned = [r for r in started if r.levelname == "WARNING" and "simulated" in r.message]
+    assert len(warned) == 1

@@ -22,6 +22,7 @@ from service.http.auth import (
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
+from service.llm.client import describe_llm
 from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
 from service.policy.user_scope import SCOPE_HEADER, end_user
@@ -180,7 +181,9 @@ async def stats(
     """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
     A tenant sees its own namespace only."""
     visible = None if principal.role in ("open", "admin") else {principal.ns}
-    return await current_stats(runtime.store, runtime.queries.decision, visible)
+    numbers = await current_stats(runtime.store, runtime.queries.decision, visible)
+    numbers["llm"] = describe_llm(runtime.settings)
+    return numbers
 
 
 @router.get("/v1/insights", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))
@@ -324,6 +327,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             "status": "ready" if ready else "not_ready",
             "checks": checks,
             "decision": runtime.queries.decision.describe(),
+            "llm": describe_llm(runtime.settings),
         },
         status_code=200 if ready else 503,
     )

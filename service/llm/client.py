@@ -195,3 +195,21 @@ def anthropic_upstream(settings: Settings) -> HttpUpstream | None:
         settings.anthropic_base_url, headers, settings.llm_timeout_s, settings.llm_max_retries,
         settings.llm_retry_backoff_s,
     )  # fmt: skip
+
+
+SIMULATED_NOTE = (
+    "answers are simulated (made up, for trying the cache without a provider): set "
+    "DYNACACHE_LLM=openai with DYNACACHE_OPENAI_BASE_URL (OpenAI, vLLM, Ollama, LiteLLM) "
+    "and DYNACACHE_OPENAI_API_KEY for a real one"
+)
+
+
+def describe_llm(settings: Settings) -> dict[str, Any]:
+    """Which LLM answers misses (``/readyz``, ``/v1/stats``): simulated, or the upstream's
+    address and default model (never its key)."""
+    # what the savings figures assume a call costs (DYNACACHE_PRICE_PER_CALL_USD)
+    price = {"price_per_call_usd": settings.price_per_call_usd}
+    if settings.llm == "simulated":
+        return {"mode": "simulated", "note": SIMULATED_NOTE, **price}
+    return {"mode": "openai", "base_url": settings.openai_base_url,
+            "model": settings.openai_model, **price}  # fmt: skip

@@ -52,6 +52,13 @@ function drawHistory() {
   ctx.stroke();
 }
 
+// what the decision stage in force means, in an operator's words
+const DECISION_WORDS = {
+  "pair-model": "answers judged by the trained model",
+  "verifier": "answers judged by the verifier",
+  "static": "answers served by distance alone",
+};
+
 function render(data) {
   const stats = data.stats;
   setText("hit-rate", percent(stats.hit_rate));
@@ -76,7 +83,12 @@ function render(data) {
     for (const p of ["p50", "p95", "p99"]) setText(`${outcome}-${p}`, fixed(latency[p], 1));
     setText(`${outcome}-mean`, fixed(stats[`avg_${outcome}_latency_ms`], 1));
   }
-  setText("decision", `decision: ${stats.decision.stage}`);
+  setText("decision", DECISION_WORDS[stats.decision.stage] ?? stats.decision.stage);
+  const llm = stats.llm;
+  const simulated = llm.mode === "simulated";
+  setText("llm", simulated ? "simulated LLM: answers are made up" : `LLM: ${llm.model} at ${llm.base_url}`);
+  document.getElementById("llm").classList.toggle("warn", simulated);
+  setText("price-per-call", `at $${llm.price_per_call_usd} a call`);
   fillTable("namespaces", Object.entries(stats.namespaces).sort(), ([ns, n]) => [
     [ns, false], [String(n.entries), true], [String(n.requests), true],
     [percent(n.hit_rate), true], [fixed(n.latency_ms.hit.p50, 1), true],
