@@ -109,6 +109,10 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
+            # a group of its own: a terminal's Ctrl-C reaches the service, which stops the
+            # Redis after itself (reached too, Redis went first and the replica logged
+            # its event feed lost while shutting down)
+            process_group=0,
         )  # fmt: skip
 
     def wait_until_answering(self, timeout_s: float = 15.0) -> None:
