@@ -130,6 +130,14 @@ def test_metrics_are_labelled_by_namespace_and_outcome_and_bounded(
         assert value(found, "dynacache_stage_seconds_count", stage=stage) >= 1, stage
     assert value(found, "dynacache_stage_seconds_count", stage="llm") == 4  # 3 misses, 1 bypass
     assert value(found, "dynacache_hit_similarity_count") == 1
+    # how close lookups came: the HIT's distance; the misses so far had no candidate at all
+    assert value(found, "dynacache_nearest_distance_count", outcome="hit") == 1
+    assert value(found, "dynacache_nearest_distance_count", outcome="miss") == 0
+    assert ask("alpha", "What is the capital of Peru?") == "MISS"  # the router entry: far
+    nearest = samples(service)
+    assert value(nearest, "dynacache_nearest_distance_count", outcome="miss") == 1
+    assert value(nearest, "dynacache_nearest_distance_sum", outcome="miss") > 0.35
+    assert value(nearest, "dynacache_nearest_distance_bucket", outcome="miss", le="0.35") == 0
     assert value(found, "dynacache_cost_saved_usd_total", namespace="alpha") == pytest.approx(
         service.settings.price_per_call_usd
     )

@@ -33,6 +33,8 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1, 2.5, 5, 10)  # fmt: skip
 _SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1.0)
+# squared L2: the default threshold is 0.35; the audits' bands end at 0.05, 0.1, 0.2, 0.35
+_DISTANCE_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 
 
 class NamespaceLabels:
@@ -99,6 +101,12 @@ class Metrics:
             "dynacache_hit_similarity", "Cosine similarity of the entry served on a HIT",
             registry=registry, buckets=_SIMILARITY_BUCKETS,
         )  # fmt: skip
+        self.nearest_distance = Histogram(
+            "dynacache_nearest_distance",
+            "Squared L2 distance of the nearest candidate, by outcome: the entry served on a "
+            "HIT, the nearest one not served on a MISS (how close the misses came)",
+            ["outcome"], registry=registry, buckets=_DISTANCE_BUCKETS,
+        )  # fmt: skip
         self.tokens_saved = Counter(
             "dynacache_tokens_saved", "LLM tokens a HIT did not spend (where the answer had usage)",
             ["namespace"], registry=registry,
@@ -154,8 +162,11 @@ class Metrics:
         saved_ms: float = 0.0,
         cost_saved: float = 0.0,
         tokens_saved: int = 0,
+        distance: float | None = None,
     ) -> None:
         label, series = self.namespaces(ns), self._series
+        if distance is not None and outcome in ("hit", "miss"):
+            series(self.nearest_distance, outcome).observe(distance)
         series(self.requests, label, outcome).inc()
         series(self.latency, outcome).observe(latency_ms / 1000)
         if times is not None:

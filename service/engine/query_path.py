@@ -458,6 +458,7 @@ class QueryPath:
                 tokens_saved=entry.total_tokens(),
                 similarity=similarity(resolution.distance or 0.0),
                 times=probe.times,
+                distance=resolution.distance or 0.0,
             )  # fmt: skip
             if self.auditor is not None:  # in the background: the answer is not held up
                 self.auditor.maybe_audit(
@@ -473,8 +474,9 @@ class QueryPath:
                 resolution.confidence,
             )  # fmt: skip
         self.telemetry.record(
-            ns, outcome, resolution.latency_ms, times=probe.times, near_miss=near_miss
-        )
+            ns, outcome, resolution.latency_ms, times=probe.times, near_miss=near_miss,
+            distance=resolution.distance,
+        )  # fmt: skip
         return resolution
 
     def record_shared(self, probe: Probe) -> None:

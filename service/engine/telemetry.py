@@ -133,13 +133,15 @@ class Telemetry:
         times: StageTimes | None = None,
         near_miss: NearMiss | None = None,
         outage: bool = False,
+        distance: float | None = None,
     ) -> None:
         """Count one request (in memory; flushed to Redis within the interval). ``outage``:
         a bypass because Redis did not answer (kept in memory until Redis is back)."""
         saved_ms = llm_ms_saved - latency_ms
         self.metrics.observe(
-            ns, outcome, latency_ms, times, similarity, saved_ms, cost_saved, tokens_saved
-        )
+            ns, outcome, latency_ms, times, similarity, saved_ms, cost_saved, tokens_saved,
+            distance,
+        )  # fmt: skip
         counts = self._counts[ns]
         counts["requests"] += 1
         counts[{"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]] += 1
