@@ -137,6 +137,11 @@ class FakeUpstream(ServerThread):
                 "model": body["model"],
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
             }  # fmt: skip
+            if step == "multiline":  # the SSE format as a whole: data over several lines,
+                # an id, a comment (each data line's text joins the others with a newline)
+                lines = orjson.dumps(chunk, option=orjson.OPT_INDENT_2).split(b"\n")
+                data = b"".join(b"data: " + line + b"\n" for line in lines)
+                return b": keep-alive\n" + data + f"id: {answer_id}\n\n".encode()
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
