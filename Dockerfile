@@ -24,7 +24,7 @@ RUN if [ -n "$TORCH_FIND_LINKS" ]; then \
       pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; \
     fi
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
 COPY index ./index
 COPY training ./training
@@ -36,11 +36,16 @@ COPY models/ ./models/
 RUN rm -rf models/onnx && python -m training.onnx_export --out models/onnx
 
 FROM ${BASE_IMAGE} AS runtime
+# the version, from service/version.py (tests/podman/build_images.sh passes it)
+ARG VERSION=unknown
+LABEL org.opencontainers.image.title="Dyna-Cache" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY service ./service
 COPY index ./index
 RUN pip install . && useradd --create-home --uid 10001 app \

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from devtools.replica_process import ROOT
+from service.version import __version__
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.image
@@ -127,6 +128,10 @@ def test_runtime_image_holds_only_the_runtime_and_carries_the_model() -> None:
         "pathlib.Path('models/onnx/model.onnx').exists())",
     )  # fmt: skip
     assert probe.stdout.split() == ["True"] * 7
+    label = _podman("image", "inspect", "--format",
+                    '{{ index .Labels "org.opencontainers.image.version" }}',
+                    IMAGES["DYNACACHE_API_IMAGE"])  # fmt: skip
+    assert label.stdout.strip() == __version__  # the one source of the version
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ fi
 
 # the api image: the project's own Dockerfile; torch from this machine's wheel folder
 wheels=$(dirname "$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1)" 2>/dev/null || true)
-args=(--build-arg BASE_IMAGE=localhost/dyna-python:3.11)
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$root/service/version.py")
+args=(--build-arg BASE_IMAGE=localhost/dyna-python:3.11 --build-arg "VERSION=$version")
 if [ -n "$wheels" ] && [ -d "$wheels" ]; then
   args+=(--volume "$wheels:/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels)
 fi
