@@ -149,26 +149,34 @@ def test_fine_tune_on_own_pairs_writes_a_model_with_its_own_operating_point(
     assert PairModel.load(out).probabilities([SAME]).shape == (1,)
 
 
-@pytest.mark.parametrize(("beats_static", "setting", "stage"), [
-    (False, "auto", "static"), (True, "auto", "pair-model"), (False, "on", "pair-model"),
+@pytest.mark.parametrize(("beats_static", "quick", "setting", "stage"), [
+    (False, False, "auto", "static"), (True, False, "auto", "pair-model"),
+    (False, False, "on", "pair-model"), (True, True, "auto", "static"),
+    (True, True, "on", "pair-model"),
 ])  # fmt: skip
 def test_auto_puts_in_force_only_a_model_that_beat_the_static_threshold(
     start_service: Callable[..., CacheService],
     tmp_path: Path,
     model: PairModel,
     beats_static: bool,
+    quick: bool,
     setting: str,
     stage: str,
 ) -> None:
+    """``auto`` puts in force only a full build that beat the static threshold on tune (a
+    quick build, made for the tests, never); ``on`` whatever is built."""
     folder = tmp_path / "pair"
     shutil.copytree(BUILT, folder, ignore=shutil.ignore_patterns("torch"))
     meta = json.loads((folder / META_NAME).read_text())
-    (folder / META_NAME).write_text(json.dumps({**meta, "beats_static": beats_static}))
+    (folder / META_NAME).write_text(
+        json.dumps({**meta, "beats_static": beats_static, "quick": quick})
+    )
     service = start_service(pair_model=setting, pair_model_dir=folder)
     decision = service.http.get("/readyz").json()["decision"]
     assert decision["stage"] == stage
     if stage == "static":
-        assert "does not beat the static threshold" in decision["pair_model"]
+        reason = "a quick build" if quick else "does not beat the static threshold"
+        assert reason in decision["pair_model"]
 
 
 @pytest.mark.parametrize(("query", "cached", "refused"), [
@@ -205,11 +213,13 @@ def test_a_newer_build_that_does_not_qualify_takes_the_older_out_of_force(
     folder = tmp_path / "pair"
     shutil.copytree(BUILT, folder, ignore=shutil.ignore_patterns("torch"))
     meta = json.loads((folder / META_NAME).read_text())
-    (folder / META_NAME).write_text(json.dumps({**meta, "beats_static": True, "built_at": 1.0}))
+    (folder / META_NAME).write_text(
+        json.dumps({**meta, "beats_static": True, "built_at": 1.0, "quick": False})
+    )
     service = start_service(pair_model="auto", pair_model_dir=folder, decision_reload_s=0.1)
     assert service.http.get("/readyz").json()["decision"]["stage"] == "pair-model"
     staged = folder / ".meta.tmp"
-    staged.write_text(json.dumps({**meta, "beats_static": False, "built_at": 2.0}))
+    staged.write_text(json.dumps({**meta, "beats_static": False, "built_at": 2.0, "quick": False}))
     staged.replace(folder / META_NAME)
     wait_until(
         lambda: service.http.get("/readyz").json()["decision"]["stage"] == "static",

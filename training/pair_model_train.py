@@ -65,24 +65,30 @@ TRAPS_PER_QUESTION = 1  # made-up hard negatives per sampled train question
 TRAP_QUESTIONS = 5000
 TUNE_SEED = 17  # the order of the tune pairs, before they are cut into samples
 MAX_ROWS = 34_000  # the training budget: ~20 ms a row on 2 cores, so ~11 minutes
+# --quick: a small build for the test suite (about a minute), which needs a pair model that
+# exists and behaves, not the best one; marked in its meta, never put in force by "auto"
+QUICK_ROWS, QUICK_TRAP_QUESTIONS, QUICK_TUNE_PAIRS = 2_000, 300, 1_200
 
 Row = tuple[str, str, float]  # (a, b, label)
 
 
-def _examples(pairs: Sequence[Pair], rng: random.Random, traps: bool) -> list[Row]:
+def _examples(
+    pairs: Sequence[Pair], rng: random.Random, traps: bool, quick: bool = False
+) -> list[Row]:
     """(a, b, label) rows: the pairs in a random order each, plus traps and rewordings;
     a random ``MAX_ROWS`` of them when there are more (QQP's train split gives ~45,000)."""
     rows = [(p.q1, p.q2, float(p.duplicate)) for p in pairs]
+    trap_questions = QUICK_TRAP_QUESTIONS if quick else TRAP_QUESTIONS
     if traps:
         questions = list(dict.fromkeys(q for p in pairs for q in (p.q1, p.q2)))
-        for question in rng.sample(questions, min(TRAP_QUESTIONS, len(questions))):
+        for question in rng.sample(questions, min(trap_questions, len(questions))):
             for variant in hard_negatives(question, rng)[:TRAPS_PER_QUESTION]:
                 rows.append((question, variant, 0.0))
             for variant in rewordings(question)[:1]:
                 rows.append((question, variant, 1.0))
     rows = [(b, a, y) if rng.random() < 0.5 else (a, b, y) for a, b, y in rows]
     rng.shuffle(rows)
-    return rows[:MAX_ROWS]
+    return rows[: QUICK_ROWS if quick else MAX_ROWS]
 
 
 class _Scorer:
@@ -329,6 +335,7 @@ def train(
     min_recall: float,
     onnx_dir: str,
     provenance: dict[str, Any],
+    quick: bool = False,
 ) -> dict[str, Any]:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -336,7 +343,11 @@ def train(
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.perf_counter()
     rng = random.Random(seed)
-    rows = _examples(train_pairs, rng, traps)
+    rows = _examples(train_pairs, rng, traps, quick)
+    if quick:  # the tune lookups cost as much as training: a sample of them
+        tune_pairs = random.Random(TUNE_SEED).sample(
+            tune_pairs, min(QUICK_TUNE_PAIRS, len(tune_pairs))
+        )
     log.info("pair model: %d training rows (%d pairs), seed %d, %.2f epochs",
              len(rows), len(train_pairs), seed, epochs)  # fmt: skip
     scorer = _Scorer(base, seed)
@@ -403,6 +414,7 @@ def train(
         "training_rows": len(rows),
         "built_at": time.time(),
         "train_seconds": round(time.perf_counter() - started, 1),
+        "quick": quick,
         **provenance,
     }
     (staging / META_NAME).write_text(json.dumps(meta, indent=2))
@@ -447,6 +459,14 @@ def refit(folder: Path, tune_pairs: list[Pair], min_recall: float, onnx_dir: str
     return meta
 
 
+def _built(folder: Path, quick_will_do: bool) -> bool:
+    """A build is there: any, when a quick one will do; else a full one."""
+    meta = folder / META_NAME
+    if not meta.exists():
+        return False
+    return quick_will_do or not json.loads(meta.read_text()).get("quick", False)
+
+
 def _replace_folder(new: Path, target: Path) -> None:
     """Put ``new`` where ``target`` is, whole: a reader sees the old folder or the new one."""
     old = target.parent / f".{target.name}.old-{os.getpid()}"
@@ -481,7 +501,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=4e-5)
     parser.add_argument("--min-recall", type=float, default=MIN_RECALL)
     parser.add_argument("--onnx-dir", default="models/onnx")
-    parser.add_argument("--if-missing", action="store_true", help="do nothing when built")
+    parser.add_argument(
+        "--if-missing", action="store_true",
+        help="do nothing when built (a quick build counts only when --quick is asked too)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a small build for the test suite (~1 minute), never put in force by auto",
+    )  # fmt: skip
     parser.add_argument(
         "--refit", action="store_true", help="choose --out's stack and operating point again"
     )
@@ -491,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.if_missing and (args.out / META_NAME).exists():
+    if args.if_missing and _built(args.out, args.quick):
         return 0
     if args.pairs is not None:
         base = (args.base or args.out) / "torch"
@@ -525,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained_on = "qqp train split" + (" + stsb train split" if mixed else "")
     train(pairs_in(pairs, "train") + mixed, pairs_in(pairs, "tune"), args.out, args.seed,
           args.epochs, args.lr, packaged_model_path(), traps=True, min_recall=args.min_recall,
-          onnx_dir=args.onnx_dir, provenance={"trained_on": trained_on})  # fmt: skip
+          onnx_dir=args.onnx_dir, provenance={"trained_on": trained_on},
+          quick=args.quick)  # fmt: skip
     return 0
 
 

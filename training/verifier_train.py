@@ -144,7 +144,13 @@ def augmented_rows(
     return np.stack(rows), np.array(labels)
 
 
-def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) -> dict[str, Any]:
+# --quick: a small build for the test suite (under a minute: most of the time is embedding)
+QUICK_TRAIN_PAIRS, QUICK_TUNE_PAIRS, QUICK_AUGMENTED = 4_000, 1_500, 1_000
+
+
+def train(
+    data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str, quick: bool = False
+) -> dict[str, Any]:
     from sklearn.neural_network import MLPClassifier
 
     started = time.perf_counter()
@@ -161,6 +167,8 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
     rng.shuffle(train_pairs)
     rng.shuffle(tune_pairs)
     train_pairs, tune_pairs = distinct_pairs(train_pairs), distinct_pairs(tune_pairs)
+    if quick:
+        train_pairs, tune_pairs = train_pairs[:QUICK_TRAIN_PAIRS], tune_pairs[:QUICK_TUNE_PAIRS]
     progress(f"train pairs {len(train_pairs)}, tune pairs {len(tune_pairs)}")
     texts = [q for p in train_pairs for q in (p.q1, p.q2)]
     features = Features.fit(texts)
@@ -171,7 +179,8 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
     inside = lookups.distance < TRAIN_RADIUS
     rows = lookups.features(features)[inside]
     labels = lookups.right[inside].astype(int)
-    extra_rows, extra_labels = augmented_rows(lookups, embedder.encode, features, rng, 4000)
+    augmented = QUICK_AUGMENTED if quick else 4000
+    extra_rows, extra_labels = augmented_rows(lookups, embedder.encode, features, rng, augmented)
     x = np.concatenate([rows, *[extra_rows] * AUGMENTED_WEIGHT]).astype(np.float32)
     y = np.concatenate([labels, *[extra_labels] * AUGMENTED_WEIGHT])
     progress(f"rows {len(y)} ({len(extra_labels)} augmented), positives {int(y.sum())}")
@@ -204,6 +213,7 @@ def train(data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str) 
         train_pairs=len(train_pairs),
         train_rows=len(y),
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        quick=quick,
         tune={"pairs": len(tune_pairs), "precision": round(chosen.precision, 4),
               "recall": round(chosen.recall, 4), "f1": round(chosen.f1, 4),
               "static_default": {"threshold": DEFAULT_THRESHOLD,
@@ -223,9 +233,14 @@ def main() -> None:
     parser.add_argument("--onnx-dir", default="models/onnx")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--if-missing", action="store_true")
+    parser.add_argument(
+        "--if-missing", action="store_true",
+        help="do nothing when built (a quick build counts only when --quick is asked too)",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="a small build for the tests")
     args = parser.parse_args()
-    if args.if_missing and args.out.exists():
+    built = args.out.exists() and (args.quick or not Verifier.load(args.out).meta.get("quick"))
+    if args.if_missing and built:
         return
     if not (args.data / "qqp_open.jsonl").exists():
         print(f"warning: {args.data}/qqp_open.jsonl not found: no verifier trained "
@@ -235,7 +250,7 @@ def main() -> None:
     # one BLAS thread: a multi-threaded sum's order varies, and training amplifies the last
     # bit into another model; with one thread the same data gives the same weights
     with threadpool_limits(limits=1):
-        train(args.data, args.out, args.seed, args.threads, args.onnx_dir)
+        train(args.data, args.out, args.seed, args.threads, args.onnx_dir, args.quick)
 
 
 if __name__ == "__main__":

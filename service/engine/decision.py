@@ -139,6 +139,14 @@ class DecisionStage:
             log.warning("pair model at %s not loaded: %s", self.pair_model_dir, error)
             self.pair_model_note = f"built, not loaded: {error}"
             return
+        if self.only_if_better and model.meta.get("quick"):
+            self.pair_model_note = (
+                "built, not in force: a quick build for the tests (`make pair-model` builds "
+                "the full one); DYNACACHE_PAIR_MODEL=on puts it in force"
+            )
+            log.warning("pair model %s", self.pair_model_note)
+            self.judge = self.fallback
+            return
         if self.only_if_better and not model.meta.get("beats_static"):
             tune, static = model.meta.get("tune", {}), model.meta.get("static_at_same_recall", {})
             self.pair_model_note = (
