@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     # Verifier (index/verifier.py): a trained second stage for candidates inside a radius;
     # radius and cut default to the artifact's (chosen on the tune split). Without the
     # artifact the static threshold decides. Off by default: it serves fewer wrong answers
-    # than the static threshold at the same recall, but misses issue 8's target (README)
+    # than the static threshold at the same recall, but misses its precision target
+    # (docs/hit-quality.md)
     verifier: Literal["on", "off"] = "off"
     verifier_path: Path = Path("models/verifier/verifier.npz")
     verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)

@@ -14,7 +14,7 @@ chooses the operating point on a question-disjoint part of them held out from tr
 The operating point: candidates inside ``radius`` (squared L2 of the embedder's vectors) are
 judged; one is served when the model gives it at least ``cut``. The cut is the one of best
 precision on the tune pairs among those keeping recall at ``--min-recall`` (0.62 by
-default, a margin over the 0.60 the README's target names) through the same lookup protocol
+default, a margin over the 0.60 of the documented target) through the same lookup protocol
 as ``bench/quality.py`` (store q1, look up q2, judge the nearest). It is never chosen on dev.
 
 The artifact (a folder, written whole then renamed into place, so a running service never

@@ -235,7 +235,7 @@ class ReplicaSync:
         if await self.store.search.indexes_partially() is False:
             log.warning(
                 "the search module re-indexes an entry (its vector too) on every change, a "
-                "HIT's counters included: load it with PARTIAL_INDEXED_DOCS 1 (README, Scaling)"
+                "HIT's counters included: load it with PARTIAL_INDEXED_DOCS 1 (docs/scaling-out.md)"
             )
         await self.store.load_scripts()
         if not await self.store.enable_expiry_events():

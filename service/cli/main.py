@@ -433,7 +433,7 @@ def fine_tune(
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise fail("fine-tuning needs torch: pip install -e '.[train]' (see the README)") from None
+        raise fail("fine-tuning needs torch: pip install -e '.[train]'") from None
     from training.pair_model_train import main as train_main
 
     argv = ["--pairs", str(pairs), "--base", str(base), "--out", str(out),
