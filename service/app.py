@@ -23,6 +23,7 @@ from index.sync.event_feed import EventFeed
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import IndexShape, LocalIndex
 from service.embedded_redis import EmbeddedRedis
+from service.engine import tracing
 from service.engine.audits import Auditor
 from service.engine.coalescing import MissCoalescer
 from service.engine.decision import DecisionStage, VerifierJudge
@@ -211,6 +212,8 @@ def _store(client: "aioredis.Redis", settings: Settings, dim: int) -> RedisStore
 async def start_runtime(
     settings: Settings, redis_url: str, stack: contextlib.AsyncExitStack
 ) -> Runtime:
+    if settings.traces and tracing.enable():
+        log.info("traces on: a span per lookup, a child per stage")
     lanes, threads = embedding_lanes(settings)
     model, lane_model = await asyncio.to_thread(load_lane_embedders, settings, lanes, threads)
     embedder = EmbeddingWorker(

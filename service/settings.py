@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # show the bound holds (service/policy/wrong_rate.served_radius)
     max_wrong_rate: float | None = Field(default=None, gt=0, lt=1)
 
+    # OpenTelemetry traces of lookups (the [otel] extra; service/engine/tracing.py): to the
+    # process's tracer provider, else over OTLP/HTTP as the OTEL_EXPORTER_OTLP_* variables say
+    traces: bool = False
+
     # RAG normalisation: context blocks are cut out of the prompt and join the scope as a
     # hash; only the question is embedded. Patterns: see service/rag.py (JSON list in env)
     rag_normalise: bool = True

@@ -34,6 +34,7 @@ from service.engine.coalescing import Followed, MissCoalescer
 from service.engine.decision import DecisionStage, Judge, JudgedPair
 from service.engine.stage_times import StageTimes
 from service.engine.telemetry import NearMiss, Outcome, Telemetry
+from service.engine.tracing import LookupSpan
 from service.errors import InvalidInput
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
@@ -69,7 +70,7 @@ class Probe:
     audit_rate: float = 0.0  # the share of its semantic HITs audited (service/engine/audits)
     max_wrong_rate: float | None = None  # a bound on the audited wrong-answer rate (None: none)
     started: float = field(default_factory=time.perf_counter)
-    times: StageTimes = field(default_factory=StageTimes)
+    times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,14 @@ class QueryPath:
     async def resolve(self, probe: Probe, produce: Produce) -> Resolution:
         """Serve ``probe`` from the cache, or from ``produce`` (the LLM) and store that;
         the outcome is recorded."""
+        try:
+            return await self._resolve(probe, produce)
+        except BaseException as error:  # the LLM failed, cancelled, a bug: on its trace
+            if probe.times.span is not None:
+                probe.times.span.fail(probe.ns, error)
+            raise
+
+    async def _resolve(self, probe: Probe, produce: Produce) -> Resolution:
         times = probe.times
 
         async def call_llm() -> LLMReply:
@@ -325,6 +334,7 @@ class QueryPath:
             bypassed = Resolution.bypass(probe.started, reply or await call_llm(), probe.times)
             self.telemetry.record(probe.ns, "bypass", bypassed.latency_ms, times=probe.times,
                                   outage=True)  # fmt: skip
+            _finish_trace(probe, "bypass")
             return bypassed
 
     async def find(self, probe: Probe) -> Found | Missed | None:
@@ -336,6 +346,7 @@ class QueryPath:
             _store_unavailable(error, "passing the query through")
             self.telemetry.record(probe.ns, "bypass", _elapsed_ms(probe.started),
                                   times=probe.times, outage=True)  # fmt: skip
+            _finish_trace(probe, "bypass")
             return None
 
     async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
@@ -449,6 +460,8 @@ class QueryPath:
         """Count an outcome (for a HIT, what it saved; for a MISS with a candidate it did
         not serve, how near that came), with the time each stage took; the resolution back."""
         ns, entry = probe.ns, resolution.entry
+        _finish_trace(probe, resolution.status.lower(), resolution.distance,
+                      resolution.confidence)  # fmt: skip
         if resolution.status == "HIT" and entry is not None:
             self.telemetry.record(
                 ns, "hit", resolution.latency_ms,
@@ -483,6 +496,7 @@ class QueryPath:
         """Count a streamed miss that read another request's upstream stream (a HIT: it
         made no call of its own)."""
         self.telemetry.record(probe.ns, "hit", _elapsed_ms(probe.started), times=probe.times)
+        _finish_trace(probe, "hit")
 
     def record_bypass(self, ns: str, started: float, reply: LLMReply | None) -> Resolution:
         """Count a request that was never looked up (a client API's own pass-through)."""
@@ -502,3 +516,10 @@ def _first_bound(*bounds: float | None) -> float | None:
 
 def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _finish_trace(
+    probe: Probe, outcome: str, distance: float | None = None, confidence: float | None = None
+) -> None:
+    if probe.times.span is not None:
+        probe.times.span.finish(probe.ns, outcome, distance, confidence)
