@@ -7,7 +7,7 @@
 #   dyna-nginx:local     + nginx-light
 #   dyna-cache:test      the project's Dockerfile on dyna-python, torch from the local wheel
 # Base images are kept between runs; the api image is rebuilt (layer cache makes it quick).
-# Usage: tests/podman/build_images.sh [WORKDIR]   (WORKDIR holds the debootstrap rootfs)
+# Usage: deploy/podman/build_images.sh [WORKDIR]   (WORKDIR holds the debootstrap rootfs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
