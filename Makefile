@@ -6,13 +6,18 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install bench-deps models pair-model verifier-model verifier system-tools image-tools run test test-cluster image-test lint bench chaos fuzz quality audit-bench clean
+.PHONY: up down install bench-deps models pair-model verifier-model quick-models verifier system-tools image-tools run test test-cluster image-test lint docs package-test bench chaos fuzz quality audit-bench library-bench clean
+
+# PyPI's torch is the multi-GB CUDA build: the CPU build comes from a local wheel when pip
+# has one (its find-links), else from PyTorch's CPU index
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# CPU torch from local disk first, so nothing pulls a multi-GB CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --no-deps --no-index torch==2.13.0 2>/dev/null || \
+	  $(PY) -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX_URL) \
+	    --extra-index-url https://pypi.org/simple
 	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $(STAMP)
 
@@ -64,22 +69,44 @@ run: install models
 	@$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
 	  $(PY) -m service
 
-test: install models pair-model verifier-model system-tools
+# the suite needs a pair model and a verifier that exist, not the best ones: a quick build
+# of each (about a minute together) unless a full one is there
+quick-models: models
+	$(PY) -m training.pair_model_train --if-missing --quick --data $(DATA_DIR) --out models/pair
+	$(PY) -m training.verifier_train --if-missing --quick --data $(DATA_DIR) --out models/verifier/verifier.npz
+
+test: install models quick-models system-tools
 	$(PY) -m pytest -q
 
 # the suite again with every test's Redis a Redis Cluster (3 primaries, a replica each)
-test-cluster: install models pair-model verifier-model system-tools
+test-cluster: install models quick-models system-tools
 	DYNACACHE_TEST_REDIS=cluster $(PY) -m pytest -q --ignore=tests/test_image.py
+
+# the compose stack: Redis, 3 replicas, nginx on 127.0.0.1:8000; with Docker Compose v2 where
+# a Docker engine runs, else with podman (images built locally, health checks run for it)
+up:
+	$(PYTHON) -m devtools.compose_stack up
+
+down:
+	$(PYTHON) -m devtools.compose_stack down
 
 # builds the images with podman from local base images (no registry; ~5 min uncached), then
 # runs the compose stack: 3 replicas behind nginx, a paraphrase HIT from more than one
 image-test: install image-tools
-	bash tests/podman/build_images.sh
+	bash deploy/podman/build_images.sh
 	$(PY) -m pytest -q -m image tests/test_image.py
 
 lint: install
-	$(VENV)/bin/ruff check service index training devtools tests bench
-	$(VENV)/bin/mypy service index training devtools bench
+	$(VENV)/bin/ruff check service index training devtools tests bench dyna_cache
+	$(VENV)/bin/mypy service index training devtools bench dyna_cache
+
+# the wheel and sdist, and the wheel installed in a fresh venv (its dependencies from the index)
+package-test: install
+	$(PY) -m pytest -q -m package tests/test_package.py
+
+# the documentation site (MkDocs), built strict: a broken link or anchor fails it
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
@@ -98,9 +125,15 @@ bench: bench-deps models pair-model verifier-model
 quality: bench-deps models pair-model verifier-model
 	$(PY) bench/quality.py
 
-# audited hits on a 20,000-question stream -> bench/results/audit.{json,png} (~15 min)
+# audited hits on a 20,000-question stream -> bench/results/audit.{json,png} (~15 min), and
+# the HIT latency with audits off, at the default share and on every HIT
 audit-bench: bench-deps models pair-model
 	$(PY) bench/audit.py
+	$(PY) bench/audit_latency.py
+
+# the library against RedisVL and GPTCache, the HTTP hop, start-up -> bench/results/library.json
+library-bench: bench-deps models pair-model
+	$(PY) bench/library.py
 
 # faults against real processes (Redis killed and frozen, the embedded Redis killed, a
 # replica killed behind nginx, cut subscriptions, hostile input with a real upstream, a soak);
