@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from index.store.connection import breaker_openings
 from service.engine.cache_headers import cache_headers
-from service.engine.insights import current_stats, insights
+from service.engine.insights import insights
 from service.http.auth import (
     SECURITY_DOCUMENTED,
     Principal,
@@ -22,6 +22,7 @@ from service.http.auth import (
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
+from service.http.stats_view import stats_view
 from service.llm.client import describe_llm
 from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
@@ -181,9 +182,7 @@ async def stats(
     """Hit rate, latencies, latency and cost saved: totals, per namespace and per replica.
     A tenant sees its own namespace only."""
     visible = None if principal.role in ("open", "admin") else {principal.ns}
-    numbers = await current_stats(runtime.store, runtime.queries.decision, visible)
-    numbers["llm"] = describe_llm(runtime.settings)
-    return numbers
+    return await stats_view(runtime, visible)
 
 
 @router.get("/v1/insights", tags=["cache"], responses=documented(*CALLER_ERRORS, 503))

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Security
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.engine.insights import current_stats, insights
+from service.engine.insights import insights
 from service.http.auth import require_operator
 from service.http.dependencies import RuntimeDep
 from service.http.errors import CALLER_ERRORS, documented
+from service.http.stats_view import stats_view
 
 STATIC = Path(__file__).parent / "static"
 # the page loads only what the service serves; it builds its tables with textContent
@@ -42,5 +43,5 @@ async def dashboard_page() -> FileResponse:
 )
 async def dashboard_data(runtime: RuntimeDep) -> dict[str, Any]:
     """What the dashboard shows: ``/v1/stats`` for every namespace, and ``/v1/insights``."""
-    stats = await current_stats(runtime.store, runtime.queries.decision, None)
+    stats = await stats_view(runtime, None)
     return {"stats": stats, "insights": await insights(runtime.store, sorted(stats["namespaces"]))}
