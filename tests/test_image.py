@@ -103,8 +103,10 @@ def test_compose_stack_serves_paraphrase_hits_from_several_replicas(
             replicas: set[str] = set()
             statuses: list[str] = []
             deadline = time.monotonic() + 60
+            # a paraphrase the default judge (the pair model in the image) serves: the test is
+            # of the stack, not of the judge ("Tell me France's capital city" it refuses)
             while len(replicas) < 2 and time.monotonic() < deadline:
-                hit = client.post("/v1/query", json={"prompt": "Tell me France's capital city"})
+                hit = client.post("/v1/query", json={"prompt": "Tell me the capital of France"})
                 assert hit.status_code == 200, hit.text
                 statuses.append(hit.json()["status"])
                 if hit.json()["status"] == "HIT":
