@@ -33,9 +33,7 @@ RUN pip install '.[train]'
 # A verifier built beside the sources (make models) is carried over; without one the
 # service decides with the static threshold.
 COPY models/ ./models/
-# (the pair model's torch weights serve only a later fine-tune, which needs torch: left out)
-RUN rm -rf models/onnx && python -m training.onnx_export --out models/onnx \
-    && rm -rf models/pair/torch
+RUN rm -rf models/onnx && python -m training.onnx_export --out models/onnx
 
 FROM ${BASE_IMAGE} AS runtime
 # the version, from service/version.py (tests/podman/build_images.sh passes it)
