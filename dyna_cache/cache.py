@@ -30,7 +30,7 @@ from service.llm.client import LLMReply
 from service.policy.validation import validate_namespace
 from service.runtime import Runtime
 from service.schemas import CacheMode, QueryRequest, TenantSettings, TtlPolicy
-from service.settings import Settings, _default_replica_id
+from service.settings import Settings, default_replica_id
 
 # what ``answer`` calls on a miss: the question in, the answer's text out (a coroutine
 # function is awaited; a plain function runs in a worker thread, never on the loop)
@@ -54,7 +54,7 @@ def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Se
     if "replica_id" not in overrides and (settings is None or "replica_id" not in
                                           settings.model_fields_set):  # fmt: skip
         chosen = chosen.model_copy(
-            update={"replica_id": f"{_default_replica_id()}-lib{next(_instances)}"}
+            update={"replica_id": f"{default_replica_id()}-lib{next(_instances)}"}
         )
     chosen = chosen.model_copy(update=model_paths(chosen))
     if chosen.llm == "simulated" and "audit_rate" not in overrides:

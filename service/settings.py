@@ -12,7 +12,8 @@ from index.policy.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
 from service.keying.rag import DEFAULT_PATTERNS
 
 
-def _default_replica_id() -> str:
+def default_replica_id() -> str:
+    """``<hostname>-<pid>``: one per process (an in-process cache adds its own suffix)."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
     # names the replica's Redis connections (CLIENT SETNAME takes no spaces) and its stats
     # keys: a host or pod name, letters, digits and . _ : @ -
     replica_id: str = Field(
-        default_factory=_default_replica_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+        default_factory=default_replica_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
     )
     log_level: str = "info"
     # a log line per request (uvicorn's access log): off, the metrics and /v1/stats count them
