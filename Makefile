@@ -64,9 +64,11 @@ verifier: models
 	$(PY) -m training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
 # serves at once; a pair model not built yet is trained in the background (its progress
-# goes to this terminal) and picked up by the running service when it is done
+# goes to this terminal) and picked up by the running service when it is done; Ctrl-C stops
+# both (a background job of a script ignores the terminal's interrupt: the trap ends it)
 run: install models
 	@$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
+	  trainer=$$!; trap 'kill $$trainer 2>/dev/null' EXIT INT TERM; \
 	  $(PY) -m service
 
 # the suite needs a pair model and a verifier that exist, not the best ones: a quick build
