@@ -5,6 +5,7 @@ MISS, and what LangChain stored comes back as it was."""
 from collections.abc import Iterator
 
 import pytest
+import redis
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, Generation
@@ -16,7 +17,10 @@ from tests.conftest import make_settings
 
 
 @pytest.fixture
-def llm_cache(redis_server: EmbeddedRedis | EmbeddedCluster) -> Iterator[DynaCacheLLMCache]:
+def llm_cache(
+    redis_server: EmbeddedRedis | EmbeddedCluster, redis_client: redis.Redis
+) -> Iterator[DynaCacheLLMCache]:
+    """A LangChain cache on the session's Redis, emptied first (``redis_client``)."""
     cache = DynaCacheLLMCache(make_settings(redis_server.url))
     yield cache
     cache.close()

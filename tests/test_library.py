@@ -29,6 +29,8 @@ from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 Server = EmbeddedRedis | EmbeddedCluster
+# every test asks for redis_client too: it empties the session's Redis first (a cache
+# opened on what earlier tests left, a grown HNSW index among it, loads all of that)
 
 
 async def test_check_answer_store_delete_clear_and_stats(
@@ -67,7 +69,7 @@ async def test_check_answer_store_delete_clear_and_stats(
 
 
 async def test_identical_misses_in_flight_share_one_call_and_a_plain_function_runs_off_the_loop(
-    redis_server: Server,
+    redis_server: Server, redis_client: redis.Redis
 ) -> None:
     calls: list[str] = []
     release = asyncio.Event()
@@ -98,7 +100,7 @@ async def test_identical_misses_in_flight_share_one_call_and_a_plain_function_ru
         assert ran_on and ran_on[0] is not loop_thread
 
 
-async def test_clear_errors(redis_server: Server) -> None:
+async def test_clear_errors(redis_server: Server, redis_client: redis.Redis) -> None:
     cache = SemanticCache(make_settings(redis_server.url))
     with pytest.raises(NotStarted):
         await cache.check("anything")
@@ -119,7 +121,9 @@ async def test_clear_errors(redis_server: Server) -> None:
         await cache.check("anything")
 
 
-def test_the_blocking_twin_is_generated_from_the_async_cache(redis_server: Server) -> None:
+def test_the_blocking_twin_is_generated_from_the_async_cache(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
     assert SyncSemanticCache.check.__doc__ == SemanticCache.check.__doc__
     with SyncSemanticCache(make_settings(redis_server.url)) as cache:
         stored = cache.answer("Who wrote Hamlet?", lambda question: "Shakespeare.")
@@ -141,7 +145,9 @@ def _open_sockets() -> int:
     return found
 
 
-def test_twenty_starts_and_closes_leave_no_thread_or_socket_behind(redis_server: Server) -> None:
+def test_twenty_starts_and_closes_leave_no_thread_or_socket_behind(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
     settings = make_settings(redis_server.url)
     with SyncSemanticCache(settings) as cache:  # imports and one-time set-up out of the count
         cache.check("warm-up question?")
@@ -154,7 +160,7 @@ def test_twenty_starts_and_closes_leave_no_thread_or_socket_behind(redis_server:
 
 
 def test_entries_cross_between_the_library_in_its_own_process_and_an_http_replica(
-    redis_server: Server, tmp_path: Path
+    redis_server: Server, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     """A library in a process of its own, with only the public API and another working
     directory, against a replica serving HTTP in another: each serves what the other stored."""
