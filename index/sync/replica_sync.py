@@ -55,6 +55,8 @@ from index.vectors.local_index import LocalIndex
 
 log = logging.getLogger(__name__)
 
+STOP_RETRY_S = 0.2  # stop() cancels a task again after this, until it has ended
+
 # queued by the periodic check, so they run in order with events
 _REBUILD = "rebuild"  # an index due for maintenance (flat outgrown, too many tombstones)
 _RECONCILE = "reconcile"  # counts that differ from Redis's twice in a row
@@ -132,6 +134,12 @@ class ReplicaSync:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # a cancel that lands while the feed is being opened can be lost on the way (a
+            # cache closed right after it started waited 30 s here, its sync task still
+            # waiting on its queue): cancel again until the task has ended
+            while not task.done():
+                await asyncio.wait({task}, timeout=STOP_RETRY_S)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
