@@ -50,16 +50,31 @@ def audits_counted(service: ServiceProcess) -> int:
     return int(namespace.get("wrong_answer_rate", {}).get("audits", 0))
 
 
-def measure(service: ServiceProcess, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def semantic_hits(
+    service: ServiceProcess, pairs: list[tuple[str, str]]
+) -> list[tuple[float, dict[str, Any]]]:
+    """Store each q1, ask each q2 once: the semantic HITs' (latency ms, answer)."""
     service.store([{"prompt": q1, "response": f"answer {i}"} for i, (q1, _) in enumerate(pairs)])
     service.wait_settled()
     client = LeanClient(service.port)
-    hits: list[float] = []
+    hits = []
     for _, q2 in pairs:
         elapsed, answer = timed(client, q2)
         if answer["status"] == "HIT" and (answer["distance"] or 0) > 0:
-            hits.append(elapsed)
+            hits.append((elapsed, answer))
     client.close()
+    return hits
+
+
+def rotated(names: list[str], round_number: int) -> list[str]:
+    """The settings' order in a round: each round starts with the next one, so that no
+    setting always runs first or last on a machine whose speed drifts."""
+    shift = round_number % len(names)
+    return names[shift:] + names[:shift]
+
+
+def measure(service: ServiceProcess, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    hits = [elapsed for elapsed, _ in semantic_hits(service, pairs)]
     # the audits drawn are still under way: done when the count has not moved for 2 s (or
     # reached every HIT measured)
     deadline, audited, steady_since = time.monotonic() + 60, -1, time.monotonic()
@@ -82,9 +97,7 @@ def main() -> None:
     rounds: dict[str, list[dict[str, Any]]] = {setting: [] for setting in SETTINGS}
     names = list(SETTINGS)
     for round_number in range(args.rounds):
-        # each round starts with another setting: no setting always runs first or last
-        order = names[round_number % len(names) :] + names[: round_number % len(names)]
-        for setting in order:
+        for setting in rotated(names, round_number):
             overrides = SETTINGS[setting]
             with ServiceProcess(sim_latency_ms=0, pair_model="auto", **overrides) as service:
                 figures = measure(service, pairs)

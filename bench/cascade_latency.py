@@ -23,27 +23,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.audit_latency import duplicate_pairs
+from bench.audit_latency import duplicate_pairs, rotated, semantic_hits
 from bench.common import ServiceProcess, percentiles, write_results
-from bench.latency import LeanClient, timed
 from index.policy.pair_model import META_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(service: ServiceProcess, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    service.store([{"prompt": q1, "response": f"answer {i}"} for i, (q1, _) in enumerate(pairs)])
-    service.wait_settled()
-    client = LeanClient(service.port)
-    hits: list[float] = []
-    judged = 0
-    for _, q2 in pairs:
-        elapsed, answer = timed(client, q2)
-        if answer["status"] == "HIT" and (answer["distance"] or 0) > 0:
-            hits.append(elapsed)
-            judged += answer.get("confidence") is not None
-    client.close()
-    return {"semantic_hit": percentiles(hits), "judged_share": round(judged / len(hits), 3)}
+    hits = semantic_hits(service, pairs)
+    judged = sum(answer.get("confidence") is not None for _, answer in hits)
+    return {
+        "semantic_hit": percentiles([elapsed for elapsed, _ in hits]),
+        "judged_share": round(judged / len(hits), 3),
+    }
 
 
 def main() -> None:
@@ -66,8 +59,7 @@ def main() -> None:
         names = list(settings)
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for round_number in range(args.rounds):
-            shift = round_number % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rotated(names, round_number):
                 with ServiceProcess(sim_latency_ms=0, **settings[name]) as service:
                     figures = measure(service, pairs)
                 rounds[name].append(figures)
