@@ -68,37 +68,52 @@ MAX_ROWS = 34_000  # the training budget: ~20 ms a row on 2 cores, so ~11 minute
 # --quick: a small build for the test suite (about a minute), which needs a pair model that
 # exists and behaves, not the best one; marked in its meta, never put in force by "auto"
 MINING_RADIUS = 0.7  # mined candidates: about the judged radius (0.66 in the last build)
+MINED_ROWS = 12_000  # of the ~34,000 rows trained on, about a third
 QUICK_ROWS, QUICK_TRAP_QUESTIONS, QUICK_TUNE_PAIRS = 2_000, 300, 1_200
 
 Row = tuple[str, str, float]  # (a, b, label)
 
 
-def mined_rows(pairs: Sequence[Pair], embed: Any, radius: float) -> list[Row]:
-    """Pairs as the cache meets them: the train split's own lookups (store each q1, look up
-    each q2, ``SAMPLE_PAIRS`` at a time), each nearest candidate inside ``radius`` that is
-    not the pair's own q1, labelled by the cluster rule. Mostly near non-duplicates: the
-    hard negatives QQP's given pairs hold few of."""
-    shuffled = list(distinct_pairs(pairs))
-    random.Random(TUNE_SEED).shuffle(shuffled)
-    lookups = look_up_in_chunks(shuffled, embed, SAMPLE_PAIRS, DuplicateClusters(pairs))
-    return [
-        (query, candidate, float(right))
-        for query, candidate, distance, own, right in zip(
-            lookups.queries, lookups.candidates, lookups.distance, lookups.own, lookups.right,
-            strict=True,
-        )
-        if distance < radius and not own
-    ]
+def mined_rows(pairs: Sequence[Pair], embed: Any, radius: float, limit: int) -> list[Row]:
+    """Pairs as the cache meets them: each train question and its nearest other train
+    question (searched among ``SAMPLE_PAIRS`` stored questions at a time, as a lookup meets
+    them), when that lies inside ``radius``, labelled by the cluster rule; a seeded
+    ``limit`` of them. Mostly near non-duplicates: the hard negatives QQP's given pairs hold
+    few of (a q2's nearest stored question is nearly always its own q1)."""
+    import faiss
+
+    clusters = DuplicateClusters(pairs)
+    questions = list(dict.fromkeys(" ".join(q.split()) for p in pairs for q in (p.q1, p.q2)))
+    random.Random(TUNE_SEED).shuffle(questions)
+    rows: list[Row] = []
+    for start in range(0, len(questions), SAMPLE_PAIRS):
+        chunk = questions[start : start + SAMPLE_PAIRS]
+        vectors = np.asarray(embed(chunk), dtype=np.float32)
+        index = faiss.IndexFlatL2(vectors.shape[1])
+        index.add(vectors)
+        distances, ids = index.search(vectors, 2)  # itself, then its nearest other
+        for question, distance, other in zip(chunk, distances[:, 1], ids[:, 1], strict=True):
+            if (
+                other >= 0
+                and distance < radius
+                and normal_form(chunk[other]) != normal_form(question)
+            ):
+                rows.append((question, chunk[other], float(clusters.same(question, chunk[other]))))
+    random.Random(TUNE_SEED).shuffle(rows)
+    return rows[:limit]
 
 
 def _examples(
-    pairs: Sequence[Pair], rng: random.Random, traps: bool, quick: bool = False,
+    pairs: Sequence[Pair],
+    rng: random.Random,
+    traps: bool,
+    quick: bool = False,
     mined: Sequence[Row] = (),
 ) -> list[Row]:
-    """(a, b, label) rows: the pairs in a random order each, plus traps and rewordings and
-    the ``mined`` rows; a random ``MAX_ROWS`` of them when there are more (QQP's train
-    split gives ~45,000)."""
-    rows = [(p.q1, p.q2, float(p.duplicate)) for p in pairs] + list(mined)
+    """(a, b, label) rows: the pairs in a random order each, plus traps and rewordings;
+    a random ``MAX_ROWS`` of them when there are more (QQP's train split gives ~45,000),
+    less room for the ``mined`` rows, which are all kept."""
+    rows = [(p.q1, p.q2, float(p.duplicate)) for p in pairs]
     trap_questions = QUICK_TRAP_QUESTIONS if quick else TRAP_QUESTIONS
     if traps:
         questions = list(dict.fromkeys(q for p in pairs for q in (p.q1, p.q2)))
@@ -107,9 +122,11 @@ def _examples(
                 rows.append((question, variant, 0.0))
             for variant in rewordings(question)[:1]:
                 rows.append((question, variant, 1.0))
+    rng.shuffle(rows)
+    rows = rows[: max(0, (QUICK_ROWS if quick else MAX_ROWS) - len(mined))] + list(mined)
     rows = [(b, a, y) if rng.random() < 0.5 else (a, b, y) for a, b, y in rows]
     rng.shuffle(rows)
-    return rows[: QUICK_ROWS if quick else MAX_ROWS]
+    return rows
 
 
 class _Scorer:
@@ -368,7 +385,7 @@ def train(
     mined: list[Row] = []
     if mine:
         mined = mined_rows(train_pairs, load_embedder("onnx", None, None, onnx_dir).encode,
-                           MINING_RADIUS)  # fmt: skip
+                           MINING_RADIUS, MINED_ROWS)  # fmt: skip
         log.info("pair model: %d mined rows (%d right)", len(mined), sum(y for *_, y in mined))
     rows = _examples(train_pairs, rng, traps, quick, mined)
     if quick:  # the tune lookups cost as much as training: a sample of them
