@@ -12,10 +12,11 @@ the asked one's cluster (the protocol of ``bench/quality.py``).
 
 Runs on the same stream: the static threshold and the pair model without a bound (their
 true wrong rate; the estimate from ``--audit-rate`` audits, sampled every 1,000 queries),
-and bounds of 5 % and 2 %. A second stream from STS-B's dev split (out of the training
-domain). Also measured: the equivalence check's error both ways, on rewordings of one answer
-and on the answers of the nearest different clusters. Writes bench/results/audit.json and
-audit.png.
+bounds of 5 % and 2 %, and bounds set to the static threshold's and the pair model's own
+true wrong rate on the stream (do they serve at least as many hits?). A second stream from
+STS-B's dev split (out of the training domain). Also measured: the equivalence check's
+error both ways, on rewordings of one answer and on the answers of different clusters.
+Writes bench/results/audit.json and audit.png.
 
     python bench/audit.py [--queries 20000] [--audit-rate 0.1]
 """
@@ -115,7 +116,9 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
         "true_wrong_rate": round(wrong / max(1, semantic), 4),
         "timeline": timeline,
         "second_half_true_wrong_rate": _second_half(timeline, half),
+        "hits": hits,
         "audits": final["wrong_answer_rate"]["audits"],
+        "bound_evidence": final["wrong_answer_rate"]["bound_evidence"],
         "audit_cost_usd": final["wrong_answer_rate"]["cost_usd"],
         "llm_calls_for_misses": final["misses"],
         "semantic_hit_latency_ms": percentiles(hit_ms) if hit_ms else None,
@@ -203,10 +206,16 @@ def main() -> None:
                               "max_wrong_rate": 0.05},
         "static_bound_2pct": {"pair_model": "off", "audit_rate": args.audit_rate,
                               "max_wrong_rate": 0.02},
+        # bounds at a peer's own true wrong rate on this stream (from its run above)
+        "static_bound_at_static": {"pair_model": "off", "audit_rate": args.audit_rate,
+                                   "max_wrong_rate": "static"},
+        "pair_bound_at_pair": {"pair_model": "on", "audit_rate": args.audit_rate,
+                               "max_wrong_rate": "pair_model"},
     }  # fmt: skip
     chosen = set(args.runs.split(",")) if args.runs else set(runs)
     for set_name, stream, names in (("qqp", qqp, list(runs)),
-                                    ("stsb", stsb, ["static", "static_bound_5pct"])):  # fmt: skip
+                                    ("stsb", stsb, ["static", "static_bound_5pct",
+                                                    "static_bound_at_static"])):  # fmt: skip
         names = [name for name in names if name in chosen]
         if not names:
             continue
@@ -216,7 +225,15 @@ def main() -> None:
         try:
             for name in names:
                 started = time.perf_counter()
-                outcome = run(stream, questions, upstream, **runs[name])
+                settings = dict(runs[name])
+                peer = settings.get("max_wrong_rate")
+                if isinstance(peer, str):  # a peer's rate: its run must come first
+                    if peer not in results[set_name]:
+                        continue
+                    settings["max_wrong_rate"] = max(
+                        0.001, results[set_name][peer]["true_wrong_rate"]
+                    )
+                outcome = run(stream, questions, upstream, **settings)
                 results[set_name][name] = outcome
                 last = outcome["second_half_true_wrong_rate"]
                 print(f"{set_name} {name}: hit rate {outcome['hit_rate']}, true wrong "

@@ -140,8 +140,13 @@ class Settings(BaseSettings):
     audit_check: Literal["embedding", "llm"] = "embedding"
     # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
     # tenant and per request max_wrong_rate): HITs are served only as far as the audits
-    # show the bound holds (service/policy/wrong_rate.served_radius)
+    # show the bound holds (service/policy/wrong_rate.py)
     max_wrong_rate: float | None = Field(default=None, gt=0, lt=1)
+    # with a bound in force, a MISS's nearest candidate this near (squared L2, past the
+    # threshold too) is compared with the MISS's answer, free: each entry learns how far it
+    # is right (its verified radius), and a candidate inside that may be served past the
+    # threshold once such candidates hold the bound
+    learn_radius: float = Field(default=0.6, ge=0, le=4)
 
     # OpenTelemetry traces of lookups (the [otel] extra; service/engine/tracing.py): to the
     # process's tracer provider, else over OTLP/HTTP as the OTEL_EXPORTER_OTLP_* variables say

@@ -12,7 +12,16 @@ import redis
 from index.store import keys
 from service.engine.audits import JUDGE_INSTRUCTION, judge_verdict
 from service.keying.normalise import normalise_prompt
-from service.policy.wrong_rate import band_of, estimate, served_radius, summary, wilson
+from service.policy.wrong_rate import (
+    VOUCHED,
+    band_of,
+    estimate,
+    evidence_group,
+    served_radius,
+    summary,
+    vouched_open,
+    wilson,
+)
 from tests.fake_upstream import MeaningUpstream
 from tests.helpers import CacheService, wait_until
 
@@ -202,9 +211,12 @@ def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_fr
     withheld = service.query("Tell me the capital of France").json()
     assert withheld["status"] == "MISS"
     assert service.query("What is the capital of France?").json()["status"] == "HIT"  # exact
-    # the MISS's own answer was compared with the candidate it withheld: an audit, no call
-    wait_until(lambda: rate_of(service)["audits"] == 1, 15, message="the free audit")
-    assert rate_of(service)["cost_usd"] == 0.0
+    # the MISS's own answer was compared with the candidate it withheld: evidence for the
+    # bound, no call; not an audit of a served HIT, so not in the estimate
+    band = band_of(withheld["distance"])
+    wait_until(lambda: rate_of(service)["bound_evidence"].get(band, {}).get("audits") == 1, 15,
+               message="the free comparison")  # fmt: skip
+    assert rate_of(service)["audits"] == 0 and rate_of(service)["cost_usd"] == 0.0
     assert meaning.asked.count("Tell me the capital of France") == 1  # the MISS's call only
 
 
@@ -218,9 +230,8 @@ def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
     near = first.query("Tell me the capital of France", cache="only").json()
     assert near["status"] == "HIT"
     band = band_of(near["distance"])
-    # audits so far: 200 right in the bands up to the paraphrase's, 30 of 60 wrong beyond
-    counts = {"audits": 260, "wrong": 30, f"audits:{band}": 200}
-    counts |= {"audits:<4": 60, "wrong:<4": 30}
+    # evidence so far: 200 right in the bands up to the paraphrase's, 30 of 60 wrong beyond
+    counts = {f"evidence:{band}": 200, "evidence:<4": 60, "evidence_wrong:<4": 30}
     redis_client.hset(keys.audit_key("default"), mapping=counts)
     ask = {"cache": "only", "max_wrong_rate": 0.05}
     wait_until(  # the replicas read the counts within a second
@@ -238,11 +249,62 @@ def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
 
 def test_the_served_radius_pools_bands_and_errs_toward_a_miss() -> None:
     assert served_radius({}, 0.05) == 0.0
-    few = {"audits:<0.05": 10}  # 0 wrong of 10: the upper bound is 28 %
+    few = {"evidence:<0.05": 10}  # 0 wrong of 10: the upper bound is 28 %
     assert served_radius(few, 0.05) == 0.0 and served_radius(few, 0.3) == 0.05
-    many = {"audits:<0.05": 150, "audits:<0.1": 100, "wrong:<0.1": 2, "audits:<0.2": 50,
-            "wrong:<0.2": 20}  # fmt: skip
+    many = {"evidence:<0.05": 150, "evidence:<0.1": 100, "evidence_wrong:<0.1": 2,
+            "evidence:<0.2": 50, "evidence_wrong:<0.2": 20}  # fmt: skip
     assert served_radius(many, 0.05) == 0.1  # pooled 2/250 holds; adding 20/50 does not
     assert served_radius(many, 0.2) == 0.2  # a band no audit has seen is not opened alone
-    farther = {"audits:<0.2": 200}  # evidence at 0.1-0.2 opens the nearer bands with it
+    farther = {"evidence:<0.2": 200}  # evidence at 0.1-0.2 opens the nearer bands with it
     assert served_radius(farther, 0.05) == 0.2
+    # the estimate of served HITs is not the bound's evidence: a namespace that audited
+    # served HITs only has no evidence counted under the old names
+    assert served_radius({"audits:<0.05": 500}, 0.05) == 0.0
+
+
+def test_the_vouched_group_opens_on_its_own_evidence() -> None:
+    assert evidence_group(0.2, vouched=True) == VOUCHED
+    assert evidence_group(0.2, vouched=False) == "<0.35"
+    assert not vouched_open({}, 0.05)  # no evidence: a MISS
+    assert not vouched_open({f"evidence:{VOUCHED}": 50}, 0.05)  # 0 of 50: upper bound 7 %
+    assert vouched_open({f"evidence:{VOUCHED}": 80}, 0.05)  # 0 of 80: 4.6 %
+    assert not vouched_open({f"evidence:{VOUCHED}": 200, f"evidence_wrong:{VOUCHED}": 10}, 0.05)
+    counted = summary({f"evidence:{VOUCHED}": 80, "evidence:<0.1": 3, "evidence_wrong:<0.1": 1})
+    assert counted["bound_evidence"][VOUCHED]["audits"] == 80
+    assert counted["bound_evidence"]["<0.1"]["wrong"] == 1 and counted["audits"] == 0
+
+
+def test_an_entry_learns_how_far_it_is_right_and_is_served_that_far_past_the_threshold(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    """vCache's idea, per entry: a query found right for an entry at some distance (here a
+    withheld candidate, compared with its MISS's answer) widens the entry's verified radius;
+    once the vouched candidates' evidence holds the bound, a candidate inside that radius is
+    served on any replica, past the static threshold too; one outside it is not."""
+    far, near = "Which city is the capital of France?", "Tell me the capital of France"
+    first = audited(start_service, meaning, audit_rate=0.0, max_wrong_rate=0.05)
+    second = audited(start_service, meaning, audit_rate=0.0, max_wrong_rate=0.05)
+    stored = first.query("What is the capital of France?").json()
+    entry = keys.entry_key("default", stored["entry_id"])
+    distances = {
+        q: first.query(q, cache="only", threshold=4.0, max_wrong_rate=0.99).json()["distance"]
+        for q in (far, near, "Paris or Lyon: which is the capital of France?")
+    }
+    if distances[near] >= distances[far]:
+        far, near = near, far
+    # no evidence: the farther paraphrase is a MISS, and its answer teaches the entry
+    assert first.query(far).json()["status"] == "MISS"
+    wait_until(lambda: redis_client.hget(entry, "vf_radius") is not None, 15,
+               message="the entry's verified radius")  # fmt: skip
+    assert float(redis_client.hget(entry, "vf_radius")) == pytest.approx(distances[far], abs=1e-4)
+    # the vouched group has no evidence yet: still a MISS (cache=only: nothing is stored)
+    assert second.query(near, cache="only", threshold=0.01).json()["status"] == "MISS"
+    redis_client.hset(keys.audit_key("default"), mapping={f"evidence:{VOUCHED}": 100})
+    wait_until(  # past a threshold of 0.01, inside the entry's verified radius: served
+        lambda: second.query(near, cache="only", threshold=0.01).json()["status"] == "HIT",
+        10, message="the vouched candidate is served",
+    )  # fmt: skip
+    beyond = "Paris or Lyon: which is the capital of France?"
+    if distances[beyond] > distances[far]:  # outside the verified radius: not vouched
+        assert second.query(beyond, cache="only", threshold=0.01).json()["status"] == "MISS"

@@ -1,8 +1,9 @@
 """Audited hits in Redis, so that every replica reads the same estimate: a namespace's
-counts (``dc:audit:{ns}``: audits and wrong ones, in total and per distance band, and what
-they cost), each entry's own (``au_right``/``au_wrong`` on its hash), and per (entry, query)
-the verdict its first audit reached (``dc:audited:{ns}:<sha>``): one LLM call per pair, its
-verdict counted again for each later HIT of the pair drawn for audit."""
+counts (``dc:audit:{ns}``: audits and wrong ones, in total and per distance band, what
+they cost, and the wrong-rate bound's evidence per group), each entry's own
+(``au_right``/``au_wrong`` on its hash), and per (entry, query) the verdict its first audit
+reached (``dc:audited:{ns}:<sha>``): one LLM call per pair, its verdict counted again for
+each later HIT of the pair drawn for audit."""
 
 from typing import Any, Literal
 
@@ -44,15 +45,22 @@ class AuditLog:
         await self.client.delete(keys.audit_claim_key(ns, entry_id, normalised_prompt))
 
     async def record(
-        self, ns: str, entry_id: str, band: str, right: bool, calls: int, cost: float
-    ) -> None:
-        """Count one audit: in the namespace's totals and band, and on the entry; ``calls``
-        and ``cost``: what it asked of the LLM (none for a repeat or a withheld one)."""
+        self, ns: str, entry_id: str, band: str, group: str, right: bool, served: bool,
+        calls: int, cost: float,
+    ) -> None:  # fmt: skip
+        """Count one comparison: in the bound's evidence ``group``, on the entry, and, for
+        a ``served`` HIT's audit, in the namespace's estimate (totals and ``band``);
+        ``calls`` and ``cost``: what it asked of the LLM (none for a repeat or a withheld
+        candidate)."""
         key = keys.audit_key(ns)
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, "audits", 1)
-            pipe.hincrby(key, f"audits:{band}", 1)
+            pipe.hincrby(key, f"evidence:{group}", 1)
             if not right:
+                pipe.hincrby(key, f"evidence_wrong:{group}", 1)
+            if served:
+                pipe.hincrby(key, "audits", 1)
+                pipe.hincrby(key, f"audits:{band}", 1)
+            if served and not right:
                 pipe.hincrby(key, "wrong", 1)
                 pipe.hincrby(key, f"wrong:{band}", 1)
             if calls > 0:

@@ -65,6 +65,9 @@ class StoredEntry:
     # set by a wrong-hit report: only queries nearer than this may be served the entry
     feedback_radius: float | None = None
     exact_key: str = ""  # its exact-match pointer
+    # the farthest distance at which a query was found right for it (an audit, a comparison
+    # with a MISS's answer, a right report): 0 when none was
+    verified_radius: float = 0.0
 
     def age_s(self, now: float) -> float:
         return max(0.0, now - self.created)
@@ -72,6 +75,10 @@ class StoredEntry:
     def admits(self, distance: float) -> bool:
         """Whether a query this far away may be served this entry (after feedback)."""
         return self.feedback_radius is None or distance < self.feedback_radius
+
+    def vouches(self, distance: float) -> bool:
+        """Whether a query this far away is no farther than one found right for it."""
+        return 0.0 < distance <= self.verified_radius
 
     def total_tokens(self) -> int:
         """The tokens the LLM's answer spent (0 when its usage was not reported)."""
@@ -94,7 +101,7 @@ class StoredEntry:
 # Fields read to serve a HIT.
 SERVE_FIELDS = (
     "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
-    "completion", "vector", "fb_radius", "xkey",
+    "completion", "vector", "fb_radius", "xkey", "vf_radius",
 )  # fmt: skip
 # Fields an export carries (the vector only when asked for).
 EXPORT_FIELDS = (
@@ -131,6 +138,7 @@ def stored_entry(entry_id: str, values: list[Any], pttl: int) -> StoredEntry | N
         vector=np.frombuffer(row["vector"], dtype=np.float32) if row["vector"] else None,
         feedback_radius=float(row["fb_radius"]) if row["fb_radius"] else None,
         exact_key=as_text(row["xkey"]),
+        verified_radius=float(row["vf_radius"]) if row["vf_radius"] else 0.0,
     )
 
 

@@ -241,13 +241,20 @@ class RedisStore:
         raise StoreConflict(f"making room in namespace {ns!r} kept racing other writes")
 
     async def record_feedback(
-        self, ns: str, entry_id: str, correct: bool, radius: float, report: dict[str, Any]
+        self,
+        ns: str,
+        entry_id: str,
+        correct: bool,
+        radius: float,
+        report: dict[str, Any],
+        distance: float = 0.0,
     ) -> tuple[bool, float | None]:
         """Keep a report on an entry's hit; a wrong one narrows the entry's feedback radius
-        to ``radius`` (never widens it). ``(entry exists, its feedback radius)``."""
+        to ``radius`` (never widens it), a right one widens its verified radius to
+        ``distance`` (never narrows it). ``(entry exists, its feedback radius)``."""
         result = await self.scripts.record_feedback(
             keys=[keys.entry_key(ns, entry_id), keys.feedback_key(ns, entry_id)],
-            args=["1" if correct else "0", radius, orjson.dumps(report)],
+            args=["1" if correct else "0", radius, orjson.dumps(report), distance],
         )
         if result is None:
             return False, None

@@ -41,7 +41,7 @@ from service.engine.metrics import Metrics
 from service.errors import CacheError
 from service.keying.normalise import normalise_prompt
 from service.llm.client import LLMClient, UpstreamFailed, UpstreamTimedOut, complete
-from service.policy.wrong_rate import band_of, served_radius
+from service.policy.wrong_rate import band_of, evidence_group, served_radius, vouched_open
 from service.schemas import FeedbackIn
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
@@ -137,7 +137,7 @@ class Auditor:
             if earlier == "pending":  # the pair's first audit is under way
                 return
             if earlier is not None:  # audited before: counted again with its verdict, free
-                await self._count(ns, entry, distance, earlier == "right", calls=0)
+                await self._count(ns, entry, distance, earlier == "right", calls=0, served=True)
                 return
         except (CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
@@ -169,7 +169,7 @@ class Auditor:
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
                 return
             await self.store.audits.remember(ns, entry.entry_id, normalised, right)
-            await self._count(ns, entry, distance, right, calls + judge_calls)
+            await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
                 ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right), distance
@@ -180,24 +180,41 @@ class Auditor:
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
 
     async def _count(
-        self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int
-    ) -> None:
+        self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int,
+        served: bool,
+    ) -> None:  # fmt: skip
+        """Count a comparison: as evidence for the bound (in the group the entry, as it was
+        when the candidate was found, puts it in), and, for a served HIT, in the estimate."""
         cost = calls * self.settings.price_per_call_usd
-        await self.store.audits.record(ns, entry.entry_id, band_of(distance), right, calls, cost)
-        verdict = "right" if right else "wrong"
-        self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
+        group = evidence_group(distance, entry.vouches(distance))
+        await self.store.audits.record(
+            ns, entry.entry_id, band_of(distance), group, right, served, calls, cost
+        )
+        if served:
+            verdict = "right" if right else "wrong"
+            self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
 
-    def served_radius(self, ns: str, max_wrong_rate: float) -> float:
-        """How far semantic HITs of ``ns`` may be served under the bound, from its audit
-        counts as last read (read again in the background once a second; none read yet:
-        0, a MISS, as with too little evidence)."""
+    def within_bound(
+        self, ns: str, entry: StoredEntry, distance: float, threshold: float,
+        max_wrong_rate: float,
+    ) -> bool:  # fmt: skip
+        """Whether a semantic HIT this far from ``entry`` may be served under the bound,
+        from the namespace's evidence as last read (read again in the background once a
+        second; none read yet: no, a MISS, as with too little evidence): inside the entry's
+        verified radius when the vouched group holds the bound; else inside ``threshold``
+        and the bands that hold it."""
         read = self._counts.get(ns)
         if (
             read is None or time.monotonic() - read[0] > COUNTS_FRESH_S
         ) and ns not in self._reading:
             self._reading.add(ns)
             self._spawn(self._read_counts(ns))
-        return served_radius(read[1], max_wrong_rate) if read else 0.0
+        if read is None:
+            return False
+        counts = read[1]
+        if entry.vouches(distance):
+            return vouched_open(counts, max_wrong_rate)
+        return distance < threshold and distance < served_radius(counts, max_wrong_rate)
 
     async def _read_counts(self, ns: str) -> None:
         try:

@@ -6,7 +6,9 @@ only queries strictly nearer than that are served the entry from then on — a p
 threshold learned from feedback. The radius lives in the entry's Redis hash, which every
 replica reads when it confirms a candidate, so it applies everywhere at once. *Correct*
 reports are kept as positives (counted on the entry, and with wrong ones in
-``dc:fb:{ns}:<id>``, the last 100). Reports are confined to the caller's namespace.
+``dc:fb:{ns}:<id>``, the last 100), and widen the entry's *verified radius*, the farthest
+distance at which it was found right, which a wrong-rate bound learns from
+(``service/policy/wrong_rate.py``). Reports are confined to the caller's namespace.
 """
 
 import time
@@ -43,7 +45,8 @@ class FeedbackBook:
         self, ns: str, report: FeedbackIn, distance: float | None = None
     ) -> FeedbackOut:
         """Count a report on an entry; a wrong one narrows its radius to the report's
-        distance (``distance``: already known, as an audit knows it; else embedded)."""
+        distance, a right one widens its verified radius to it (``distance``: already known,
+        as an audit knows it; else embedded)."""
         validate_prompt(report.prompt, self.settings.max_prompt_chars)
         question = prompt_key(self.splitter, report.prompt, None).question
         if distance is None:
@@ -61,6 +64,7 @@ class FeedbackBook:
             max(0.0, distance - ROUNDING_MARGIN),
             {"prompt": question, "correct": report.correct, "distance": round(distance, 6),
              "at": round(time.time(), 3)},
+            distance,
         )  # fmt: skip
         if not exists:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")

@@ -86,7 +86,8 @@ class Missed:
     nearest: float | None  # the nearest candidate's distance, if any
     confidence: float | None = None  # the decision stage's probability for a refused one
     nearest_id: str | None = None  # the nearest candidate's entry
-    # a candidate the judge accepted but the wrong-rate bound withheld (then its distance)
+    # a candidate the wrong-rate bound withheld (then its distance): compared with the
+    # MISS's answer
     withheld: StoredEntry | None = None
     withheld_distance: float = 0.0
 
@@ -381,15 +382,17 @@ class QueryPath:
             candidates = await vectors.nearest(probe.ns, key.scope, vector, self.settings.top_k)
         nearest = candidates[0].distance if candidates else None
         nearest_id = candidates[0].entry_id if candidates else None
+        reach = self._reach(probe)
         for position, candidate in enumerate(candidates):
-            if not is_hit(candidate.distance, probe.threshold):
+            if not is_hit(candidate.distance, reach):
                 break
             with times.measure("redis"):
                 entry = await vectors.confirm(probe.ns, candidate.entry_id)
             if entry is None or not self.servable(entry, candidate.distance, probe):
                 continue  # gone from Redis (and dropped here), or not for this query
             confidence = None
-            if probe.verifier_cut is not None and probe.judge is not None:
+            judged = is_hit(candidate.distance, probe.threshold)  # (past it: the bound's)
+            if judged and probe.verifier_cut is not None and probe.judge is not None:
                 # only the nearest servable candidate is judged; the next gives the margin
                 runner_up = (
                     candidates[position + 1].distance if position + 1 < len(candidates) else None
@@ -403,17 +406,27 @@ class QueryPath:
                 # None: the cascade settled it on its distance
                 if confidence is not None and confidence < probe.verifier_cut:
                     return Missed(vector, nearest, confidence, nearest_id)
-            if self._within_bound(probe, candidate.distance):
+            if self._within_bound(probe, entry, candidate.distance):
                 return Found(entry, candidate.distance, confidence)
             return Missed(vector, nearest, confidence, nearest_id, entry, candidate.distance)
         return Missed(vector, nearest, nearest_id=nearest_id)
 
-    def _within_bound(self, probe: Probe, distance: float) -> bool:
+    def _reach(self, probe: Probe) -> float:
+        """How far candidates are looked at: the threshold; with a bound in force, as far
+        as ``learn_radius`` too (candidates past the threshold are served only inside their
+        entry's verified radius, and otherwise teach it)."""
+        if probe.max_wrong_rate is None or self.auditor is None:
+            return probe.threshold
+        return max(probe.threshold, self.settings.learn_radius)
+
+    def _within_bound(self, probe: Probe, entry: StoredEntry, distance: float) -> bool:
         """Whether the operator's bound on the wrong-answer rate (if any) lets a semantic
-        HIT this far be served (``service/engine/audits.py``)."""
+        HIT this far from ``entry`` be served (``service/engine/audits.py``)."""
         if probe.max_wrong_rate is None or self.auditor is None:
             return True
-        return distance < self.auditor.served_radius(probe.ns, probe.max_wrong_rate)
+        return self.auditor.within_bound(
+            probe.ns, entry, distance, probe.threshold, probe.max_wrong_rate
+        )
 
     def _audit_withheld(self, probe: Probe, missed: Missed, reply: LLMReply) -> None:
         """A MISS whose candidate the bound withheld: compare its answer with the LLM's."""

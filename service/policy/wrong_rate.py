@@ -7,6 +7,15 @@ one served (``service/engine/audits.py``). The estimate is wrong audits / audits
 interval assumes the audits were sampled at random from the served semantic HITs (they are:
 each is audited with the same probability) and counts the equivalence check as exact (its
 own error is measured in ``bench/audit.py``).
+
+The bound (``max_wrong_rate``) decides from *evidence groups*: every comparison of a
+candidate's answer with a fresh one (an audit of a served HIT, or a withheld candidate
+against the answer its MISS got) is counted in one group, ``vouched`` when the candidate
+lay inside its entry's verified radius (the farthest distance at which a query was found
+right for that entry: a threshold learned per entry, as vCache learns one per cached
+prompt), else its distance band. Bands open nearest first while their pooled evidence
+holds the bound; the vouched group opens on its own evidence, and may reach past the static
+threshold (``learn_radius``).
 """
 
 import math
@@ -16,6 +25,9 @@ from typing import Any
 # upper bounds of the distance bands an audit is counted in (squared L2), nearest first
 BANDS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 4.0)
 Z_95 = 1.959964
+# the evidence group of candidates no farther from their entry than a query found right for
+# it (the entry's verified radius): a decision learned per entry
+VOUCHED = "vouched"
 
 
 def band_of(distance: float) -> str:
@@ -63,27 +75,52 @@ def summary(counts: Mapping[str, float]) -> dict[str, Any]:
     return {
         **estimate(wrong, audits),
         "by_distance": by_band,
+        "bound_evidence": bound_evidence(counts),
         "llm_calls": int(counts.get("calls", 0)),
         "cost_usd": round(float(counts.get("cost_usd", 0.0)), 6),
     }
 
 
+def evidence_group(distance: float, vouched: bool) -> str:
+    """The group a comparison is counted in for the bound: ``vouched`` when the entry's own
+    verified radius reaches this far, else the distance band."""
+    return VOUCHED if vouched else band_of(distance)
+
+
+def bound_evidence(counts: Mapping[str, float]) -> dict[str, Any]:
+    """What the bound decides from: each evidence group's comparisons (audits of served
+    HITs, and withheld candidates against their MISS's answer) with its interval."""
+    groups = [f"<{bound:g}" for bound in BANDS] + [VOUCHED]
+    return {
+        group: estimate(int(counts.get(f"evidence_wrong:{group}", 0)), compared)
+        for group in groups
+        if (compared := int(counts.get(f"evidence:{group}", 0)))
+    }
+
+
+def vouched_open(counts: Mapping[str, float], max_wrong_rate: float) -> bool:
+    """Whether candidates inside their entry's verified radius may be served under the
+    bound: the vouched group's 95 % upper bound is at or under ``max_wrong_rate``."""
+    compared = int(counts.get(f"evidence:{VOUCHED}", 0))
+    wrong = int(counts.get(f"evidence_wrong:{VOUCHED}", 0))
+    return wilson(wrong, compared)[1] <= max_wrong_rate
+
+
 def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
-    """How far semantic HITs may be served under an operator's bound on the wrong-answer
-    rate: the widest band edge such that the audits of every band nearer than it, pooled,
-    have their 95 % upper bound at or under ``max_wrong_rate`` (audits are drawn at random
-    from served HITs, so each band's share of them is its share of the HITs). A band no
-    audit has seen opens only with a farther one that has evidence (a nearer candidate is
-    taken to be no likelier wrong). 0 when the nearest band with audits has too little
-    evidence, or too many wrong: then only exact repeats
-    are served, and the semantic ones are MISSes whose answers are compared with the
-    candidate they withheld (an audit for free), until the evidence is there."""
+    """How far semantic HITs not vouched for by their entry may be served under an
+    operator's bound on the wrong-answer rate: the widest band edge such that the evidence
+    of every band nearer than it, pooled, has its 95 % upper bound at or under
+    ``max_wrong_rate``. A band with no evidence opens only with a farther one that has
+    some (a nearer candidate is taken to be no likelier wrong). 0 when the nearest band with
+    evidence has too little, or too many wrong: then such candidates are MISSes whose
+    answers are compared with the candidate they withheld (evidence for free), until the
+    evidence is there."""
     radius, audits, wrong = 0.0, 0, 0
     for bound in BANDS:
         band = f"<{bound:g}"
-        in_band = int(counts.get(f"audits:{band}", 0))
+        in_band = int(counts.get(f"evidence:{band}", 0))
         audits += in_band
-        wrong += int(counts.get(f"wrong:{band}", 0))
+        wrong += int(counts.get(f"evidence_wrong:{band}", 0))
         if in_band == 0:  # no evidence here: opened only with a farther band that has some
             continue  # (a nearer candidate is no likelier wrong than a farther one)
         if wilson(wrong, audits)[1] > max_wrong_rate:
