@@ -204,6 +204,7 @@ def test_the_estimate_and_its_interval() -> None:
 
 def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_free(
     start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
 ) -> None:  # fmt: skip
     service = audited(start_service, meaning, audit_rate=0.0, max_wrong_rate=0.05)
     service.query("What is the capital of France?")
@@ -218,6 +219,16 @@ def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_fr
                message="the free comparison")  # fmt: skip
     assert rate_of(service)["audits"] == 0 and rate_of(service)["cost_usd"] == 0.0
     assert meaning.asked.count("Tell me the capital of France") == 1  # the MISS's call only
+    # the MISS's answer was stored; the withheld verdict is kept on it, and each exact
+    # repeat counts it again (as a served HIT's repeats are audited again)
+    made = keys.entry_key("default", withheld["entry_id"])
+    wait_until(lambda: redis_client.hget(made, "wh") == f"{band}|1".encode(), 15,
+               message="the verdict kept on the MISS's entry")  # fmt: skip
+    repeat = service.query("Tell me the capital of France").json()
+    assert (repeat["status"], repeat["distance"]) == ("HIT", 0)
+    wait_until(lambda: rate_of(service)["bound_evidence"][band]["audits"] == 2, 15,
+               message="the repeat counted")  # fmt: skip
+    assert rate_of(service)["audits"] == 0
 
 
 def test_a_bound_serves_as_far_as_the_audits_show_it_holds(

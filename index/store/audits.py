@@ -54,9 +54,7 @@ class AuditLog:
         candidate)."""
         key = keys.audit_key(ns)
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, f"evidence:{group}", 1)
-            if not right:
-                pipe.hincrby(key, f"evidence_wrong:{group}", 1)
+            _count_evidence(pipe, key, group, right)
             if served:
                 pipe.hincrby(key, "audits", 1)
                 pipe.hincrby(key, f"audits:{band}", 1)
@@ -71,6 +69,19 @@ class AuditLog:
             keys=[keys.entry_key(ns, entry_id)], args=["au_right" if right else "au_wrong"]
         )
 
+    async def mark_withheld(self, ns: str, entry_id: str, group: str, right: bool) -> None:
+        """Keep on the entry a MISS stored what the candidate the bound withheld would have
+        been (its group and verdict): its exact repeats count it again."""
+        await self.scripts.mark_withheld(
+            keys=[keys.entry_key(ns, entry_id)], args=[f"{group}|{1 if right else 0}"]
+        )
+
+    async def count_evidence(self, ns: str, group: str, right: bool) -> None:
+        """Count one more comparison in the bound's evidence ``group`` (a repeat)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            _count_evidence(pipe, keys.audit_key(ns), group, right)
+            await pipe.execute()
+
     async def counts(self, namespaces: list[str]) -> dict[str, dict[str, Any]]:
         """Each namespace's audit counts (empty when it has none)."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -81,3 +92,9 @@ class AuditLog:
             ns: {name.decode(): float(value) for name, value in row.items()}
             for ns, row in zip(namespaces, rows, strict=True)
         }
+
+
+def _count_evidence(pipe: Any, key: str, group: str, right: bool) -> None:
+    pipe.hincrby(key, f"evidence:{group}", 1)
+    if not right:
+        pipe.hincrby(key, f"evidence_wrong:{group}", 1)

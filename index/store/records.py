@@ -68,6 +68,9 @@ class StoredEntry:
     # the farthest distance at which a query was found right for it (an audit, a comparison
     # with a MISS's answer, a right report): 0 when none was
     verified_radius: float = 0.0
+    # made by a MISS whose candidate the wrong-rate bound withheld: that candidate's
+    # evidence group and whether it was right (each exact repeat counts it again)
+    withheld_verdict: tuple[str, bool] | None = None
 
     def age_s(self, now: float) -> float:
         return max(0.0, now - self.created)
@@ -101,7 +104,7 @@ class StoredEntry:
 # Fields read to serve a HIT.
 SERVE_FIELDS = (
     "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
-    "completion", "vector", "fb_radius", "xkey", "vf_radius",
+    "completion", "vector", "fb_radius", "xkey", "vf_radius", "wh",
 )  # fmt: skip
 # Fields an export carries (the vector only when asked for).
 EXPORT_FIELDS = (
@@ -139,7 +142,16 @@ def stored_entry(entry_id: str, values: list[Any], pttl: int) -> StoredEntry | N
         feedback_radius=float(row["fb_radius"]) if row["fb_radius"] else None,
         exact_key=as_text(row["xkey"]),
         verified_radius=float(row["vf_radius"]) if row["vf_radius"] else 0.0,
+        withheld_verdict=_withheld_verdict(row["wh"]),
     )
+
+
+def _withheld_verdict(field: Any) -> tuple[str, bool] | None:
+    """``wh`` (``'<group>|1'`` or ``'<group>|0'``) as (group, right); None when absent."""
+    if not field:
+        return None
+    group, _, right = as_text(field).rpartition("|")
+    return group, right == "1"
 
 
 # What a search gives back, and what a replica holds of an entry (the local index and the

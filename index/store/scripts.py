@@ -34,6 +34,7 @@ class Scripts:
     renew_lock: AsyncScript
     take_token: AsyncScript
     audit_entry: AsyncScript
+    mark_withheld: AsyncScript
 
     def all(self) -> list[AsyncScript]:
         return [getattr(self, name) for name in self.__dataclass_fields__]

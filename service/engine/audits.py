@@ -153,10 +153,11 @@ class Auditor:
 
     async def _record(
         self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
-        calls: int, withheld: bool = False,
+        calls: int, withheld: bool = False, stored_as: str | None = None,
     ) -> None:  # fmt: skip
         """Compare, count (namespace, band, entry), keep the pair's verdict, and feed the
-        entry's feedback."""
+        entry's feedback; a withheld candidate's verdict is also kept on the entry its MISS
+        was ``stored_as``, for its exact repeats to count again."""
         normalised = normalise_prompt(question)
         try:
             if withheld:
@@ -169,7 +170,9 @@ class Auditor:
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
                 return
             await self.store.audits.remember(ns, entry.entry_id, normalised, right)
-            await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
+            group = await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
+            if stored_as is not None:
+                await self.store.audits.mark_withheld(ns, stored_as, group, right)
             # the entry learns from it: a wrong audit narrows its radius to this query's
             await self.feedback.record(
                 ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right), distance
@@ -182,9 +185,10 @@ class Auditor:
     async def _count(
         self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int,
         served: bool,
-    ) -> None:  # fmt: skip
+    ) -> str:  # fmt: skip
         """Count a comparison: as evidence for the bound (in the group the entry, as it was
-        when the candidate was found, puts it in), and, for a served HIT, in the estimate."""
+        when the candidate was found, puts it in), and, for a served HIT, in the estimate;
+        the group."""
         cost = calls * self.settings.price_per_call_usd
         group = evidence_group(distance, entry.vouches(distance))
         await self.store.audits.record(
@@ -193,6 +197,7 @@ class Auditor:
         if served:
             verdict = "right" if right else "wrong"
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
+        return group
 
     def within_bound(
         self, ns: str, entry: StoredEntry, distance: float, threshold: float,
@@ -226,11 +231,28 @@ class Auditor:
             self._reading.discard(ns)
 
     def audit_withheld(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str
-    ) -> None:
+        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
+        stored_as: str | None,
+    ) -> None:  # fmt: skip
         """A candidate the bound withheld, against the answer the MISS got from the LLM
-        anyway: an audit that costs no call (in the background)."""
-        self._spawn(self._record(ns, entry, question, distance, fresh, calls=0, withheld=True))
+        anyway (and kept as entry ``stored_as``): evidence that costs no call (in the
+        background)."""
+        self._spawn(self._record(ns, entry, question, distance, fresh, 0, True, stored_as))
+
+    def count_repeat(self, ns: str, entry: StoredEntry) -> None:
+        """An exact repeat of an entry made by a MISS whose candidate the bound withheld:
+        that candidate's verdict counts again, as a served HIT's repeats are audited again
+        (else the evidence would stand for first lookups only, likelier wrong than the
+        repeats a served candidate also answers)."""
+        if entry.withheld_verdict is not None:
+            group, right = entry.withheld_verdict
+            self._spawn(self._count_repeat(ns, group, right))
+
+    async def _count_repeat(self, ns: str, group: str, right: bool) -> None:
+        try:
+            await self.store.audits.count_evidence(ns, group, right)
+        except STORE_UNAVAILABLE as error:
+            log.info("a withheld verdict's repeat in %s not counted: %s", ns, error)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name="audit")

@@ -311,8 +311,9 @@ class QueryPath:
             async def call_llm_and_store() -> Kept | None:
                 nonlocal reply
                 reply = await call_llm()
-                self._audit_withheld(probe, found, reply)
-                return await self.keep(probe, found.vector, reply)
+                kept = await self.keep(probe, found.vector, reply)
+                self._audit_withheld(probe, found, reply, kept)
+                return kept
 
             if probe.mode == "refresh" or probe.control.no_store:
                 kept = await call_llm_and_store()
@@ -353,12 +354,12 @@ class QueryPath:
     async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
         """Store an answer the caller relayed itself (a stream that finished), and record
         the miss; with Redis not answering, the answer is not stored."""
-        self._audit_withheld(probe, missed, reply)
         try:
             kept = await self.keep(probe, missed.vector, reply)
         except STORE_UNAVAILABLE as error:
             _store_unavailable(error, "the streamed answer is not stored")
             kept = None
+        self._audit_withheld(probe, missed, reply, kept)
         return self.record(probe, Resolution.miss(probe, missed, reply, kept))
 
     async def look_up(self, probe: Probe) -> Found | Missed:
@@ -428,12 +429,14 @@ class QueryPath:
             probe.ns, entry, distance, probe.threshold, probe.max_wrong_rate
         )
 
-    def _audit_withheld(self, probe: Probe, missed: Missed, reply: LLMReply) -> None:
+    def _audit_withheld(
+        self, probe: Probe, missed: Missed, reply: LLMReply, kept: Kept | None
+    ) -> None:
         """A MISS whose candidate the bound withheld: compare its answer with the LLM's."""
         if missed.withheld is not None and self.auditor is not None:
             self.auditor.audit_withheld(
                 probe.ns, missed.withheld, probe.key.question, missed.withheld_distance,
-                reply.text,
+                reply.text, kept.entry_id if kept else None,
             )  # fmt: skip
 
     @staticmethod
@@ -491,6 +494,8 @@ class QueryPath:
                     ns, entry, probe.key.question, probe.model, resolution.distance or 0.0,
                     probe.audit_rate,
                 )  # fmt: skip
+                if not resolution.distance:
+                    self.auditor.count_repeat(ns, entry)
             return resolution
         outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
         near_miss = None
