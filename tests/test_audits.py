@@ -17,6 +17,7 @@ from service.policy.wrong_rate import (
     band_of,
     estimate,
     evidence_group,
+    evidence_interval,
     served_radius,
     summary,
     vouched_open,
@@ -229,6 +230,9 @@ def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_fr
     wait_until(lambda: rate_of(service)["bound_evidence"][band]["audits"] == 2, 15,
                message="the repeat counted")  # fmt: skip
     assert rate_of(service)["audits"] == 0
+    # two counts of one pair are one observation: squares 1 + 3, effective (2 * 2) / 4
+    assert rate_of(service)["bound_evidence"][band]["effective"] == 1.0
+    assert int(redis_client.hget(keys.audit_key("default"), f"evidence_sq:{band}")) == 4
 
 
 def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
@@ -277,6 +281,20 @@ def test_the_served_radius_pools_bands_and_errs_toward_a_miss() -> None:
     # the estimate of served HITs is not the bound's evidence: a namespace that audited
     # served HITs only has no evidence counted under the old names
     assert served_radius({"audits:<0.05": 500}, 0.05) == 0.0
+
+
+def test_repeats_of_one_question_count_as_one_observation() -> None:
+    """The STS-B stream served 62 % wrong under a bound of 37 % when every repeat counted as
+    an observation: a few popular questions made the evidence look certain."""
+    # 100 distinct right pairs, then one wrong pair counted 60 times: weighted 60/160 wrong
+    counted, wrong, squares = 160.0, 60.0, 100.0 + 60.0 * 60.0
+    low, high = evidence_interval(counted, wrong, squares)
+    assert low < wrong / counted < high and high - low > 0.4  # ~7 observations, not 160
+    assert evidence_interval(160.0, 60.0, 160.0)[1] < 0.48  # as if independent: narrow
+    repeated = {"evidence:<0.1": counted, "evidence_wrong:<0.1": wrong, "evidence_sq:<0.1": squares}
+    independent = {"evidence:<0.1": 1000, "evidence_wrong:<0.1": 30}
+    assert served_radius(independent, 0.05) == 0.1
+    assert served_radius(repeated, 0.5) == 0.0  # as if independent it would open at 0.5
 
 
 def test_the_vouched_group_opens_on_its_own_evidence() -> None:

@@ -2,8 +2,13 @@
 counts (``dc:audit:{ns}``: audits and wrong ones, in total and per distance band, what
 they cost, and the wrong-rate bound's evidence per group), each entry's own
 (``au_right``/``au_wrong`` on its hash), and per (entry, query) the verdict its first audit
-reached (``dc:audited:{ns}:<sha>``): one LLM call per pair, its verdict counted again for
-each later HIT of the pair drawn for audit."""
+reached and how often it was counted (``dc:audited:{ns}:<sha>``, ``right|3``): one LLM
+call per pair, its verdict counted again for each later HIT of the pair drawn for audit.
+
+The bound's evidence counts repeats of a pair, as the traffic does, but repeats of one
+pair are one observation, not many: each group also keeps the sum of its pairs' squared
+counts (``evidence_sq:<group>``), from which ``service/policy/wrong_rate.py`` takes the
+effective number of observations, (sum of counts)² / (sum of squared counts)."""
 
 from typing import Any, Literal
 
@@ -12,8 +17,10 @@ from index.store.scripts import Scripts
 from index.store.shards import Shards
 
 CLAIM_TTL_S = 24 * 3600  # a pair's verdict is reused for a day, then audited afresh
-PENDING = "pending"
+PENDING: Literal["pending"] = "pending"
 Verdict = Literal["right", "wrong", "pending"] | None
+# a pair's first audit: no verdict yet, counted 0 times
+FIRST: tuple[Verdict, int] = (None, 0)
 
 
 class AuditLog:
@@ -21,23 +28,32 @@ class AuditLog:
         self.client = shards.client
         self.scripts = scripts
 
-    async def claim(self, ns: str, entry_id: str, normalised_prompt: str) -> Verdict:
+    async def claim(self, ns: str, entry_id: str, normalised_prompt: str) -> tuple[Verdict, int]:
         """The verdict an earlier audit of this (entry, query) reached (``right``/``wrong``;
-        ``pending`` while one is under way), or None: this audit is the pair's first, and
-        has claimed it."""
+        ``pending`` while one is under way) and how often it was counted, or ``FIRST``: this
+        audit is the pair's first, and has claimed it."""
         key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
         if await self.client.set(key, PENDING, nx=True, ex=CLAIM_TTL_S):
-            return None
+            return FIRST
         found = await self.client.get(key)
-        text = found.decode() if isinstance(found, bytes) else found
-        return text if text in ("right", "wrong", PENDING) else PENDING  # type: ignore[return-value]
+        text = found.decode() if isinstance(found, bytes) else found or ""
+        verdict, _, times = text.partition("|")
+        counted = int(times) if times.isdigit() else 1
+        if verdict == "right":
+            return "right", counted
+        if verdict == "wrong":
+            return "wrong", counted
+        return PENDING, 0
 
-    async def remember(self, ns: str, entry_id: str, normalised_prompt: str, right: bool) -> None:
-        """Keep a pair's verdict: a later HIT of the same pair drawn for audit is counted
-        again with it, without calling the LLM (so audits stay a random sample of HITs,
-        repeats included, and a repeat costs nothing)."""
+    async def remember(
+        self, ns: str, entry_id: str, normalised_prompt: str, right: bool, times: int = 1
+    ) -> None:
+        """Keep a pair's verdict and how often it was counted: a later HIT of the same pair
+        drawn for audit is counted again with it, without calling the LLM (so audits stay a
+        random sample of HITs, repeats included, and a repeat costs nothing)."""
         key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
-        await self.client.set(key, "right" if right else "wrong", ex=CLAIM_TTL_S)
+        verdict = "right" if right else "wrong"
+        await self.client.set(key, f"{verdict}|{times}", ex=CLAIM_TTL_S)
 
     async def forget(self, ns: str, entry_id: str, normalised_prompt: str) -> None:
         """Release a pair's claim when its audit reached no verdict (the LLM failed, or
@@ -46,15 +62,15 @@ class AuditLog:
 
     async def record(
         self, ns: str, entry_id: str, band: str, group: str, right: bool, served: bool,
-        calls: int, cost: float,
+        calls: int, cost: float, counted_before: int = 0,
     ) -> None:  # fmt: skip
-        """Count one comparison: in the bound's evidence ``group``, on the entry, and, for
-        a ``served`` HIT's audit, in the namespace's estimate (totals and ``band``);
-        ``calls`` and ``cost``: what it asked of the LLM (none for a repeat or a withheld
-        candidate)."""
+        """Count one comparison: in the bound's evidence ``group`` (a pair
+        ``counted_before`` times already), on the entry, and, for a ``served`` HIT's audit,
+        in the namespace's estimate (totals and ``band``); ``calls`` and ``cost``: what it
+        asked of the LLM (none for a repeat or a withheld candidate)."""
         key = keys.audit_key(ns)
         async with self.client.pipeline(transaction=False) as pipe:
-            _count_evidence(pipe, key, group, right)
+            _count_evidence(pipe, key, group, right, counted_before)
             if served:
                 pipe.hincrby(key, "audits", 1)
                 pipe.hincrby(key, f"audits:{band}", 1)
@@ -76,10 +92,16 @@ class AuditLog:
             keys=[keys.entry_key(ns, entry_id)], args=[f"{group}|{1 if right else 0}"]
         )
 
-    async def count_evidence(self, ns: str, group: str, right: bool) -> None:
-        """Count one more comparison in the bound's evidence ``group`` (a repeat)."""
+    async def count_withheld_repeat(self, ns: str, entry_id: str, group: str, right: bool) -> None:
+        """Count a withheld verdict again for an exact repeat of the entry its MISS made
+        (the entry's ``wh_n`` counts the repeats; nothing when the entry is gone)."""
+        repeats = int(
+            await self.scripts.audit_entry(keys=[keys.entry_key(ns, entry_id)], args=["wh_n"])
+        )
+        if repeats == 0:
+            return
         async with self.client.pipeline(transaction=False) as pipe:
-            _count_evidence(pipe, keys.audit_key(ns), group, right)
+            _count_evidence(pipe, keys.audit_key(ns), group, right, counted_before=repeats)
             await pipe.execute()
 
     async def counts(self, namespaces: list[str]) -> dict[str, dict[str, Any]]:
@@ -94,7 +116,10 @@ class AuditLog:
         }
 
 
-def _count_evidence(pipe: Any, key: str, group: str, right: bool) -> None:
+def _count_evidence(pipe: Any, key: str, group: str, right: bool, counted_before: int) -> None:
+    """One more count of a pair counted ``counted_before`` times: its squared count grows by
+    (n + 1)² - n²."""
     pipe.hincrby(key, f"evidence:{group}", 1)
+    pipe.hincrby(key, f"evidence_sq:{group}", 2 * counted_before + 1)
     if not right:
         pipe.hincrby(key, f"evidence_wrong:{group}", 1)

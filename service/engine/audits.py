@@ -133,11 +133,13 @@ class Auditor:
             if await self.rate_limiter.take(ns, AUDIT_KEY_ID, budget, burst) > 0:
                 self.metrics.audits_skipped.inc()
                 return
-            earlier = await self.store.audits.claim(ns, entry.entry_id, normalised)
+            earlier, counted = await self.store.audits.claim(ns, entry.entry_id, normalised)
             if earlier == "pending":  # the pair's first audit is under way
                 return
             if earlier is not None:  # audited before: counted again with its verdict, free
-                await self._count(ns, entry, distance, earlier == "right", calls=0, served=True)
+                right = earlier == "right"
+                await self.store.audits.remember(ns, entry.entry_id, normalised, right, counted + 1)
+                await self._count(ns, entry, distance, right, 0, True, counted)
                 return
         except (CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
@@ -161,7 +163,7 @@ class Auditor:
         normalised = normalise_prompt(question)
         try:
             if withheld:
-                earlier = await self.store.audits.claim(ns, entry.entry_id, normalised)
+                earlier, _ = await self.store.audits.claim(ns, entry.entry_id, normalised)
                 if earlier is not None:  # this pair was judged already (or is being)
                     return
             right, judge_calls = await self.same_answer(entry.response, fresh, question)
@@ -184,16 +186,17 @@ class Auditor:
 
     async def _count(
         self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int,
-        served: bool,
+        served: bool, counted_before: int = 0,
     ) -> str:  # fmt: skip
         """Count a comparison: as evidence for the bound (in the group the entry, as it was
-        when the candidate was found, puts it in), and, for a served HIT, in the estimate;
-        the group."""
+        when the candidate was found, puts it in; a pair ``counted_before`` times already),
+        and, for a served HIT, in the estimate; the group."""
         cost = calls * self.settings.price_per_call_usd
         group = evidence_group(distance, entry.vouches(distance))
         await self.store.audits.record(
-            ns, entry.entry_id, band_of(distance), group, right, served, calls, cost
-        )
+            ns, entry.entry_id, band_of(distance), group, right, served, calls, cost,
+            counted_before,
+        )  # fmt: skip
         if served:
             verdict = "right" if right else "wrong"
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
@@ -246,11 +249,11 @@ class Auditor:
         repeats a served candidate also answers)."""
         if entry.withheld_verdict is not None:
             group, right = entry.withheld_verdict
-            self._spawn(self._count_repeat(ns, group, right))
+            self._spawn(self._count_repeat(ns, entry.entry_id, group, right))
 
-    async def _count_repeat(self, ns: str, group: str, right: bool) -> None:
+    async def _count_repeat(self, ns: str, entry_id: str, group: str, right: bool) -> None:
         try:
-            await self.store.audits.count_evidence(ns, group, right)
+            await self.store.audits.count_withheld_repeat(ns, entry_id, group, right)
         except STORE_UNAVAILABLE as error:
             log.info("a withheld verdict's repeat in %s not counted: %s", ns, error)
 

@@ -42,8 +42,9 @@ def band_of(distance: float) -> str:
     return f"<{BANDS[-1]:g}"
 
 
-def wilson(wrong: int, audits: int, z: float = Z_95) -> tuple[float, float]:
-    """The two-sided interval of a proportion (``(0, 1)`` with no audits)."""
+def wilson(wrong: float, audits: float, z: float = Z_95) -> tuple[float, float]:
+    """The two-sided interval of a proportion (``(0, 1)`` with no audits); ``audits`` may
+    be an effective number of observations (``evidence_interval``)."""
     if audits <= 0:
         return 0.0, 1.0
     p = wrong / audits
@@ -91,23 +92,50 @@ def evidence_group(distance: float, vouched: bool) -> str:
     return VOUCHED if vouched else band_of(distance)
 
 
+def evidence_interval(
+    counted: float, wrong: float, squares: float, z: float = Z_BOUND
+) -> tuple[float, float]:
+    """The interval of a group's wrong rate from counts that repeat pairs: the rate is
+    wrong / counted (weighted as the traffic is), the number of observations the effective
+    one, counted² / squares (the sum of the pairs' squared counts; without repeats, the
+    count itself): one popular question counted 60 times is about one observation."""
+    if counted <= 0:
+        return 0.0, 1.0
+    effective = counted * counted / max(squares, counted)
+    return wilson(wrong / counted * effective, effective, z)
+
+
+def _group(counts: Mapping[str, float], group: str) -> tuple[float, float, float]:
+    """A group's (count, wrong, squared counts); squares default to the count (no repeats)."""
+    counted = float(counts.get(f"evidence:{group}", 0))
+    return (
+        counted,
+        float(counts.get(f"evidence_wrong:{group}", 0)),
+        float(counts.get(f"evidence_sq:{group}", counted)),
+    )
+
+
 def bound_evidence(counts: Mapping[str, float]) -> dict[str, Any]:
     """What the bound decides from: each evidence group's comparisons (audits of served
     HITs, and withheld candidates against their MISS's answer) with its interval."""
     groups = [f"<{bound:g}" for bound in BANDS] + [VOUCHED]
-    return {
-        group: estimate(int(counts.get(f"evidence_wrong:{group}", 0)), compared)
-        for group in groups
-        if (compared := int(counts.get(f"evidence:{group}", 0)))
-    }
+    shown = {}
+    for group in groups:
+        counted, wrong, squares = _group(counts, group)
+        if counted:
+            low, high = evidence_interval(counted, wrong, squares, Z_95)
+            shown[group] = {
+                "estimate": round(wrong / counted, 4), "low": round(low, 4),
+                "high": round(high, 4), "audits": int(counted), "wrong": int(wrong),
+                "effective": round(counted * counted / max(squares, counted), 1),
+            }  # fmt: skip
+    return shown
 
 
 def vouched_open(counts: Mapping[str, float], max_wrong_rate: float) -> bool:
     """Whether candidates inside their entry's verified radius may be served under the
     bound: the vouched group's upper bound (``Z_BOUND``) is at or under ``max_wrong_rate``."""
-    compared = int(counts.get(f"evidence:{VOUCHED}", 0))
-    wrong = int(counts.get(f"evidence_wrong:{VOUCHED}", 0))
-    return wilson(wrong, compared, Z_BOUND)[1] <= max_wrong_rate
+    return evidence_interval(*_group(counts, VOUCHED))[1] <= max_wrong_rate
 
 
 def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
@@ -121,12 +149,14 @@ def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
     farther one that has some). 0 when no edge holds: then such candidates are MISSes whose
     answers are compared with the candidate they withheld (evidence for free), until the
     evidence is there."""
-    radius, audits, wrong = 0.0, 0, 0
+    radius, counted, wrong, squares = 0.0, 0.0, 0.0, 0.0
     for bound in BANDS:
-        band = f"<{bound:g}"
-        in_band = int(counts.get(f"evidence:{band}", 0))
-        audits += in_band
-        wrong += int(counts.get(f"evidence_wrong:{band}", 0))
-        if in_band and wilson(wrong, audits, Z_BOUND)[1] <= max_wrong_rate:
+        in_band, wrong_in_band, squares_in_band = _group(counts, f"<{bound:g}")
+        counted, wrong, squares = (
+            counted + in_band,
+            wrong + wrong_in_band,
+            squares + squares_in_band,
+        )
+        if in_band and evidence_interval(counted, wrong, squares)[1] <= max_wrong_rate:
             radius = bound
     return radius
