@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from service.embedded_redis import EmbeddedRedis
-from tests.conftest import make_settings
+from tests.conftest import ON_CLUSTER, make_settings
 from tests.helpers import CacheService, wait_until
 
 
@@ -261,3 +261,26 @@ def test_background_work_that_waits_longer_than_a_query_timeout_does_not_make_qu
     finally:
         own_redis.thaw()
         service.stop()
+
+
+@pytest.mark.skipif(ON_CLUSTER, reason="the one index of a single Redis, by its name")
+def test_a_search_index_dropped_under_the_replica_is_made_again(
+    start_service: Callable[..., CacheService], redis_client: redis.Redis
+) -> None:
+    """A FLUSHALL or an operator's FT.DROPINDEX takes the Redis mirror away while replicas
+    run: a lookup that falls back to it is a MISS, not an error, and the index is back."""
+    service = start_service()
+    assert service.query("What is the capital of Peru?").json()["status"] == "MISS"
+    redis_client.execute_command("FT.DROPINDEX", "dc:idx")
+    service.runtime.sync.ready = False  # loading: lookups go to the Redis mirror
+    try:
+        answer = service.query("Which city is the capital of Peru?", cache="only")
+        assert answer.status_code == 200 and answer.json()["status"] == "MISS"
+    finally:
+        service.runtime.sync.ready = True
+
+    def indexed() -> int:  # made again, and the entry indexed in the background
+        reply = redis_client.execute_command("FT.SEARCH", "dc:idx", "*", "NOCONTENT")
+        return int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
+
+    wait_until(lambda: indexed() == 1, 10, message="the index made again, its entry in it")

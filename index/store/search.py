@@ -92,12 +92,22 @@ class SearchMirror:
             f"(@ns:{{{escape_tag(ns)}}} @scope:{{{escape_tag(scope)}}})"
             f"=>[KNN {k} @vector $vec AS dist]"
         )
-        reply = await self.shards.search(
-            await self.shards.search_index_of(ns), "FT.SEARCH", query,
-            "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
-            "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
-            "DIALECT", "2",
-        )  # fmt: skip
+        index = await self.shards.search_index_of(ns)
+        try:
+            reply = await self.shards.search(
+                index, "FT.SEARCH", query,
+                "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
+                "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
+                "DIALECT", "2",
+            )  # fmt: skip
+        except ResponseError as error:
+            if "no such index" not in str(error).lower():
+                raise
+            # gone under the replica (a FLUSHALL, an operator's FT.DROPINDEX): made again,
+            # and RediSearch indexes the entries there in the background; nothing found yet
+            log.warning("the search index %s is gone: making it again", index[0])
+            await self._ensure_search_index(index)
+            return []
         candidates = []
         for row in reply[b"results"]:
             parsed = keys.parse_entry_key(as_text(row[b"id"]))
