@@ -45,15 +45,20 @@ class AuditLog:
             return "wrong", counted
         return PENDING, 0
 
-    async def remember(
-        self, ns: str, entry_id: str, normalised_prompt: str, right: bool, times: int = 1
-    ) -> None:
-        """Keep a pair's verdict and how often it was counted: a later HIT of the same pair
+    async def remember(self, ns: str, entry_id: str, normalised_prompt: str, right: bool) -> None:
+        """Keep a pair's verdict, counted once, for a day: a later HIT of the same pair
         drawn for audit is counted again with it, without calling the LLM (so audits stay a
         random sample of HITs, repeats included, and a repeat costs nothing)."""
         key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
-        verdict = "right" if right else "wrong"
-        await self.client.set(key, f"{verdict}|{times}", ex=CLAIM_TTL_S)
+        await self.client.set(key, _claim_value(right, 1), ex=CLAIM_TTL_S)
+
+    async def counted_again(
+        self, ns: str, entry_id: str, normalised_prompt: str, right: bool, times: int
+    ) -> None:
+        """A pair's verdict, now counted ``times``; its day is not extended (the pair is
+        audited afresh a day after its first audit, however often it repeats)."""
+        key = keys.audit_claim_key(ns, entry_id, normalised_prompt)
+        await self.client.set(key, _claim_value(right, times), keepttl=True)
 
     async def forget(self, ns: str, entry_id: str, normalised_prompt: str) -> None:
         """Release a pair's claim when its audit reached no verdict (the LLM failed, or
@@ -114,6 +119,10 @@ class AuditLog:
             ns: {name.decode(): float(value) for name, value in row.items()}
             for ns, row in zip(namespaces, rows, strict=True)
         }
+
+
+def _claim_value(right: bool, times: int) -> str:
+    return f"{'right' if right else 'wrong'}|{times}"
 
 
 def _count_evidence(pipe: Any, key: str, group: str, right: bool, counted_before: int) -> None:

@@ -138,7 +138,9 @@ class Auditor:
                 return
             if earlier is not None:  # audited before: counted again with its verdict, free
                 right = earlier == "right"
-                await self.store.audits.remember(ns, entry.entry_id, normalised, right, counted + 1)
+                await self.store.audits.counted_again(
+                    ns, entry.entry_id, normalised, right, counted + 1
+                )
                 await self._count(ns, entry, distance, right, 0, True, counted)
                 return
         except (CacheError, *STORE_UNAVAILABLE) as error:

@@ -416,18 +416,22 @@ class QueryPath:
         """How far candidates are looked at: the threshold; with a bound in force, as far
         as ``learn_radius`` too (candidates past the threshold are served only inside their
         entry's verified radius, and otherwise teach it)."""
-        if probe.max_wrong_rate is None or self.auditor is None:
+        if self._bound_of(probe) is None:
             return probe.threshold
         return max(probe.threshold, self.settings.learn_radius)
 
     def _within_bound(self, probe: Probe, entry: StoredEntry, distance: float) -> bool:
         """Whether the operator's bound on the wrong-answer rate (if any) lets a semantic
         HIT this far from ``entry`` be served (``service/engine/audits.py``)."""
-        if probe.max_wrong_rate is None or self.auditor is None:
+        bound = self._bound_of(probe)
+        if bound is None or self.auditor is None:
             return True
-        return self.auditor.within_bound(
-            probe.ns, entry, distance, probe.threshold, probe.max_wrong_rate
-        )
+        return self.auditor.within_bound(probe.ns, entry, distance, probe.threshold, bound)
+
+    def _bound_of(self, probe: Probe) -> float | None:
+        """The wrong-rate bound in force for ``probe`` (None: none, or no auditor to hold
+        it)."""
+        return None if self.auditor is None else probe.max_wrong_rate
 
     def _audit_withheld(
         self, probe: Probe, missed: Missed, reply: LLMReply, kept: Kept | None
