@@ -16,7 +16,8 @@ drawn: static, hit when distance < t; a stage, hit when distance < its radius an
 probability >= cut); and once as the replica is configured, the operating point as served.
 Every operating point was chosen on the tune split (or is the fixed default threshold);
 nothing here is tuned on the figures it reports. The curves' "best precision at recall
->= 0.6" are read off the reported sample, so they are labelled as such: an upper bound.
+>= 0.65" (the target's recall) are read off the reported sample, so they are labelled as
+such: an upper bound.
 
 Sets: the QQP dev split (``training/pair_data.py``: questions no training or tuning
 saw), STS-B's dev split (a duplicate: a score of 4 or more; its train split joins the pair
@@ -56,7 +57,8 @@ from training.pair_data import (
 )
 from training.pair_protocol import CUTS, FINE_RADII, Point, score
 
-TARGET = {"precision": 0.80, "recall": 0.60}
+# the QQP target as served (issue 29): precision at recall, by the cluster rule
+TARGET = {"precision": 0.82, "recall": 0.65}
 
 
 def sample(pairs: list[Pair], count: int, seed: int) -> list[Pair]:
@@ -76,16 +78,19 @@ def measure(
         svc.http.post("/v1/entries", json={"entries": batch}).raise_for_status()
     distance, confidence, own, served_hit, served_own = [], [], [], [], []
     in_cluster, served_in_cluster, served_judged = [], [], []
+    nearest_question, served_question = [], []
     for pair in pairs:
         probe = svc.query(pair.q2, cache="only", threshold=4.0, verifier_cut=0.0).json()
         distance.append(probe["distance"] if probe["status"] == "HIT" else np.inf)
         confidence.append(1.0 if probe["confidence"] is None else probe["confidence"])
         own.append(normal_form(probe["matched_prompt"] or "") == normal_form(pair.q1))
         in_cluster.append(clusters.same(probe["matched_prompt"] or "", pair.q2))
+        nearest_question.append(probe["matched_prompt"] or "")
         served = svc.query(pair.q2, cache="only").json()
         served_hit.append(served["status"] == "HIT")
         served_own.append(normal_form(served["matched_prompt"] or "") == normal_form(pair.q1))
         served_in_cluster.append(clusters.same(served["matched_prompt"] or "", pair.q2))
+        served_question.append(served["matched_prompt"] or "")
         # a judge's probability came back: the model ran (None: settled on the distance)
         served_judged.append(served["confidence"] is not None)
     stored = {clusters.of(p.q1) for p in pairs}
@@ -100,6 +105,10 @@ def measure(
         "served_own": np.array(served_own),
         "served_in_cluster": np.array(served_in_cluster),
         "served_judged": np.array(served_judged),
+        # the texts, for a reader's adjudication of the hits (bench/adjudicate.py)
+        "asked": np.array([p.q2 for p in pairs], dtype=object),
+        "nearest_question": np.array(nearest_question, dtype=object),
+        "served_question": np.array(served_question, dtype=object),
     }
 
 
@@ -153,7 +162,7 @@ def analyse(m: dict[str, np.ndarray], radius: float, cut: float) -> dict[str, An
             "static_default": figures(own_default, threshold=DEFAULT_THRESHOLD),
         },
         # read off this sample's own curves: an upper bound, not a served figure
-        "upper_bound_best_precision_at_recall_0.6": {
+        f"upper_bound_best_precision_at_recall_{TARGET['recall']}": {
             "static": best_precision_at_recall(static),
             "stage": best_precision_at_recall(stage),
         },

@@ -45,3 +45,25 @@ def test_a_garbled_py_spy_stack_is_counted_aside_and_the_rest_still_summed(tmp_p
     assert summary["busy_share_of_a_core"] == {"event loop": 0.45, "embedding lanes": 0.5}
     assert summary["event_loop_samples"]["uvicorn (HTTP)"] == round(30 / 45, 3)
     assert summary["event_loop_samples"]["redis client"] == round(10 / 45, 3)
+
+
+def test_a_strict_reading_counts_read_right_hits_right_and_unsure_ones_as_a_range() -> None:
+    from bench.adjudicate import pair_key, strict_figures
+
+    hits = [
+        {"key": "a", "right_by_labels": True},
+        {"key": "b", "right_by_labels": False},
+        {"key": "c", "right_by_labels": False},
+        {"key": "d", "right_by_labels": False},
+        {"key": "e", "right_by_labels": False},
+    ]
+    verdicts = {"b": "right", "c": "unsure", "d": "wrong", "a": "wrong"}  # labels-right: not read
+    figures = strict_figures({"answerable": 10, "hits": hits}, verdicts)
+    assert figures["precision_by_labels"] == 0.2
+    assert figures["strict_precision"] == [0.4, 0.6]
+    assert (figures["read_right"], figures["read_unsure"], figures["unread"]) == (1, 1, 1)
+    # one pair read once: the key ignores case and spacing, and the order of the two matters
+    assert pair_key("How do I  cook rice?", "What is rice?") == pair_key(
+        "how do i cook rice?", "what is rice?"
+    )
+    assert pair_key("a?", "b?") != pair_key("b?", "a?")
