@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from training.pair_data import DuplicateClusters, Pair
-from training.pair_protocol import Embed, look_up_pairs, own_pair_point, point
+from training.pair_model_train import cascade_bound, sample_spread
+from training.pair_protocol import Embed, Lookups, look_up_pairs, own_pair_point, point
 
 
 def test_clusters_are_the_closure_of_duplicate_labels_and_the_same_text() -> None:
@@ -72,3 +73,45 @@ def test_an_exact_repeat_stored_by_another_pair_is_right() -> None:
     embed = embed_as({"Is the Moon made of cheese ?": "Is the moon made of cheese ?"})
     lookups = look_up_pairs(pairs, embed)
     assert lookups.right[0] and not lookups.own_right[0]
+
+
+def lookups_of(distance: list[float], right: list[bool], sample: list[int]) -> Lookups:
+    """Lookups as the protocol would make them, with the given nearest distances, verdicts and
+    samples (texts the rules let through)."""
+    count = len(distance)
+    vectors = np.zeros((count, 4), dtype=np.float32)
+    return Lookups(
+        queries=[f"how does {'x' * (i + 1)} work" for i in range(count)],
+        candidates=[f"how is {'y' * (i + 1)} made" for i in range(count)],
+        query_vectors=vectors,
+        candidate_vectors=vectors,
+        distance=np.array(distance),
+        runner_up=np.full(count, np.nan),
+        own=np.array(right),
+        duplicate=np.array(right),
+        in_cluster=np.array(right),
+        answerable=np.array(right),
+        sample=np.array(sample),
+    )
+
+
+def test_the_cascade_may_cost_what_the_figures_move_between_samples_and_no_more() -> None:
+    # two samples of ten the judge serves at distance 0.3: eight right in one, ten in the
+    # other (precision 0.8 and 1.0); and one wrong candidate at 0.05 that the judge refuses
+    served_by_judge = [True] * 8 + [False] * 2 + [True] * 10
+    distance = [0.3] * 20 + [0.05]
+    right = [*served_by_judge, False]
+    scores = np.array([1.0] * 20 + [0.0])
+    point = {"radius": 0.5, "cut": 0.5, "precision": 18 / 20, "recall": 1.0}
+
+    two_samples = lookups_of(distance, right, [0] * 10 + [1] * 10 + [1])
+    spread = sample_spread(two_samples, scores >= 0.5)
+    assert spread == (float(np.std([0.8, 1.0], ddof=1)), 0.0)
+    # serving the refused candidate on its distance costs 4.3 points of precision: less than
+    # the 14 points precision moves between the samples, so the cascade may reach past it
+    assert cascade_bound(two_samples, scores, point) == 0.5
+
+    one_sample = lookups_of(distance, right, [0] * 21)
+    assert sample_spread(one_sample, scores >= 0.5) == (0.0, 0.0)
+    # one sample: no spread to go by; the cascade stops short of the wrong candidate
+    assert cascade_bound(one_sample, scores, point) == 0.05

@@ -37,6 +37,7 @@ class Lookups:
     duplicate: np.ndarray
     in_cluster: np.ndarray  # the nearest is in the query's duplicate cluster
     answerable: np.ndarray  # the query's cluster has a stored question in this sample
+    sample: np.ndarray  # which sample (one store each) the lookup was made in
 
     @property
     def right(self) -> np.ndarray:
@@ -102,6 +103,7 @@ def look_up_pairs(
             [clusters.same(c, q) for c, q in zip(candidates, queries, strict=True)]
         ),
         answerable=np.array([clusters.of(q) in stored_clusters for q in queries]),
+        sample=np.zeros(len(queries), dtype=np.int64),
     )
 
 
@@ -137,6 +139,7 @@ def look_up_in_chunks(
         duplicate=np.concatenate([part.duplicate for part in parts]),
         in_cluster=np.concatenate([part.in_cluster for part in parts]),
         answerable=np.concatenate([part.answerable for part in parts]),
+        sample=np.concatenate([np.full(len(part.queries), n) for n, part in enumerate(parts)]),
     )
 
 
