@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from bench.traps import traps
 from index.policy.distance import DEFAULT_THRESHOLD
+from index.policy.rules import refused_by_rule
 from training.pair_data import (
     DuplicateClusters,
     Pair,
@@ -291,10 +292,15 @@ def main() -> None:
                     "runs": runs,
                 }
             trapped = measure(svc, trap_pairs, DuplicateClusters(trap_pairs))
+            # the traps a rule refuses (index/policy/rules.py) whatever the model says, and
+            # what the stage serves of the rest
+            ruled = np.array([refused_by_rule(p.q2, p.q1) for p in trap_pairs])
             stage_results["traps"] = {
                 "pairs": len(trap_pairs),
                 "served": int(trapped["served_hit"].sum()),
                 "served_share": round(float(trapped["served_hit"].mean()), 4),
+                "refused_by_rules": int(ruled.sum()),
+                "served_of_the_rest": int((trapped["served_hit"] & ~ruled).sum()),
                 "served_examples": [
                     [p.q1, p.q2] for p, hit in zip(trap_pairs, trapped["served_hit"], strict=True)
                     if hit

@@ -189,8 +189,20 @@ def test_auto_puts_in_force_only_a_model_that_beat_the_static_threshold(
     ("Which is better, tea or coffee?", "Which is better, coffee or tea?", False),
     ("How do I sort a list in Python?", "In Python, how do I sort a list?", False),
     ("How do I reset my password?", "How can I reset my password?", False),
+    # a word negated by a prefix, the rest the same (articles aside)
+    ("Is it possible to learn Java in a week?", "Is it impossible to learn Java in a week?", True),
+    ("How do I pack my bag for a flight?", "How do I unpack my bag for a flight?", True),
+    ("What is a regular verb in French?", "What is an irregular verb in French?", True),
+    ("Why do people agree with him?", "Why do people disagree with him?", True),
+    ("Is driving barefoot illegal?", "Is it illegal to drive barefoot?", False),
+    ("How do I install Python?", "How can I install Python?", False),
+    # numbers written out in words of scale; "one" is as often a pronoun
+    ("Can I earn a hundred dollars a day?", "Can I earn a thousand dollars a day?", True),
+    ("What would you do with a billion euros?", "What would you do with a million euros?", True),
+    ("How can one learn Python fast?", "How can I learn Python fast?", False),
+    ("What can I buy for a million dollars?", "What can I buy with a million dollars?", False),
 ])  # fmt: skip
-def test_rules_refuse_exchanged_words_and_numbers_not_symmetric_phrasings(
+def test_rules_refuse_exchanged_words_numbers_and_negations_not_rephrasings(
     query: str, cached: str, refused: bool
 ) -> None:
     assert refused_by_rule(query, cached) is refused

@@ -1,11 +1,15 @@
 """The rules the pair model keeps above itself (the verifier keeps the first; its features
 see word order): a candidate is refused, however close it looks, when
 
-- its numbers differ from the query's ("200 mg" / "800 mg", "in 2019" / "in 2021");
+- its numbers differ from the query's ("200 mg" / "800 mg", "in 2019" / "in 2021", "a
+  thousand" / "a million");
 - it is the query with two of its words exchanged, the rest in place ("Why did Germany
   invade Poland?" / "Why did Poland invade Germany?", "from savings to checking" / "from
   checking to savings"), unless only "and", "or", "vs" stands between them ("the difference
-  between A and B" asks what "... between B and A" asks).
+  between A and B" asks what "... between B and A" asks);
+- it is the query with one word negated by a prefix, the rest the same ("Is it legal ..." /
+  "Is it illegal ...", "How do I lock ..." / "How do I unlock ...", "a complete recovery" /
+  "an incomplete recovery"): the one word that differs means its opposite.
 
 A cross-encoder trained on QQP learns neither firmly (QQP labels many such pairs duplicate,
 and has few swaps), so they are rules, as cheap as a tokenisation.
@@ -17,6 +21,8 @@ from index.policy.numbers import differing_numbers
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SYMMETRIC = frozenset({"and", "or", "vs", "versus"})
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
+_ARTICLES = frozenset({"a", "an"})  # "a complete" / "an incomplete"
 
 
 def swapped_words(a: str, b: str) -> bool:
@@ -34,5 +40,24 @@ def swapped_words(a: str, b: str) -> bool:
     return not (between and between <= _SYMMETRIC)
 
 
+def negated_by_prefix(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ in one word only, which is the other with a negating
+    prefix ("legal" / "illegal"; articles aside)."""
+    x = [word for word in _WORD.findall(a.lower()) if word not in _ARTICLES]
+    y = [word for word in _WORD.findall(b.lower()) if word not in _ARTICLES]
+    if len(x) != len(y):
+        return False
+    differ = [(u, v) for u, v in zip(x, y, strict=True) if u != v]
+    if len(differ) != 1:
+        return False
+    ((u, v),) = differ
+    longer, base = (u, v) if len(u) > len(v) else (v, u)
+    return len(base) >= 3 and any(longer == prefix + base for prefix in _NEGATING_PREFIXES)
+
+
 def refused_by_rule(query: str, cached: str) -> bool:
-    return differing_numbers(query, cached) or swapped_words(query, cached)
+    return (
+        differing_numbers(query, cached)
+        or swapped_words(query, cached)
+        or negated_by_prefix(query, cached)
+    )
