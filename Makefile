@@ -52,7 +52,7 @@ models: install
 	$(PY) -m training.onnx_export --if-missing --out models/onnx
 
 # the pair model (the default decision stage), trained from the shared data when it is not
-# built yet (~55 min on 2 cores: two epochs); the verifier (~5 min)
+# built yet (~35 min on 2 cores: two epochs); the verifier (~5 min)
 pair-model: models
 	$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair
 
