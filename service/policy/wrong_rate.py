@@ -101,8 +101,14 @@ def evidence_interval(
     count itself): one popular question counted 60 times is about one observation."""
     if counted <= 0:
         return 0.0, 1.0
-    effective = counted * counted / max(squares, counted)
+    effective = effective_count(counted, squares)
     return wilson(wrong / counted * effective, effective, z)
+
+
+def effective_count(counted: float, squares: float) -> float:
+    """How many independent observations ``counted`` comparisons are worth when their
+    pairs' squared counts sum to ``squares``: counted² / squares (at most ``counted``)."""
+    return counted * counted / max(squares, counted)
 
 
 def _group(counts: Mapping[str, float], group: str) -> tuple[float, float, float]:
@@ -127,7 +133,7 @@ def bound_evidence(counts: Mapping[str, float]) -> dict[str, Any]:
             shown[group] = {
                 "estimate": round(wrong / counted, 4), "low": round(low, 4),
                 "high": round(high, 4), "audits": int(counted), "wrong": int(wrong),
-                "effective": round(counted * counted / max(squares, counted), 1),
+                "effective": round(effective_count(counted, squares), 1),
             }  # fmt: skip
     return shown
 
@@ -152,11 +158,9 @@ def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
     radius, counted, wrong, squares = 0.0, 0.0, 0.0, 0.0
     for bound in BANDS:
         in_band, wrong_in_band, squares_in_band = _group(counts, f"<{bound:g}")
-        counted, wrong, squares = (
-            counted + in_band,
-            wrong + wrong_in_band,
-            squares + squares_in_band,
-        )
+        counted += in_band
+        wrong += wrong_in_band
+        squares += squares_in_band
         if in_band and evidence_interval(counted, wrong, squares)[1] <= max_wrong_rate:
             radius = bound
     return radius
