@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up down install bench-deps models pair-model verifier-model quick-models verifier system-tools image-tools run test test-cluster image-test lint docs package-test bench chaos fuzz quality audit-bench library-bench clean
+.PHONY: up down install bench-deps models embedder-model pair-model verifier-model system-tools image-tools run test test-cluster image-test lint docs package-test bench chaos fuzz quality audit-bench library-bench clean
 
 # PyPI's torch is the multi-GB CUDA build: the CPU build comes from a local wheel when pip
 # has one (its find-links), else from PyTorch's CPU index
@@ -46,48 +46,44 @@ image-tools:
 	      podman debootstrap docker-compose >/dev/null) \
 	    || echo "warning: podman/debootstrap not installed; the image test will be skipped"; }
 
-# ONNX export of the packaged model (the default embedder), cached in models/onnx (~15 s)
+# The models the project ships are in models/ (committed: the embedder, the pair model, the
+# verifier); nothing here is needed to run or test. `make models` exports the packaged
+# all-MiniLM-L6-v2 weights to ONNX in models/onnx (~15 s, torch): the onnx-fp32 and
+# onnx-int8 backends, the parity tests and the model builds below read it.
 DATA_DIR ?= ../shared/data
 models: install
 	$(PY) -m training.onnx_export --if-missing --out models/onnx
 
-# the pair model (the default decision stage), trained from the shared data when it is not
-# built yet (~35 min on 2 cores: two epochs); the verifier (~5 min)
+# rebuild a shipped model (needs the research data in DATA_DIR, and torch): the embedder
+# packed from the export (seconds), the pair model (~35 min on 2 cores: two epochs, then
+# packed and its operating point chosen on tune), the verifier (~5 min)
+embedder-model: models
+	$(PY) -m training.pack_model models/onnx/model.onnx models/embedder --embedder
+
 pair-model: models
-	$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair
+	$(PY) -m training.pair_model_train --data $(DATA_DIR) --out models/pair
 
 verifier-model: models
-	$(PY) -m training.verifier_train --if-missing --data $(DATA_DIR) --out models/verifier/verifier.npz
-
-# retrain them (seeded)
-verifier: models
 	$(PY) -m training.verifier_train --data $(DATA_DIR) --out models/verifier/verifier.npz
 
-# serves at once; a pair model not built yet is trained in the background (its progress
-# goes to this terminal) and picked up by the running service when it is done; Ctrl-C stops
-# both (a background job of a script ignores the terminal's interrupt: the trap ends it)
-run: install models
-	@$(PY) -m training.pair_model_train --if-missing --data $(DATA_DIR) --out models/pair & \
-	  trainer=$$!; trap 'kill $$trainer 2>/dev/null' EXIT INT TERM; \
-	  $(PY) -m service
+# serves at once with the shipped models (the pair model decides); Ctrl-C stops it
+run: install
+	@$(PY) -m service
 
-# the suite needs a pair model and a verifier that exist, not the best ones: a quick build
-# of each (about a minute together) unless a full one is there
-quick-models: models
-	$(PY) -m training.pair_model_train --if-missing --quick --data $(DATA_DIR) --out models/pair
-	$(PY) -m training.verifier_train --if-missing --quick --data $(DATA_DIR) --out models/verifier/verifier.npz
-
-test: install models quick-models system-tools
+test: install models system-tools
 	$(PY) -m pytest -q
 
 # the suite again with every test's Redis a Redis Cluster (3 primaries, a replica each)
-test-cluster: install models quick-models system-tools
+test-cluster: install models system-tools
 	DYNACACHE_TEST_REDIS=cluster $(PY) -m pytest -q --ignore=tests/test_image.py
 
 # the compose stack: Redis, 3 replicas, nginx on 127.0.0.1:8000; with Docker Compose v2 where
 # a Docker engine runs, else with podman (images built locally, health checks run for it)
-up:
-	$(PYTHON) -m devtools.compose_stack up
+# PORT (or LB_PORT) chooses the balancer's port; podman and docker-compose are installed
+# when missing and apt is usable (root), as for make image-test
+PORT ?= $(or $(LB_PORT),8000)
+up: image-tools
+	$(PYTHON) -m devtools.compose_stack up --port $(PORT)
 
 down:
 	$(PYTHON) -m devtools.compose_stack down
@@ -119,22 +115,22 @@ $(BENCH_STAMP): $(STAMP)
 bench-deps: $(BENCH_STAMP)
 
 # every benchmark; each prints its figures and writes bench/results/<name>.json
-bench: bench-deps models pair-model verifier-model
+bench: bench-deps models
 	for script in latency throughput scale sync cluster parity peers freshness rag quality; do \
 	  $(PY) bench/$$script.py || exit 1; done
 
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
-quality: bench-deps models pair-model verifier-model
+quality: bench-deps models
 	$(PY) bench/quality.py
 
 # audited hits on a 20,000-question stream -> bench/results/audit.{json,png} (~15 min), and
 # the HIT latency with audits off, at the default share and on every HIT
-audit-bench: bench-deps models pair-model
+audit-bench: bench-deps models
 	$(PY) bench/audit.py
 	$(PY) bench/audit_latency.py
 
 # the library against RedisVL and GPTCache, the HTTP hop, start-up -> bench/results/library.json
-library-bench: bench-deps models pair-model
+library-bench: bench-deps models
 	$(PY) bench/library.py
 
 # faults against real processes (Redis killed and frozen, the embedded Redis killed, a

@@ -189,6 +189,7 @@ def main() -> None:
         ),
     }
     print(results["ratios_cluster_over_single"])
+    results["decision_stage"] = "static threshold (Redis topology, not decisions, is measured)"
     write_results("cluster", results)
 
 

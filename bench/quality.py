@@ -249,19 +249,21 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--verifier", type=Path, default=Path("models/verifier/verifier.npz"))
     parser.add_argument("--pair-model", type=Path, default=Path("models/pair"))
+    parser.add_argument("--embedder", default="onnx", help="the embedding backend served")
+    parser.add_argument("--out", default="quality", help="the results' name (bench/results)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     qqp_dev = pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev")
     stsb = read_stsb(DATA / "stsb_train_dev.jsonl", "dev")  # its train split is trained on
     trap_pairs = traps()
     # stages not asked for this time keep their figures from the last run
-    previous = RESULTS / "quality.json"
+    previous = RESULTS / f"{args.out}.json"
     kept = json.loads(previous.read_text()).get("stages", {}) if previous.exists() else {}
     results: dict[str, Any] = {"stages": dict(kept)}
     for stage in args.stages.split(","):
         service = ServiceProcess(
             sim_latency_ms=0, log_level="error", verifier_path=args.verifier.resolve(),
-            pair_model_dir=args.pair_model.resolve(), **STAGES[stage],
+            pair_model_dir=args.pair_model.resolve(), embedder=args.embedder, **STAGES[stage],
         )  # fmt: skip
         with service as svc:
             decision = svc.http.get("/readyz").json()["decision"]
@@ -310,13 +312,13 @@ def main() -> None:
             stage_results["hit_latency_ms"] = decision_latency(svc, qqp_dev)
             print(f"{stage} paraphrase HIT latency_ms {stage_results['hit_latency_ms']}")
         results["stages"][stage] = stage_results
-    write_results("quality", {
+    write_results(args.out, {
         "parameters": {**vars(args), "verifier": str(args.verifier),
                        "pair_model": str(args.pair_model)},
         "target": TARGET,
         **results,
     })  # fmt: skip
-    plot(results["stages"], RESULTS / "quality.png")
+    plot(results["stages"], RESULTS / f"{args.out}.png")
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     started = commands.add_parser("up", help="start the stack")
     started.add_argument("--replicas", type=int, default=3)
-    started.add_argument("--port", type=int, default=8000)
+    started.add_argument("--port", type=int, default=int(os.environ.get("LB_PORT") or 8000))
     started.add_argument("--file", action="append", default=[], help="another compose file")
     commands.add_parser("down", help="stop it")
     checks = commands.add_parser("healthchecks", help="(internal) run the health checks")
@@ -244,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "down":
             stopped = down()
             print(f"down ({stopped})" if stopped else "no stack started by make up is running")
+            if stopped == "podman":
+                print("the images stay for the next make up (about 1 GB: localhost/dyna-cache:test,"
+                      " dyna-redis, dyna-nginx, dyna-python, dyna-base); remove them with "
+                      "`podman rmi localhost/dyna-cache:test localhost/dyna-redis:local "
+                      "localhost/dyna-nginx:local localhost/dyna-python:3.11 "
+                      "localhost/dyna-base:bookworm`")  # fmt: skip
         else:
             run_healthchecks(args.project)
     except StackError as error:

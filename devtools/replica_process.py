@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -129,7 +129,7 @@ class ServiceProcess:
         self.final_log = self.log()  # the folder goes: what it logged stays readable
         self._folder.cleanup()
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> Self:
         self.wait_ready()
         return self
 

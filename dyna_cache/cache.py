@@ -16,7 +16,6 @@ import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Self
 
 import orjson
@@ -56,28 +55,11 @@ def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Se
         chosen = chosen.model_copy(
             update={"replica_id": f"{default_replica_id()}-lib{next(_instances)}"}
         )
-    chosen = chosen.model_copy(update=model_paths(chosen))
     if chosen.llm == "simulated" and "audit_rate" not in overrides:
         # an audit asks the configured LLM again: with none configured it would compare
         # made-up answers, so a library without an LLM does not audit
         chosen = chosen.model_copy(update={"audit_rate": 0.0})
     return chosen
-
-
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the clone, in a source install
-MODEL_PATHS = ("onnx_dir", "pair_model_dir", "verifier_path")
-
-
-def model_paths(settings: Settings) -> dict[str, Path]:
-    """The models' relative paths (``models/...``), resolved against the project's own
-    folder when the working directory has no such path: an application using the library
-    from its own folder finds the models ``make models`` built in the clone."""
-    found = {}
-    for name in MODEL_PATHS:
-        path: Path = getattr(settings, name)
-        if not path.is_absolute() and not path.exists() and (SOURCE_ROOT / path).exists():
-            found[name] = SOURCE_ROOT / path
-    return found
 
 
 class SemanticCache:

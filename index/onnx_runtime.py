@@ -1,14 +1,16 @@
 """ONNX Runtime as every model here is served: a CPU session whose threads spin only while a
 run is under way, and the model's own tokenizer, truncating and padding to the longest text
-of a batch."""
+of a batch. A model is an ``.onnx`` file or a packed folder (``index/packed_model.py``)."""
 
 from pathlib import Path
 
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from index.packed_model import GRAPH_NAME, WEIGHTS_NAME, is_packed, unpacked_weights
 
-def cpu_session(model_file: Path, threads: int | None = None) -> ort.InferenceSession:
+
+def cpu_session(model: Path, threads: int | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Intra-op threads spin between a run's operators (a thread put to sleep and woken
@@ -20,7 +22,16 @@ def cpu_session(model_file: Path, threads: int | None = None) -> ort.InferenceSe
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    if not (model.is_dir() and is_packed(model)):
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    weights = unpacked_weights(model / WEIGHTS_NAME)
+    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in weights.values()]
+    options.add_external_initializers(list(weights), values)
+    session = ort.InferenceSession(
+        (model / GRAPH_NAME).read_bytes(), options, providers=["CPUExecutionProvider"]
+    )
+    session.packed_weights = values  # ONNX Runtime reads them in place: keep them alive
+    return session
 
 
 def batch_tokenizer(tokenizer_file: Path, max_tokens: int) -> Tokenizer:

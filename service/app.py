@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ from index.embedding.onnx_embedder import model_files
 from index.embedding.protocol import Embedder
 from index.embedding.worker import EmbeddingWorker
 from index.lookup import VectorSide
+from index.packed_model import WEIGHTS_NAME
 from index.policy.verifier import Verifier
 from index.store.connection import connect
 from index.store.redis_store import RedisStore
@@ -151,6 +153,9 @@ def embedder_identity(settings: Settings) -> str:
     if settings.embedder == "torch":
         return f"torch:{settings.model_path or 'packaged'}"
     model_file, _ = model_files(settings.onnx_dir, settings.embedder)
+    if model_file.is_dir():  # the shipped, packed model: its weights' digest
+        weights = (model_file / WEIGHTS_NAME).read_bytes()
+        return f"{settings.embedder}:{hashlib.sha256(weights).hexdigest()[:16]}"
     size = model_file.stat().st_size if model_file.exists() else 0
     return f"{settings.embedder}:{model_file.name}:{size}"
 
@@ -285,7 +290,7 @@ async def start_runtime(
     await asyncio.to_thread(decision.load_now)
     decision.start()
     on_stop(stack, decision.stop, "the decision stage")
-    log.info("decision stage: %s", decision.name)
+    log.info("decision stage: %s (%s)", decision.name, decision.describe().get("version", "-"))
     vectors = VectorSide(store, index, sync)
     feedback = FeedbackBook(settings, store, embedder, splitter)
     rate_limiter = RateLimiter(client)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.model_paths import resolved
 from index.policy.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
 from service.keying.rag import DEFAULT_PATTERNS
 
@@ -52,6 +53,13 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("onnx_dir", "pair_model_dir", "verifier_path")
+    @classmethod
+    def _shipped_models(cls, value: Path) -> Path:
+        """A relative ``models/...`` path that the working directory lacks is read from the
+        models the project ships (``index/model_paths.py``): one resolution everywhere."""
+        return resolved(value)
+
     # Redis: with no URL, an embedded Redis Stack is started with its data in redis_data_dir.
     # redis+cluster://host:port (rediss+cluster:// with TLS) names a Redis Cluster by any node
     redis_url: str | None = None
@@ -70,10 +78,12 @@ class Settings(BaseSettings):
     redis_wait_timeout_ms: int = Field(default=200, ge=1, le=10_000)
 
     # Embedding and search
-    # onnx: exported from the same weights, identical vectors to torch, ~4x faster here
-    embedder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    # onnx: the shipped model (float32 compute, int8-rounded weights; docs/configuration.md);
+    # onnx-fp32 / onnx-int8: `make models`' exports; torch: the reference
+    embedder: Literal["onnx", "onnx-fp32", "onnx-int8", "torch"] = "onnx"
     model_path: str | None = None  # torch backend: a sentence-transformers folder
-    onnx_dir: Path = Path("models/onnx")  # onnx backends: where the export is cached
+    # onnx-fp32/-int8: where the export is cached
+    onnx_dir: Path = Field(default=Path("models/onnx"), validate_default=True)
     threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=MAX_DISTANCE)
     top_k: int = Field(default=4, ge=1, le=100)
     # lanes embed in parallel, each on embed_threads cores (None: one lane per core available,
@@ -113,7 +123,7 @@ class Settings(BaseSettings):
     # at the same recall on the tune pairs; on: whenever built; off: never. Above the
     # verifier, which is above the static threshold.
     pair_model: Literal["auto", "on", "off"] = "auto"
-    pair_model_dir: Path = Path("models/pair")
+    pair_model_dir: Path = Field(default=Path("models/pair"), validate_default=True)
     decision_reload_s: float = Field(default=5.0, gt=0)
 
     # Verifier (index/verifier.py): a trained second stage for candidates inside a radius;
@@ -122,7 +132,9 @@ class Settings(BaseSettings):
     # than the static threshold at the same recall, but misses its precision target
     # (docs/hit-quality.md)
     verifier: Literal["on", "off"] = "off"
-    verifier_path: Path = Path("models/verifier/verifier.npz")
+    verifier_path: Path = Field(
+        default=Path("models/verifier/verifier.npz"), validate_default=True
+    )
     verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     verifier_cut: float | None = Field(default=None, ge=0, le=1)
 

@@ -9,14 +9,18 @@ import pytest
 from index.embedding.embedder import load_embedder
 from index.embedding.worker import EmbeddingWorker
 from index.policy.distance import DEFAULT_THRESHOLD, is_hit
-from training.corpus import DATA, qqp_pairs, varied_texts
+from training.corpus import varied_texts
+from training.fixture import pairs as fixture_pairs
 
 ONNX_DIR = "models/onnx"
-MIN_MEAN_COSINE = {"onnx": 0.999, "onnx-int8": 0.99}
+# onnx: the shipped model (int8-rounded weights, float32 compute); onnx-fp32: the exact
+# export; onnx-int8: dynamic quantisation
+MIN_MEAN_COSINE = {"onnx": 0.999, "onnx-fp32": 0.9999, "onnx-int8": 0.99}
 # the worst single text: fp32 is exact; int8 has dipped to ~0.95 on short texts
-MIN_COSINE = {"onnx": 0.999, "onnx-int8": 0.9}
-# onnx agrees on ~100%; int8 on ~97-98% (below the 99% target, so it is not the default)
-MIN_DECISION_AGREEMENT = {"onnx": 0.99, "onnx-int8": 0.95}
+MIN_COSINE = {"onnx": 0.995, "onnx-fp32": 0.999, "onnx-int8": 0.9}
+# fp32 agrees on ~100 %, the shipped model on ~99.5 %, dynamic int8 on ~97-98 %
+MIN_DECISION_AGREEMENT = {"onnx": 0.98, "onnx-fp32": 0.99, "onnx-int8": 0.95}
+BACKENDS = ["onnx", "onnx-fp32", "onnx-int8"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def reference(texts: list[str]) -> np.ndarray:
     return load_embedder("torch", None).encode(texts)
 
 
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_mean_cosine_to_torch(backend: str, texts: list[str], reference: np.ndarray) -> None:
     vectors = load_embedder(backend, None, None, ONNX_DIR).encode(texts)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
@@ -46,10 +50,9 @@ def test_long_texts_are_truncated_like_torch(reference: np.ndarray, texts: list[
     assert float(onnx[0] @ torch[0]) > 0.999
 
 
-@pytest.mark.skipif(not (DATA / "qqp_open.jsonl").exists(), reason="no ../shared/data")
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_hit_decisions_agree_with_torch(backend: str) -> None:
-    pairs = qqp_pairs(300)
+    pairs = [(str(row["q1"]), str(row["q2"])) for row in fixture_pairs()[:300]]
     flat = [text for pair in pairs for text in pair]
 
     def decisions(vectors: np.ndarray) -> list[bool]:

@@ -1,8 +1,10 @@
 """The release: the package builds as a wheel and an sdist, and the wheel installs in a
-fresh virtual environment, where ``dyna-cache`` runs and the public API imports. The
-environment takes its dependencies from the package index (a local mirror or cache makes
+fresh virtual environment with no torch, where ``dyna-cache`` runs, the public API imports,
+and a cache opened in an empty folder embeds and judges with the models the wheel ships.
+The environment takes its dependencies from the package index (a local mirror or cache makes
 this quick; it is marked ``package`` and run by ``make package-test``, in CI)."""
 
+import json
 import subprocess
 import sys
 import venv
@@ -30,6 +32,13 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     assert "dyna_cache/__init__.py" in names and "index/store/lua/write_entry.lua" in names
     assert not any(name.startswith(("tests/", "bench/", "devtools/")) for name in names)
     assert any(name.endswith("licenses/LICENSE") for name in names)
+    shipped = {
+        "index/shipped/embedder/weights.npz",
+        "index/shipped/pair/weights.npz",
+        "index/shipped/pair/pair_model.json",
+        "index/shipped/verifier/verifier.npz",
+    }
+    assert shipped <= set(names), shipped - set(names)
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -53,3 +62,38 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert imported.stdout.strip() == __version__
+
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"],
+                            capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    packages = {row["name"].lower() for row in json.loads(listed.stdout)}
+    assert not packages & {"torch", "sentence-transformers", "transformers", "onnx"}, packages
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    judged = subprocess.run([str(python), "-c", JUDGED], capture_output=True, text=True,
+                            timeout=600, cwd=empty)  # fmt: skip
+    assert judged.returncode == 0, judged.stderr[-3000:]
+    outcome = json.loads(judged.stdout.strip().splitlines()[-1])
+    assert outcome["stage"] == "pair-model" and outcome["version"], outcome
+    assert outcome["paraphrase"] == "HIT" and outcome["paraphrase_judged"], outcome
+    assert outcome["swap"] == "MISS", outcome
+    assert not (empty / "models").exists()
+
+
+# run in the wheel's venv from an empty folder: the shipped embedder and pair model decide
+JUDGED = """
+import json
+from dyna_cache import Hit, SyncSemanticCache
+with SyncSemanticCache(pair_model="auto") as cache:
+    cache.store("How do I reset my password?", "Use the reset link.")
+    cache.store("Why did Germany invade Poland?", "Germany's reasons.")
+    paraphrase = cache.check("How can I reset my password?")
+    swap = cache.check("Why did Poland invade Germany?")
+    decision = cache.stats()["decision"]
+    print(json.dumps({
+        "stage": decision["stage"], "version": decision.get("version"),
+        "paraphrase": "HIT" if isinstance(paraphrase, Hit) else "MISS",
+        "paraphrase_judged": paraphrase.distance > 0,
+        "swap": "HIT" if isinstance(swap, Hit) else "MISS",
+    }))
+"""

@@ -1,5 +1,6 @@
-"""The pair model: built by ``make pair-model`` (make test builds it first), served from ONNX,
-picked up by a running service without a restart, and fine-tuned on a user's own pairs."""
+"""The pair model: shipped in models/pair (``make pair-model`` rebuilds it), served from ONNX,
+the build its metadata describes, picked up by a running service without a restart, and
+fine-tuned on a user's own pairs."""
 
 import json
 import shutil
@@ -12,10 +13,13 @@ import numpy as np
 import pytest
 
 from devtools.replica_process import ROOT
+from index.packed_model import GRAPH_NAME, WEIGHTS_NAME
 from index.policy.numbers import differing_numbers
-from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel
+from index.policy.pair_model import META_NAME, TOKENIZER_NAME, PairModel
 from index.policy.rules import refused_by_rule
 from tests.helpers import CacheService, wait_until
+from training.fixture import write as write_fixture
+from training.pair_artifact import FILES, fingerprint, sha256
 
 BUILT = ROOT / "models" / "pair"
 SAME = ("How do I reset my password?", "How can I reset my password?")
@@ -25,21 +29,56 @@ SWAPPED = ("Why did Germany invade Poland?", "Why did Poland invade Germany?")
 @pytest.fixture(scope="module")
 def model() -> PairModel:
     if not (BUILT / META_NAME).exists():
-        pytest.fail("models/pair is not built: run `make pair-model` (make test does)")
+        pytest.fail("models/pair is missing: the repository ships it")
     return PairModel.load(BUILT)
+
+
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quick build from the project's own fixture data (training/fixture.py): the
+    training code, run end to end on any machine."""
+    data = write_fixture(tmp_path_factory.mktemp("fixture"))
+    out = tmp_path_factory.mktemp("quick") / "pair"
+    done = subprocess.run(
+        [sys.executable, "-m", "training.pair_model_train", "--quick", "--data", str(data),
+         "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_the_shipped_model_is_the_build_its_metadata_describes(model: PairModel) -> None:
+    meta = json.loads((BUILT / META_NAME).read_text())
+    assert meta["version"] and meta["code_commit"] and meta["data_sha256"]
+    assert meta["seed"] == 7 and not meta["quick"] and meta["beats_static"]
+    assert {"precision", "recall"} <= set(meta["tune"]) and meta["dev"]["samples"] >= 3
+    for name in FILES:
+        assert sha256(BUILT / name) == meta["files_sha256"][name], name
+    # it decides as it did when it was built, pair by pair
+    recorded = meta["fingerprint"]
+    for now, then in zip(fingerprint(BUILT), recorded, strict=True):
+        assert now["served"] == then["served"], now
+        assert now["distance"] == pytest.approx(then["distance"], abs=2e-4)
+        if then["probability"] is None:
+            assert now["probability"] is None
+        else:
+            assert now["probability"] == pytest.approx(then["probability"], abs=2e-3)
+    assert any(row["served"] for row in recorded) and not all(row["served"] for row in recorded)
 
 
 def test_artifact_carries_its_operating_point_and_provenance(model: PairModel) -> None:
     meta = json.loads((BUILT / META_NAME).read_text())
     assert 0 < model.radius <= 4 and 0 < model.cut < 1
-    assert meta["trained_on"] and meta["built_at"] > 0 and meta["onnx"] in ("fp32", "int8")
+    assert meta["trained_on"] and meta["built_at"] > 0 and meta["onnx"] == "packed-int8"
     assert 0 <= meta["tune"]["precision"] <= 1 and meta["tune"]["recall"] >= 0.5
     # the build compared itself with the static threshold at the same recall on tune
     static = meta["static_at_same_recall"]
     assert static["recall"] >= meta["tune"]["recall"] - 1e-9
     assert meta["beats_static"] == (meta["tune"]["precision"] > static["precision"])
-    # serving reads only the ONNX file and the tokenizer: no torch weights are needed
-    assert (BUILT / MODEL_NAME).exists() and (BUILT / TOKENIZER_NAME).exists()
+    # serving reads only the packed network and the tokenizer: no torch weights are needed
+    assert all((BUILT / name).exists() for name in (GRAPH_NAME, WEIGHTS_NAME, TOKENIZER_NAME))
+    assert not (BUILT / "torch").exists()
 
 
 def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> None:
@@ -118,13 +157,21 @@ def test_a_broken_build_keeps_the_stage_in_force(
     assert service.query("What is the capital of France?").status_code == 200
 
 
+def test_a_quick_build_is_packed_stamped_and_never_put_in_force_by_auto(
+    quick_build: Path,
+) -> None:
+    meta = json.loads((quick_build / META_NAME).read_text())
+    assert meta["quick"] and meta["onnx"] == "packed-int8" and meta["fingerprint"]
+    assert set(meta["data_sha256"]) == {"qqp_open.jsonl", "stsb_train_dev.jsonl"}
+    assert (quick_build / "torch").exists()  # kept for a later fine-tune
+    assert PairModel.load(quick_build).probabilities([SAME]).shape == (1,)
+
+
 def test_fine_tune_on_own_pairs_writes_a_model_with_its_own_operating_point(
-    tmp_path: Path, model: PairModel
+    tmp_path: Path, quick_build: Path
 ) -> None:
     base = tmp_path / "base"
-    shutil.copytree(BUILT, base)
-    if not (base / "torch").exists():
-        pytest.fail("models/pair has no torch/ weights to fine-tune from")
+    shutil.copytree(quick_build, base)
     pairs = tmp_path / "mine.jsonl"
     topics = ["invoice", "refund", "password", "shipping", "warranty", "delivery", "account",
               "discount", "subscription", "order"]  # fmt: skip

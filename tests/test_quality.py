@@ -19,16 +19,10 @@ from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 from tests.helpers import CacheService, wait_until
 from training.calibrate import calibrate
-from training.corpus import DATA
-from training.pair_data import Pair, pairs_in, read_pairs
+from training.fixture import write as write_fixture
+from training.pair_data import Pair, read_pairs
 
-VERIFIER = Settings().verifier_path
-needs_verifier = pytest.mark.skipif(
-    not VERIFIER.exists(), reason=f"{VERIFIER} not built (make models trains it from the data)"
-)
-needs_data = pytest.mark.skipif(
-    not (DATA / "qqp_open.jsonl").exists(), reason="../shared/data is not here"
-)
+VERIFIER = Settings().verifier_path  # the shipped verifier (models/verifier)
 
 # (stored, asked): the static threshold serves these, wrongly
 TRAPS = [
@@ -57,7 +51,6 @@ def distance(embed: Callable[[list[str]], np.ndarray], a: str, b: str) -> float:
     return float(np.sum((u - v) ** 2))
 
 
-@needs_verifier
 def test_verifier_rejects_traps_the_static_threshold_accepts(embed: Callable) -> None:
     verifier = Verifier.load(VERIFIER)
     for stored, asked in TRAPS:
@@ -79,7 +72,6 @@ def test_verifier_rejects_traps_the_static_threshold_accepts(embed: Callable) ->
         assert verifier.probability(asked, stored, u, v, d, None) >= verifier.cut, asked
 
 
-@needs_verifier
 def test_service_with_verifier_misses_traps_and_serves_paraphrases(
     start_service: Callable[..., CacheService],
 ) -> None:
@@ -172,18 +164,21 @@ def test_feedback_is_tenant_scoped_and_checked(
     assert own.status_code == 200
 
 
-def unused_pairs() -> list[Pair]:
-    """QQP dev pairs: labelled data that neither training nor tuning saw, for the
-    calibration tool's tests (whose figures no README reports)."""
-    return pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev")
+@pytest.fixture(scope="module")
+def fixture_pairs(tmp_path_factory: pytest.TempPathFactory) -> list[Pair]:
+    """The project's own labelled pairs (training/fixture.py), for the calibration tool's
+    tests (whose figures no README reports): the same on every machine."""
+    folder = write_fixture(tmp_path_factory.mktemp("fixture"))
+    return list(read_pairs(folder / "qqp_open.jsonl"))
 
 
-@needs_data
-def test_calibration_reaches_its_target_on_held_out_pairs(embed: Callable) -> None:
-    pairs = unused_pairs()
+def test_calibration_reaches_its_target_on_held_out_pairs(
+    embed: Callable, fixture_pairs: list[Pair]
+) -> None:
+    pairs = fixture_pairs
     verifier = Verifier.load(VERIFIER) if VERIFIER.exists() else None
     results = calibrate(pairs, embed, 0.7, verifier, holdout=0.4, sample=1000, seed=3)
-    assert results, "a point reaching 0.7 exists on QQP"
+    assert results, "a point reaching 0.7 exists on the pairs"
     for result in results:
         assert result.chosen.precision >= 0.7
         # held out, the precision is an estimate from its own hits: it may fall under the
@@ -194,11 +189,13 @@ def test_calibration_reaches_its_target_on_held_out_pairs(embed: Callable) -> No
         assert held.recall > 0.1
 
 
-@needs_data
 def test_calibration_cli_writes_the_tenant_settings(
-    tmp_path: Path, redis_client: redis.Redis, redis_server: EmbeddedRedis | EmbeddedCluster
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    redis_server: EmbeddedRedis | EmbeddedCluster,
+    fixture_pairs: list[Pair],
 ) -> None:
-    pairs = pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "tune")[:1200]
+    pairs = fixture_pairs
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps({"q1": p.q1, "q2": p.q2, "duplicate": p.duplicate})
                             + "\n" for p in pairs))  # fmt: skip

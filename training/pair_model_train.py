@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,9 +42,11 @@ from typing import Any
 import numpy as np
 
 from index.embedding.embedder import load_embedder, packaged_model_path
-from index.policy.pair_model import META_NAME, MODEL_NAME, TOKENIZER_NAME, PairModel, combined
+from index.policy.pair_model import META_NAME, TOKENIZER_NAME, PairModel, combined
 from index.policy.rules import refused_by_rule
 from training.onnx_export import export_bert_inputs
+from training.pack_model import pack
+from training.pair_artifact import data_digests, stamp
 from training.pair_data import (
     DuplicateClusters,
     Pair,
@@ -429,7 +432,6 @@ def train(
     mine: bool = False,
 ) -> dict[str, Any]:
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.perf_counter()
@@ -452,19 +454,41 @@ def train(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     scorer.save(staging / "torch")
-    fp32 = staging / "model-fp32.onnx"
-    scorer.export(fp32)
-    int8 = staging / "model-int8.onnx"
-    quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QUInt8,
-                     op_types_to_quantize=["MatMul"])  # fmt: skip
-    shutil.copyfile(staging / "torch" / TOKENIZER_NAME, staging / TOKENIZER_NAME)
+    meta = publish(staging, scorer, tune_pairs, min_recall, {
+        "seed": seed,
+        "epochs": epochs,
+        "training_rows": len(rows),
+        "mined_rows": len(mined),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "quick": quick,
+        **provenance,
+    })  # fmt: skip
+    _replace_folder(staging, out)
+    log.info("pair model: wrote %s in %.0f s: radius %.3f, cut %.2f, tune precision %.3f "
+             "recall %.3f", out, time.perf_counter() - started, meta["radius"], meta["cut"],
+             meta["tune"]["precision"], meta["tune"]["recall"])  # fmt: skip
+    return meta
 
-    embedder = load_embedder("onnx", None, None, onnx_dir)
-    lookups = tune_lookups(tune_pairs, embedder.encode)
-    raw = {
-        name: _model_probabilities(PairModel(path, staging / TOKENIZER_NAME, 0.0, 0.5), lookups)
-        for name, path in (("fp32", fp32), ("int8", int8))
-    }
+
+def publish(
+    staging: Path, scorer: "_Scorer", tune_pairs: list[Pair], min_recall: float,
+    facts: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Write the shipped form of a trained network into ``staging``: packed (int8 weights,
+    float32 compute: ``training/pack_model.py``), with its stack, operating point and
+    cascade chosen on the tune pairs with the packed network (the form that serves), its
+    figures beside the exact float32 network's, its provenance and a fingerprint of its
+    decisions. Returns the metadata written."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = Path(scratch) / "model-fp32.onnx"
+        scorer.export(fp32)
+        pack(fp32, staging)
+        shutil.copyfile(staging / "torch" / TOKENIZER_NAME, staging / TOKENIZER_NAME)
+        lookups = tune_lookups(tune_pairs, load_embedder("onnx", None).encode)
+        raw = {
+            name: _model_probabilities(PairModel(path, staging / TOKENIZER_NAME, 0, 0.5), lookups)
+            for name, path in (("fp32", fp32), ("packed", staging))
+        }
     radius = judged_radius(lookups)
     fitted = {name: fit_stack(lookups, p, radius) for name, p in raw.items()}
     scores = {
@@ -473,23 +497,21 @@ def train(
     }
     points = {name: operating_point(lookups, scores[name], radius, min_recall) for name in raw}
     inside = lookups.distance < radius
-    agreement = float(np.mean((scores["fp32"][inside] >= points["fp32"]["cut"])
-                              == (scores["int8"][inside] >= points["int8"]["cut"])))  # fmt: skip
-    # int8 when it serves as well on tune (precision and recall within the tolerance), not by
-    # raw agreement of decisions (98.9 % agreement may cost nothing measurable)
-    chosen = "int8" if as_good(points["int8"], points["fp32"]) else "fp32"
-    stack, point = fitted[chosen], points[chosen]
-    serve_below = cascade_bound(lookups, scores[chosen], point)
-    model_alone = operating_point(lookups, served_scores(lookups, raw[chosen]), radius, min_recall)
+    decided = {name: scores[name][inside] >= points[name]["cut"] for name in raw}
+    agreement = float(np.mean(decided["fp32"] == decided["packed"]))
+    if not as_good(points["packed"], points["fp32"]):
+        log.warning("pair model: the packed network serves worse on tune than float32 "
+                    "(%s vs %s)", points["packed"], points["fp32"])  # fmt: skip
+    stack, point = fitted["packed"], points["packed"]
+    serve_below = cascade_bound(lookups, scores["packed"], point)
+    model_alone = operating_point(lookups, served_scores(lookups, raw["packed"]), radius,
+                                  min_recall)  # fmt: skip
     static = static_at_recall(lookups, point["recall"])
-    (staging / f"model-{chosen}.onnx").replace(staging / MODEL_NAME)
-    for leftover in staging.glob("model-*.onnx"):
-        leftover.unlink()
     meta = {
         "radius": round(point["radius"], 4),
         "cut": point["cut"],
         "stack": [round(w, 6) for w in stack] if stack else None,
-        **cascade_meta(lookups, scores[chosen], point, serve_below),
+        **cascade_meta(lookups, scores["packed"], point, serve_below),
         "protocol": PROTOCOL,
         "tune": {
             "pairs": len(lookups.queries),
@@ -502,23 +524,33 @@ def train(
         # the cross-encoder's probability alone (no stack), for comparison
         "model_alone": {k: round(v, 4) for k, v in model_alone.items()},
         "beats_static": point["precision"] > static["precision"],
-        "onnx": chosen,
-        "int8_decision_agreement": round(agreement, 4),
-        "int8_tune": {k: round(v, 4) for k, v in points["int8"].items()},
-        "seed": seed,
-        "epochs": epochs,
-        "training_rows": len(rows),
-        "mined_rows": len(mined),
+        "onnx": "packed-int8",
+        "fp32_tune": {k: round(v, 4) for k, v in points["fp32"].items()},
+        "packed_decision_agreement": round(agreement, 4),
         "built_at": time.time(),
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "quick": quick,
-        **provenance,
+        **facts,
     }
     (staging / META_NAME).write_text(json.dumps(meta, indent=2))
-    _replace_folder(staging, out)
-    log.info("pair model: wrote %s (%s) in %.0f s: radius %.3f, cut %.2f, tune precision %.3f "
-             "recall %.3f", out, chosen, meta["train_seconds"], meta["radius"], meta["cut"],
-             point["precision"], point["recall"])  # fmt: skip
+    stamp(staging)  # version, commit, digests, fingerprint
+    return json.loads((staging / META_NAME).read_text())  # type: ignore[no-any-return]
+
+
+CARRIED = ("seed", "epochs", "training_rows", "mined_rows", "train_seconds", "quick",
+           "trained_on", "base", "data_sha256")  # fmt: skip
+
+
+def reship(folder: Path, tune_pairs: list[Pair], min_recall: float, data: Path) -> dict[str, Any]:
+    """Write a build's shipped form again from its ``torch/`` weights (``publish``), keeping
+    what its metadata says of its training (the data's digest taken now if it has none)."""
+    old = json.loads((folder / META_NAME).read_text())
+    staging = folder.parent / f".{folder.name}.shipping-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copytree(folder / "torch", staging / "torch")
+    scorer = _Scorer(staging / "torch", int(old.get("seed", 7)))
+    facts = {"data_sha256": data_digests(data)} | {k: old[k] for k in CARRIED if k in old}
+    meta = publish(staging, scorer, tune_pairs, min_recall, facts)
+    _replace_folder(staging, folder)
     return meta
 
 
@@ -615,6 +647,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--refit", action="store_true", help="choose --out's stack and operating point again"
     )
     parser.add_argument(
+        "--ship", action="store_true",
+        help="write --out's shipped form again from its torch/ weights (packed network, "
+        "operating point chosen with it on tune, metadata)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-stsb", action="store_true",
         help="train on QQP alone (by default STS-B's own train split joins the mix)",
     )  # fmt: skip
@@ -647,8 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 0
     pairs = list(read_pairs(qqp))
-    if args.refit:
-        meta = refit(args.out, pairs_in(pairs, "tune"), args.min_recall, args.onnx_dir)
+    if args.refit or args.ship:
+        tune = pairs_in(pairs, "tune")
+        meta = (reship(args.out, tune, args.min_recall, args.data) if args.ship
+                else refit(args.out, tune, args.min_recall, args.onnx_dir))  # fmt: skip
         print(json.dumps(meta, indent=2))
         return 0
     stsb = args.data / "stsb_train_dev.jsonl"
@@ -659,7 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs or (1.0 if args.quick else EPOCHS)
     train(pairs_in(pairs, "train") + mixed, pairs_in(pairs, "tune"), args.out, args.seed,
           epochs, args.lr, packaged_model_path(), traps=True, min_recall=args.min_recall,
-          onnx_dir=args.onnx_dir, provenance={"trained_on": trained_on},
+          onnx_dir=args.onnx_dir,
+          provenance={"trained_on": trained_on, "data_sha256": data_digests(args.data)},
           quick=args.quick, mine=args.mine)  # fmt: skip
     return 0
 

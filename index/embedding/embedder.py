@@ -67,7 +67,7 @@ class SentenceTransformerEmbedder:
         return seen_by_offsets(text, encoded["offset_mapping"][0], truncated)
 
 
-BACKENDS = ("onnx-int8", "onnx", "torch")
+BACKENDS = ("onnx", "onnx-fp32", "onnx-int8", "torch")
 
 
 @functools.cache
@@ -84,7 +84,7 @@ def load_embedder(
     if backend == "torch":
         path = Path(model_path) if model_path else packaged_model_path()
         embedder = SentenceTransformerEmbedder(path, threads)
-    elif backend in ("onnx", "onnx-int8"):
+    elif backend in ("onnx", "onnx-fp32", "onnx-int8"):
         path, tokenizer = model_files(Path(onnx_dir), backend)
         embedder = OnnxEmbedder(path, tokenizer, threads)
     else:

@@ -1,4 +1,7 @@
-"""The fast embedding backends: all-MiniLM-L6-v2 on ONNX Runtime, fp32 or int8.
+"""The fast embedding backends: all-MiniLM-L6-v2 on ONNX Runtime. ``onnx`` (the default) is
+the model the project ships (``models/embedder``: float32 compute, int8-rounded weights, no
+export step); ``onnx-fp32`` and ``onnx-int8`` are ``make models``' exports of the packaged
+weights (exact, and dynamically quantised).
 
 Tokenises with ``tokenizers`` as sentence-transformers does (pad to the longest text of the
 batch, truncate at 256 tokens), runs the exported transformer, then mean-pools over the
@@ -11,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from index.embedding.protocol import EMBEDDING_DIM, MAX_TOKENS, seen_by_offsets
+from index.model_paths import resolved
 from index.onnx_runtime import batch_tokenizer, cpu_session
 
 CHUNK = 32  # texts per ONNX run
@@ -18,10 +22,14 @@ CHUNK = 32  # texts per ONNX run
 FP32_NAME = "model.onnx"
 INT8_NAME = "model-int8.onnx"
 TOKENIZER_NAME = "tokenizer.json"
+SHIPPED = Path("models/embedder")  # the packed model (index/packed_model.py) and its tokenizer
 
 
 def model_files(onnx_dir: Path, backend: str) -> tuple[Path, Path]:
-    """``(model, tokenizer)`` paths of a backend in the cache folder."""
+    """``(model, tokenizer)`` of a backend: the shipped folder, or a file of the export."""
+    if backend == "onnx":
+        folder = resolved(SHIPPED)
+        return folder, folder / TOKENIZER_NAME
     name = INT8_NAME if backend == "onnx-int8" else FP32_NAME
     return onnx_dir / name, onnx_dir / TOKENIZER_NAME
 
@@ -32,13 +40,13 @@ class OnnxEmbedder:
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} is missing: export the ONNX models with "
-                    f"`python -m training.onnx_export --out {path.parent}` (make does it)"
+                    f"`python -m training.onnx_export --out {path.parent}` (make models)"
                 )
         self._session = cpu_session(model_file, threads)
         self._tokenizer = batch_tokenizer(tokenizer_file, MAX_TOKENS)
         self._input_names = {node.name for node in self._session.get_inputs()}
         self.dim = EMBEDDING_DIM
-        self.batch_invariant = "int8" not in model_file.name
+        self.batch_invariant = "int8" not in model_file.name  # dynamic int8: not
         self.parallel_runs = True  # ONNX Runtime's Run is thread-safe
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -7,9 +7,11 @@ Trained by ``training/pair_model_train.py`` and served from ONNX Runtime (no tor
 The served probability combines the model's with the candidate's distance (a logistic
 "stack" of the two, fitted on the tune pairs: on its own the cross-encoder ranked the
 nearest candidates worse than the cosine did, together they rank them better than either).
-A built model is a folder: ``model.onnx``, ``tokenizer.json`` and ``pair_model.json`` (the
-stack's weights; its operating point: the ``radius`` inside which candidates are judged,
-the ``cut`` a candidate must reach; how it was built and its figures on the tune split).
+A built model is a folder: the network (packed, ``graph.onnx`` and ``weights.npz``, as the
+project ships it: ``index/packed_model.py``; or a plain ``model.onnx``), ``tokenizer.json``
+and ``pair_model.json`` (the stack's weights; its operating point: the ``radius`` inside
+which candidates are judged, the ``cut`` a candidate must reach; how it was built, its
+figures on the tune and dev splits, its version).
 The rules of ``index/policy/rules.py`` stand above it: differing numbers and two exchanged
 words are refused. A cascade spares the model where it would agree anyway: a candidate
 nearer than ``serve_below`` (chosen on the tune pairs) is served on its distance once the
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from index.onnx_runtime import batch_tokenizer, cpu_session
+from index.packed_model import is_packed
 from index.policy.rules import refused_by_rule
 
 MODEL_NAME = "model.onnx"
@@ -58,7 +61,7 @@ class PairModel:
     def load(cls, folder: Path, threads: int | None = None) -> "PairModel":
         meta = json.loads((folder / META_NAME).read_text())
         return cls(
-            folder / MODEL_NAME,
+            folder if is_packed(folder) else folder / MODEL_NAME,
             folder / TOKENIZER_NAME,
             float(meta["radius"]),
             float(meta["cut"]),

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+# the local service: DYNACACHE_URL overrides it, else DYNACACHE_PORT (as the service reads it)
+DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('DYNACACHE_PORT') or 8000}"
 
 
 class CliError(Exception):

@@ -24,6 +24,7 @@ from index.store.connection import STORE_UNAVAILABLE, connect
 from index.store.redis_store import RedisStore
 from service.cli import transfer
 from service.cli.api_client import (
+    DEFAULT_URL,
     CliError,
     Key,
     RedisUrl,
@@ -131,7 +132,7 @@ def warm(
             help="JSON lines or CSV of prompt, response[, ttl].", exists=True, dir_okay=False
         ),
     ],
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = DEFAULT_URL,
     key: Key = None,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Entries per request.")] = 100,
     restart: Annotated[bool, typer.Option(help="Ignore the progress of an earlier run.")] = False,
@@ -259,15 +260,16 @@ def stats_table(stats: dict[str, Any]) -> Table:
     for ns, numbers in sorted(stats["namespaces"].items()):
         row(ns, numbers)
     row("total", stats, style="bold")
-    decision = stats.get("decision", {}).get("stage")
-    if decision:
-        table.caption = f"decision stage: {decision}"
+    decision = stats.get("decision", {})
+    if decision.get("stage"):
+        version = f" ({decision['version']})" if decision.get("version") else ""
+        table.caption = f"decision stage: {decision['stage']}{version}"
     return table
 
 
 @app.command()
 def stats(
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = DEFAULT_URL,
     key: Key = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
@@ -319,7 +321,7 @@ def tenant_create(
             "max_entries=10000, default_ttl_s=3600, ...); repeatable.",
         ),
     ] = None,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = DEFAULT_URL,
     key: Key = None,
 ) -> None:
     """Create a tenant (its namespace and settings)."""
@@ -332,7 +334,7 @@ def tenant_create(
 
 
 @tenants_app.command("list")
-def tenant_list(url: Url = "http://127.0.0.1:8000", key: Key = None) -> None:
+def tenant_list(url: Url = DEFAULT_URL, key: Key = None) -> None:
     """The tenants and their settings."""
     with _one_line_errors():
         listed = ServiceClient(url, key).call("GET", "/v1/admin/tenants")
@@ -348,7 +350,7 @@ def tenant_list(url: Url = "http://127.0.0.1:8000", key: Key = None) -> None:
 def tenant_keys(
     namespace: Annotated[str, typer.Argument(help="The tenant's namespace.")],
     new: Annotated[bool, typer.Option("--new", help="Issue a new key (shown once).")] = False,
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = DEFAULT_URL,
     key: Key = None,
 ) -> None:
     """List a tenant's keys, or issue one with --new."""
@@ -371,7 +373,7 @@ def tenant_keys(
 @tenants_app.command("revoke")
 def tenant_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from `tenants keys`).")],
-    url: Url = "http://127.0.0.1:8000",
+    url: Url = DEFAULT_URL,
     key: Key = None,
 ) -> None:
     """Revoke a tenant's key at once, on every replica."""

@@ -113,11 +113,24 @@ class DecisionStage:
         if judge is not None:
             described |= {"radius": judge.radius, "cut": judge.cut}
         if isinstance(judge, PairModelJudge):
+            meta = judge.model.meta
             described["serve_below"] = judge.model.serve_below
-            described["built_at"] = judge.model.meta.get("built_at")
-            described["tune"] = judge.model.meta.get("tune")
+            described["version"] = meta.get("version")
+            described["built_at"] = meta.get("built_at")
+            described["tune"] = meta.get("tune")
+            described["dev"] = meta.get("dev")
+        elif isinstance(judge, VerifierJudge):
+            described["version"] = judge.verifier.meta.get("trained_at")
         described["pair_model"] = self.pair_model_note
         return described
+
+    def _fall_back(self, note: str) -> None:
+        """Decide without the pair model, saying why at WARNING once per reason (the watcher
+        looks again every few seconds)."""
+        self.judge = self.fallback
+        if note != self.pair_model_note:
+            log.warning("decision stage: %s, not the pair model: %s", self.name, note)
+        self.pair_model_note = note
 
     async def probability(self, judge: Judge, candidate: JudgedPair) -> float | None:
         """``judge``'s probability for ``candidate``, computed in the judging thread (None:
@@ -130,7 +143,10 @@ class DecisionStage:
         if self.pair_model_dir is None:
             return
         built_at = PairModel.built_at(self.pair_model_dir)
-        if built_at is None or built_at == self.loaded_built_at:
+        if built_at is None:
+            self._fall_back(f"no pair model at {self.pair_model_dir}")
+            return
+        if built_at == self.loaded_built_at:
             return
         self.loaded_built_at = built_at
         try:
@@ -140,27 +156,25 @@ class DecisionStage:
             self.pair_model_note = f"built, not loaded: {error}"
             return
         if self.only_if_better and model.meta.get("quick"):
-            self.pair_model_note = (
+            self._fall_back(
                 "built, not in force: a quick build for the tests (`make pair-model` builds "
                 "the full one); DYNACACHE_PAIR_MODEL=on puts it in force"
             )
-            log.warning("pair model %s", self.pair_model_note)
-            self.judge = self.fallback
             return
         if self.only_if_better and not model.meta.get("beats_static"):
             tune, static = model.meta.get("tune", {}), model.meta.get("static_at_same_recall", {})
-            self.pair_model_note = (
+            # a newer build that does not qualify replaces an older one
+            self._fall_back(
                 f"built, not in force: on the tune pairs it does not beat the static threshold "
                 f"at the same recall (precision {tune.get('precision')} vs "
                 f"{static.get('precision')}); DYNACACHE_PAIR_MODEL=on puts it in force"
             )
-            log.warning("pair model %s", self.pair_model_note)
-            self.judge = self.fallback  # a newer build that does not qualify replaces an older one
             return
         self.judge = PairModelJudge(model)
         self.pair_model_note = "in force"
-        log.info("decision stage: pair model built at %.0f (radius %.3f, cut %.2f)",
-                 built_at, model.radius, model.cut)  # fmt: skip
+        log.info("decision stage: pair model %s (radius %.3f, cut %.2f, serve_below %.2f) "
+                 "from %s", model.meta.get("version", "unversioned"), model.radius, model.cut,
+                 model.serve_below, self.pair_model_dir)  # fmt: skip
 
     def start(self) -> None:
         if self.pair_model_dir is not None:

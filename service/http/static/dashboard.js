@@ -83,7 +83,8 @@ function render(data) {
     for (const p of ["p50", "p95", "p99"]) setText(`${outcome}-${p}`, fixed(latency[p], 1));
     setText(`${outcome}-mean`, fixed(stats[`avg_${outcome}_latency_ms`], 1));
   }
-  setText("decision", DECISION_WORDS[stats.decision.stage] ?? stats.decision.stage);
+  const version = stats.decision.version ? ` (${stats.decision.version})` : "";
+  setText("decision", (DECISION_WORDS[stats.decision.stage] ?? stats.decision.stage) + version);
   const llm = stats.llm;
   const simulated = llm.mode === "simulated";
   setText("llm", simulated ? "simulated LLM: answers are made up" : `LLM: ${llm.model} at ${llm.base_url}`);

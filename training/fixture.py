@@ -1,0 +1,105 @@
+"""A small labelled data set the project writes itself, shaped like ../shared/data
+(``qqp_open.jsonl``: ``{"q1", "q2", "duplicate"}``; ``stsb_train_dev.jsonl``: with ``score``
+and ``split``), so that the training code, calibration and parity checks are tested on any
+machine, with no copy of QQP or STS-B in the repository.
+
+    python -m training.fixture OUT_DIR
+
+Questions come from templates over topics; duplicates are rewordings of one question, and
+non-duplicates the look-alikes a cache must not serve: another action or object, a changed
+number, exchanged names, an antonym. Deterministic for a seed.
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+OBJECTS = (
+    "password", "invoice", "subscription", "account", "order", "refund", "laptop", "phone",
+    "router", "printer", "email address", "username", "profile picture", "credit card",
+    "bank account", "passport", "visa", "driving licence", "car insurance", "mortgage",
+    "garden", "bicycle", "kitchen sink", "washing machine", "website", "database",
+    "python script", "spreadsheet", "presentation", "resume",
+)  # fmt: skip
+ACTIONS = (
+    ("reset", "restore"), ("cancel", "stop"), ("change", "modify"), ("delete", "remove"),
+    ("update", "refresh"), ("clean", "tidy"), ("fix", "repair"), ("renew", "extend"),
+    ("sell", "get rid of"), ("protect", "secure"),
+)  # fmt: skip
+FRAMES_SAME = (
+    "How do I {verb} my {obj}?", "How can I {verb} my {obj}?",
+    "What is the best way to {verb} my {obj}?", "What steps do I take to {verb} my {obj}?",
+    "Can you tell me how to {verb} my {obj}?",
+)  # fmt: skip
+PLACES = ("France", "Germany", "Spain", "Italy", "Poland", "Japan", "Brazil", "Canada",
+          "Egypt", "India", "Mexico", "Norway")  # fmt: skip
+ANTONYMS = (("best", "worst"), ("cheapest", "most expensive"), ("fastest", "slowest"),
+            ("easiest", "hardest"))  # fmt: skip
+
+
+def _rewording(rng: random.Random, verb: tuple[str, str], obj: str) -> tuple[str, str]:
+    first, second = rng.sample(FRAMES_SAME, 2)
+    return first.format(verb=verb[0], obj=obj), second.format(verb=rng.choice(verb), obj=obj)
+
+
+def pairs(seed: int = 5) -> list[dict[str, object]]:
+    """Labelled pairs: about 40 % duplicates."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+
+    def add(q1: str, q2: str, duplicate: bool) -> None:
+        rows.append({"q1": q1, "q2": q2, "duplicate": duplicate})
+
+    for obj in OBJECTS:
+        for verb in ACTIONS:
+            add(*_rewording(rng, verb, obj), True)
+            other = rng.choice([a for a in ACTIONS if a != verb])
+            frame = rng.choice(FRAMES_SAME)
+            add(frame.format(verb=verb[0], obj=obj), frame.format(verb=other[0], obj=obj), False)
+            thing = rng.choice([o for o in OBJECTS if o != obj])
+            add(frame.format(verb=verb[0], obj=obj), frame.format(verb=verb[0], obj=thing), False)
+    for a in PLACES:
+        for b in PLACES:
+            if a == b:
+                continue
+            add(f"Why did {a} go to war with {b}?", f"Why did {b} go to war with {a}?", False)
+            add(f"What is the distance from {a} to {b}?", f"How far is {a} from {b}?", True)
+        for word, opposite in ANTONYMS:
+            add(f"What is the {word} way to travel in {a}?",
+                f"What is the {opposite} way to travel in {a}?", False)  # fmt: skip
+            add(f"What is the {word} way to travel in {a}?",
+                f"Which is the {word} way to get around {a}?", True)  # fmt: skip
+    for dose in range(50, 1050, 50):
+        more = dose + rng.choice((50, 100, 200))
+        add(f"Is it safe to take {dose} mg of ibuprofen?",
+            f"Is it safe to take {more} mg of ibuprofen?", False)  # fmt: skip
+        add(f"Is it safe to take {dose} mg of ibuprofen?",
+            f"Can I safely take {dose} mg of ibuprofen?", True)  # fmt: skip
+    rng.shuffle(rows)
+    return rows
+
+
+def write(out: Path, seed: int = 5) -> Path:
+    """Write ``qqp_open.jsonl`` and ``stsb_train_dev.jsonl`` into ``out``; returns ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = pairs(seed)
+    (out / "qqp_open.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rng = random.Random(seed + 1)
+    stsb = [
+        {**row, "score": 4.6 if row["duplicate"] else 1.8, "split": rng.choice(("train", "dev"))}
+        for row in rng.sample(rows, len(rows) // 4)
+    ]
+    (out / "stsb_train_dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stsb))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=5)
+    write(parser.parse_args().out, parser.parse_args().seed)
+
+
+if __name__ == "__main__":
+    main()
