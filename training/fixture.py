@@ -38,44 +38,47 @@ ANTONYMS = (("best", "worst"), ("cheapest", "most expensive"), ("fastest", "slow
             ("easiest", "hardest"))  # fmt: skip
 
 
-def _rewording(rng: random.Random, verb: tuple[str, str], obj: str) -> tuple[str, str]:
-    first, second = rng.sample(FRAMES_SAME, 2)
-    return first.format(verb=verb[0], obj=obj), second.format(verb=rng.choice(verb), obj=obj)
-
-
 def pairs(seed: int = 5) -> list[dict[str, object]]:
-    """Labelled pairs: about 40 % duplicates."""
+    """Labelled pairs, each question in one pair only (as the lookup protocol keeps them):
+    about half duplicates; the rest mostly other questions on the same subject, and a
+    minority of look-alikes (another action, a changed number, exchanged names, an
+    antonym)."""
     rng = random.Random(seed)
     rows: list[dict[str, object]] = []
+    seen: set[str] = set()
 
     def add(q1: str, q2: str, duplicate: bool) -> None:
-        rows.append({"q1": q1, "q2": q2, "duplicate": duplicate})
+        if q1 not in seen and q2 not in seen and q1 != q2:
+            seen.update((q1, q2))
+            rows.append({"q1": q1, "q2": q2, "duplicate": duplicate})
 
-    for obj in OBJECTS:
-        for verb in ACTIONS:
-            add(*_rewording(rng, verb, obj), True)
-            other = rng.choice([a for a in ACTIONS if a != verb])
-            frame = rng.choice(FRAMES_SAME)
-            add(frame.format(verb=verb[0], obj=obj), frame.format(verb=other[0], obj=obj), False)
-            thing = rng.choice([o for o in OBJECTS if o != obj])
-            add(frame.format(verb=verb[0], obj=obj), frame.format(verb=verb[0], obj=thing), False)
-    for a in PLACES:
-        for b in PLACES:
-            if a == b:
-                continue
-            add(f"Why did {a} go to war with {b}?", f"Why did {b} go to war with {a}?", False)
+    frames = list(FRAMES_SAME)
+    for i, obj in enumerate(OBJECTS):
+        for j, verb in enumerate(ACTIONS):
+            first, second = frames[(i + j) % 5], frames[(i + j + 1) % 5]
+            add(first.format(verb=verb[0], obj=obj), second.format(verb=verb[1], obj=obj), True)
+        place, elsewhere = PLACES[i % len(PLACES)], PLACES[(i + 5) % len(PLACES)]
+        # look-alikes: another action, another place; then another question on the object
+        add(f"Where can I buy a cheap {obj}?", f"Where can I sell a cheap {obj}?", False)
+        add(f"Is a new {obj} worth it in {place}?", f"Is a new {obj} worth it in {elsewhere}?",
+            False)  # fmt: skip
+        add(f"How long does a {obj} usually last?", f"How much does a new {obj} cost?", False)
+    for i, a in enumerate(PLACES):
+        for b in PLACES[i + 1 :]:
             add(f"What is the distance from {a} to {b}?", f"How far is {a} from {b}?", True)
+            add(f"Why did {a} go to war with {b}?", f"Why did {b} go to war with {a}?", False)
+            add(f"What language do people speak in {a} and {b}?",
+                f"What is the weather like in {b} in winter?", False)  # fmt: skip
         for word, opposite in ANTONYMS:
             add(f"What is the {word} way to travel in {a}?",
-                f"What is the {opposite} way to travel in {a}?", False)  # fmt: skip
-            add(f"What is the {word} way to travel in {a}?",
                 f"Which is the {word} way to get around {a}?", True)  # fmt: skip
+            add(f"What is the {word} month to visit {a}?",
+                f"What is the {opposite} month to visit {a}?", False)  # fmt: skip
     for dose in range(50, 1050, 50):
-        more = dose + rng.choice((50, 100, 200))
-        add(f"Is it safe to take {dose} mg of ibuprofen?",
-            f"Is it safe to take {more} mg of ibuprofen?", False)  # fmt: skip
         add(f"Is it safe to take {dose} mg of ibuprofen?",
             f"Can I safely take {dose} mg of ibuprofen?", True)  # fmt: skip
+        add(f"Is {dose} mg of paracetamol too much?",
+            f"Is {dose + rng.choice((50, 100, 200))} mg of paracetamol too much?", False)  # fmt: skip
     rng.shuffle(rows)
     return rows
 
