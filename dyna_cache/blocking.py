@@ -40,17 +40,21 @@ class SyncSemanticCache:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> None:
-        self.cache = SemanticCache(settings, namespace=namespace, **overrides)
+        self, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> None:  # fmt: skip
+        self.cache = SemanticCache(
+            settings, namespace=namespace, start_degraded=start_degraded, **overrides
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> "SyncSemanticCache":
-        return cls(settings, namespace=namespace, **overrides)
+        cls, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> "SyncSemanticCache":  # fmt: skip
+        return cls(settings, namespace=namespace, start_degraded=start_degraded, **overrides)
 
     def start(self, timeout_s: float = 300.0) -> Self:
         """Start the private loop's thread and the cache on it."""
