@@ -98,6 +98,11 @@ class SyncSemanticCache:
     stats = _blocking(SemanticCache.stats)
     wait_ready = _blocking(SemanticCache.wait_ready)
 
+    def run(self, work: Coroutine[Any, Any, R]) -> R:
+        """Run ``work`` (a coroutine on ``self.cache``, such as ``dyna_cache.chats``'s
+        calls) on the cache's own loop, and wait for it."""
+        return self._run(work)
+
     async def run_async(self, work: Coroutine[Any, Any, R]) -> R:
         """Await ``work`` (one of ``self.cache``'s coroutines) from another event loop: it
         runs on the cache's own loop, the caller's loop is not blocked."""
