@@ -9,7 +9,7 @@ decision stage and tenants. See docs/library.md.
 """
 
 from dyna_cache.blocking import SyncSemanticCache
-from dyna_cache.cache import CallLLM, NotStarted, SemanticCache
+from dyna_cache.cache import CallLLM, NotStarted, RedisUnreachable, SemanticCache
 from dyna_cache.results import Hit, Miss
 from service.errors import CacheError, InvalidInput, NotFound
 from service.settings import Settings
@@ -23,6 +23,7 @@ __all__ = [
     "Miss",
     "NotFound",
     "NotStarted",
+    "RedisUnreachable",
     "SemanticCache",
     "Settings",
     "SyncSemanticCache",

@@ -40,17 +40,21 @@ class SyncSemanticCache:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> None:
-        self.cache = SemanticCache(settings, namespace=namespace, **overrides)
+        self, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> None:  # fmt: skip
+        self.cache = SemanticCache(
+            settings, namespace=namespace, start_degraded=start_degraded, **overrides
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> "SyncSemanticCache":
-        return cls(settings, namespace=namespace, **overrides)
+        cls, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> "SyncSemanticCache":  # fmt: skip
+        return cls(settings, namespace=namespace, start_degraded=start_degraded, **overrides)
 
     def start(self, timeout_s: float = 300.0) -> Self:
         """Start the private loop's thread and the cache on it."""
@@ -93,6 +97,11 @@ class SyncSemanticCache:
     clear = _blocking(SemanticCache.clear)
     stats = _blocking(SemanticCache.stats)
     wait_ready = _blocking(SemanticCache.wait_ready)
+
+    def run(self, work: Coroutine[Any, Any, R]) -> R:
+        """Run ``work`` (a coroutine on ``self.cache``, such as ``dyna_cache.chats``'s
+        calls) on the cache's own loop, and wait for it."""
+        return self._run(work)
 
     async def run_async(self, work: Coroutine[Any, Any, R]) -> R:
         """Await ``work`` (one of ``self.cache``'s coroutines) from another event loop: it

@@ -12,23 +12,26 @@ HTTP on another replica, and the reverse.
 
 import asyncio
 import contextlib
+import difflib
 import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import orjson
+from redis.exceptions import RedisClusterException, RedisError
 
 from dyna_cache.results import Hit, Miss, result_of
-from index.store.connection import STORE_UNAVAILABLE
+from index.store.connection import STORE_UNAVAILABLE, connect
 from service.app import open_runtime
 from service.engine.insights import current_stats
 from service.errors import InvalidInput
 from service.llm.client import LLMReply
 from service.policy.validation import validate_namespace
 from service.runtime import Runtime
-from service.schemas import CacheMode, QueryRequest, TenantSettings, TtlPolicy
+from service.schemas import CacheMode, QueryRequest, ScopeMode, TenantSettings, TtlPolicy
 from service.settings import Settings, default_replica_id
 
 # what ``answer`` calls on a miss: the question in, the answer's text out (a coroutine
@@ -40,6 +43,50 @@ _instances = itertools.count(1)
 
 class NotStarted(RuntimeError):
     """The cache was used before ``start()`` (or ``async with``), or after ``close()``."""
+
+
+class RedisUnreachable(ConnectionError):
+    """``start()`` found no Redis answering at ``redis_url`` (and was not asked to start
+    degraded)."""
+
+
+def check_overrides(overrides: dict[str, Any]) -> None:
+    """Every keyword override must name a setting: the settings ignore unknown names (they
+    read a whole environment), so a misspelt ``treshold=0.01`` would run at the default."""
+    fields = sorted(Settings.model_fields)
+    for name in sorted(overrides):
+        if name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"unknown setting {name!r}{hint}: keyword overrides are the fields of "
+                "dyna_cache.Settings"
+            )
+
+
+def check_texts(texts: dict[str, object], required: tuple[str, ...] = ("prompt",)) -> None:
+    """The texts of a call are ``str`` (``bytes`` are refused, not decoded on a guess);
+    those not ``required`` may be None."""
+    for name, value in texts.items():
+        if not isinstance(value, str) and (value is not None or name in required):
+            raise TypeError(f"{name} must be str, not {type(value).__name__}")
+
+
+async def require_redis(url: str, timeout_s: float) -> None:
+    """Raise ``RedisUnreachable`` unless the Redis at ``url`` answers a PING."""
+    client = connect(url, timeout_s, "dc-start-check")
+    try:
+        await client.ping()
+    except (RedisError, RedisClusterException, OSError) as error:
+        parts = urlsplit(url)  # host and port only: the URL may carry a password
+        raise RedisUnreachable(
+            f"Redis at {parts.hostname}:{parts.port or 6379} does not answer "
+            f"({type(error).__name__}: {error}). Start it or fix redis_url; or pass "
+            "start_degraded=True to start without it (lookups miss and answers pass "
+            "through to your LLM until it answers)."
+        ) from error
+    finally:
+        await client.aclose()
 
 
 def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -69,33 +116,46 @@ class SemanticCache:
     scope (entries of another model or context never serve), ``user`` names the end user
     (with scope ``user``, entries are theirs alone), ``threshold`` overrides the HIT radius,
     ``ttl`` / ``ttl_policy`` set how long a stored answer lives, ``namespace`` chooses the
-    tenant (default: the cache's own)."""
+    tenant (default: the cache's own), ``scope`` (``shared`` or ``user``) this call's scope
+    mode (default: the tenant's, else the settings').
+
+    ``start_degraded``: start even when ``redis_url`` does not answer (lookups miss and
+    ``answer`` passes through until it does); by default ``start()`` raises
+    ``RedisUnreachable``. Keyword overrides are fields of ``Settings`` (another name is a
+    ``TypeError``)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> None:
+        self, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> None:  # fmt: skip
         validate_namespace(namespace)
+        check_overrides(overrides)
         self.settings = library_settings(settings, overrides)
         self.namespace = namespace
+        self.start_degraded = start_degraded
         self._runtime: Runtime | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> "SemanticCache":
+        cls, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> "SemanticCache":  # fmt: skip
         """A cache with the service's settings object (or ``DYNACACHE_*`` from the
         environment), and keyword overrides of its fields."""
-        return cls(settings, namespace=namespace, **overrides)
+        return cls(settings, namespace=namespace, start_degraded=start_degraded, **overrides)
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> Self:
         """Connect (or start the embedded Redis when no ``redis_url`` is set), load the
         embedder and the decision stage, and begin following the index. Lookups work at
-        once: from Redis's KNN until the local index is loaded (``ready``)."""
+        once: from Redis's KNN until the local index is loaded (``ready``). A ``redis_url``
+        that does not answer is ``RedisUnreachable``, unless the cache starts degraded."""
         if self._runtime is not None:
             return self
+        if self.settings.redis_url is not None and not self.start_degraded:
+            await require_redis(self.settings.redis_url, self.settings.redis_background_timeout_s)
         stack = contextlib.AsyncExitStack()
         try:
             self._runtime = await open_runtime(self.settings, stack)
@@ -135,27 +195,36 @@ class SemanticCache:
     async def check(
         self, prompt: str, *, model: str | None = None, context: str | None = None,
         user: str | None = None, threshold: float | None = None,
-        namespace: str | None = None,
+        namespace: str | None = None, scope: ScopeMode | None = None,
     ) -> Hit | Miss:  # fmt: skip
-        """Look ``prompt`` up; never calls an LLM."""
+        """Look ``prompt`` up; never calls an LLM. A question that is not cached (per-user
+        scope and no user named) is a Miss."""
+        check_texts({"prompt": prompt, "model": model, "context": context, "user": user})
         request = QueryRequest(
             prompt=prompt, model=model, context=context, user=user, threshold=threshold,
-            cache="only",
+            cache="only", scope=scope,
         )  # fmt: skip
-        return await self._resolve(request, namespace, None)
+        started = time.perf_counter()
+        try:
+            return await self._resolve(request, namespace, _lookup_only)
+        except _NotLookedUp:  # the query path passes such a question through to an LLM
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            return Miss(self._namespace(namespace), elapsed_ms)
 
     async def answer(
         self, prompt: str, call_llm: CallLLM, *, model: str | None = None,
         context: str | None = None, user: str | None = None, threshold: float | None = None,
         ttl: int | None = None, ttl_policy: TtlPolicy | None = None,
         cache: CacheMode = "default", namespace: str | None = None,
+        scope: ScopeMode | None = None,
     ) -> Hit | Miss:  # fmt: skip
         """A stored answer when one serves; else ``call_llm(prompt)``'s, stored. Identical
         misses in flight (here or on any replica) share one call. ``cache``: ``default``,
         ``refresh`` (call and overwrite), ``bypass`` (call, store nothing)."""
+        check_texts({"prompt": prompt, "model": model, "context": context, "user": user})
         request = QueryRequest(
             prompt=prompt, model=model, context=context, user=user, threshold=threshold,
-            ttl=ttl, ttl_policy=ttl_policy, cache=cache,
+            ttl=ttl, ttl_policy=ttl_policy, cache=cache, scope=scope,
         )  # fmt: skip
 
         async def produce(question: str) -> LLMReply:
@@ -174,15 +243,20 @@ class SemanticCache:
         self, prompt: str, response: str, *, model: str | None = None,
         context: str | None = None, user: str | None = None, ttl: int | None = None,
         ttl_policy: TtlPolicy | None = None, namespace: str | None = None,
-        message: dict[str, Any] | None = None,
+        message: dict[str, Any] | None = None, scope: ScopeMode | None = None,
     ) -> str:  # fmt: skip
         """Keep ``response`` as the answer to ``prompt``; the new entry's id. ``message``:
         the assistant message to keep with it (JSON-able; ``Hit.message`` gives it back;
         default ``{"role": "assistant", "content": response}``)."""
         runtime, ns = self._running(), self._namespace(namespace)
+        check_texts(
+            {"prompt": prompt, "response": response, "model": model, "context": context,
+             "user": user},
+            required=("prompt", "response"),
+        )  # fmt: skip
         request = QueryRequest(
             prompt=prompt, model=model, context=context, user=user, ttl=ttl,
-            ttl_policy=ttl_policy,
+            ttl_policy=ttl_policy, scope=scope,
         )  # fmt: skip
         if message is not None:
             try:
@@ -238,6 +312,14 @@ class SemanticCache:
             request, ns, await self._tenant(ns), produce=produce
         )
         return result_of(ns, resolution)
+
+
+class _NotLookedUp(Exception):
+    """``check`` met a question the query path does not look up."""
+
+
+async def _lookup_only(question: str) -> LLMReply:
+    raise _NotLookedUp(question)
 
 
 def reply_of(

@@ -6,11 +6,15 @@
     set_llm_cache(DynaCacheLLMCache(redis_url="redis://localhost:6379"))
 
 LangChain asks the cache with the prompt and ``llm_string`` (the model and its parameters,
-serialised). The prompt is looked up semantically; ``llm_string`` joins the scope (as the
-entries' model, by its SHA-256), so two models, or one model at two temperatures, never
-share an answer. The generations are kept whole (LangChain's own serialisation, read back
-with an allowlist of its output and message classes only), with the first one's text as the
-entry's response, which the dashboard, the stats and an HTTP client see.
+serialised). ``llm_string`` is the entries' model (by its SHA-256), so two models, or one
+model at two temperatures, never share an answer. The prompt is keyed as the HTTP proxy
+keys a chat (``dyna_cache/chats.py``): a chat model's prompt is its messages, a text
+model's prompt one user message; roles, tool calls and non-text parts are keyed, or bypass,
+exactly as over HTTP. What cannot be keyed (a question with an image, an empty or too long one) is a
+bypass, counted: LangChain calls the model, and the cache never breaks the call. The
+generations are kept whole (LangChain's own serialisation, read back with an allowlist of
+its output and message classes only), with the first one's text as the entry's response,
+which the dashboard, the stats and an HTTP client see.
 
 Audits are off unless asked (``audit_rate``): an audit asks the service's configured LLM
 again, and here LangChain calls the model, not the cache.
@@ -18,6 +22,7 @@ again, and here LangChain calls the model, not the cache.
 
 import hashlib
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -25,16 +30,41 @@ from typing import Any
 from langchain_core._api import LangChainBetaWarning
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.load import Serializable, dumps, loads
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    convert_to_openai_messages,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
 from dyna_cache.blocking import SyncSemanticCache
+from dyna_cache.chats import Chat, check_chat, store_chat
 from dyna_cache.results import Hit
+from index.store.connection import STORE_UNAVAILABLE
+from service.errors import CacheError
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # the classes a stored answer may revive as (never a model, a prompt or a tool)
 _REVIVABLE: list[type[Serializable]] = [
     Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk,
+]  # fmt: skip
+# the classes a chat model's prompt may revive as: its messages
+_MESSAGES: list[type[Serializable]] = [
+    AIMessage, AIMessageChunk, HumanMessage, HumanMessageChunk, SystemMessage,
+    SystemMessageChunk, ToolMessage, ToolMessageChunk, ChatMessage, ChatMessageChunk,
+    FunctionMessage, FunctionMessageChunk,
 ]  # fmt: skip
 MESSAGE_FIELD = "langchain_generations"  # where the stored message keeps the generations
 
@@ -44,33 +74,34 @@ def model_scope(llm_string: str) -> str:
     return "langchain:" + hashlib.sha256(llm_string.encode()).hexdigest()[:40]
 
 
-def question_and_context(prompt: str) -> tuple[str, str | None]:
-    """What is looked up, and what joins the scope. A chat model's prompt is its messages
-    serialised (``[{"lc": 1, ..., "kwargs": {"content": ...}}, ...]``): the last message's
-    text is the question, the messages before it (system prompt, history) the context, so
-    that the JSON around the text does not make unrelated questions look alike and two
-    conversations share only what they share whole. A text model's prompt is the question."""
+def chat_of(prompt: str, llm_string: str) -> Chat | None:
+    """LangChain's prompt as a Chat Completions body, to be keyed as the proxy keys one: a
+    chat model's prompt (its messages, serialised) as those messages, a text model's prompt
+    as one user message. None: serialised messages that do not revive (not cached)."""
+    model = model_scope(llm_string)
+    if not _serialised_objects(prompt):
+        return {"model": model, "messages": [{"role": "user", "content": prompt}]}
     try:
-        messages = json.loads(prompt)
+        with warnings.catch_warnings():  # "loads is in beta": ours to know, not the user's
+            warnings.simplefilter("ignore", LangChainBetaWarning)
+            messages = loads(prompt, allowed_objects=_MESSAGES)
+        return {"model": model, "messages": convert_to_openai_messages(messages)}
+    except (ValueError, TypeError, KeyError, NotImplementedError) as error:
+        log.debug("a chat prompt that does not revive: %s", error)
+        return None
+
+
+def _serialised_objects(prompt: str) -> bool:
+    """``prompt`` is a list of LangChain's serialised objects (a chat model's prompt)."""
+    if not prompt.startswith("[{"):
+        return False
+    try:
+        value = json.loads(prompt)
     except ValueError:
-        return prompt, None
-    if not isinstance(messages, list) or not messages:
-        return prompt, None
-    texts: list[tuple[str, str]] = []
-    for message in messages:
-        kwargs = message.get("kwargs") if isinstance(message, dict) else None
-        if not isinstance(kwargs, dict):
-            return prompt, None
-        content = kwargs.get("content", "")
-        text = content if isinstance(content, str) else json.dumps(content, sort_keys=True)
-        texts.append((str(kwargs.get("type", "")), text))
-    *earlier, (_, question) = texts
-    if not question.strip():
-        return prompt, None
-    if not earlier:
-        return question, None
-    # by digest: a long history must not run into the prompt length limit
-    return question, "messages:" + hashlib.sha256(json.dumps(earlier).encode()).hexdigest()
+        return False
+    return isinstance(value, list) and all(
+        isinstance(item, dict) and item.get("lc") == 1 for item in value
+    )
 
 
 def generations_of(hit: Hit) -> list[Generation]:
@@ -97,48 +128,51 @@ def stored_message(return_val: Sequence[Generation]) -> tuple[str, dict[str, Any
 
 class DynaCacheLLMCache(BaseCache):
     """LangChain's ``BaseCache`` over an in-process Dyna-Cache replica. Takes the
-    service's settings and keyword overrides, as ``SemanticCache`` does, and a namespace."""
+    service's settings and keyword overrides, as ``SemanticCache`` does, a namespace, and
+    ``start_degraded`` (start even when Redis does not answer: every call then passes
+    through to the model)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default", **overrides: Any
-    ) -> None:
+        self, settings: Settings | None = None, *, namespace: str = "default",
+        start_degraded: bool = False, **overrides: Any,
+    ) -> None:  # fmt: skip
         overrides.setdefault("audit_rate", 0.0)
-        self.cache = SyncSemanticCache(settings, namespace=namespace, **overrides).start()
+        self.cache = SyncSemanticCache(
+            settings, namespace=namespace, start_degraded=start_degraded, **overrides
+        ).start()
 
     def close(self) -> None:
         self.cache.close()
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        question, context = question_and_context(prompt)
-        found = self.cache.check(question, model=model_scope(llm_string), context=context)
-        return generations_of(found) if isinstance(found, Hit) else None
+        return self.cache.run(self._lookup(prompt, llm_string))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        question, context = question_and_context(prompt)
-        text, message = stored_message(return_val)
-        self.cache.store(
-            question, text, model=model_scope(llm_string), context=context, message=message
-        )
+        self.cache.run(self._update(prompt, llm_string, return_val))
 
     def clear(self, **kwargs: Any) -> None:
         """Delete every entry of the namespace (``namespace=`` another one)."""
         self.cache.clear(namespace=kwargs.get("namespace"))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        question, context = question_and_context(prompt)
-        found = await self.cache.run_async(
-            self.cache.cache.check(question, model=model_scope(llm_string), context=context)
-        )
-        return generations_of(found) if isinstance(found, Hit) else None
+        return await self.cache.run_async(self._lookup(prompt, llm_string))
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        question, context = question_and_context(prompt)
-        text, message = stored_message(return_val)
-        await self.cache.run_async(
-            self.cache.cache.store(
-                question, text, model=model_scope(llm_string), context=context, message=message
-            )
-        )
+        await self.cache.run_async(self._update(prompt, llm_string, return_val))
 
     async def aclear(self, **kwargs: Any) -> None:
         await self.cache.run_async(self.cache.cache.clear(namespace=kwargs.get("namespace")))
+
+    async def _lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        found = await check_chat(self.cache.cache, chat_of(prompt, llm_string))
+        return generations_of(found) if isinstance(found, Hit) else None
+
+    async def _update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Keep the generations (nothing for a chat that is not cached). A store that fails
+        (Redis not answering, an answer past the size limit) is logged, never raised: the
+        model's answer stands."""
+        text, message = stored_message(return_val)
+        try:
+            await store_chat(self.cache.cache, chat_of(prompt, llm_string), text, message)
+        except (CacheError, *STORE_UNAVAILABLE) as error:
+            log.warning("LangChain's answer was not stored (%s): %s", type(error).__name__, error)

@@ -20,11 +20,12 @@ from dyna_cache import (
     Miss,
     NotFound,
     NotStarted,
+    RedisUnreachable,
     SemanticCache,
     SyncSemanticCache,
 )
 from index.store import keys
-from service.embedded_redis import EmbeddedRedis
+from service.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,3 +192,75 @@ with SyncSemanticCache(pair_model="off") as cache:
         assert hit["status"] == "HIT" and hit["entry_id"] == told["entry_id"]  # library → HTTP
         assert hit["response"] == "100 degrees C at sea level"
     assert not (tmp_path / "models").exists() and str(ROOT) not in str(tmp_path)
+
+
+# -- what the library refuses, and what it lets a call choose ----------------------------------
+
+
+def test_an_unknown_setting_is_an_error_never_ignored(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
+    """A misspelt override used to run at the default (``treshold=0.01`` at 0.35)."""
+    with pytest.raises(TypeError, match="'treshold' \\(did you mean 'threshold'\\?\\)"):
+        SemanticCache(make_settings(redis_server.url), treshold=0.01)
+    with pytest.raises(TypeError, match="treshold"):
+        SemanticCache(treshold=0.01)  # the settings from the environment
+    with pytest.raises(TypeError, match="no_such_setting"):
+        SyncSemanticCache.from_settings(no_such_setting=1)
+    assert SemanticCache(make_settings(redis_server.url), threshold=0.01).settings.threshold == 0.01
+
+
+async def test_a_redis_that_does_not_answer_fails_start_unless_asked_to_start_degraded(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
+    port = free_port()
+    settings = make_settings(f"redis://:secret@127.0.0.1:{port}")
+    cache = SemanticCache(settings)
+    with pytest.raises(RedisUnreachable, match=f"127.0.0.1:{port} does not answer") as refused:
+        await cache.start()
+    assert "secret" not in str(refused.value) and "start_degraded" in str(refused.value)
+    with pytest.raises(NotStarted):  # nothing was started
+        await cache.check("What is the capital of France?")
+    async with SemanticCache(settings, start_degraded=True) as degraded:
+        assert isinstance(await degraded.check("What is the capital of France?"), Miss)
+        passed = await degraded.answer("What is the capital of France?", lambda q: "Paris.")
+        assert isinstance(passed, Miss) and passed.response == "Paris." and passed.entry_id is None
+
+
+async def test_bytes_are_refused_not_decoded(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
+    async with SemanticCache(make_settings(redis_server.url)) as cache:
+        with pytest.raises(TypeError, match="prompt must be str, not bytes"):
+            await cache.check(b"What is the capital of France?")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="prompt must be str"):
+            await cache.answer(b"Who wrote Hamlet?", lambda q: "Shakespeare.")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="response must be str"):
+            await cache.store("Who wrote Hamlet?", b"Shakespeare.")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="context must be str"):
+            await cache.check("Who wrote it?", context=b"Hamlet")  # type: ignore[arg-type]
+        assert not list(redis_client.scan_iter("dc:e:*"))  # nothing was stored
+
+
+async def test_one_call_can_make_its_question_personal(
+    redis_server: Server, redis_client: redis.Redis
+) -> None:
+    """In a shared namespace, ``scope="user"`` keeps one answer to its user alone."""
+    async with SemanticCache(make_settings(redis_server.url)) as cache:
+        question = "What is my account balance?"
+        await cache.store(question, "Alice has 120 euros.", user="alice", scope="user")
+        mine = await cache.check(question, user="alice", scope="user")
+        assert isinstance(mine, Hit) and mine.response == "Alice has 120 euros."
+        assert isinstance(await cache.check(question, user="bob", scope="user"), Miss)
+        assert isinstance(await cache.check(question), Miss)  # not shared with everyone
+        # personal and nobody named: not cached, and a check never asks an LLM
+        nobody = await cache.check(question, scope="user")
+        assert isinstance(nobody, Miss) and nobody.response is None
+        answered = await cache.answer(question, lambda q: "Bob has 3 euros.", user="bob",
+                                      scope="user")  # fmt: skip
+        assert isinstance(answered, Miss) and answered.entry_id is not None
+        assert (await cache.check(question, user="bob", scope="User")).response == (
+            "Bob has 3 euros."
+        )
+        with pytest.raises(InvalidInput, match="name the user"):
+            await cache.store(question, "Nobody's.", scope="user")
