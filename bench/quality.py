@@ -45,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from bench.traps import traps
+from index.model_paths import resolved
 from index.policy.distance import DEFAULT_THRESHOLD
+from index.policy.pair_model import META_NAME
 from index.policy.rules import refused_by_rule
 from training.pair_data import (
     DuplicateClusters,
@@ -242,6 +244,23 @@ def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return out
 
 
+def record_dev(model_dir: Path, results: dict[str, Any], source: str, pairs: int) -> None:
+    """Write the pair model's dev figures (served, over the seeds) into its metadata: the
+    shipped artifact carries what was measured of it on data it never saw."""
+    stage = results["stages"]["pair_model"]
+    meta_file = model_dir / META_NAME
+    meta = json.loads(meta_file.read_text())
+    meta["dev"] = {
+        "source": source,
+        "samples": len(stage["qqp_dev"]["runs"]),
+        "pairs_per_sample": pairs,
+        "qqp_dev": stage["qqp_dev"]["served"],
+        "stsb_dev": stage["stsb"]["served"],
+        "traps_served": stage["traps"]["served_share"],
+    }
+    meta_file.write_text(json.dumps(meta, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=2000)
@@ -319,6 +338,9 @@ def main() -> None:
         **results,
     })  # fmt: skip
     plot(results["stages"], RESULTS / f"{args.out}.png")
+    shipped = resolved(Path("models/pair")).resolve()
+    if "pair_model" in args.stages.split(",") and args.pair_model.resolve() == shipped:
+        record_dev(shipped, results, f"bench/results/{args.out}.json", args.pairs)
 
 
 if __name__ == "__main__":
