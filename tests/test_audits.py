@@ -343,3 +343,51 @@ def test_an_entry_learns_how_far_it_is_right_and_is_served_that_far_past_the_thr
     beyond = "Paris or Lyon: which is the capital of France?"
     if distances[beyond] > distances[far]:  # outside the verified radius: not vouched
         assert second.query(beyond, cache="only", threshold=0.01).json()["status"] == "MISS"
+
+
+def test_a_client_report_never_widens_what_the_bound_serves(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    """A right report is a client's word, not a check: counted as a report (as far as the
+    search reach), it never widens the entry's verified radius and is no evidence for the
+    bound. Else one report about "zebra" let the vouched group, opened by other entries'
+    evidence, serve this entry to any question inside the search reach."""
+    service = audited(start_service, meaning, max_wrong_rate=0.5)
+    stored = service.query("What is the capital of France?").json()
+    entry_id = stored["entry_id"]
+    entry = keys.entry_key("default", entry_id)
+    zebra = service.http.post(
+        "/v1/feedback", json={"entry_id": entry_id, "prompt": "zebra", "correct": True}
+    )
+    assert zebra.status_code == 200 and zebra.json()["distance"] > 1
+    assert redis_client.hget(entry, "vf_radius") is None  # not widened by a report
+    assert redis_client.hget(entry, "fb_right") is None  # beyond the search reach: nothing
+    assert redis_client.llen(keys.feedback_key("default", entry_id)) == 1  # kept, as said
+    near = {"entry_id": entry_id, "prompt": "Tell me the capital of France", "correct": True}
+    assert service.http.post("/v1/feedback", json=near).status_code == 200
+    assert redis_client.hget(entry, "fb_right") == b"1"  # a report, inside the reach
+    assert redis_client.hget(entry, "vf_radius") is None  # nor is it a check
+    assert redis_client.hget(entry, "au_right") is None
+    assert not redis_client.exists(keys.audit_key("default"))  # no evidence for the bound
+    # plenty of evidence, from elsewhere: the vouched group and the bands up to 0.35 open
+    evidence = {f"evidence:{VOUCHED}": 150, "evidence:<0.35": 1000}
+    redis_client.hset(keys.audit_key("default"), mapping=evidence)
+    wait_until(
+        lambda: service.query(near["prompt"], cache="only").json()["status"] == "HIT", 10,
+        message="the bound's evidence read",
+    )  # fmt: skip
+    other = service.query("What is the population of France?", cache="only").json()
+    assert 0.35 < other["distance"] < service.settings.learn_radius  # inside the reach
+    assert other["status"] == "MISS"  # no check found the entry right that far out
+
+
+@pytest.mark.parametrize("loose", ["yes", "true", 1, 0, None])
+def test_a_report_says_right_or_wrong_as_a_json_boolean(
+    service: CacheService, loose: object
+) -> None:
+    entry_id = service.query("What is the capital of France?").json()["entry_id"]
+    report = {"entry_id": entry_id, "prompt": "Tell me the capital of France", "correct": loose}
+    refused = service.http.post("/v1/feedback", json=report)
+    assert refused.status_code == 422, refused.text
+    assert service.http.post("/v1/feedback", json={**report, "correct": True}).status_code == 200

@@ -6,14 +6,14 @@ HIT's answer and its latency never change. The fresh answer is compared with the
 (the same normal form, else their embeddings' cosine at least ``audit_answer_cut``, or,
 with ``audit_check="llm"``, the upstream's own yes/no on whether both answer it alike); the
 verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
-``wrong_answer_rate``, with its 95 % interval) and on the entry, and it feeds the entry's
-feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
-kept as a positive. Audits are a random sample of the HITs, repeats included: the first
-audit of an (entry, query) pair calls the LLM and keeps its verdict, a later HIT of the
-same pair drawn for audit is counted again with it at no cost (deduplicating the pairs
-instead biased the sample toward rare questions: the estimate read 28 % where 13 % of the
-served semantic HITs were wrong). At most ``audit_max_per_s`` per namespace; the calls
-are counted as LLM calls and cost.
+``wrong_answer_rate``, with its 95 % interval) and on the entry, and the entry learns from
+it (``service/engine/feedback.py``): a wrong audit narrows the entry's radius as a wrong
+report does, a right one widens its verified radius. Audits are a random sample of the
+HITs, repeats included: the first audit of an (entry, query) pair calls the LLM and keeps
+its verdict, a later HIT of the same pair drawn for audit is counted again with it at no
+cost (deduplicating the pairs instead biased the sample toward rare questions: the
+estimate read 28 % where 13 % of the served semantic HITs were wrong). At most
+``audit_max_per_s`` per namespace; the calls are counted as LLM calls and cost.
 
 With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
 as far as the audits show it holds (``service/policy/wrong_rate.served_radius``); a
@@ -42,7 +42,6 @@ from service.errors import CacheError
 from service.keying.normalise import normalise_prompt
 from service.llm.client import LLMClient, UpstreamFailed, UpstreamTimedOut, complete
 from service.policy.wrong_rate import band_of, evidence_group, served_radius, vouched_open
-from service.schemas import FeedbackIn
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 
@@ -177,10 +176,9 @@ class Auditor:
             group = await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
             if stored_as is not None:
                 await self.store.audits.mark_withheld(ns, stored_as, group, right)
-            # the entry learns from it: a wrong audit narrows its radius to this query's
-            await self.feedback.record(
-                ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right), distance
-            )
+            # the entry learns from it: a wrong audit narrows its radius to this query's, a
+            # right one widens its verified radius
+            await self.feedback.learn(ns, entry.entry_id, right, distance)
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)
         except Exception:  # an audit never takes anything down with it

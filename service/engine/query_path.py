@@ -193,10 +193,9 @@ class QueryPath:
         """A lookup with the request's choices, else the tenant's, else the service's. With
         a decision stage in force (pair model, verifier), the threshold is the radius inside
         which candidates are judged."""
-        default_threshold, cut = self.settings.threshold, None
+        cut = None
         judge = self.decision.judge
         if judge is not None:
-            default_threshold = first_set(self.settings.verifier_radius, judge.radius)
             cut = first_set(
                 verifier_cut,
                 tenant.verifier_cut if tenant else None,
@@ -207,7 +206,7 @@ class QueryPath:
             ns=ns,
             key=key,
             model=model or "",
-            threshold=resolve_threshold(threshold, effective_threshold(default_threshold, tenant)),
+            threshold=self._threshold(threshold, tenant, judge),
             retention=retention_for(self.settings, tenant, ttl, ttl_policy),
             mode="refresh" if control.no_cache and mode == "default" else mode,
             control=control,
@@ -220,6 +219,22 @@ class QueryPath:
                 self.settings.max_wrong_rate,
             ),
         )
+
+    def _threshold(
+        self, asked: float | None, tenant: TenantSettings | None, judge: Judge | None
+    ) -> float:
+        """The request's threshold, else the tenant's, else the service's (with ``judge``
+        in force, the radius inside which it judges)."""
+        default = self.settings.threshold
+        if judge is not None:
+            default = first_set(self.settings.verifier_radius, judge.radius)
+        return resolve_threshold(asked, effective_threshold(default, tenant))
+
+    def reach(self, tenant: TenantSettings | None) -> float:
+        """How far this tenant's lookups look at candidates unless a request sets its own
+        threshold: the threshold in force, and ``learn_radius`` (as far as a lookup under a
+        bound looks; any request may name a bound)."""
+        return max(self._threshold(None, tenant, self.decision.judge), self.settings.learn_radius)
 
     def request_probe(
         self,
