@@ -103,8 +103,9 @@ def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Se
             update={"replica_id": f"{default_replica_id()}-lib{next(_instances)}"}
         )
     if chosen.llm == "simulated" and "audit_rate" not in overrides:
-        # an audit asks the configured LLM again: with none configured it would compare
-        # made-up answers, so a library without an LLM does not audit
+        # an audit calls the application's ``call_llm`` again, in the background (and an
+        # LLM judge, audit_check="llm", asks the configured LLM): a library that names no
+        # LLM audits only when asked
         chosen = chosen.model_copy(update={"audit_rate": 0.0})
     return chosen
 
@@ -308,8 +309,10 @@ class SemanticCache:
         produce: Callable[[str], Awaitable[LLMReply]] | None,
     ) -> Hit | Miss:
         runtime, ns = self._running(), self._namespace(namespace)
+        # an audit sends the MISS's call again: ``call_llm``'s; without one (``check``) the
+        # request the application sends its LLM is unknown, and a HIT is not audited
         resolution = await runtime.queries.answer(
-            request, ns, await self._tenant(ns), produce=produce
+            request, ns, await self._tenant(ns), produce=produce, replayable=produce is not None
         )
         return result_of(ns, resolution)
 

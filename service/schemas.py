@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from index.policy.distance import MAX_DISTANCE
 
@@ -173,7 +173,8 @@ class KeyIssued(BaseModel):
 class FeedbackIn(_Strict):
     entry_id: str = Field(description="The entry that was served (X-Cache-Entry).")
     prompt: str = Field(min_length=1, description="The query it was served for.")
-    correct: bool = Field(description="Was the served answer right for that query?")
+    # a JSON boolean: "yes", "true" or 1 is a 422, never read as true
+    correct: StrictBool = Field(description="Was the served answer right for that query?")
 
 
 class FeedbackOut(BaseModel):

@@ -11,7 +11,7 @@ and ``tool``."""
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -269,13 +269,20 @@ class MeaningUpstream(ServerThread):
     """An OpenAI-compatible upstream that answers by meaning: ``answers(question)`` gives
     the variants of a question's answer (one meaning, several wordings), and each call
     answers with one of them at random, so an exact comparison of answers is not enough.
-    ``topics`` builds such a function from topic words. It records the questions asked."""
+    ``topics`` builds such a function from topic words. A system prompt named in
+    ``instructed`` is obeyed: its own function answers (an answer in another language, say).
+    It records the questions asked, and each request's body."""
 
-    def __init__(self, answers: Callable[[str], list[str]], seed: int = 3) -> None:
+    def __init__(
+        self, answers: Callable[[str], list[str]], seed: int = 3,
+        instructed: Mapping[str, Callable[[str], list[str]]] | None = None,
+    ) -> None:  # fmt: skip
         import random
 
         self.answers = answers
+        self.instructed = dict(instructed or {})
         self.asked: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
         rng = random.Random(seed)
         app = FastAPI()
 
@@ -284,7 +291,10 @@ class MeaningUpstream(ServerThread):
             body = await request.json()
             question = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
             self.asked.append(question)
-            text = rng.choice(self.answers(question))
+            self.bodies.append(body)
+            system = [m["content"] for m in body["messages"] if m["role"] == "system"]
+            answers = self.instructed.get(system[0], self.answers) if system else self.answers
+            text = rng.choice(answers(question))
             return JSONResponse({
                 "id": f"chatcmpl-{len(self.asked)}", "object": "chat.completion", "created": 1,
                 "model": body.get("model", "meaning"),

@@ -23,7 +23,7 @@ from service.policy.wrong_rate import (
     vouched_open,
     wilson,
 )
-from tests.fake_upstream import MeaningUpstream
+from tests.fake_upstream import FakeUpstream, MeaningUpstream
 from tests.helpers import CacheService, wait_until
 
 ANSWERS = {
@@ -122,10 +122,9 @@ def test_audits_off_and_the_namespace_budget(
     budget.query("France's capital city is which?")
     budget.query("Name the capital city of France")
     wait_until(lambda: rate_of(budget)["audits"] == 1, 15, message="one audit")
-    wait_until(
-        lambda: "dynacache_audits_skipped_total 2.0" in budget.http.get("/metrics").text, 15,
-        message="the others skipped",
-    )  # fmt: skip
+    skipped = 'dynacache_audits_skipped_total{reason="budget"} 2.0'
+    wait_until(lambda: skipped in budget.http.get("/metrics").text, 15,
+               message="the others skipped")  # fmt: skip
     assert meaning.asked[0] == "What is the capital of France?" and len(meaning.asked) == 2
 
 
@@ -343,3 +342,136 @@ def test_an_entry_learns_how_far_it_is_right_and_is_served_that_far_past_the_thr
     beyond = "Paris or Lyon: which is the capital of France?"
     if distances[beyond] > distances[far]:  # outside the verified radius: not vouched
         assert second.query(beyond, cache="only", threshold=0.01).json()["status"] == "MISS"
+
+
+def test_a_client_report_never_widens_what_the_bound_serves(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    """A right report is a client's word, not a check: counted as a report (as far as the
+    search reach), it never widens the entry's verified radius and is no evidence for the
+    bound. Else one report about "zebra" let the vouched group, opened by other entries'
+    evidence, serve this entry to any question inside the search reach."""
+    service = audited(start_service, meaning, max_wrong_rate=0.5)
+    stored = service.query("What is the capital of France?").json()
+    entry_id = stored["entry_id"]
+    entry = keys.entry_key("default", entry_id)
+    zebra = service.http.post(
+        "/v1/feedback", json={"entry_id": entry_id, "prompt": "zebra", "correct": True}
+    )
+    assert zebra.status_code == 200 and zebra.json()["distance"] > 1
+    assert redis_client.hget(entry, "vf_radius") is None  # not widened by a report
+    assert redis_client.hget(entry, "fb_right") is None  # beyond the search reach: nothing
+    assert redis_client.llen(keys.feedback_key("default", entry_id)) == 1  # kept, as said
+    near = {"entry_id": entry_id, "prompt": "Tell me the capital of France", "correct": True}
+    assert service.http.post("/v1/feedback", json=near).status_code == 200
+    assert redis_client.hget(entry, "fb_right") == b"1"  # a report, inside the reach
+    assert redis_client.hget(entry, "vf_radius") is None  # nor is it a check
+    assert redis_client.hget(entry, "au_right") is None
+    assert not redis_client.exists(keys.audit_key("default"))  # no evidence for the bound
+    # plenty of evidence, from elsewhere: the vouched group and the bands up to 0.35 open
+    evidence = {f"evidence:{VOUCHED}": 150, "evidence:<0.35": 1000}
+    redis_client.hset(keys.audit_key("default"), mapping=evidence)
+    wait_until(
+        lambda: service.query(near["prompt"], cache="only").json()["status"] == "HIT", 10,
+        message="the bound's evidence read",
+    )  # fmt: skip
+    other = service.query("What is the population of France?", cache="only").json()
+    assert 0.35 < other["distance"] < service.settings.learn_radius  # inside the reach
+    assert other["status"] == "MISS"  # no check found the entry right that far out
+
+
+@pytest.mark.parametrize("loose", ["yes", "true", 1, 0, None])
+def test_a_report_says_right_or_wrong_as_a_json_boolean(
+    service: CacheService, loose: object
+) -> None:
+    entry_id = service.query("What is the capital of France?").json()["entry_id"]
+    report = {"entry_id": entry_id, "prompt": "Tell me the capital of France", "correct": loose}
+    refused = service.http.post("/v1/feedback", json=report)
+    assert refused.status_code == 422, refused.text
+    assert service.http.post("/v1/feedback", json={**report, "correct": True}).status_code == 200
+
+
+FRENCH = {
+    "france": ["Paris est la capitale de la France, sur la Seine, depuis des siècles.",
+               "La capitale de la France est Paris, une ville au bord de la Seine."],
+}  # fmt: skip
+IN_FRENCH = "Answer in French."
+
+
+def under_system_prompt(api: str, question: str, system: str) -> tuple[str, dict[str, Any]]:
+    """A request of ``api`` asking ``question`` under ``system``: its path and body."""
+    if api == "messages":
+        turns = [{"role": "user", "content": question}]
+        return "/v1/messages", {"model": "meaning", "system": system, "messages": turns,
+                                "max_tokens": 200}  # fmt: skip
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    return "/v1/chat/completions", {"model": "meaning", "messages": messages, "temperature": 0}
+
+
+@pytest.mark.parametrize(
+    ("api", "streamed"), [("chat", False), ("chat", True), ("messages", False)]
+)
+def test_an_audit_replays_the_request_that_was_served(
+    start_service: Callable[..., CacheService], api: str, streamed: bool
+) -> None:
+    """A HIT served under the system prompt "Answer in French." is audited by asking that
+    request again (system prompt, model, parameters), not the bare question: the English
+    answer to the bare question differs from the French one served, and the audit would
+    count the right HIT wrong and narrow its entry."""
+    french = MeaningUpstream.topics(FRENCH)
+    with MeaningUpstream(MeaningUpstream.topics(ANSWERS), instructed={IN_FRENCH: french}) as up:
+        service = audited(start_service, up)
+        path, body = under_system_prompt(api, "What is the capital of France?", IN_FRENCH)
+        assert service.http.post(path, json=body).headers["x-cache"] == "MISS"
+        paraphrase = "Tell me the capital of France"
+        path, asked = under_system_prompt(api, paraphrase, IN_FRENCH)
+        hit = service.http.post(path, json={**asked, "stream": streamed})
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+        wait_until(lambda: rate_of(service)["audits"] == 1, 15, message="the audit is counted")
+        assert rate_of(service)["wrong"] == 0
+        replayed = up.bodies[-1]
+        assert replayed["messages"] == [{"role": "system", "content": IN_FRENCH},
+                                        {"role": "user", "content": paraphrase}]  # fmt: skip
+        assert replayed["model"] == "meaning" and "stream" not in replayed
+        if api == "chat":
+            assert replayed["temperature"] == 0
+        again = service.http.post(path, json=asked)  # the entry was not narrowed
+        assert again.headers["x-cache"] == "HIT"
+
+
+def test_an_audit_asks_in_the_api_of_the_request(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream
+) -> None:
+    """A Responses HIT is audited through the Responses API, with the request's own body."""
+    service = start_service(
+        llm="openai", openai_base_url=upstream.base_url, openai_api_key="sk-test",
+        openai_model="fake-model", llm_max_retries=0, audit_rate=1.0, audit_max_per_s=100,
+    )  # fmt: skip
+    body = {"model": "fake-model", "instructions": IN_FRENCH, "temperature": 0,
+            "input": "What is the capital of France?"}  # fmt: skip
+    assert service.http.post("/v1/responses", json=body).headers["x-cache"] == "MISS"
+    asked = {**body, "input": "Tell me the capital of France"}
+    assert service.http.post("/v1/responses", json=asked).headers["x-cache"] == "HIT"
+    wait_until(lambda: len(upstream.requests) == 2, 15, message="the audit asked")
+    assert upstream.requests[1] == {**asked, "stream": False}
+
+
+def test_a_withheld_candidate_is_compared_with_the_answer_to_its_own_request(
+    start_service: Callable[..., CacheService],
+) -> None:
+    """Under a bound with no evidence yet, a chat paraphrase under "Answer in French." is a
+    MISS; the candidate it withheld is compared with that MISS's own answer (in French), not
+    with an answer to the bare question, and is found right."""
+    french = MeaningUpstream.topics(FRENCH)
+    with MeaningUpstream(MeaningUpstream.topics(ANSWERS), instructed={IN_FRENCH: french}) as up:
+        service = audited(start_service, up, audit_rate=0.0, max_wrong_rate=0.05)
+        path, body = under_system_prompt("chat", "What is the capital of France?", IN_FRENCH)
+        assert service.http.post(path, json=body).headers["x-cache"] == "MISS"
+        path, asked = under_system_prompt("chat", "Tell me the capital of France", IN_FRENCH)
+        withheld = service.http.post(path, json=asked)
+        assert withheld.headers["x-cache"] == "MISS"
+        wait_until(lambda: rate_of(service)["bound_evidence"], 15, message="compared")
+        [evidence] = rate_of(service)["bound_evidence"].values()
+        assert (evidence["audits"], evidence["wrong"]) == (1, 0)
+        assert len(up.bodies) == 2  # the two MISSes' calls, nothing more

@@ -215,3 +215,35 @@ def test_cache_control_parsing_and_freshness() -> None:
     assert control.fresh_enough(59.9) and not control.fresh_enough(60.1)
     assert parse_cache_control("no-cache").no_cache
     assert parse_cache_control(None).fresh_enough(1e9)
+
+
+async def test_a_hit_is_audited_by_sending_its_own_request_again_or_not_at_all(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    """The audit of a HIT sends what a MISS of the same lookup would have sent (the probe's
+    replay), never a question of its own making; a lookup with nothing to replay is not
+    audited, and is counted as such."""
+    async with engine(redis_server, audit_rate=1.0, audit_max_per_s=100) as runtime:
+        queries, auditor = runtime.queries, runtime.queries.auditor
+        assert auditor is not None
+        await stored(queries, STORED, "Use the reset link.")
+        sent: list[str] = []
+
+        async def replay() -> LLMReply:
+            sent.append("the served request")
+            return LLMReply("Use the reset link.", 1.0, "", {"role": "assistant"})
+
+        async def never() -> LLMReply:
+            raise AssertionError("a HIT calls no LLM")
+
+        hit = await queries.resolve(probe_for(queries, PARAPHRASE, replay=replay), never)
+        assert hit.status == "HIT" and hit.distance
+        await auditor.settle()
+        assert sent == ["the served request"]
+        other = await queries.resolve(probe_for(queries, "How could I reset my password?"), never)
+        assert other.status == "HIT" and other.distance
+        await auditor.settle()
+        skipped = runtime.telemetry.metrics.registry.get_sample_value(
+            "dynacache_audits_skipped_total", {"reason": "unreplayable"}
+        )
+        assert skipped == 1 and sent == ["the served request"]

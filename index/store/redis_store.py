@@ -247,19 +247,28 @@ class RedisStore:
         correct: bool,
         radius: float,
         report: dict[str, Any],
-        distance: float = 0.0,
+        counted: bool = True,
     ) -> tuple[bool, float | None]:
-        """Keep a report on an entry's hit; a wrong one narrows the entry's feedback radius
-        to ``radius`` (never widens it), a right one widens its verified radius to
-        ``distance`` (never narrows it). ``(entry exists, its feedback radius)``."""
+        """Keep a client's report on an entry's hit: a wrong one narrows the entry's
+        feedback radius to ``radius`` (never widens it), a right one is counted when
+        ``counted`` (it never widens what is served). ``(entry exists, its feedback
+        radius)``."""
         result = await self.scripts.record_feedback(
             keys=[keys.entry_key(ns, entry_id), keys.feedback_key(ns, entry_id)],
-            args=["1" if correct else "0", radius, orjson.dumps(report), distance],
+            args=["1" if correct else "0", radius, orjson.dumps(report), "1" if counted else "0"],
         )
-        if result is None:
-            return False, None
-        text = as_text(result)
-        return True, float(text) if text else None
+        return _feedback_radius(result)
+
+    async def record_check(
+        self, ns: str, entry_id: str, right: bool, distance: float
+    ) -> tuple[bool, float | None]:
+        """Keep the service's own check of an entry's answer: a right one widens its
+        verified radius to ``distance`` (never narrows it), a wrong one narrows its feedback
+        radius to ``distance`` (never widens it). ``(entry exists, its feedback radius)``."""
+        result = await self.scripts.record_check(
+            keys=[keys.entry_key(ns, entry_id)], args=["1" if right else "0", distance]
+        )
+        return _feedback_radius(result)
 
     async def delete(self, ns: str, entry_id: str) -> int | None:
         """Delete one entry; its delete seq, or None when the namespace has no such entry."""
@@ -367,3 +376,11 @@ class RedisStore:
         with contextlib.suppress(ResponseError):  # another replica renamed it first
             await self.client.rename(keys.LEGACY_SEQUENCE, f"{keys.LEGACY_SEQUENCE}:adopted")
         log.info("per-namespace sequences start at %d for %d namespace(s)", legacy, len(namespaces))
+
+
+def _feedback_radius(result: Any) -> tuple[bool, float | None]:
+    """A feedback script's answer: whether the entry exists, and its feedback radius."""
+    if result is None:
+        return False, None
+    text = as_text(result)
+    return True, float(text) if text else None

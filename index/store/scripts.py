@@ -30,6 +30,7 @@ class Scripts:
     announce_flush: AsyncScript
     touch_entry: AsyncScript
     record_feedback: AsyncScript
+    record_check: AsyncScript
     release_lock: AsyncScript
     renew_lock: AsyncScript
     take_token: AsyncScript

@@ -2,13 +2,20 @@
 
 A share of the semantic HITs (``audit_rate``, per tenant; exact repeats are right by
 definition) is asked of the LLM again in the background, after the HIT was answered: the
-HIT's answer and its latency never change. The fresh answer is compared with the served one
-(the same normal form, else their embeddings' cosine at least ``audit_answer_cut``, or,
-with ``audit_check="llm"``, the upstream's own yes/no on whether both answer it alike); the
-verdict is counted in Redis per namespace and distance band (``/v1/stats``'s
-``wrong_answer_rate``, with its 95 % interval) and on the entry, and it feeds the entry's
-feedback: a wrong audit narrows the entry's radius as a wrong report does, a right one is
-kept as a positive. Audits are a random sample of the HITs, repeats included: the first
+HIT's answer and its latency never change. The audit replays the request that was served,
+as a MISS of it would have sent it (``Probe.replay``: system and developer prompts, earlier
+turns, model, parameters, in the client API's own body, through the same client); a bare
+question would be another request, whose answer may differ from a right one (one asked for
+in another language, say). A HIT whose request cannot be replayed is not audited, and is
+counted as such (``dynacache_audits_skipped_total{reason="unreplayable"}``).
+
+The fresh answer is compared with the served one (the same normal form, else their
+embeddings' cosine at least ``audit_answer_cut``, or, with ``audit_check="llm"``, the
+upstream's own yes/no on whether both answer it alike); the verdict is counted in Redis
+per namespace and distance band (``/v1/stats``'s ``wrong_answer_rate``, with its 95 %
+interval) and on the entry, and the entry learns from it (``service/engine/feedback.py``):
+a wrong audit narrows the entry's radius as a wrong report does, a right one widens its
+verified radius. Audits are a random sample of the HITs, repeats included: the first
 audit of an (entry, query) pair calls the LLM and keeps its verdict, a later HIT of the
 same pair drawn for audit is counted again with it at no cost (deduplicating the pairs
 instead biased the sample toward rare questions: the estimate read 28 % where 13 % of the
@@ -20,6 +27,8 @@ as far as the audits show it holds (``service/policy/wrong_rate.served_radius``)
 candidate the bound withholds becomes a MISS, and the MISS's answer, which the LLM gave
 anyway, is compared with the withheld candidate's: evidence at no extra cost, so a
 namespace with too little of it (served nothing semantic yet) gathers it from its misses.
+That answer is the one to the very request the candidate was withheld from (the MISS's own
+call, whole or streamed), so it is a replay of that request by construction.
 """
 
 import asyncio
@@ -40,9 +49,8 @@ from service.engine.feedback import FeedbackBook
 from service.engine.metrics import Metrics
 from service.errors import CacheError
 from service.keying.normalise import normalise_prompt
-from service.llm.client import LLMClient, UpstreamFailed, UpstreamTimedOut, complete
+from service.llm.client import LLMClient, Produce, UpstreamFailed, UpstreamTimedOut, complete
 from service.policy.wrong_rate import band_of, evidence_group, served_radius, vouched_open
-from service.schemas import FeedbackIn
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 
@@ -113,25 +121,28 @@ class Auditor:
         self._reading: set[str] = set()
 
     def maybe_audit(
-        self, ns: str, entry: StoredEntry, question: str, model: str, distance: float,
-        rate: float,
+        self, ns: str, entry: StoredEntry, question: str, replay: Produce | None,
+        distance: float, rate: float,
     ) -> None:  # fmt: skip
-        """Audit this HIT with probability ``rate`` (in the background; never awaited)."""
+        """Audit this HIT with probability ``rate`` by sending ``replay``, the request it
+        answered, again (in the background; never awaited); None: it cannot be, and is
+        counted as not audited."""
         if distance <= 0 or rate <= 0 or self._chance.random() >= rate:
             return
-        task = asyncio.create_task(self._audit(ns, entry, question, model, distance), name="audit")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        if replay is None:
+            self.metrics.audits_skipped.labels("unreplayable").inc()
+            return
+        self._spawn(self._audit(ns, entry, question, replay, distance))
 
     async def _audit(
-        self, ns: str, entry: StoredEntry, question: str, model: str, distance: float
+        self, ns: str, entry: StoredEntry, question: str, replay: Produce, distance: float
     ) -> None:
         budget = self.settings.audit_max_per_s
         normalised = normalise_prompt(question)
         try:
             burst = max(1, round(budget))
             if await self.rate_limiter.take(ns, AUDIT_KEY_ID, budget, burst) > 0:
-                self.metrics.audits_skipped.inc()
+                self.metrics.audits_skipped.labels("budget").inc()
                 return
             earlier, counted = await self.store.audits.claim(ns, entry.entry_id, normalised)
             if earlier == "pending":  # the pair's first audit is under way
@@ -147,9 +158,11 @@ class Auditor:
             log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
             return
         try:
-            fresh = await complete(self.llm, question, model or None)
-        except (UpstreamFailed, UpstreamTimedOut, CacheError) as error:
-            log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
+            fresh = await replay()
+        except Exception as error:  # the upstream's, or an application's own call (library)
+            known = isinstance(error, UpstreamFailed | UpstreamTimedOut | CacheError)
+            log.log(logging.INFO if known else logging.WARNING,
+                    "audit of entry %s in %s not done: %r", entry.entry_id, ns, error)  # fmt: skip
             with contextlib.suppress(*STORE_UNAVAILABLE):
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
             return
@@ -177,10 +190,9 @@ class Auditor:
             group = await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
             if stored_as is not None:
                 await self.store.audits.mark_withheld(ns, stored_as, group, right)
-            # the entry learns from it: a wrong audit narrows its radius to this query's
-            await self.feedback.record(
-                ns, FeedbackIn(entry_id=entry.entry_id, prompt=question, correct=right), distance
-            )
+            # the entry learns from it: a wrong audit narrows its radius to this query's, a
+            # right one widens its verified radius
+            await self.feedback.learn(ns, entry.entry_id, right, distance)
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not recorded: %s", entry.entry_id, ns, error)
         except Exception:  # an audit never takes anything down with it

@@ -1,14 +1,19 @@
-"""``POST /v1/feedback``: callers say whether a HIT was right for the prompt it was served.
+"""What an entry learns about the queries it serves: clients' reports (``POST
+/v1/feedback``) and the service's own checks (``service/engine/audits.py``).
 
-A *wrong* report narrows the entry: its feedback radius becomes the reported prompt's
+A *wrong* report or check narrows the entry: its feedback radius becomes the query's
 distance to it (minus a hair, so the same prompt is refused despite float rounding), and
 only queries strictly nearer than that are served the entry from then on — a per-entry
-threshold learned from feedback. The radius lives in the entry's Redis hash, which every
-replica reads when it confirms a candidate, so it applies everywhere at once. *Correct*
-reports are kept as positives (counted on the entry, and with wrong ones in
-``dc:fb:{ns}:<id>``, the last 100), and widen the entry's *verified radius*, the farthest
-distance at which it was found right, which a wrong-rate bound learns from
-(``service/policy/wrong_rate.py``). Reports are confined to the caller's namespace.
+threshold. The radius lives in the entry's Redis hash, which every replica reads when it
+confirms a candidate, so it applies everywhere at once.
+
+A *right* check (an audit, a withheld candidate against its MISS's answer) widens the
+entry's *verified radius*, the farthest distance at which the service found it right, which
+a wrong-rate bound learns from (``service/policy/wrong_rate.py``). A *right* report is a
+client's word, not a check: it is counted as a report (``fb_right``) when its query lies
+inside the search reach, and never widens what is served nor counts as the bound's
+evidence: anyone who may query a namespace may report on its entries. Reports are kept in
+``dc:fb:{ns}:<id>`` (the last 100) and confined to the caller's namespace.
 """
 
 import time
@@ -16,6 +21,7 @@ import time
 import numpy as np
 
 from index.embedding.worker import EmbeddingWorker
+from index.policy.distance import is_hit
 from index.store import keys
 from index.store.redis_store import RedisStore
 from service.errors import NotFound
@@ -26,6 +32,11 @@ from service.schemas import FeedbackIn, FeedbackOut
 from service.settings import Settings
 
 ROUNDING_MARGIN = 1e-4  # squared L2: below any real paraphrase's distance
+
+
+def narrowed(distance: float) -> float:
+    """The feedback radius that refuses a query at ``distance`` (and anything farther)."""
+    return max(0.0, distance - ROUNDING_MARGIN)
 
 
 class FeedbackBook:
@@ -41,30 +52,27 @@ class FeedbackBook:
         self.embedder = embedder
         self.splitter = splitter
 
-    async def record(
-        self, ns: str, report: FeedbackIn, distance: float | None = None
-    ) -> FeedbackOut:
-        """Count a report on an entry; a wrong one narrows its radius to the report's
-        distance, a right one widens its verified radius to it (``distance``: already known,
-        as an audit knows it; else embedded)."""
+    async def record(self, ns: str, report: FeedbackIn, reach: float) -> FeedbackOut:
+        """A client's report on an entry: a wrong one narrows its radius to the report's
+        distance; a right one is counted when that distance is inside ``reach`` (how far
+        the namespace's lookups look at candidates), and widens nothing."""
         validate_prompt(report.prompt, self.settings.max_prompt_chars)
         question = prompt_key(self.splitter, report.prompt, None).question
-        if distance is None:
-            entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
-                report.entry_id
-            ) else None  # fmt: skip
-            if entry is None or entry.vector is None:
-                raise NotFound("entry_not_found", "no entry with that id in this namespace")
-            vector = await self.embedder.embed_one(question)
-            distance = float(np.sum((vector - entry.vector) ** 2))
+        entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
+            report.entry_id
+        ) else None  # fmt: skip
+        if entry is None or entry.vector is None:
+            raise NotFound("entry_not_found", "no entry with that id in this namespace")
+        vector = await self.embedder.embed_one(question)
+        distance = float(np.sum((vector - entry.vector) ** 2))
         exists, radius = await self.store.record_feedback(
             ns,
             report.entry_id,
             report.correct,
-            max(0.0, distance - ROUNDING_MARGIN),
+            narrowed(distance),
             {"prompt": question, "correct": report.correct, "distance": round(distance, 6),
              "at": round(time.time(), 3)},
-            distance,
+            counted=is_hit(distance, reach),
         )  # fmt: skip
         if not exists:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
@@ -74,3 +82,10 @@ class FeedbackBook:
             distance=round(distance, 6),
             feedback_radius=radius,
         )
+
+    async def learn(self, ns: str, entry_id: str, right: bool, distance: float) -> None:
+        """The service's own check of an entry for a query at ``distance``: a wrong one
+        narrows it as a wrong report does, a right one widens its verified radius to
+        ``distance`` (nothing when the entry is gone)."""
+        found = distance if right else narrowed(distance)
+        await self.store.record_check(ns, entry_id, right, found)

@@ -129,8 +129,9 @@ class Metrics:
             "served against the LLM's fresh one", ["namespace", "verdict"], registry=registry,
         )  # fmt: skip
         self.audits_skipped = Counter(
-            "dynacache_audits_skipped", "Audits drawn but not run: the namespace's audit "
-            "budget (DYNACACHE_AUDIT_MAX_PER_S) was spent", registry=registry,
+            "dynacache_audits_skipped", "Audits drawn but not run, by reason: budget (the "
+            "namespace's DYNACACHE_AUDIT_MAX_PER_S was spent), unreplayable (the request "
+            "served cannot be sent again)", ["reason"], registry=registry,
         )  # fmt: skip
         self.stats_write_failures = Counter(
             "dynacache_stats_write_failures", "Stats flushes that Redis refused",

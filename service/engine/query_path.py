@@ -20,7 +20,7 @@ this module is the one place that decides so. The LLM failing raises ``UpstreamF
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from service.engine.tracing import LookupSpan
 from service.errors import InvalidInput
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
-from service.llm.client import LLMClient, LLMReply, complete
+from service.llm.client import LLMClient, LLMReply, Produce, complete
 from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
 from service.policy.user_scope import end_user
@@ -48,8 +48,6 @@ from service.settings import Settings
 from service.tenancy.tenants import effective_threshold, retention_for
 
 log = logging.getLogger(__name__)
-
-Produce = Callable[[], Awaitable[LLMReply]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +67,9 @@ class Probe:
     judge: Judge | None = None  # the stage in force when the lookup began (None: static)
     audit_rate: float = 0.0  # the share of its semantic HITs audited (service/engine/audits)
     max_wrong_rate: float | None = None  # a bound on the audited wrong-answer rate (None: none)
+    # the upstream request a MISS of this lookup sends, which an audit of its HIT sends
+    # again (None: it cannot be replayed, and its HITs are not audited)
+    replay: Produce | None = None
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
@@ -189,14 +190,14 @@ class QueryPath:
         ttl_policy: str | None = None,
         verifier_cut: float | None = None,
         max_wrong_rate: float | None = None,
+        replay: Produce | None = None,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's. With
         a decision stage in force (pair model, verifier), the threshold is the radius inside
-        which candidates are judged."""
-        default_threshold, cut = self.settings.threshold, None
+        which candidates are judged. ``replay``: the upstream request a MISS sends."""
+        cut = None
         judge = self.decision.judge
         if judge is not None:
-            default_threshold = first_set(self.settings.verifier_radius, judge.radius)
             cut = first_set(
                 verifier_cut,
                 tenant.verifier_cut if tenant else None,
@@ -207,7 +208,7 @@ class QueryPath:
             ns=ns,
             key=key,
             model=model or "",
-            threshold=resolve_threshold(threshold, effective_threshold(default_threshold, tenant)),
+            threshold=self._threshold(threshold, tenant, judge),
             retention=retention_for(self.settings, tenant, ttl, ttl_policy),
             mode="refresh" if control.no_cache and mode == "default" else mode,
             control=control,
@@ -219,7 +220,24 @@ class QueryPath:
                 tenant.max_wrong_rate if tenant else None,
                 self.settings.max_wrong_rate,
             ),
+            replay=replay,
         )
+
+    def _threshold(
+        self, asked: float | None, tenant: TenantSettings | None, judge: Judge | None
+    ) -> float:
+        """The request's threshold, else the tenant's, else the service's (with ``judge``
+        in force, the radius inside which it judges)."""
+        default = self.settings.threshold
+        if judge is not None:
+            default = first_set(self.settings.verifier_radius, judge.radius)
+        return resolve_threshold(asked, effective_threshold(default, tenant))
+
+    def reach(self, tenant: TenantSettings | None) -> float:
+        """How far this tenant's lookups look at candidates unless a request sets its own
+        threshold: the threshold in force, and ``learn_radius`` (as far as a lookup under a
+        bound looks; any request may name a bound)."""
+        return max(self._threshold(None, tenant, self.decision.judge), self.settings.learn_radius)
 
     def request_probe(
         self,
@@ -253,14 +271,21 @@ class QueryPath:
         control: CacheControl | None = None,
         user_header: str | None = None,
         produce: Callable[[str], Awaitable[LLMReply]] | None = None,
+        replayable: bool = True,
     ) -> Resolution:
         """``POST /v1/query`` (``service/http/query_answer.py`` makes its body), or the
-        library's lookup; a miss asks ``produce`` (the question; default: the LLM)."""
+        library's lookup; a miss asks ``produce`` (the question; default: the LLM), and an
+        audit of a HIT asks it again, unless not ``replayable`` (the library's ``check``,
+        whose application asks an LLM of its own)."""
         probe = self.request_probe(request, ns, tenant, control, user_header)
         question = probe.key.question
-        if produce is None:
-            return await self.resolve(probe, lambda: complete(self.llm, question, request.model))
-        return await self.resolve(probe, lambda: produce(question))
+
+        async def ask() -> LLMReply:
+            if produce is None:
+                return await complete(self.llm, question, request.model)
+            return await produce(question)
+
+        return await self.resolve(replace(probe, replay=ask if replayable else None), ask)
 
     async def store_answer(
         self, request: QueryRequest, ns: str, reply: LLMReply, tenant: TenantSettings | None = None
@@ -495,7 +520,7 @@ class QueryPath:
             )  # fmt: skip
             if self.auditor is not None:  # in the background: the answer is not held up
                 self.auditor.maybe_audit(
-                    ns, entry, probe.key.question, probe.model, resolution.distance or 0.0,
+                    ns, entry, probe.key.question, probe.replay, resolution.distance or 0.0,
                     probe.audit_rate,
                 )  # fmt: skip
                 if not resolution.distance:

@@ -170,8 +170,9 @@ async def feedback(
 ) -> FeedbackOut:
     """Report whether a HIT (`entry_id`, from `X-Cache-Entry`) was right for `prompt`. A
     wrong report stops the entry being served to queries as far from it as that prompt, on
-    every replica; a correct one is kept as a positive."""
-    recorded: FeedbackOut = await runtime.feedback.record(principal.ns, body)
+    every replica; a correct one is counted as a report, and widens nothing served."""
+    reach = runtime.queries.reach(principal.settings)
+    recorded: FeedbackOut = await runtime.feedback.record(principal.ns, body, reach)
     return recorded
 
 

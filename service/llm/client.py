@@ -9,7 +9,7 @@ stream error event) or :class:`UpstreamTimedOut` (504); nothing is stored for a 
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +17,7 @@ from service.llm.chat_format import chunks_of
 from service.llm.http_upstream import HttpUpstream, UpstreamFailed, UpstreamTimedOut
 from service.settings import Settings
 
-__all__ = ["LLMClient", "LLMReply", "UpstreamFailed", "UpstreamTimedOut", "complete"]
+__all__ = ["LLMClient", "LLMReply", "Produce", "UpstreamFailed", "UpstreamTimedOut", "complete"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class LLMReply:
             "finish_reason": self.finish_reason,
             "usage": self.usage,
         }
+
+
+# one upstream request, ready to send (again): a MISS's call, which an audit of a HIT
+# replays as it stands
+Produce = Callable[[], Awaitable[LLMReply]]
 
 
 class LLMClient(Protocol):

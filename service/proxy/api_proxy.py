@@ -7,10 +7,12 @@ off (the clients then get an error event), or clients that all go away, store no
 Identical streamed misses share one upstream stream: on the leader's replica each follower
 reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits for the
 stored answer and replays it. Cache status travels in headers only (``X-Cache``,
-``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body.
+``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body. The request as the
+upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again.
 """
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -72,12 +74,14 @@ class ApiProxy:
             bypassed = self.queries.record_bypass(ns, started, reply)
             return self._json(reply.payload or {}, "BYPASS", timing=bypassed.server_timing)
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
+        # the request as the upstream gets it (whole), which an audit of a HIT sends again
+        ask = functools.partial(dialect.call, body)
         probe = self.queries.probe(
-            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl
+            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl, replay=ask
         )
 
         if not streamed:
-            resolution = await self.queries.resolve(probe, lambda: dialect.call(body))
+            resolution = await self.queries.resolve(probe, ask)
             if resolution.entry is not None:
                 answer = dialect.answer(resolution.entry.chat_completion(), body)
                 return self._json(
