@@ -7,6 +7,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from service.redis_folder import URL_FILE, published_url
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -74,12 +76,9 @@ def redis_url_of(given: str | None) -> str:
     if given:
         return given
     data_dir = Path(os.environ.get("DYNACACHE_REDIS_DATA_DIR") or "data/redis")
-    written = data_dir / "url"
-    try:
-        url = written.read_text(encoding="utf-8").strip()
-    except OSError:
-        url = ""
-    if not url:
+    written = data_dir / URL_FILE
+    url = published_url(data_dir)
+    if url is None:
         raise CliError(
             f"no Redis URL: pass --redis-url (or DYNACACHE_REDIS_URL), or run this beside a "
             f"service with an embedded Redis (it writes its URL to {written}; none there)"
