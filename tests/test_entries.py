@@ -41,6 +41,13 @@ def test_bulk_entries_are_served_without_the_llm(
     )
 
 
+def test_a_created_time_is_not_taken_from_a_client(service: CacheService) -> None:
+    future = {**WARM[0], "created": 4102444800}  # 2100-01-01
+    refused = service.http.post("/v1/entries", json={"entries": [future]})
+    assert refused.status_code == 422 and "created" in refused.json()["error"]["message"]
+    assert service.query(WARM[0]["prompt"], cache="only").json()["status"] == "MISS"
+
+
 def test_delete_entry(service: CacheService, redis_client: redis.Redis) -> None:
     stored = service.http.post("/v1/entries", json={"entries": WARM[:1]}).json()
     entry_id = stored["entries"][0]["entry_id"]

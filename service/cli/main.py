@@ -33,6 +33,7 @@ from service.cli.api_client import (
     redis_url_of,
 )
 from service.cli.warm import warm as warm_file
+from service.settings import Settings
 from service.tenancy.tenants import DEFAULT_NAMESPACE
 from service.version import __version__
 
@@ -213,7 +214,8 @@ def import_entries(
         return vectors
 
     with _one_line_errors():
-        rows = list(transfer.read_export(file))  # every line checked before any write
+        # every line checked, under the service's limits, before any write
+        rows = list(transfer.read_export(file, Settings()))
         url = redis_url_of(redis_url)
         done = _with_store(
             url, lambda store: transfer.import_entries(store, iter(rows), embed, namespace)

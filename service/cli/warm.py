@@ -75,7 +75,7 @@ CSV_FIELD_LIMIT = 1 << 20
 def read_rows(source: Path) -> Iterator[dict[str, Any]]:
     """The file's entries, each checked; a bad row stops the run with its line number. UTF-8
     with or without a byte-order mark."""
-    _check_utf8(source)
+    check_utf8(source)
     if source.suffix.lower() == ".csv":
         csv.field_size_limit(CSV_FIELD_LIMIT)
         with open(source, newline="", encoding="utf-8-sig") as handle:
@@ -100,7 +100,8 @@ def read_rows(source: Path) -> Iterator[dict[str, Any]]:
             yield _entry(row, source, number)
 
 
-def _check_utf8(source: Path) -> None:
+def check_utf8(source: Path) -> None:
+    """``CliError`` naming the first line (and byte) that is not UTF-8."""
     with open(source, "rb") as lines:
         for number, line in enumerate(lines, 1):
             try:

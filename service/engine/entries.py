@@ -12,7 +12,7 @@ from index.store.records import NewEntry
 from service.errors import InvalidInput, NotFound, PartlyStored
 from service.keying.prompt_key import prompt_key
 from service.keying.rag import RagSplitter
-from service.policy.validation import validate_context, validate_prompt, validate_response
+from service.policy.validation import validate_context, validate_entry
 from service.schemas import EntryIn, StoredEntryOut, TenantSettings
 from service.settings import Settings
 from service.tenancy.tenants import retention_for
@@ -44,13 +44,8 @@ class EntryManager:
                 f"{self.settings.max_bulk_entries}",
             )
         for position, entry in enumerate(entries):
-            validate_prompt(
-                entry.prompt, self.settings.max_prompt_chars, f"entries[{position}].prompt"
-            )
+            validate_entry(entry, self.settings, f"entries[{position}].")
             validate_context(entry.context, self.settings.max_prompt_chars)
-            validate_response(
-                entry.response, self.settings.max_response_chars, f"entries[{position}].response"
-            )
         retention = retention_for(self.settings, tenant)
         prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
         # one write per exact key: the last of a batch's copies wins, as one after another
