@@ -117,6 +117,11 @@ class EntryIn(EntryFields):
 
 class EntriesRequest(_Strict):
     entries: list[EntryIn] = Field(min_length=1)
+    overwrite: bool = Field(
+        default=False,
+        description="Replace the answer of an entry the namespace already holds for the same "
+        "prompt. A tenant's key needs it (else 409, nothing changed); the admin token does not.",
+    )
 
 
 class StoredEntryOut(BaseModel):

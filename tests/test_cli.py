@@ -132,6 +132,16 @@ def test_warm_resumes_after_an_interruption(secured: CacheService, tmp_path: Pat
         "/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
     ).json()
     assert answer["status"] == "HIT" and answer["response"] == "Item 7."
+    # a changed answer replaces the stored one only when asked to
+    changed = tmp_path / "changed.csv"
+    changed.write_text("prompt,response\nWhat is item number 7 of the catalogue?,Item seven.\n")
+    assert "409 entry_exists" in one_line_error(run("warm", str(changed), **tenant))
+    replaced = run("warm", str(changed), "--overwrite", **tenant)
+    assert replaced.returncode == 0, replaced.stderr
+    answer = secured.http.post(
+        "/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert answer["response"] == "Item seven."
 
 
 def test_export_and_import_move_a_namespace(

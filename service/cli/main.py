@@ -136,12 +136,15 @@ def warm(
     key: Key = None,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Entries per request.")] = 100,
     restart: Annotated[bool, typer.Option(help="Ignore the progress of an earlier run.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the answers stored for the same prompts (tenant keys).")
+    ] = False,
 ) -> None:
     """Store prompt/response pairs through the API (resumes after an interruption)."""
     with _one_line_errors():
         client = ServiceClient(url, key)
         try:
-            stored, skipped = warm_file(client, file, batch, restart, console)
+            stored, skipped = warm_file(client, file, batch, restart, console, overwrite)
         finally:
             client.close()
     done = f", {skipped} done by an earlier run" if skipped else ""

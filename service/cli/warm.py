@@ -137,9 +137,15 @@ def _count_rows(source: Path) -> int:
 
 
 def warm(
-    client: ServiceClient, source: Path, batch_size: int, restart: bool, console: Console
+    client: ServiceClient,
+    source: Path,
+    batch_size: int,
+    restart: bool,
+    console: Console,
+    overwrite: bool = False,
 ) -> tuple[int, int]:
-    """Store the file's entries; ``(stored now, skipped as done before)``."""
+    """Store the file's entries; ``(stored now, skipped as done before)``. ``overwrite``:
+    replace the answers the namespace holds for the same prompts (a tenant's key needs it)."""
     checkpoint = Checkpoint.of(source)
     if restart:
         checkpoint.clear()
@@ -155,7 +161,7 @@ def warm(
 
         def send() -> None:
             nonlocal stored
-            client.call("POST", "/v1/entries", json={"entries": batch})
+            client.call("POST", "/v1/entries", json={"entries": batch, "overwrite": overwrite})
             stored += len(batch)
             checkpoint.save(position)
             progress.update(task, advance=len(batch))
