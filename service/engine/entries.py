@@ -38,7 +38,8 @@ class EntryManager:
         entries: list[EntryIn],
         ns: str,
         tenant: TenantSettings | None = None,
-        overwrite: bool = True,
+        *,
+        overwrite: bool,
     ) -> list[StoredEntryOut]:
         """Validate all, embed all in one batch, then write each (nothing stored on bad
         input). Without ``overwrite``, an entry that would replace the answer the namespace

@@ -209,7 +209,7 @@ async def add_entries(
     answer of an entry the namespace holds takes ``overwrite: true`` with a tenant's key."""
     overwrite = body.overwrite or principal.role != "tenant"
     stored = await runtime.entries.store_many(
-        body.entries, principal.ns, principal.settings, overwrite
+        body.entries, principal.ns, principal.settings, overwrite=overwrite
     )
     return EntriesResponse(stored=len(stored), entries=stored)
 
