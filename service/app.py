@@ -91,17 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def open_runtime(settings: Settings, stack: contextlib.AsyncExitStack) -> Runtime:
     """A replica's runtime, closed with ``stack``: on ``settings.redis_url``, else on an
     embedded Redis it starts, watches and restarts (``service/redis_supervisor.py``). The
-    service's lifespan and the in-process library (``dyna_cache``) both start here."""
+    service's lifespan and the in-process library (``dyna_cache``) both start here; a
+    second process on the same data folder joins the Redis the first one runs."""
     redis_url, supervisor = settings.redis_url, None
     if redis_url is None:
         # started from this (the loop's) thread: the child's death signal follows the thread
         # that spawned it (PR_SET_PDEATHSIG), and a worker thread may end before the service
         embedded = EmbeddedRedis(
             settings.redis_data_dir, appendfsync=settings.redis_appendfsync
-        ).start()
+        ).start_or_join()
         stack.callback(embedded.stop)
         redis_url = embedded.url
-        stack.callback(write_redis_url(settings.redis_data_dir, redis_url))
         supervisor = RedisSupervisor(embedded)
         supervisor.start()
         stack.push_async_callback(supervisor.stop)
@@ -109,21 +109,6 @@ async def open_runtime(settings: Settings, stack: contextlib.AsyncExitStack) -> 
     runtime.redis_supervisor = supervisor
     log.info("replica %s: Redis at %s", settings.replica_id, redis_url)
     return runtime
-
-
-REDIS_URL_FILE = "url"
-
-
-def write_redis_url(data_dir: Path, url: str) -> Callable[[], None]:
-    """Write where the embedded Redis listens (``<data dir>/url``), for the CLI to find it
-    (it listens on a free port, not 6379); the callable removes the file."""
-    path = data_dir / REDIS_URL_FILE
-    path.write_text(url + "\n", encoding="utf-8")
-
-    def remove() -> None:
-        path.unlink(missing_ok=True)
-
-    return remove
 
 
 def load_verifier(settings: Settings) -> Verifier | None:

@@ -3,7 +3,8 @@
 the tests). AOF is on, in a local folder, so a restarted service keeps its cache.
 
 The child asks the kernel to kill it when its parent dies (PR_SET_PDEATHSIG), so neither
-Ctrl-C nor a crash leaves an orphan redis-server behind.
+Ctrl-C nor a crash leaves an orphan redis-server behind. A data folder has one server
+(``service/redis_folder.py``): a second process given the folder joins the running one.
 """
 
 import contextlib
@@ -20,6 +21,8 @@ from types import TracebackType
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from service.redis_folder import FolderInUse, FolderLock, port_of, published_url
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers(port: int) -> bool:
+    """The Redis on ``port`` answers PING (its AOF loaded). One try: redis-py retries with
+    back-off by default, seconds per PING when something that is not Redis holds the port."""
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:  # loading, refused, or not Redis at all
+        return False
+    finally:
+        client.close()
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -67,22 +85,61 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.appendonly = appendonly
         self._process: subprocess.Popen[bytes] | None = None
+        self._folder = FolderLock(self.data_dir)
+        self.joined = False  # the server is another process's (``start_or_join``)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> "EmbeddedRedis":
-        self.spawn()
-        self.wait_until_answering(timeout_s)
+        try:
+            self.spawn()
+            self.wait_until_answering(timeout_s)
+        except BaseException:
+            self.stop()  # the folder too, unless another process holds it
+            raise
         log.info("embedded Redis Stack on %s (data in %s)", self.url, self.data_dir)
         return self
 
+    def start_or_join(self, timeout_s: float = 15.0) -> "EmbeddedRedis":
+        """Start the folder's server; or, while another process runs the folder's, join
+        that one (found through the folder's ``url`` file): one folder, one server. A
+        joined server is never stopped from here; ``needs_start`` tells when its process
+        let the folder go, and this one is to start it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.start(timeout_s)
+            except FolderInUse as in_use:
+                url = published_url(self.data_dir)
+                if url is not None and answers(port_of(url)):
+                    self.port, self.joined = port_of(url), True
+                    log.info("embedded Redis: joined the one on %s (data in %s, run by pid "
+                             "%s)", self.url, self.data_dir, self._folder.holder())  # fmt: skip
+                    return self
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{in_use}, but it did not answer (at {url or 'no URL written yet'}) "
+                        f"within {timeout_s} s"
+                    ) from None
+            time.sleep(0.05)
+
+    def needs_start(self) -> bool:
+        """This process is to start the folder's server (again): the one it started
+        exited, or the process whose server it joined let the folder go (the folder is
+        this process's from now on, and the server starts on the same port)."""
+        if self.joined:
+            return self._folder.try_acquire()
+        return self.exited
+
     def spawn(self) -> None:
-        """Start redis-server (on this object's port and folder) without waiting for it.
-        Call it from a thread that outlives the server: the kernel's parent-death signal
-        follows the thread that started the child, not the process."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start redis-server (on this object's port and folder) without waiting for it;
+        ``FolderInUse`` when another process runs the folder's. Call it from a thread that
+        outlives the server: the kernel's parent-death signal follows the thread that
+        started the child, not the process."""
+        self._folder.acquire()
+        self._folder.publish(self.url)
         command = [
             str(redis_server_binary()),
             "--port", str(self.port),
@@ -113,7 +170,11 @@ class EmbeddedRedis:
             # Redis after itself (reached too, Redis went first and the replica logged
             # its event feed lost while shutting down)
             process_group=0,
+            # the server holds the folder's lock too: an orphan outliving this process
+            # still keeps a second server off its AOF
+            pass_fds=(self._folder.fd,),
         )  # fmt: skip
+        self.joined = False
 
     def wait_until_answering(self, timeout_s: float = 15.0) -> None:
         """Block until the spawned server answers PING (its AOF loaded); stop it and raise
@@ -121,30 +182,16 @@ class EmbeddedRedis:
         process = self._process
         if process is None:
             raise RuntimeError("redis-server was not started")
-        # one try per PING (redis-py retries with back-off by default: seconds per PING when
-        # something that is not this server holds the port)
-        client = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=2,
-            retry=Retry(NoBackoff(), 0),
-        )  # fmt: skip
         deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited at start; see {self.data_dir}/redis.log"
-                    )
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.RedisError:  # loading, refused, or not Redis at all
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TimeoutError(f"redis-server did not answer within {timeout_s} s")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start; see {self.data_dir}/redis.log")
+            if answers(self.port):
+                return
+            if time.monotonic() > deadline:
+                self._end_process()  # the folder stays this process's: a supervisor tries again
+                raise TimeoutError(f"redis-server did not answer within {timeout_s} s")
+            time.sleep(0.05)
 
     @property
     def exited(self) -> bool:
@@ -152,6 +199,12 @@ class EmbeddedRedis:
         return self._process is not None and self._process.poll() is not None
 
     def stop(self) -> None:
+        """Stop the server this process started, then let the folder go (a joined server
+        is left running)."""
+        self._end_process()
+        self._folder.release()
+
+    def _end_process(self) -> None:
         if self._process is None:
             return
         self.thaw()  # a frozen server would never see the SIGTERM

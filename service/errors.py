@@ -20,7 +20,7 @@ class NotFound(CacheError):
 
 
 class Conflict(CacheError):
-    """It exists already (a tenant of that name)."""
+    """It exists already (a tenant of that name, an answer for that prompt)."""
 
 
 class PartlyStored(CacheError):

@@ -8,6 +8,8 @@ catches up by its sequence numbers on its own), waiting ``backoff`` between fail
 doubling up to ``max_backoff_s``. Each restart is logged and counted (``/v1/replica``,
 ``/metrics``). After ``give_up_after`` failed tries in a row the replica is no longer
 healthy: ``/healthz`` answers 503, so that an orchestrator restarts the whole service.
+A replica that joined the server another process runs on its folder starts it, on the same
+port, once that process let the folder go.
 """
 
 import asyncio
@@ -54,6 +56,7 @@ class RedisSupervisor:
         return {
             "url": self.server.url,
             "pid": self.server.pid,
+            "joined": self.server.joined,  # another process runs it (pid None)
             "restarts": self.restarts,
             "failed_tries": self.failed_tries,
             "healthy": self.healthy,
@@ -73,9 +76,9 @@ class RedisSupervisor:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.check_s)
-            if not self.server.exited:
+            if not self.server.needs_start():
                 continue
-            log.error("embedded Redis (%s) exited; starting it again", self.server.url)
+            log.error("embedded Redis (%s) is gone; starting it here", self.server.url)
             backoff = self.backoff_s
             while not await self._restart():
                 log.error(

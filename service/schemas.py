@@ -100,16 +100,28 @@ class QueryResponse(BaseModel):
     )
 
 
-class EntryIn(_Strict):
+class EntryFields(_Strict):
+    """An entry as a client gives it: ``POST /v1/entries`` takes these fields, and
+    ``dyna-cache import`` reads them in each line of an export, under the same schema (and
+    the same limits in force, ``service/policy/validation.validate_entry``)."""
+
     prompt: str = Field(min_length=1)
     response: str
     model: str | None = Field(default=None, max_length=200)
-    context: str | None = None
     ttl: int | None = Field(default=None, ge=0, le=MAX_TTL_S)
+
+
+class EntryIn(EntryFields):
+    context: str | None = None
 
 
 class EntriesRequest(_Strict):
     entries: list[EntryIn] = Field(min_length=1)
+    overwrite: bool = Field(
+        default=False,
+        description="Replace the answer of an entry the namespace already holds for the same "
+        "prompt. A tenant's key needs it (else 409, nothing changed); the admin token does not.",
+    )
 
 
 class StoredEntryOut(BaseModel):

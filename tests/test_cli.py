@@ -132,6 +132,16 @@ def test_warm_resumes_after_an_interruption(secured: CacheService, tmp_path: Pat
         "/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
     ).json()
     assert answer["status"] == "HIT" and answer["response"] == "Item 7."
+    # a changed answer replaces the stored one only when asked to
+    changed = tmp_path / "changed.csv"
+    changed.write_text("prompt,response\nWhat is item number 7 of the catalogue?,Item seven.\n")
+    assert "409 entry_exists" in one_line_error(run("warm", str(changed), **tenant))
+    replaced = run("warm", str(changed), "--overwrite", **tenant)
+    assert replaced.returncode == 0, replaced.stderr
+    answer = secured.http.post(
+        "/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    assert answer["response"] == "Item seven."
 
 
 def test_export_and_import_move_a_namespace(
@@ -291,6 +301,63 @@ def test_bad_files_are_one_line_errors_naming_the_line(
         bad.write_text(exported.read_text() + json.dumps({**row, **change}) + "\n")
         line = one_line_error(run("import", str(bad), "--redis-url", redis_server.url))
         assert f"bad.jsonl:2: {named}" in line, (case, line)
+
+
+EXPORTED = {"namespace": "default", "prompt": "What is a llama?", "response": "A camelid.",
+            "scope": "shared", "created": 1_700_000_000.5}  # fmt: skip
+# an entry the API refuses, the import too: (what it is, the change, what the message names)
+REFUSED_BY_BOTH = [
+    ("a 2,000,000-character response", {"response": "x" * 2_000_000}, "response has 2000000"),
+    ("a whitespace prompt", {"prompt": " \t\u200b "}, "prompt is empty"),
+    ("a 40k prompt", {"prompt": "why " * 10_000}, "prompt has 40000 characters"),
+    ("a 5,000-character model", {"model": "m" * 5000}, "model: String should have at most"),
+    ("an unknown field", {"colour": "blue"}, "colour: Extra inputs are not permitted"),
+    ("created in 2100", {"created": 4102444800}, "created"),
+]
+
+
+def exported_file(path: Path, *lines: bytes) -> Path:
+    """An export whose first line is good, then ``lines``."""
+    path.write_bytes(b"\n".join([json.dumps(EXPORTED).encode(), *lines]) + b"\n")
+    return path
+
+
+def test_the_import_refuses_what_the_api_refuses(service: CacheService, tmp_path: Path) -> None:
+    from service.cli.api_client import CliError
+    from service.cli.transfer import read_export
+
+    for case, change, named in REFUSED_BY_BOTH:
+        entry = {"prompt": EXPORTED["prompt"], "response": EXPORTED["response"], **change}
+        posted = service.http.post("/v1/entries", json={"entries": [entry]})
+        assert posted.status_code == 422 and named in posted.json()["error"]["message"], case
+        bad = exported_file(tmp_path / "bad.jsonl", json.dumps({**EXPORTED, **change}).encode())
+        with pytest.raises(CliError) as refused:
+            list(read_export(bad, service.runtime.settings))
+        assert str(refused.value).startswith(f"{bad}:2: ") and named in str(refused.value), case
+    assert service.query(EXPORTED["prompt"], cache="only").json()["status"] == "MISS"
+    # lines that are not JSON at all say why
+    for case, line, named in [
+        ("a number past a double", b'{"prompt": "a?", "cost": 1e400}', "past the range"),
+        ("NaN", b'{"prompt": "a?", "cost": NaN}', "NaN or Infinity at column 26"),
+        ("-Infinity", b'{"prompt": "\xc3\xa9?", "cost": -Infinity}', "NaN or Infinity"),
+        ("bad UTF-8", b'{"prompt": "caf\xe9?"}', "not UTF-8 text (byte 16"),
+        ("cut short", b'{"prompt": "a?"', "not JSON: unexpected end of data"),
+        ("a list", b'["a?"]', "not a JSON object"),
+    ]:
+        bad = exported_file(tmp_path / "bad.jsonl", line)
+        with pytest.raises(CliError) as refused:
+            list(read_export(bad, service.runtime.settings))
+        assert str(refused.value).startswith(f"{bad}:2: ") and named in str(refused.value), case
+
+
+def test_an_import_from_the_future_writes_nothing(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    future = exported_file(tmp_path / "future.jsonl", json.dumps(
+        {**EXPORTED, "prompt": "What is a vicuna?", "created": 4102444800}).encode())  # fmt: skip
+    refused = one_line_error(run("import", str(future), "--redis-url", redis_server.url))
+    assert "future.jsonl:2: created: Value error, 4102444800 is in the future" in refused
+    assert not list(redis_client.scan_iter(match="dc:e:*"))
 
 
 def test_the_cli_finds_the_embedded_redis_through_its_url_file(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import redis
 from index.store import keys
 from tests.conftest import ON_CLUSTER
 from tests.helpers import CacheService, wait_until
+from tests.test_tenants import ADMIN, admin_headers, ask, make_tenant
 
 WARM = [
     {"prompt": "What is the capital of France?", "response": "Paris."},
@@ -39,6 +40,48 @@ def test_bulk_entries_are_served_without_the_llm(
         ]
         == "100 °C"
     )
+
+
+def test_a_tenant_replaces_a_live_answer_only_with_overwrite(
+    start_service: Callable[..., CacheService],
+) -> None:
+    service = start_service(admin_token=ADMIN)
+    alice = {"Authorization": f"Bearer {make_tenant(service, 'alice')}"}
+    question = {"prompt": "What is the capital of Australia?", "response": "Canberra."}
+    first = service.http.post("/v1/entries", headers=alice, json={"entries": [question]})
+    entry_id = first.json()["entries"][0]["entry_id"]
+    # the same answer again changes nothing: a resend is let through
+    again = service.http.post("/v1/entries", headers=alice, json={"entries": [question]})
+    assert again.status_code == 201 and again.json()["entries"][0]["entry_id"] == entry_id
+
+    wrong = {**question, "response": "Sydney."}
+    batch = [{"prompt": "Who painted the Mona Lisa?", "response": "Leonardo."}, wrong]
+    refused = service.http.post("/v1/entries", headers=alice, json={"entries": batch})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "entry_exists" and entry_id in error["message"]
+    assert "entries[1]" in error["message"]
+    key = alice["Authorization"].removeprefix("Bearer ")
+    assert ask(service, key, question["prompt"]).json()["response"] == "Canberra."
+    assert ask(service, key, batch[0]["prompt"], cache="only").json()["status"] == "MISS"
+
+    replaced = service.http.post(
+        "/v1/entries", headers=alice, json={"entries": [wrong], "overwrite": True}
+    )
+    assert replaced.status_code == 201 and replaced.json()["entries"][0]["entry_id"] == entry_id
+    assert ask(service, key, question["prompt"]).json()["response"] == "Sydney."
+    # the admin token replaces its namespace's answers without asking
+    for answer in ("Canberra.", "Canberra, ACT."):
+        admin = {"entries": [{**question, "response": answer}]}
+        stored = service.http.post("/v1/entries", headers=admin_headers(), json=admin)
+        assert stored.status_code == 201, stored.text
+
+
+def test_a_created_time_is_not_taken_from_a_client(service: CacheService) -> None:
+    future = {**WARM[0], "created": 4102444800}  # 2100-01-01
+    refused = service.http.post("/v1/entries", json={"entries": [future]})
+    assert refused.status_code == 422 and "created" in refused.json()["error"]["message"]
+    assert service.query(WARM[0]["prompt"], cache="only").json()["status"] == "MISS"
 
 
 def test_delete_entry(service: CacheService, redis_client: redis.Redis) -> None:

@@ -17,7 +17,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("index.policy", "index.onnx_runtime", "service.keying", "service.policy", "service.errors",
      "service.settings", "service.schemas", "service.version"),  # keying and policy
     ("index.embedding", "index.store", "service.llm", "service.tenancy",
-     "service.embedded_redis", "service.redis_supervisor"),  # the parts: embedder, store, LLM
+     "service.embedded_redis", "service.redis_folder",
+     "service.redis_supervisor"),  # the parts: embedder, store, LLM
     ("index.vectors",),  # the local index (over the store's records and keys)
     ("index.sync", "index.lookup"),  # following Redis; the one door to the vector side
     ("service.engine",),  # the query path

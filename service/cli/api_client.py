@@ -7,6 +7,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from service.redis_folder import URL_FILE, published_url
+
 # the local service: DYNACACHE_URL overrides it, else DYNACACHE_PORT (as the service reads it)
 DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('DYNACACHE_PORT') or 8000}"
 
@@ -75,12 +77,9 @@ def redis_url_of(given: str | None) -> str:
     if given:
         return given
     data_dir = Path(os.environ.get("DYNACACHE_REDIS_DATA_DIR") or "data/redis")
-    written = data_dir / "url"
-    try:
-        url = written.read_text(encoding="utf-8").strip()
-    except OSError:
-        url = ""
-    if not url:
+    written = data_dir / URL_FILE
+    url = published_url(data_dir)
+    if url is None:
         raise CliError(
             f"no Redis URL: pass --redis-url (or DYNACACHE_REDIS_URL), or run this beside a "
             f"service with an embedded Redis (it writes its URL to {written}; none there)"

@@ -34,6 +34,7 @@ from service.cli.api_client import (
     redis_url_of,
 )
 from service.cli.warm import warm as warm_file
+from service.settings import Settings
 from service.tenancy.tenants import DEFAULT_NAMESPACE
 from service.version import __version__
 
@@ -136,12 +137,15 @@ def warm(
     key: Key = None,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Entries per request.")] = 100,
     restart: Annotated[bool, typer.Option(help="Ignore the progress of an earlier run.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the answers stored for the same prompts (tenant keys).")
+    ] = False,
 ) -> None:
     """Store prompt/response pairs through the API (resumes after an interruption)."""
     with _one_line_errors():
         client = ServiceClient(url, key)
         try:
-            stored, skipped = warm_file(client, file, batch, restart, console)
+            stored, skipped = warm_file(client, file, batch, restart, console, overwrite)
         finally:
             client.close()
     done = f", {skipped} done by an earlier run" if skipped else ""
@@ -214,7 +218,8 @@ def import_entries(
         return vectors
 
     with _one_line_errors():
-        rows = list(transfer.read_export(file))  # every line checked before any write
+        # every line checked, under the service's limits, before any write
+        rows = list(transfer.read_export(file, Settings()))
         url = redis_url_of(redis_url)
         done = _with_store(
             url, lambda store: transfer.import_entries(store, iter(rows), embed, namespace)

@@ -7,7 +7,11 @@ writes, so every replica picks them up through pub/sub. One line per entry:
     {"namespace", "prompt", "response", "scope", "model", "completion", "created", "hits",
      "llm_ms", "cost", "ttl", "policy", "ttl_max", "expires_in", "vector"?}
 
-Every line is checked (types, base64 vectors of whole float32s) before anything is written.
+Every line is checked before anything is written, under the schema and the limits of
+``POST /v1/entries`` (``service/schemas.EntryFields``, ``validate_entry``), and refused
+with its line number: unknown fields, a prompt with nothing to read, a text past the
+limits, a creation time in the future, base64 vectors of other than whole float32s, and
+lines that are not UTF-8 JSON (NaN, 1e400) each have their message.
 An imported entry keeps its hit count; a prompt the target namespace already holds is not
 written over (the live entry and its counts stay).
 
@@ -19,6 +23,7 @@ same model gives the same vector). An imported entry keeps its age and remaining
 import base64
 import binascii
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +32,6 @@ from typing import IO, Any, Literal
 import numpy as np
 import orjson
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictStr,
     ValidationError,
@@ -39,12 +42,19 @@ from pydantic import (
 from index.store.records import NewEntry, Retention
 from index.store.redis_store import RedisStore
 from service.cli.api_client import CliError
+from service.cli.warm import check_utf8
 from service.errors import InvalidInput
 from service.keying.normalise import normalise_prompt
-from service.policy.validation import validate_namespace
+from service.policy.validation import validate_entry, validate_json, validate_namespace
+from service.schemas import MAX_TTL_S, EntryFields
+from service.settings import Settings
 from service.tenancy.tenants import DEFAULT_NAMESPACE
 
 IMPORT_BATCH = 64
+# how far ahead of this machine's clock an entry's creation time may be (the exporting
+# machine's clock may run ahead); beyond it the entry would be served with a negative age
+CLOCK_SKEW_S = 300
+_INT64_MAX = 2**63 - 1  # what a Redis counter holds
 
 
 async def export_namespace(store: RedisStore, ns: str, vectors: bool, out: IO[bytes]) -> int:
@@ -72,34 +82,41 @@ async def export_all(store: RedisStore, vectors: bool, out: IO[bytes]) -> int:
     return sum([await export_namespace(store, ns, vectors, out) for ns in namespaces])
 
 
-class ExportedEntry(BaseModel):
-    """One line of an export, checked before anything is written (numbers may come as
-    text, as Redis keeps them; a field that is not what it must be names its line)."""
-
-    model_config = ConfigDict(extra="ignore")
+class ExportedEntry(EntryFields):
+    """One line of an export: an entry's fields as ``POST /v1/entries`` takes them (the one
+    schema: unknown fields are refused), and what the store kept with it. Numbers may come
+    as text, as Redis keeps them; a field that is not what it must be names its line."""
 
     namespace: str | None = None
-    prompt: StrictStr
-    response: StrictStr
     scope: StrictStr
-    model: StrictStr = ""
     completion: dict[str, Any] | None = None
     created: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    hits: int = Field(default=0, ge=0)
+    hits: int = Field(default=0, ge=0, le=_INT64_MAX)
     llm_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     policy: Literal["fixed", "sliding", "adaptive"] = "fixed"
-    ttl: int = Field(default=0, ge=0)
-    ttl_max: int = Field(default=0, ge=0)
-    expires_in: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    ttl_max: int = Field(default=0, ge=0, le=MAX_TTL_S)
+    expires_in: float | None = Field(default=None, gt=0, le=MAX_TTL_S, allow_inf_nan=False)
     vector: bytes | None = None  # float32s (base64 in the file)
 
     @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, row: Any) -> Any:
+        """An empty or null field is an unset one (the prompt and the answer are text)."""
         if isinstance(row, dict):
-            return {name: value for name, value in row.items() if value not in ("", None)}
+            return {
+                name: value for name, value in row.items()
+                if value not in ("", None) or name in ("prompt", "response")
+            }  # fmt: skip
         return row
+
+    @field_validator("created")
+    @classmethod
+    def _not_in_the_future(cls, created: float | None) -> float | None:
+        now = time.time()
+        if created is not None and created > now + CLOCK_SKEW_S:
+            raise ValueError(f"{created:.0f} is in the future (this machine's clock: {now:.0f})")
+        return created
 
     @field_validator("vector", mode="before")
     @classmethod
@@ -115,23 +132,52 @@ class ExportedEntry(BaseModel):
         return raw
 
 
-def read_export(source: Path) -> Iterator[ExportedEntry]:
+def read_export(source: Path, settings: Settings) -> Iterator[ExportedEntry]:
+    """The export's entries, each checked as ``POST /v1/entries`` checks one under
+    ``settings``' limits; the first bad line stops the run, named by its number."""
+    check_utf8(source)
     with open(source, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise CliError(f"{source}:{number}: not a JSON object") from None
-            if not isinstance(row, dict):
-                raise CliError(f"{source}:{number}: not a JSON object")
-            try:
-                yield ExportedEntry.model_validate(row)
+                yield _checked(_parsed(line), settings)
+            except InvalidInput as error:
+                raise CliError(f"{source}:{number}: {error.message}") from None
             except ValidationError as error:
                 problem = error.errors()[0]
                 field = ".".join(str(part) for part in problem["loc"]) or "the entry"
                 raise CliError(f"{source}:{number}: {field}: {problem['msg']}") from None
+
+
+def _parsed(line: bytes) -> dict[str, Any]:
+    """A line's JSON object (``InvalidInput`` saying what it is instead)."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        at = f"column {error.colno}"
+        rest = line.decode("utf-8")[error.pos :].lstrip("-")  # pos counts characters
+        if "infinity" in error.msg:
+            raise InvalidInput(
+                "number_out_of_range",
+                f"a number past the range of a double at {at} (1e400?): JSON numbers are finite",
+            ) from None
+        if rest.startswith(("NaN", "Infinity")):
+            raise InvalidInput(
+                "number_out_of_range", f"NaN or Infinity at {at}: not JSON (numbers are finite)"
+            ) from None
+        raise InvalidInput("invalid_json", f"not JSON: {error.msg} at {at}") from None
+    if not isinstance(row, dict):
+        raise InvalidInput("invalid_json", "not a JSON object")
+    return row
+
+
+def _checked(row: dict[str, Any], settings: Settings) -> ExportedEntry:
+    entry = ExportedEntry.model_validate(row)
+    validate_entry(entry, settings)
+    if entry.completion is not None:
+        validate_json(entry.completion, "completion")
+    return entry
 
 
 def _new_entry(row: ExportedEntry, ns: str, vector: np.ndarray) -> NewEntry:
@@ -139,7 +185,7 @@ def _new_entry(row: ExportedEntry, ns: str, vector: np.ndarray) -> NewEntry:
     return NewEntry(
         ns=ns,
         scope=row.scope,
-        model=row.model,
+        model=row.model or "",
         prompt=row.prompt,
         normalised_prompt=normalise_prompt(row.prompt),
         response=row.response,

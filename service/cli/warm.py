@@ -75,7 +75,7 @@ CSV_FIELD_LIMIT = 1 << 20
 def read_rows(source: Path) -> Iterator[dict[str, Any]]:
     """The file's entries, each checked; a bad row stops the run with its line number. UTF-8
     with or without a byte-order mark."""
-    _check_utf8(source)
+    check_utf8(source)
     if source.suffix.lower() == ".csv":
         csv.field_size_limit(CSV_FIELD_LIMIT)
         with open(source, newline="", encoding="utf-8-sig") as handle:
@@ -100,7 +100,8 @@ def read_rows(source: Path) -> Iterator[dict[str, Any]]:
             yield _entry(row, source, number)
 
 
-def _check_utf8(source: Path) -> None:
+def check_utf8(source: Path) -> None:
+    """``CliError`` naming the first line (and byte) that is not UTF-8."""
     with open(source, "rb") as lines:
         for number, line in enumerate(lines, 1):
             try:
@@ -136,9 +137,15 @@ def _count_rows(source: Path) -> int:
 
 
 def warm(
-    client: ServiceClient, source: Path, batch_size: int, restart: bool, console: Console
+    client: ServiceClient,
+    source: Path,
+    batch_size: int,
+    restart: bool,
+    console: Console,
+    overwrite: bool = False,
 ) -> tuple[int, int]:
-    """Store the file's entries; ``(stored now, skipped as done before)``."""
+    """Store the file's entries; ``(stored now, skipped as done before)``. ``overwrite``:
+    replace the answers the namespace holds for the same prompts (a tenant's key needs it)."""
     checkpoint = Checkpoint.of(source)
     if restart:
         checkpoint.clear()
@@ -154,7 +161,7 @@ def warm(
 
         def send() -> None:
             nonlocal stored
-            client.call("POST", "/v1/entries", json={"entries": batch})
+            client.call("POST", "/v1/entries", json={"entries": batch, "overwrite": overwrite})
             stored += len(batch)
             checkpoint.save(position)
             progress.update(task, advance=len(batch))

@@ -206,8 +206,12 @@ async def operator_insights(
 async def add_entries(
     runtime: RuntimeDep, body: EntriesRequest, principal: Principal = Security(authenticate)
 ) -> EntriesResponse:
-    """Store prompt/response pairs without calling the LLM (bulk warm-up)."""
-    stored = await runtime.entries.store_many(body.entries, principal.ns, principal.settings)
+    """Store prompt/response pairs without calling the LLM (bulk warm-up). Replacing the
+    answer of an entry the namespace holds takes ``overwrite: true`` with a tenant's key."""
+    overwrite = body.overwrite or principal.role != "tenant"
+    stored = await runtime.entries.store_many(
+        body.entries, principal.ns, principal.settings, overwrite=overwrite
+    )
     return EntriesResponse(stored=len(stored), entries=stored)
 
 

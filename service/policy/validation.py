@@ -5,6 +5,8 @@ import re
 from typing import Any
 
 from service.errors import InvalidInput
+from service.schemas import EntryFields
+from service.settings import Settings
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # whitespace, control and zero-width characters: a prompt of only these says nothing (and
@@ -62,6 +64,15 @@ def validate_response(response: str, max_chars: int, field: str = "response") ->
             "response_too_long",
             f"{field} has {len(response)} characters; the limit is {max_chars}",
         )
+
+
+def validate_entry(entry: EntryFields, settings: Settings, where: str = "") -> None:
+    """What an entry must be beyond its schema, under the limits in force: a prompt with
+    something to read and at most ``max_prompt_chars``, a response of at most
+    ``max_response_chars`` (``POST /v1/entries`` and ``dyna-cache import`` alike; ``where``
+    prefixes the field's name, ``entries[3].``)."""
+    validate_prompt(entry.prompt, settings.max_prompt_chars, f"{where}prompt")
+    validate_response(entry.response, settings.max_response_chars, f"{where}response")
 
 
 def validate_json(value: Any, field: str = "body") -> None:
