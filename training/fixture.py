@@ -77,8 +77,9 @@ def pairs(seed: int = 5) -> list[dict[str, object]]:
     for dose in range(50, 1050, 50):
         add(f"Is it safe to take {dose} mg of ibuprofen?",
             f"Can I safely take {dose} mg of ibuprofen?", True)  # fmt: skip
-        add(f"Is {dose} mg of paracetamol too much?",
-            f"Is {dose + rng.choice((50, 100, 200))} mg of paracetamol too much?", False)  # fmt: skip
+        more = dose + rng.choice((50, 100, 200))
+        add(f"Is {dose} mg of paracetamol too much?", f"Is {more} mg of paracetamol too much?",
+            False)  # fmt: skip
     rng.shuffle(rows)
     return rows
 
