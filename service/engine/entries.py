@@ -1,7 +1,6 @@
 """Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
 
 import asyncio
-import dataclasses
 import time
 
 import numpy as np
@@ -51,7 +50,6 @@ class EntryManager:
             validate_response(
                 entry.response, self.settings.max_response_chars, f"entries[{position}].response"
             )
-        retention = retention_for(self.settings, tenant)
         prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
         # one write per exact key: the last of a batch's copies wins, as one after another
         # would (two concurrent writes of one key would only race each other)
@@ -74,9 +72,7 @@ class EntryManager:
                         vector=vector,
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
-                        retention=retention
-                        if entry.ttl is None
-                        else dataclasses.replace(retention, ttl=entry.ttl),
+                        retention=retention_for(self.settings, tenant, entry.ttl),
                     )
                 )
 
