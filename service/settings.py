@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     # (each end user's are their own: the request's user field, else this header)
     scope_mode: Literal["shared", "user"] = "shared"
     user_header: str = Field(default="X-User-Id", min_length=1)
+    # the user header alone names the end user (a body's user field is not read for the
+    # scope): for a gateway that sets the header for its users, whose bodies it passes on
+    user_header_authoritative: bool = False
     max_bulk_entries: int = Field(default=1_000, ge=1)
 
     # LLM on a miss

@@ -41,7 +41,7 @@ from service.keying.rag import RagSplitter
 from service.llm.client import LLMClient, LLMReply, complete
 from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
-from service.policy.user_scope import end_user
+from service.policy.user_scope import EndUser, ScopeAsked, end_user
 from service.policy.validation import validate_context, validate_prompt, validate_response
 from service.schemas import CacheMode, CacheStatus, QueryRequest, TenantSettings
 from service.settings import Settings
@@ -227,14 +227,15 @@ class QueryPath:
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
-        user_header: str | None = None,
+        who: EndUser | None = None,
     ) -> Probe:
-        """The lookup a ``/v1/query`` body (or the library's call) asks for (``user_header``:
-        the end user named by the request's header)."""
+        """The lookup a ``/v1/query`` body (or the library's call) asks for (``who``: whose
+        entries serve it, as the request's body and headers say; None: as its body says)."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
-        who = end_user(request.scope, tenant, self.settings.scope_mode,
-                       request.user or user_header)  # fmt: skip
+        if who is None:
+            asked = ScopeAsked(body_mode=request.scope, body_user=request.user)
+            who = end_user(asked, tenant, self.settings.scope_mode)
         key = prompt_key(
             self.splitter, request.prompt, request.model, [request.context], user=who.partition
         )
@@ -251,12 +252,12 @@ class QueryPath:
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
-        user_header: str | None = None,
+        who: EndUser | None = None,
         produce: Callable[[str], Awaitable[LLMReply]] | None = None,
     ) -> Resolution:
         """``POST /v1/query`` (``service/http/query_answer.py`` makes its body), or the
         library's lookup; a miss asks ``produce`` (the question; default: the LLM)."""
-        probe = self.request_probe(request, ns, tenant, control, user_header)
+        probe = self.request_probe(request, ns, tenant, control, who)
         question = probe.key.question
         if produce is None:
             return await self.resolve(probe, lambda: complete(self.llm, question, request.model))

@@ -20,13 +20,14 @@ from service.http.auth import (
     require_operator,
 )
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
+from service.http.end_user import end_user_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
 from service.http.stats_view import stats_view
 from service.llm.client import describe_llm
 from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
-from service.policy.user_scope import SCOPE_HEADER, end_user
+from service.policy.user_scope import take_body_scope
 from service.policy.validation import validate_json, validate_namespace
 from service.proxy.api_proxy import ApiProxy
 from service.proxy.requests import ChatCompletionRequest, MessagesRequest, ResponsesRequest
@@ -64,10 +65,8 @@ async def query(request: Request) -> Response:
     principal = await principal_for(runtime, presented_key(request))
     body = parse_body(QueryRequest, await request.body())
     control = parse_cache_control(request.headers.get("cache-control"))
-    resolution = await runtime.queries.answer(
-        body, principal.ns, principal.settings, control,
-        request.headers.get(runtime.settings.user_header),
-    )  # fmt: skip
+    who = end_user_of(request, runtime, principal.settings, body.scope, body.user)
+    resolution = await runtime.queries.answer(body, principal.ns, principal.settings, control, who)
     answer = query_response(principal.ns, resolution)
     headers = cache_headers(
         answer.status, runtime.settings.replica_id, answer.distance,
@@ -149,15 +148,12 @@ async def _through(
     end user."""
     raw = await request.json()  # forwarded as sent (validated as the route's model)
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
-    # LiteLLM's ``cache`` object: cache controls, neither scoped nor forwarded
+    # LiteLLM's ``cache`` object and the cache's ``scope``: neither scoped nor forwarded
     raw, asked = take_body_cache_controls(raw)
+    raw, mode = take_body_scope(raw)
     control = merged(parse_cache_control(request.headers.get("cache-control")), asked)
-    # the body's end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``), else the
-    # user header
-    user = proxy.dialect.end_user_of(raw) or request.headers.get(runtime.settings.user_header)
-    who = end_user(
-        request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
-    )
+    # the body's end user: OpenAI's ``user``, Anthropic's ``metadata.user_id``
+    who = end_user_of(request, runtime, principal.settings, mode, proxy.dialect.end_user_of(raw))
     if asked is not None and asked.namespace is not None:
         who = dataclasses.replace(who, cache_namespace=asked.namespace)
     ttl = asked.ttl if asked is not None else None
