@@ -69,6 +69,7 @@ class Probe:
     judge: Judge | None = None  # the stage in force when the lookup began (None: static)
     audit_rate: float = 0.0  # the share of its semantic HITs audited (service/engine/audits)
     max_wrong_rate: float | None = None  # a bound on the audited wrong-answer rate (None: none)
+    personal: bool = False  # per-user scope: its prompt is not shown to others (insights)
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
@@ -189,6 +190,7 @@ class QueryPath:
         ttl_policy: str | None = None,
         verifier_cut: float | None = None,
         max_wrong_rate: float | None = None,
+        personal: bool = False,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's. With
         a decision stage in force (pair model, verifier), the threshold is the radius inside
@@ -219,6 +221,7 @@ class QueryPath:
                 tenant.max_wrong_rate if tenant else None,
                 self.settings.max_wrong_rate,
             ),
+            personal=personal,
         )
 
     def request_probe(
@@ -243,7 +246,7 @@ class QueryPath:
         return self.probe(
             ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
-            request.max_wrong_rate,
+            request.max_wrong_rate, who.personal,
         )  # fmt: skip
 
     async def answer(
@@ -473,6 +476,7 @@ class QueryPath:
                     retention=probe.retention,
                     completion=reply.completion(),
                     created=created,
+                    personal=probe.personal,
                 )
             )
         return Kept(entry_id, created, created + ttl if ttl > 0 else None)
@@ -507,7 +511,7 @@ class QueryPath:
         if resolution.nearest_id is not None and resolution.distance is not None:
             near_miss = NearMiss(
                 probe.key.question, resolution.nearest_id, resolution.distance,
-                resolution.confidence,
+                resolution.confidence, probe.personal,
             )  # fmt: skip
         self.telemetry.record(
             ns, outcome, resolution.latency_ms, times=probe.times, near_miss=near_miss,

@@ -186,12 +186,16 @@ async def operator_insights(
     runtime: RuntimeDep, principal: Principal = Security(authenticate)
 ) -> dict[str, Any]:
     """Per namespace: the recent misses that came closest to a hit (what a looser threshold
-    would serve) and the most-served entries. A tenant sees its own namespace only."""
-    if principal.role in ("open", "admin"):
+    would serve) and the most-served entries. A tenant sees its own namespace only; the
+    prompts of per-user scope are null (`personal`), unless the operator shows them to
+    the admin (`DYNACACHE_SHOW_PERSONAL_PROMPTS`)."""
+    operator = principal.role in ("open", "admin")
+    if operator:
         namespaces = sorted(await runtime.store.search.count_by_namespace())
     else:
         namespaces = [principal.ns]
-    return {"namespaces": await insights(runtime.store, namespaces)}
+    shown = operator and runtime.settings.show_personal_prompts
+    return {"namespaces": await insights(runtime.store, namespaces, shown)}
 
 
 @router.post(
@@ -328,9 +332,16 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-async def metrics(runtime: RuntimeDep) -> Response:
-    """Prometheus metrics of this replica (``service/engine/metrics.py``)."""
+@router.get(
+    "/metrics", tags=["health"], response_class=PlainTextResponse,
+    responses=documented(401, 403, 429),
+)  # fmt: skip
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica (``service/engine/metrics.py``); with
+    `DYNACACHE_METRICS_REQUIRE_ADMIN`, for the admin token only."""
+    runtime = runtime_of(request)
+    if runtime.settings.metrics_require_admin:
+        await require_operator(await principal_for(runtime, presented_key(request)))
     metrics = runtime.telemetry.metrics
     try:  # how far behind Redis's sequence the replica is
         seqs = await runtime.store.feed.seqs_of(sorted(runtime.sync.namespaces))

@@ -73,8 +73,9 @@ class ApiProxy:
             return self._json(reply.payload or {}, "BYPASS", timing=bypassed.server_timing)
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         probe = self.queries.probe(
-            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl
-        )
+            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl,
+            personal=who.personal,
+        )  # fmt: skip
 
         if not streamed:
             resolution = await self.queries.resolve(probe, lambda: dialect.call(body))
