@@ -21,7 +21,7 @@ from service.errors import InvalidInput
 from service.keying.chat_key import chat_key
 from service.llm.client import LLMReply
 from service.policy.cache_control import CacheControl
-from service.policy.user_scope import end_user
+from service.policy.user_scope import ScopeAsked, end_user
 from service.policy.validation import validate_prompt, validate_response
 from service.schemas import CacheMode
 
@@ -70,7 +70,7 @@ async def _probe(
         return "a prompt that does not read as a chat"
     runtime, ns = cache._running(), cache._namespace(namespace)
     settings, tenant = cache.settings, await cache._tenant(ns)
-    who = end_user(None, tenant, settings.scope_mode, None)
+    who = end_user(ScopeAsked(), tenant, settings.scope_mode)
     if who.unknown:
         return "per-user scope and no user named"
     try:

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from index.policy.distance import MAX_DISTANCE
+from service.policy.validation import MAX_USER_CHARS
 
 CacheMode = Literal["default", "bypass", "refresh", "only"]
 TtlPolicy = Literal["fixed", "sliding", "adaptive"]
@@ -63,7 +64,7 @@ class QueryRequest(_Strict):
         "overwrite; only: lookup, never the LLM.",
     )
     user: str | None = Field(
-        default=None, min_length=1, max_length=256,
+        default=None, min_length=1, max_length=MAX_USER_CHARS,
         description="The end user (else the user header); with scope 'user', entries are "
         "theirs alone.",
     )  # fmt: skip

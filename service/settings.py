@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # (each end user's are their own: the request's user field, else this header)
     scope_mode: Literal["shared", "user"] = "shared"
     user_header: str = Field(default="X-User-Id", min_length=1)
+    # the user header alone names the end user (a body's user field is not read for the
+    # scope): for a gateway that sets the header for its users, whose bodies it passes on
+    user_header_authoritative: bool = False
     max_bulk_entries: int = Field(default=1_000, ge=1)
 
     # LLM on a miss
@@ -201,6 +204,12 @@ class Settings(BaseSettings):
     stats_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     # /metrics: namespaces past this many share the label "(other)"
     metrics_max_namespaces: int = Field(default=50, ge=1, le=10_000)
+    # /metrics answers the admin token only (keys on); off, anyone who reaches it, as
+    # Prometheus scrapers expect (keep it on the internal network)
+    metrics_require_admin: bool = False
+    # /v1/insights and the dashboard show the prompts of per-user scope (one end user's
+    # own questions) to the admin (open mode: to anyone); never to a tenant's keys
+    show_personal_prompts: bool = False
 
     # Replica sync
     rebuild_page_size: int = Field(default=1000, ge=1)

@@ -77,9 +77,11 @@ def test_responses_and_messages_take_them_too(
 
 @pytest.mark.parametrize(
     "cache",
-    [{"ttl": "soon"}, {"ttl": -1}, {"no-cache": "yes"}, {"namespace": ""}, {"nocache": True},
-     {"s-maxage": 1.5}, "no-cache"],
-    ids=["ttl-text", "ttl-negative", "flag-text", "empty-namespace", "unknown", "float", "text"],
+    [{"ttl": "soon"}, {"ttl": -1}, {"no-cache": "yes"}, {"namespace": ""}, {"namespace": "  "},
+     {"namespace": "team\x1da"}, {"namespace": "n" * 129}, {"nocache": True}, {"s-maxage": 1.5},
+     "no-cache"],
+    ids=["ttl-text", "ttl-negative", "flag-text", "empty-namespace", "blank-namespace",
+         "control-in-namespace", "long-namespace", "unknown", "float", "text"],
 )  # fmt: skip
 def test_bad_controls_are_422_naming_them(
     openai_sdk: OpenAI, upstream: FakeUpstream, cache: Any
@@ -88,6 +90,11 @@ def test_bad_controls_are_422_naming_them(
         chat(openai_sdk, QUESTION, cache)
     assert "cache" in str(refused.value)
     assert upstream.requests == []  # nothing reached the upstream
+
+
+def test_a_namespace_is_trimmed_as_a_user_id_is(openai_sdk: OpenAI) -> None:
+    assert chat(openai_sdk, QUESTION, {"namespace": " team-a "}) == "MISS"
+    assert chat(openai_sdk, QUESTION, {"namespace": "team-a"}) == "HIT"  # the same one
 
 
 def test_the_object_is_read_and_merged() -> None:

@@ -252,3 +252,100 @@ def test_every_answer_says_where_its_time_went(service: CacheService) -> None:
     chat = {"model": "m", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}]}
     answered = service.http.post("/v1/chat/completions", json=chat)
     assert "llm" in server_timing(answered.headers["Server-Timing"])
+
+
+def _query(service: CacheService, headers: dict[str, str], prompt: str) -> dict:
+    answer = service.http.post("/v1/query", json={"prompt": prompt}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict = answer.json()
+    return body
+
+
+@pytest.mark.parametrize(
+    ("keys_on", "show", "reader", "shown"),
+    [(False, False, "open", False), (True, False, "admin", False),
+     (True, False, "tenant", False), (True, True, "admin", True), (True, True, "tenant", False)],
+    ids=["open-mode", "admin", "tenant", "admin-shown", "tenant-when-shown"],
+)  # fmt: skip
+def test_personal_prompts_are_hidden_in_insights_and_the_dashboard(
+    start_service: Callable[..., CacheService], keys_on: bool, show: bool, reader: str,
+    shown: bool,
+) -> None:  # fmt: skip
+    service = start_service(admin_token=ADMIN if keys_on else None, show_personal_prompts=show)
+    admin, ns, tenant = {"Authorization": f"Bearer {ADMIN}"}, "default", {}
+    if keys_on:
+        ns = "alpha"
+        assert service.http.post("/v1/admin/tenants", json={"namespace": ns},
+                                 headers=admin).status_code == 201  # fmt: skip
+        key = service.http.post(f"/v1/admin/tenants/{ns}/keys", headers=admin).json()["key"]
+        tenant = {"Authorization": f"Bearer {key}"}
+    # one end user's own questions: a MISS, a HIT, and a near miss
+    alice = {**tenant, "X-Cache-Scope": "user", "X-User-Id": "alice"}
+    assert _query(service, alice, "How do I reset my router password?")["status"] == "MISS"
+    assert _query(service, alice, "How can I reset the password of my router?")["status"] == "HIT"
+    assert _query(service, alice, "Which Wi-Fi router should I buy?")["distance"] is not None
+    # a shared question, served once: its prompt is everyone's to see
+    assert _query(service, tenant, "What is the capital of France?")["status"] == "MISS"
+    assert _query(service, tenant, "Tell me the capital of France")["status"] == "HIT"
+    readers = {"open": {}, "admin": admin, "tenant": tenant}
+
+    def seen() -> dict | None:
+        read = service.http.get("/v1/insights", headers=readers[reader]).json()["namespaces"]
+        view = read.get(ns, {})
+        return view if view.get("closest_misses") and len(view["most_served"]) == 2 else None
+
+    views = [wait_until(seen, message="near misses and hits flushed")]
+    if reader != "tenant":  # the dashboard is the operator's
+        views.append(service.http.get("/v1/dashboard", headers=readers[reader]).json()[
+            "insights"][ns])  # fmt: skip
+    for view in views:
+        personal = [*view["closest_misses"],
+                    *(e for e in view["most_served"] if e["personal"])]  # fmt: skip
+        assert len(personal) == 2 and all(row["personal"] for row in personal)
+        prompts = [row["prompt"] for row in personal]
+        prompts += [row["nearest_prompt"] for row in view["closest_misses"]]
+        if shown:
+            assert all("router" in prompt for prompt in prompts)
+        else:
+            assert prompts == [None, None, None] and "router" not in str(view)
+        shared = [(e["prompt"], e["hits"]) for e in view["most_served"] if not e["personal"]]
+        assert shared == [("What is the capital of France?", 1)]  # shown as before
+
+
+def test_health_and_a_tenants_stats_do_not_show_the_upstream(
+    start_service: Callable[..., CacheService],
+) -> None:
+    service = start_service(
+        admin_token=ADMIN, llm="openai", openai_base_url="http://127.0.0.1:9/secret-gateway/v1"
+    )
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert service.http.post("/v1/admin/tenants", json={"namespace": "alpha"},
+                             headers=admin).status_code == 201  # fmt: skip
+    key = service.http.post("/v1/admin/tenants/alpha/keys", headers=admin).json()["key"]
+    ready = service.http.get("/readyz")
+    assert ready.json()["llm"]["mode"] == "openai" and "secret-gateway" not in ready.text
+    tenant_stats = service.http.get("/v1/stats", headers={"Authorization": f"Bearer {key}"})
+    assert tenant_stats.status_code == 200 and "secret-gateway" not in tenant_stats.text
+    # the operator still sees where misses go
+    operator_stats = service.http.get("/v1/stats", headers=admin).json()
+    assert operator_stats["llm"]["base_url"] == "http://127.0.0.1:9/secret-gateway/v1"
+
+
+@pytest.mark.parametrize(
+    ("required", "reader", "status"),
+    [(False, None, 200), (True, None, 401), (True, "tenant", 403), (True, "admin", 200)],
+    ids=["open-by-default", "no-key", "tenant-key", "admin-token"],
+)
+def test_metrics_can_require_the_admin_token(
+    start_service: Callable[..., CacheService], required: bool, reader: str | None, status: int
+) -> None:
+    service = start_service(admin_token=ADMIN, metrics_require_admin=required)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert service.http.post("/v1/admin/tenants", json={"namespace": "alpha"},
+                             headers=admin).status_code == 201  # fmt: skip
+    key = service.http.post("/v1/admin/tenants/alpha/keys", headers=admin).json()["key"]
+    readers = {None: {}, "tenant": {"Authorization": f"Bearer {key}"}, "admin": admin}
+    scraped = service.http.get("/metrics", headers=readers[reader])
+    assert scraped.status_code == status, scraped.text
+    if status == 200:
+        assert "dynacache_requests_total" in scraped.text

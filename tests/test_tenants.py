@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from devtools.replica_process import ServiceProcess
+from index.store import keys
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import ON_CLUSTER
 from tests.helpers import CacheService, mirror_count, store_entries, wait_until
@@ -266,6 +267,39 @@ def test_max_entries_makes_room_by_eviction(secured: CacheService) -> None:
         5,
         message="eviction counted",
     )
+
+
+def _stored_by_query(service: CacheService, key: str, ttl: int) -> str:
+    return str(ask(service, key, "What is the capital of France?", ttl=ttl).json()["entry_id"])
+
+
+def _stored_by_chat(service: CacheService, key: str, ttl: int) -> str:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Who wrote Hamlet?"}],
+            "cache": {"ttl": ttl}}  # fmt: skip
+    answer = service.http.post("/v1/chat/completions", headers={"X-API-Key": key}, json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["X-Cache-Entry"]
+
+
+def _stored_by_warm_up(service: CacheService, key: str, ttl: int) -> str:
+    entries = [{"prompt": "Who painted the Mona Lisa?", "response": "Leonardo.", "ttl": ttl}]
+    stored = service.http.post("/v1/entries", headers={"X-API-Key": key}, json={"entries": entries})
+    assert stored.status_code == 201, stored.text
+    return str(stored.json()["entries"][0]["entry_id"])
+
+
+@pytest.mark.parametrize("ttl", [0, 10**6], ids=["always", "longer"])
+@pytest.mark.parametrize(
+    "store", [_stored_by_query, _stored_by_chat, _stored_by_warm_up],
+    ids=["query-ttl", "body-cache-ttl", "entries-ttl"],
+)  # fmt: skip
+def test_a_client_set_ttl_stays_within_the_tenants_ttl_max(
+    secured: CacheService, redis_client: redis.Redis,
+    store: Callable[[CacheService, str, int], str], ttl: int,
+) -> None:  # fmt: skip
+    alice = make_tenant(secured, "alice", ttl_max_s=120)
+    left = redis_client.ttl(keys.entry_key("alice", store(secured, alice, ttl)))
+    assert 0 < left <= 120  # neither immortal (-1) nor past the tenant's limit
 
 
 def test_rate_limit_answers_429_then_recovers(secured: CacheService) -> None:

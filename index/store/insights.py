@@ -16,17 +16,18 @@ class StoreInsights:
         self.shards = shards
         self.client = shards.client
 
-    async def most_served(self, ns: str, count: int) -> list[tuple[str, str, int]]:
-        """``(entry id, prompt, hits)`` of the namespace's most-served live entries, most
-        first (the LFU order: uses, the write counting as the first)."""
+    async def most_served(self, ns: str, count: int) -> list[tuple[str, str, int, bool]]:
+        """``(entry id, prompt, hits, personal)`` of the namespace's most-served live
+        entries, most first (the LFU order: uses, the write counting as the first);
+        ``personal``: kept for one end user."""
         ranked: list[Any] = await self.client.zrevrange(keys.frequency_key(ns), 0, 4 * count)
         async with self.client.pipeline(transaction=False) as pipe:
             for entry_id in ranked:
-                pipe.hmget(keys.entry_key(ns, as_text(entry_id)), ["prompt", "hits"])
+                pipe.hmget(keys.entry_key(ns, as_text(entry_id)), ["prompt", "hits", "personal"])
             rows = await pipe.execute()
         served = [
-            (as_text(entry_id), as_text(prompt), int(hits or 0))
-            for entry_id, (prompt, hits) in zip(ranked, rows, strict=True)
+            (as_text(entry_id), as_text(prompt), int(hits or 0), bool(personal))
+            for entry_id, (prompt, hits, personal) in zip(ranked, rows, strict=True)
             if prompt is not None and int(hits or 0) > 0
         ]
         return served[:count]

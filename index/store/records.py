@@ -45,6 +45,7 @@ class NewEntry:
     completion: dict[str, Any] | None = None
     created: float | None = None  # None: now (an imported entry keeps its own)
     hits: int = 0  # an imported entry keeps its count
+    personal: bool = False  # kept for one end user (per-user scope): its prompt is theirs
 
 
 @dataclass(frozen=True)

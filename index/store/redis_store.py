@@ -184,6 +184,7 @@ class RedisStore:
             "policy", entry.retention.ttl_policy,
             "ttl_max", entry.retention.ttl_max,
             "completion", orjson.dumps(entry.completion) if entry.completion else "",
+            *(("personal", 1) if entry.personal else ()),
         ]  # fmt: skip
         ns, retention, new_id = entry.ns, entry.retention, keys.new_entry_id()
         for _ in range(_ATTEMPTS):

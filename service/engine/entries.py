@@ -1,7 +1,6 @@
 """Managing entries directly: bulk warm-up, delete by id, flush a namespace."""
 
 import asyncio
-import dataclasses
 import time
 
 import numpy as np
@@ -53,7 +52,6 @@ class EntryManager:
         for position, entry in enumerate(entries):
             validate_entry(entry, self.settings, f"entries[{position}].")
             validate_context(entry.context, self.settings.max_prompt_chars)
-        retention = retention_for(self.settings, tenant)
         prompt_keys = [prompt_key(self.splitter, e.prompt, e.model, [e.context]) for e in entries]
         # one write per exact key: the last of a batch's copies wins, as one after another
         # would (two concurrent writes of one key would only race each other)
@@ -78,9 +76,7 @@ class EntryManager:
                         vector=vector,
                         llm_ms=0.0,
                         cost=self.settings.price_per_call_usd,
-                        retention=retention
-                        if entry.ttl is None
-                        else dataclasses.replace(retention, ttl=entry.ttl),
+                        retention=retention_for(self.settings, tenant, entry.ttl),
                     )
                 )
 

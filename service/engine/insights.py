@@ -14,29 +14,41 @@ NEAREST_SHOWN = 10
 MOST_SERVED_SHOWN = 10
 
 
-async def insights(store: RedisStore, namespaces: list[str]) -> dict[str, Any]:
-    """``{ns: {"closest_misses": [...], "most_served": [...]}}`` for each namespace."""
+async def insights(
+    store: RedisStore, namespaces: list[str], show_personal: bool = False
+) -> dict[str, Any]:
+    """``{ns: {"closest_misses": [...], "most_served": [...]}}`` for each namespace. The
+    prompts of per-user scope ("what is my balance? my IBAN is ...") are one end user's:
+    null, marked ``personal``, unless ``show_personal``."""
     found: dict[str, Any] = {}
     for ns in namespaces:
         misses = await store.insights.near_misses(ns)
         closest = sorted(misses, key=lambda miss: miss["distance"])[:NEAREST_SHOWN]
         prompts = await store.insights.prompts_of(ns, [miss["nearest_id"] for miss in closest])
+        closest_misses = []
+        for miss in closest:
+            # a personal miss's nearest entry is in its scope: the same user's
+            hidden = bool(miss.get("personal")) and not show_personal
+            closest_misses.append({
+                "prompt": None if hidden else miss["prompt"],
+                # None: gone since (or hidden)
+                "nearest_prompt": None if hidden else prompts.get(miss["nearest_id"]),
+                "distance": round(miss["distance"], 4),
+                "similarity": round(similarity(miss["distance"]), 4),
+                "confidence": miss.get("confidence"),
+                "personal": bool(miss.get("personal")),
+            })  # fmt: skip
+        served = await store.insights.most_served(ns, MOST_SERVED_SHOWN)
         found[ns] = {
-            "closest_misses": [
-                {
-                    "prompt": miss["prompt"],
-                    "nearest_prompt": prompts.get(miss["nearest_id"]),  # None: gone since
-                    "distance": round(miss["distance"], 4),
-                    "similarity": round(similarity(miss["distance"]), 4),
-                    "confidence": miss.get("confidence"),
-                }
-                for miss in closest
-            ],
+            "closest_misses": closest_misses,
             "most_served": [
-                {"entry_id": entry_id, "prompt": prompt, "hits": hits}
-                for entry_id, prompt, hits in await store.insights.most_served(
-                    ns, MOST_SERVED_SHOWN
-                )
+                {
+                    "entry_id": entry_id,
+                    "prompt": None if personal and not show_personal else prompt,
+                    "hits": hits,
+                    "personal": personal,
+                }
+                for entry_id, prompt, hits, personal in served
             ],
         }
     return found

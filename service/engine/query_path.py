@@ -41,7 +41,7 @@ from service.keying.rag import RagSplitter
 from service.llm.client import LLMClient, LLMReply, Produce, complete
 from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
-from service.policy.user_scope import end_user
+from service.policy.user_scope import EndUser, ScopeAsked, end_user
 from service.policy.validation import validate_context, validate_prompt, validate_response
 from service.schemas import CacheMode, CacheStatus, QueryRequest, TenantSettings
 from service.settings import Settings
@@ -70,6 +70,7 @@ class Probe:
     # the upstream request a MISS of this lookup sends, which an audit of its HIT sends
     # again (None: it cannot be replayed, and its HITs are not audited)
     replay: Produce | None = None
+    personal: bool = False  # per-user scope: its prompt is not shown to others (insights)
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
@@ -191,6 +192,7 @@ class QueryPath:
         verifier_cut: float | None = None,
         max_wrong_rate: float | None = None,
         replay: Produce | None = None,
+        personal: bool = False,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's. With
         a decision stage in force (pair model, verifier), the threshold is the radius inside
@@ -221,6 +223,7 @@ class QueryPath:
                 self.settings.max_wrong_rate,
             ),
             replay=replay,
+            personal=personal,
         )
 
     def _threshold(
@@ -245,14 +248,15 @@ class QueryPath:
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
-        user_header: str | None = None,
+        who: EndUser | None = None,
     ) -> Probe:
-        """The lookup a ``/v1/query`` body (or the library's call) asks for (``user_header``:
-        the end user named by the request's header)."""
+        """The lookup a ``/v1/query`` body (or the library's call) asks for (``who``: whose
+        entries serve it, as the request's body and headers say; None: as its body says)."""
         validate_prompt(request.prompt, self.settings.max_prompt_chars)
         validate_context(request.context, self.settings.max_prompt_chars)
-        who = end_user(request.scope, tenant, self.settings.scope_mode,
-                       request.user or user_header)  # fmt: skip
+        if who is None:
+            asked = ScopeAsked(body_mode=request.scope, body_user=request.user)
+            who = end_user(asked, tenant, self.settings.scope_mode)
         key = prompt_key(
             self.splitter, request.prompt, request.model, [request.context], user=who.partition
         )
@@ -260,7 +264,7 @@ class QueryPath:
         return self.probe(
             ns, key, request.model, tenant, control or CacheControl(), mode,
             request.threshold, request.ttl, request.ttl_policy, request.verifier_cut,
-            request.max_wrong_rate,
+            request.max_wrong_rate, personal=who.personal,
         )  # fmt: skip
 
     async def answer(
@@ -269,7 +273,7 @@ class QueryPath:
         ns: str,
         tenant: TenantSettings | None = None,
         control: CacheControl | None = None,
-        user_header: str | None = None,
+        who: EndUser | None = None,
         produce: Callable[[str], Awaitable[LLMReply]] | None = None,
         replayable: bool = True,
     ) -> Resolution:
@@ -277,7 +281,7 @@ class QueryPath:
         library's lookup; a miss asks ``produce`` (the question; default: the LLM), and an
         audit of a HIT asks it again, unless not ``replayable`` (the library's ``check``,
         whose application asks an LLM of its own)."""
-        probe = self.request_probe(request, ns, tenant, control, user_header)
+        probe = self.request_probe(request, ns, tenant, control, who)
         question = probe.key.question
 
         async def ask() -> LLMReply:
@@ -497,6 +501,7 @@ class QueryPath:
                     retention=probe.retention,
                     completion=reply.completion(),
                     created=created,
+                    personal=probe.personal,
                 )
             )
         return Kept(entry_id, created, created + ttl if ttl > 0 else None)
@@ -531,7 +536,7 @@ class QueryPath:
         if resolution.nearest_id is not None and resolution.distance is not None:
             near_miss = NearMiss(
                 probe.key.question, resolution.nearest_id, resolution.distance,
-                resolution.confidence,
+                resolution.confidence, probe.personal,
             )  # fmt: skip
         self.telemetry.record(
             ns, outcome, resolution.latency_ms, times=probe.times, near_miss=near_miss,

@@ -77,6 +77,7 @@ class NearMiss:
     nearest_id: str
     distance: float
     confidence: float | None = None
+    personal: bool = False  # asked in per-user scope: its prompts are redacted (insights)
 
 
 class Telemetry:

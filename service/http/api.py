@@ -20,13 +20,14 @@ from service.http.auth import (
     require_operator,
 )
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
+from service.http.end_user import end_user_of
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
 from service.http.stats_view import stats_view
 from service.llm.client import describe_llm
 from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
-from service.policy.user_scope import SCOPE_HEADER, end_user
+from service.policy.user_scope import take_body_scope
 from service.policy.validation import validate_json, validate_namespace
 from service.proxy.api_proxy import ApiProxy
 from service.proxy.requests import ChatCompletionRequest, MessagesRequest, ResponsesRequest
@@ -64,10 +65,8 @@ async def query(request: Request) -> Response:
     principal = await principal_for(runtime, presented_key(request))
     body = parse_body(QueryRequest, await request.body())
     control = parse_cache_control(request.headers.get("cache-control"))
-    resolution = await runtime.queries.answer(
-        body, principal.ns, principal.settings, control,
-        request.headers.get(runtime.settings.user_header),
-    )  # fmt: skip
+    who = end_user_of(request, runtime, principal.settings, body.scope, body.user)
+    resolution = await runtime.queries.answer(body, principal.ns, principal.settings, control, who)
     answer = query_response(principal.ns, resolution)
     headers = cache_headers(
         answer.status, runtime.settings.replica_id, answer.distance,
@@ -149,15 +148,12 @@ async def _through(
     end user."""
     raw = await request.json()  # forwarded as sent (validated as the route's model)
     validate_json(raw)  # hashed into the scope and forwarded: no 500 on what cannot be
-    # LiteLLM's ``cache`` object: cache controls, neither scoped nor forwarded
+    # LiteLLM's ``cache`` object and the cache's ``scope``: neither scoped nor forwarded
     raw, asked = take_body_cache_controls(raw)
+    raw, mode = take_body_scope(raw)
     control = merged(parse_cache_control(request.headers.get("cache-control")), asked)
-    # the body's end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``), else the
-    # user header
-    user = proxy.dialect.end_user_of(raw) or request.headers.get(runtime.settings.user_header)
-    who = end_user(
-        request.headers.get(SCOPE_HEADER), principal.settings, runtime.settings.scope_mode, user
-    )
+    # the body's end user: OpenAI's ``user``, Anthropic's ``metadata.user_id``
+    who = end_user_of(request, runtime, principal.settings, mode, proxy.dialect.end_user_of(raw))
     if asked is not None and asked.namespace is not None:
         who = dataclasses.replace(who, cache_namespace=asked.namespace)
     ttl = asked.ttl if asked is not None else None
@@ -191,12 +187,16 @@ async def operator_insights(
     runtime: RuntimeDep, principal: Principal = Security(authenticate)
 ) -> dict[str, Any]:
     """Per namespace: the recent misses that came closest to a hit (what a looser threshold
-    would serve) and the most-served entries. A tenant sees its own namespace only."""
-    if principal.role in ("open", "admin"):
+    would serve) and the most-served entries. A tenant sees its own namespace only; the
+    prompts of per-user scope are null (`personal`), unless the operator shows them to
+    the admin (`DYNACACHE_SHOW_PERSONAL_PROMPTS`)."""
+    operator = principal.role in ("open", "admin")
+    if operator:
         namespaces = sorted(await runtime.store.search.count_by_namespace())
     else:
         namespaces = [principal.ns]
-    return {"namespaces": await insights(runtime.store, namespaces)}
+    shown = operator and runtime.settings.show_personal_prompts
+    return {"namespaces": await insights(runtime.store, namespaces, shown)}
 
 
 @router.post(
@@ -337,9 +337,16 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-async def metrics(runtime: RuntimeDep) -> Response:
-    """Prometheus metrics of this replica (``service/engine/metrics.py``)."""
+@router.get(
+    "/metrics", tags=["health"], response_class=PlainTextResponse,
+    responses=documented(401, 403, 429),
+)  # fmt: skip
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica (``service/engine/metrics.py``); with
+    `DYNACACHE_METRICS_REQUIRE_ADMIN`, for the admin token only."""
+    runtime = runtime_of(request)
+    if runtime.settings.metrics_require_admin:
+        await require_operator(await principal_for(runtime, presented_key(request)))
     metrics = runtime.telemetry.metrics
     try:  # how far behind Redis's sequence the replica is
         seqs = await runtime.store.feed.seqs_of(sorted(runtime.sync.namespaces))

@@ -44,4 +44,6 @@ async def dashboard_page() -> FileResponse:
 async def dashboard_data(runtime: RuntimeDep) -> dict[str, Any]:
     """What the dashboard shows: ``/v1/stats`` for every namespace, and ``/v1/insights``."""
     stats = await stats_view(runtime, None)
-    return {"stats": stats, "insights": await insights(runtime.store, sorted(stats["namespaces"]))}
+    namespaces = sorted(stats["namespaces"])
+    shown = await insights(runtime.store, namespaces, runtime.settings.show_personal_prompts)
+    return {"stats": stats, "insights": shown}

@@ -209,12 +209,13 @@ SIMULATED_NOTE = (
 )
 
 
-def describe_llm(settings: Settings) -> dict[str, Any]:
+def describe_llm(settings: Settings, operator: bool = False) -> dict[str, Any]:
     """Which LLM answers misses (``/readyz``, ``/v1/stats``): simulated, or the upstream's
-    address and default model (never its key)."""
+    default model, and for the ``operator`` (admin token, open mode) its address (never
+    its key: a tenant or a health check has no business knowing where it is)."""
     # what the savings figures assume a call costs (DYNACACHE_PRICE_PER_CALL_USD)
     price = {"price_per_call_usd": settings.price_per_call_usd}
     if settings.llm == "simulated":
         return {"mode": "simulated", "note": SIMULATED_NOTE, **price}
-    return {"mode": "openai", "base_url": settings.openai_base_url,
-            "model": settings.openai_model, **price}  # fmt: skip
+    address = {"base_url": settings.openai_base_url} if operator else {}
+    return {"mode": "openai", **address, "model": settings.openai_model, **price}

@@ -16,6 +16,7 @@ from typing import Any
 
 from service.errors import InvalidInput
 from service.policy.cache_control import CacheControl
+from service.policy.validation import client_name
 from service.schemas import MAX_TTL_S
 
 FIELD = "cache"
@@ -43,6 +44,19 @@ def _seconds(value: Any, name: str, most: int) -> int:
     return value
 
 
+def _namespace(value: Any) -> str:
+    """A cache namespace, trimmed and checked as an end user's id is (blank is refused)."""
+    named = None
+    if isinstance(value, str):
+        named = client_name(value, "body.cache.namespace", MAX_NAMESPACE_CHARS)
+    if named is None:
+        raise InvalidInput(
+            "invalid_cache_control",
+            f"body.cache.namespace must be a string of 1 to {MAX_NAMESPACE_CHARS} characters",
+        )
+    return named
+
+
 def take_body_cache_controls(
     body: dict[str, Any],
 ) -> tuple[dict[str, Any], BodyCacheControls | None]:
@@ -62,13 +76,6 @@ def take_body_cache_controls(
             f"unknown cache control body.cache.{unknown[0]}: use {', '.join(sorted(known))}",
         )
     namespace = asked.get("namespace")
-    if namespace is not None and (
-        not isinstance(namespace, str) or not 0 < len(namespace) <= MAX_NAMESPACE_CHARS
-    ):
-        raise InvalidInput(
-            "invalid_cache_control",
-            f"body.cache.namespace must be a string of 1 to {MAX_NAMESPACE_CHARS} characters",
-        )
     max_age = asked.get("s-maxage")
     controls = BodyCacheControls(
         CacheControl(
@@ -77,7 +84,7 @@ def take_body_cache_controls(
             max_age=None if max_age is None else _seconds(max_age, "s-maxage", MAX_TTL_S),
         ),
         ttl=None if asked.get("ttl") is None else _seconds(asked["ttl"], "ttl", MAX_TTL_S),
-        namespace=namespace,
+        namespace=None if namespace is None else _namespace(namespace),
     )
     return rest, controls
 

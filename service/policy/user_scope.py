@@ -3,20 +3,26 @@
 ``shared`` (the default): a namespace's entries serve every end user of its tenant.
 ``user``: the end user joins the scope, so an answer is served only to the user it was
 made for: "what is my account balance?" asked by one user never gets another's answer.
-The mode is the request's (``scope`` on ``/v1/query``, the ``X-Cache-Scope`` header on
-chat), else the tenant's ``scope_mode``, else the service's ``DYNACACHE_SCOPE_MODE``. The
-user is the request's ``user`` field (OpenAI's), else the user header
-(``DYNACACHE_USER_HEADER``, ``X-User-Id``). In ``user`` mode a request that names no user
-is not cached at all (it passes through): there is nobody to keep its answer for.
+The mode is the request's, however it says it (a ``scope`` field in the body of any API,
+the ``X-Cache-Scope`` header; ``user`` when either asks it), else the tenant's
+``scope_mode``, else the service's ``DYNACACHE_SCOPE_MODE``. The user is the one the body
+names (``user``; Anthropic's ``metadata.user_id``), else the user header
+(``DYNACACHE_USER_HEADER``, ``X-User-Id``); with ``DYNACACHE_USER_HEADER_AUTHORITATIVE``
+the header alone (a gateway that sets it speaks for its users; a body cannot name another).
+In ``user`` mode a request that names no user is not cached at all (it passes through):
+there is nobody to keep its answer for.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from service.errors import InvalidInput
 from service.policy.precedence import first_set
+from service.policy.validation import MAX_USER_CHARS, client_name
 from service.schemas import ScopeMode, TenantSettings
 
 SCOPE_HEADER = "X-Cache-Scope"
+BODY_FIELD = "scope"  # a client API body's own scope field: the cache's, never forwarded
 _MODES: tuple[ScopeMode, ...] = ("shared", "user")
 
 
@@ -30,6 +36,27 @@ def scope_mode(requested: str | None) -> ScopeMode | None:
     raise InvalidInput(
         "invalid_scope", f"unknown cache scope {requested[:40]!r}: use one of {', '.join(_MODES)}"
     )
+
+
+def take_body_scope(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A client API body without its ``scope`` field, and the mode it named (None: none).
+    Left in, it went to the upstream as if it were a model parameter, and asked nothing."""
+    if BODY_FIELD not in body:
+        return body, None
+    asked = body[BODY_FIELD]
+    if asked is not None and not isinstance(asked, str):
+        raise InvalidInput("invalid_scope", f"body.scope must be one of {', '.join(_MODES)}")
+    return {name: value for name, value in body.items() if name != BODY_FIELD}, asked
+
+
+@dataclass(frozen=True)
+class ScopeAsked:
+    """What a request says about whose entries serve it, where it says it."""
+
+    body_mode: str | None = None  # the body's ``scope``
+    header_mode: str | None = None  # X-Cache-Scope
+    body_user: str | None = None  # the body's ``user`` (``metadata.user_id``)
+    header_user: str | None = None  # the user header
 
 
 @dataclass(frozen=True)
@@ -50,22 +77,36 @@ class EndUser:
         return f"{user}\x1dcache-namespace\x1d{self.cache_namespace}"
 
     @property
+    def personal(self) -> bool:
+        """Kept for one end user: such prompts are not shown to others (insights)."""
+        return self.mode == "user"
+
+    @property
     def unknown(self) -> bool:
         """``user`` mode without a user: such a request is not cached."""
         return self.mode == "user" and not self.user
 
 
 def end_user(
-    requested: str | None,
+    asked: ScopeAsked,
     tenant: TenantSettings | None,
     service_mode: ScopeMode,
-    user: str | None,
+    header_authoritative: bool = False,
 ) -> EndUser:
-    """The request's scope mode (request, else tenant, else service) and user. A mode
-    named in any case is that mode; an unknown one is refused (never the default: a
-    misspelt ``User`` used to fall back to ``shared`` and serve one user's answer to
-    another)."""
-    mode: ScopeMode = first_set(
-        scope_mode(requested), tenant.scope_mode if tenant else None, service_mode
+    """The request's scope mode (the request's, else the tenant's, else the service's) and
+    user. A mode named in any case is that mode; an unknown one is refused (never the
+    default: a misspelt ``User`` used to fall back to ``shared`` and serve one user's answer
+    to another). Marked personal in any of its ways, a request is personal."""
+    modes = {scope_mode(asked.body_mode), scope_mode(asked.header_mode)}
+    requested: ScopeMode | None = (
+        "user" if "user" in modes else "shared" if "shared" in modes else None
     )
-    return EndUser(mode, user.strip() if user and user.strip() else None)
+    mode: ScopeMode = first_set(requested, tenant.scope_mode if tenant else None, service_mode)
+    body_user = None if header_authoritative else asked.body_user
+    if body_user is not None and body_user.strip():
+        user = client_name(body_user, "the body's end user", MAX_USER_CHARS)
+    elif asked.header_user is not None:
+        user = client_name(asked.header_user, "the user header", MAX_USER_CHARS)
+    else:
+        user = None
+    return EndUser(mode, user)

@@ -14,6 +14,10 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NOTHING_TO_READ = re.compile(
     r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff]*"
 )
+# control characters: they separate the parts of a scope, so a name carrying one could
+# read as another name plus more
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_USER_CHARS = 256  # an end user's id, wherever it is named
 MAX_JSON_DEPTH = 64  # a JSON Schema of tools nests ~10 deep; orjson stops at 254
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # what a JSON encoder can write back
 
@@ -55,6 +59,19 @@ def validate_context(context: str | None, max_chars: int) -> None:
 def validate_namespace(ns: str) -> None:
     if not _NAMESPACE.match(ns):
         raise InvalidInput("invalid_namespace", "namespace must match [A-Za-z0-9_-]{1,64}")
+
+
+def client_name(value: str, field: str, most: int) -> str | None:
+    """A name a client gives (an end user, a cache namespace), trimmed; None when blank. A
+    name longer than ``most`` characters or holding a control character is a 422 naming
+    ``field``: names compare as given, so " ann" and "ann" are one user, and a name is
+    never cut short (two long ones sharing a beginning would become one)."""
+    name = value.strip()
+    if len(name) > most:
+        raise InvalidInput("invalid_name", f"{field} has {len(name)} characters; at most {most}")
+    if _CONTROL.search(name):
+        raise InvalidInput("invalid_name", f"{field} has a control character")
+    return name or None
 
 
 def validate_response(response: str, max_chars: int, field: str = "response") -> None:

@@ -77,8 +77,9 @@ class ApiProxy:
         # the request as the upstream gets it (whole), which an audit of a HIT sends again
         ask = functools.partial(dialect.call, body)
         probe = self.queries.probe(
-            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl, replay=ask
-        )
+            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl, replay=ask,
+            personal=who.personal,
+        )  # fmt: skip
 
         if not streamed:
             resolution = await self.queries.resolve(probe, ask)

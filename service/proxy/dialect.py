@@ -34,8 +34,8 @@ def joined_text(content: Any, text_types: tuple[str, ...]) -> Any:
 
 
 def named_user(value: Any) -> str | None:
-    """A user field's value as a user: a string with something in it, else None."""
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    """A user field's value, when it is text (``service/policy/user_scope.py`` reads it)."""
+    return value if isinstance(value, str) else None
 
 
 class Assembler(Protocol):

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.policy.validation import MAX_USER_CHARS
+
 # text parts: OpenAI Chat ("text"), Responses ("input_text", "output_text"), Anthropic ("text")
 TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
@@ -68,7 +70,7 @@ class ChatCompletionRequest(_Strict):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=MAX_USER_CHARS)
     metadata: dict[str, str] | None = None
 
 
@@ -104,7 +106,7 @@ class ResponsesRequest(_Strict):
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=MAX_USER_CHARS)
     metadata: dict[str, str] | None = None
 
 
@@ -114,7 +116,7 @@ class AnthropicMessage(_Strict):
 
 
 class AnthropicMetadata(_Strict):
-    user_id: str | None = Field(default=None, max_length=256)
+    user_id: str | None = Field(default=None, max_length=MAX_USER_CHARS)
 
 
 class MessagesRequest(_Strict):

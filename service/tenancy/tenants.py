@@ -197,13 +197,23 @@ def retention_for(
     ttl: int | None = None,
     ttl_policy: str | None = None,
 ) -> Retention:
-    """How a new entry is kept: the request's choice, else the tenant's, else the service's."""
+    """How a new entry is kept: the request's choice, else the tenant's, else the service's.
+    A TTL the request sets stays within the tenant's ``ttl_max_s`` (``client_ttl``)."""
     own = tenant or TenantSettings()
     capacity = first_set(own.max_entries, settings.max_entries_per_namespace, 0)
     return Retention(
-        ttl=first_set(ttl, own.default_ttl_s, settings.default_ttl_s),
+        ttl=first_set(client_ttl(ttl, own.ttl_max_s), own.default_ttl_s, settings.default_ttl_s),
         ttl_policy=first_set(ttl_policy, own.ttl_policy, settings.ttl_policy),
         ttl_max=first_set(own.ttl_max_s, settings.ttl_max_s),
         capacity=capacity,
         eviction=first_set(own.eviction, settings.eviction),
     )
+
+
+def client_ttl(asked: int | None, limit: int | None) -> int | None:
+    """A TTL a client set (a request's ``ttl``, a body's ``cache.ttl``, a warmed entry's),
+    within its tenant's limit: never longer, and "always" (0) is the limit itself. Left
+    unbounded, any key of the tenant could make entries outlive what its operator allows."""
+    if asked is None or limit is None:
+        return asked
+    return limit if asked == 0 else min(asked, limit)

@@ -5,6 +5,7 @@
 const REFRESH_MS = 2000;
 const HISTORY = 60;
 const TOKEN_KEY = "dyna-cache-admin-token";
+const PERSONAL = "(personal: hidden)";
 const hitRates = [];
 
 const $ = (id) => document.getElementById(id);
@@ -103,12 +104,14 @@ function render(data) {
   }
   misses.sort((a, b) => a.distance - b.distance);
   served.sort((a, b) => b.hits - a.hits);
+  // a per-user prompt comes redacted (null), unless the operator shows them
   fillTable("closest-misses", misses.slice(0, 10), (m) => [
-    [m.ns, false], [m.prompt, false], [m.nearest_prompt ?? "(gone)", false],
+    [m.ns, false], [m.prompt ?? PERSONAL, false],
+    [m.nearest_prompt ?? (m.personal ? PERSONAL : "(gone)"), false],
     [fixed(m.similarity, 3), true],
   ]);
   fillTable("most-served", served.slice(0, 10), (e) => [
-    [e.ns, false], [e.prompt, false], [String(e.hits), true],
+    [e.ns, false], [e.prompt ?? PERSONAL, false], [String(e.hits), true],
   ]);
   hitRates.push(stats.hit_rate);
   if (hitRates.length > HISTORY) hitRates.shift();
