@@ -14,7 +14,8 @@ RUNTIME = ("service", "index", "dyna_cache")
 OFFLINE = ("training", "devtools", "tests", "bench")
 # lowest first; a module may import its own layer and the ones below it
 LAYERS: list[tuple[str, ...]] = [
-    ("index.policy", "index.onnx_runtime", "service.keying", "service.policy", "service.errors",
+    ("index.policy", "index.onnx_runtime", "index.packed_model", "index.model_paths",
+     "service.keying", "service.policy", "service.errors",
      "service.settings", "service.schemas", "service.version"),  # keying and policy
     ("index.embedding", "index.store", "service.llm", "service.tenancy",
      "service.embedded_redis", "service.redis_folder",

@@ -2,11 +2,18 @@
 
 import math
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from service.errors import InvalidInput
-from service.schemas import EntryFields
 from service.settings import Settings
+
+
+class Entry(Protocol):
+    """What ``validate_entry`` reads of an entry (``service.schemas.EntryFields``, which
+    imports this module's limits)."""
+
+    prompt: str
+    response: str
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # whitespace, control and zero-width characters: a prompt of only these says nothing (and
@@ -83,7 +90,7 @@ def validate_response(response: str, max_chars: int, field: str = "response") ->
         )
 
 
-def validate_entry(entry: EntryFields, settings: Settings, where: str = "") -> None:
+def validate_entry(entry: Entry, settings: Settings, where: str = "") -> None:
     """What an entry must be beyond its schema, under the limits in force: a prompt with
     something to read and at most ``max_prompt_chars``, a response of at most
     ``max_response_chars`` (``POST /v1/entries`` and ``dyna-cache import`` alike; ``where``
