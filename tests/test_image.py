@@ -62,8 +62,10 @@ def test_runtime_image_holds_only_the_runtime_and_carries_the_model() -> None:
         "import importlib.util as u, pathlib; "
         "print(u.find_spec('torch') is None, u.find_spec('sklearn') is None, "
         "u.find_spec('training') is None, u.find_spec('devtools') is None, "
-        "not pathlib.Path('training').exists(), not pathlib.Path('devtools').exists(), "
-        "pathlib.Path('models/onnx/model.onnx').exists())",
+        "not pathlib.Path('training').exists(), not pathlib.Path('devtools').exists(); "
+        "from index.model_paths import shipped_models as s; "
+        "print(all((s() / f).exists() for f in ('embedder/weights.npz', "
+        "'pair/weights.npz', 'pair/pair_model.json')))",
     )  # fmt: skip
     assert probe.stdout.split() == ["True"] * 7
     label = _podman("image", "inspect", "--format",
@@ -97,6 +99,10 @@ def test_compose_stack_serves_paraphrase_hits_from_several_replicas(
             ready, timeout_s=240, interval_s=1.0, message="the load balancer to answer ready"
         )
         with httpx.Client(base_url=base, timeout=30) as client:
+            # the shipped judge decides on the replicas, with no training in the image
+            for _ in range(6):
+                decision = client.get("/readyz").json()["decision"]
+                assert decision["stage"] == "pair-model" and decision["version"], decision
             first = client.post("/v1/query", json={"prompt": "What is the capital of France?"})
             assert first.status_code == 200, first.text
             assert first.json()["status"] == "MISS"
