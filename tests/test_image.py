@@ -62,7 +62,7 @@ def test_runtime_image_holds_only_the_runtime_and_carries_the_model() -> None:
         "import importlib.util as u, pathlib; "
         "print(u.find_spec('torch') is None, u.find_spec('sklearn') is None, "
         "u.find_spec('training') is None, u.find_spec('devtools') is None, "
-        "not pathlib.Path('training').exists(), not pathlib.Path('devtools').exists(); "
+        "not pathlib.Path('training').exists(), not pathlib.Path('devtools').exists()); "
         "from index.model_paths import shipped_models as s; "
         "print(all((s() / f).exists() for f in ('embedder/weights.npz', "
         "'pair/weights.npz', 'pair/pair_model.json')))",
