@@ -111,6 +111,9 @@ def test_with_user_scope_two_users_never_share_a_personal_answer(secured: CacheS
     # no user named in user mode: nothing is cached, nothing is served
     assert ask(secured, key, PERSONAL, None)["status"] == "BYPASS"
     assert chat(secured, key, PERSONAL, None) == "BYPASS"
+    # ... and "only" asks no LLM for it either
+    only = ask(secured, key, PERSONAL, None, cache="only")
+    assert only["status"] == "MISS" and only["response"] is None, only
 
 
 def test_with_shared_scope_users_share_and_a_request_may_ask_for_its_own(

@@ -282,6 +282,10 @@ class QueryPath:
         audit of a HIT asks it again, unless not ``replayable`` (the library's ``check``,
         whose application asks an LLM of its own)."""
         probe = self.request_probe(request, ns, tenant, control, who)
+        if probe.mode == "bypass" and request.cache == "only":
+            # per-user scope and no user named: none of its entries to look up, and "only"
+            # never asks the LLM
+            return self.record(probe, Resolution.miss(probe, None))
         question = probe.key.question
 
         async def ask() -> LLMReply:
