@@ -664,15 +664,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.if_missing and _built(args.out, args.quick):
         return 0
     if args.pairs is not None:
-        base = (args.base or args.out) / "torch"
-        if not base.exists():
-            print(f"error: no pair model to fine-tune at {base} (build one first)", file=sys.stderr)
-            return 2
         pairs = list(read_pairs(args.pairs))
         fit_on, tune = _split_own_pairs(pairs, args.seed)
         if len(fit_on) < 20 or sum(p.duplicate for p in tune) < 10:
             print(f"error: {args.pairs} has too few pairs to fine-tune and hold some out "
                   "(at least ~100 with both labels)", file=sys.stderr)  # fmt: skip
+            return 2
+        # the shipped model has no torch weights: a build of your own (make pair-model) does
+        base = (args.base or args.out) / "torch"
+        if not base.exists():
+            print(f"error: no torch weights to fine-tune from at {base}: the shipped pair "
+                  "model has none; build one (make pair-model) and pass --base",
+                  file=sys.stderr)  # fmt: skip
             return 2
         train(fit_on, tune, args.out, args.seed, args.epochs or 1.0, args.lr, base, traps=False,
               min_recall=args.min_recall, onnx_dir=args.onnx_dir,
