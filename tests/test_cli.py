@@ -144,6 +144,27 @@ def test_warm_resumes_after_an_interruption(secured: CacheService, tmp_path: Pat
     assert answer["response"] == "Item seven."
 
 
+def test_a_personal_entry_stays_personal_through_export_and_import(
+    start_service: Callable[..., CacheService], redis_server: EmbeddedRedis,
+    redis_client: redis.Redis, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A per-user entry's prompt is hidden from others in insights (its ``personal`` mark):
+    moved to another deployment or namespace, it keeps the mark."""
+    service = start_service()
+    alice = {"X-Cache-Scope": "user", "X-User-Id": "alice"}
+    asked = service.http.post("/v1/query", json={"prompt": "What is my IBAN?"}, headers=alice)
+    assert asked.status_code == 200 and asked.json()["status"] == "MISS"
+    exported = tmp_path / "default.jsonl"
+    done = run("export", "--ns", "default", "-o", str(exported), "--redis-url", redis_server.url)
+    assert done.returncode == 0, done.stderr
+    (row,) = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert row["personal"] in ("1", 1, True), row
+    moved = run("import", str(exported), "--ns", "moved", "--redis-url", redis_server.url)
+    assert moved.returncode == 0, moved.stderr
+    keys = list(redis_client.scan_iter(match="dc:e:{moved}:*"))
+    assert len(keys) == 1 and redis_client.hget(keys[0], "personal") == b"1"
+
+
 def test_export_and_import_move_a_namespace(
     start_service: Callable[..., CacheService], redis_server: EmbeddedRedis,
     redis_client: redis.Redis, tmp_path: Path,

@@ -110,7 +110,7 @@ SERVE_FIELDS = (
 # Fields an export carries (the vector only when asked for).
 EXPORT_FIELDS = (
     "prompt", "response", "scope", "model", "completion", "created", "hits", "llm_ms", "cost",
-    "ttl", "policy", "ttl_max",
+    "ttl", "policy", "ttl_max", "personal",
 )  # fmt: skip
 # Fields read to load an entry into a local index.
 INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")

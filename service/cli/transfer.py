@@ -5,7 +5,7 @@ cache keeps serving: imported entries are written by the same script as the serv
 writes, so every replica picks them up through pub/sub. One line per entry:
 
     {"namespace", "prompt", "response", "scope", "model", "completion", "created", "hits",
-     "llm_ms", "cost", "ttl", "policy", "ttl_max", "expires_in", "vector"?}
+     "llm_ms", "cost", "ttl", "policy", "ttl_max", "personal", "expires_in", "vector"?}
 
 Every line is checked before anything is written, under the schema and the limits of
 ``POST /v1/entries`` (``service/schemas.EntryFields``, ``validate_entry``), and refused
@@ -98,6 +98,7 @@ class ExportedEntry(EntryFields):
     ttl_max: int = Field(default=0, ge=0, le=MAX_TTL_S)
     expires_in: float | None = Field(default=None, gt=0, le=MAX_TTL_S, allow_inf_nan=False)
     vector: bytes | None = None  # float32s (base64 in the file)
+    personal: bool = False  # kept in per-user scope: its prompt stays hidden from others
 
     @model_validator(mode="before")
     @classmethod
@@ -196,6 +197,7 @@ def _new_entry(row: ExportedEntry, ns: str, vector: np.ndarray) -> NewEntry:
         completion=row.completion,
         created=row.created,
         hits=row.hits,
+        personal=row.personal,
     )
 
 
