@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import functools
-import hashlib
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from index.embedding.embedder import load_embedder
-from index.embedding.onnx_embedder import model_files
+from index.embedding.onnx_embedder import EMBEDDER_META, model_files
 from index.embedding.protocol import Embedder
 from index.embedding.worker import EmbeddingWorker
 from index.lookup import VectorSide
@@ -138,9 +138,9 @@ def embedder_identity(settings: Settings) -> str:
     if settings.embedder == "torch":
         return f"torch:{settings.model_path or 'packaged'}"
     model_file, _ = model_files(settings.onnx_dir, settings.embedder)
-    if model_file.is_dir():  # the shipped, packed model: its weights' digest
-        weights = (model_file / WEIGHTS_NAME).read_bytes()
-        return f"{settings.embedder}:{hashlib.sha256(weights).hexdigest()[:16]}"
+    if model_file.is_dir():  # the shipped, packed model: its weights' digest, as recorded
+        meta = json.loads((model_file / EMBEDDER_META).read_text())
+        return f"{settings.embedder}:{meta['files_sha256'][WEIGHTS_NAME][:16]}"
     size = model_file.stat().st_size if model_file.exists() else 0
     return f"{settings.embedder}:{model_file.name}:{size}"
 

@@ -67,6 +67,7 @@ def describe_embedder(out_dir: Path) -> None:
     from importlib.metadata import version
 
     from index.embedding.embedder import packaged_model_path
+    from index.embedding.onnx_embedder import EMBEDDER_META
     from training.pair_artifact import code_commit, sha256
 
     source = packaged_model_path()
@@ -80,7 +81,7 @@ def describe_embedder(out_dir: Path) -> None:
         "files_sha256": {name: sha256(out_dir / name) for name in (GRAPH_NAME, WEIGHTS_NAME)},
         "code_commit": code_commit(),
     }
-    (out_dir / "embedder.json").write_text(json.dumps(meta, indent=2))
+    (out_dir / EMBEDDER_META).write_text(json.dumps(meta, indent=2))
 
 
 def main() -> None:

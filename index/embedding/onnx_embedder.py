@@ -22,6 +22,7 @@ CHUNK = 32  # texts per ONNX run
 FP32_NAME = "model.onnx"
 INT8_NAME = "model-int8.onnx"
 TOKENIZER_NAME = "tokenizer.json"
+EMBEDDER_META = "embedder.json"  # the shipped model's provenance and files' digests
 SHIPPED = Path("models/embedder")  # the packed model (index/packed_model.py) and its tokenizer
 
 
