@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.audit_latency import duplicate_pairs, rotated, semantic_hits
 from bench.common import ServiceProcess, percentiles, write_results
-from index.policy.pair_model import META_NAME
+from index.decision.pair_model import META_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 

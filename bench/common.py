@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from devtools import replica_process
+from index.decision.pair_model import META_NAME
 from index.model_paths import resolved
-from index.policy.pair_model import META_NAME
 
 __all__ = ["ServiceProcess"]
 

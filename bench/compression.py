@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, write_results
+from index.decision.distance import DEFAULT_THRESHOLD
 from index.embedding.embedder import load_embedder
-from index.policy.distance import DEFAULT_THRESHOLD
 from index.store.keys import entry_id_of
 from index.store.records import IndexedVector
 from index.vectors.local_index import CODECS, IndexShape, LocalIndex

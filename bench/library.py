@@ -60,7 +60,7 @@ print(json.dumps({
     "ready_s": round(ready - imported, 3),
     "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
     "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1),
-    "decision": cache.cache._running().queries.decision.name,
+    "decision": cache.cache._running().queries.decision.stage.name,
 }))
 cache.close()
 """

@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_results
+from index.decision.distance import DEFAULT_THRESHOLD
 from index.embedding.embedder import BACKENDS, load_embedder
-from index.policy.distance import DEFAULT_THRESHOLD
 from training.corpus import qqp_pairs, varied_texts
 
 QUERY = "What is the best way to learn a new language as an adult?"

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from bench.traps import traps
+from index.decision.distance import DEFAULT_THRESHOLD
+from index.decision.pair_model import META_NAME
+from index.decision.rules import refused_by_rule
 from index.model_paths import resolved
-from index.policy.distance import DEFAULT_THRESHOLD
-from index.policy.pair_model import META_NAME
-from index.policy.rules import refused_by_rule
 from training.pair_data import (
     DuplicateClusters,
     Pair,
@@ -313,7 +313,7 @@ def main() -> None:
                     "runs": runs,
                 }
             trapped = measure(svc, trap_pairs, DuplicateClusters(trap_pairs))
-            # the traps a rule refuses (index/policy/rules.py) whatever the model says, and
+            # the traps a rule refuses (index/decision/rules.py) whatever the model says, and
             # what the stage serves of the rest
             ruled = np.array([refused_by_rule(p.q2, p.q1) for p in trap_pairs])
             stage_results["traps"] = {

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, write_results
 from bench.quality import sample
+from index.decision.pair_model import PairModel, combined
+from index.decision.verifier import Verifier
 from index.embedding.embedder import load_embedder
-from index.policy.pair_model import PairModel, combined
-from index.policy.verifier import Verifier
 from training.pair_data import pairs_in, read_pairs
 from training.pair_model_train import operating_point, served_scores, tune_lookups
 from training.pair_protocol import Lookups, look_up_in_chunks, verifier_probabilities

@@ -16,7 +16,7 @@ from typing import Any
 
 from dyna_cache.cache import SemanticCache, reply_of
 from dyna_cache.results import Hit, Miss, result_of
-from service.engine.query_path import Probe
+from service.engine.probe import Asks, Probe
 from service.errors import InvalidInput
 from service.keying.chat_key import chat_key
 from service.llm.client import LLMReply
@@ -40,7 +40,7 @@ async def check_chat(
     queries = cache._running().queries
     if isinstance(probe, str):
         log.debug("a chat bypasses the cache: %s", probe)
-        queries.record_bypass(cache._namespace(namespace), started, None)
+        queries.outcomes.record_bypass(cache._namespace(namespace), started, None)
         return None
     return result_of(probe.ns, await queries.resolve(probe, _not_asked))
 
@@ -75,7 +75,7 @@ async def _probe(
         return "per-user scope and no user named"
     try:
         keyed = chat_key(
-            runtime.queries.splitter, chat, settings.chat_max_temperature, who.partition
+            runtime.queries.probes.splitter, chat, settings.chat_max_temperature, who.partition
         )
         if keyed.key is None:
             return keyed.bypass_reason or "not keyed"
@@ -85,7 +85,7 @@ async def _probe(
     except (TypeError, ValueError, KeyError) as error:  # a part orjson cannot write, ...
         return f"a chat that cannot be keyed ({type(error).__name__}: {error})"
     model = str(chat.get("model") or "")
-    return runtime.queries.probe(ns, keyed.key, model, tenant, CacheControl(), mode)
+    return runtime.queries.probes.probe(ns, keyed.key, model, tenant, CacheControl(), Asks(mode))
 
 
 async def _not_asked() -> LLMReply:

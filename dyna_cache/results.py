@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
-from index.policy.distance import similarity
-from service.engine.query_path import Resolution
+from index.decision.distance import similarity
+from service.engine.resolution import Resolution
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from index.decision.decide import Decision
+from index.decision.judges import VerifierJudge
+from index.decision.stage import DecisionStage
+from index.decision.verifier import Verifier
 from index.embedding.embedder import load_embedder
 from index.embedding.onnx_embedder import EMBEDDER_META, model_files
 from index.embedding.protocol import Embedder
 from index.embedding.worker import EmbeddingWorker
 from index.lookup import VectorSide
 from index.packed_model import WEIGHTS_NAME
-from index.policy.verifier import Verifier
 from index.store.connection import connect
 from index.store.redis_store import RedisStore
 from index.sync.event_feed import EventFeed
@@ -28,10 +31,11 @@ from service.embedded_redis import EmbeddedRedis
 from service.engine import tracing
 from service.engine.audits import Auditor
 from service.engine.coalescing import MissCoalescer
-from service.engine.decision import DecisionStage, VerifierJudge
 from service.engine.entries import EntryManager
 from service.engine.feedback import FeedbackBook
 from service.engine.metrics import Metrics
+from service.engine.outcomes import Outcomes
+from service.engine.probe import Probes
 from service.engine.query_path import QueryPath
 from service.engine.telemetry import Telemetry
 from service.http import admin_api, api, dashboard
@@ -281,21 +285,15 @@ async def start_runtime(
     rate_limiter = RateLimiter(client)
     auditor = Auditor(settings, store, llm, embedder, feedback, rate_limiter, telemetry.metrics)
     on_stop(stack, auditor.stop, "the audits under way")
-    queries = QueryPath(
-        settings,
-        vectors,
-        embedder,
-        llm,
-        telemetry,
-        MissCoalescer(
-            store,
-            lock_ttl_s=settings.coalesce_lock_s,
-            lock_life_s=settings.coalesce_lock_life_s,
-        ),
-        splitter,
-        decision,
-        auditor,
+    outcomes = Outcomes(telemetry, auditor)
+    coalescer = MissCoalescer(
+        store, lock_ttl_s=settings.coalesce_lock_s, lock_life_s=settings.coalesce_lock_life_s
     )
+    probes = Probes(settings, decision, splitter)
+    judged = Decision(decision, auditor, settings.learn_radius)
+    queries = QueryPath(
+        settings, vectors, embedder, llm, probes, judged, coalescer, outcomes
+    )  # fmt: skip
     max_temperature = settings.chat_max_temperature
     runtime = Runtime(
         settings=settings,

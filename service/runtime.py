@@ -57,7 +57,7 @@ class Runtime:
         return self.sync.subscribed, self.sync.last_seq, self.sync.last_event_at
 
     def decision_stage(self) -> str:
-        return self.queries.decision.name
+        return self.queries.decision.stage.name
 
     def embedded_redis_restarts(self) -> int | None:
         return None if self.redis_supervisor is None else self.redis_supervisor.restarts

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from index.policy.distance import MAX_DISTANCE
+from index.decision.distance import MAX_DISTANCE
 from service.policy.validation import MAX_USER_CHARS
 
 CacheMode = Literal["default", "bypass", "refresh", "only"]

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.decision.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
 from index.model_paths import resolved
-from index.policy.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
 from service.keying.rag import DEFAULT_PATTERNS
 
 
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     # a longer stored answer is refused (/v1/entries: 422) or not kept (an LLM's: served)
     max_response_chars: int = Field(default=1_000_000, ge=1)
 
-    # Pair model (index/policy/pair_model.py): a cross-encoder judging the nearest candidate
+    # Pair model (index/decision/pair_model.py): a cross-encoder judging the nearest candidate
     # inside its radius, picked up without a restart once built (its folder is checked every
     # decision_reload_s). auto: in force when its build found it beats the static threshold
     # at the same recall on the tune pairs; on: whenever built; off: never. Above the
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     audit_check: Literal["embedding", "llm"] = "embedding"
     # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
     # tenant and per request max_wrong_rate): HITs are served only as far as the audits
-    # show the bound holds (service/policy/wrong_rate.py)
+    # show the bound holds (index/decision/wrong_rate.py)
     max_wrong_rate: float | None = Field(default=None, gt=0, lt=1)
     # with a bound in force, a MISS's nearest candidate this near (squared L2, past the
     # threshold too) is compared with the MISS's answer, free: each entry learns how far it

@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from index.store import keys
-from service.engine.audits import JUDGE_INSTRUCTION, judge_verdict
-from service.keying.normalise import normalise_prompt
-from service.policy.wrong_rate import (
+from index.decision.wrong_rate import (
     VOUCHED,
     band_of,
     estimate,
@@ -23,6 +20,9 @@ from service.policy.wrong_rate import (
     vouched_open,
     wilson,
 )
+from index.store import keys
+from service.engine.audits import JUDGE_INSTRUCTION, judge_verdict
+from service.keying.normalise import normalise_prompt
 from tests.fake_upstream import FakeUpstream, MeaningUpstream
 from tests.helpers import CacheService, wait_until
 

@@ -64,7 +64,7 @@ def busy(start_service: Callable[..., CacheService]) -> CacheService:
     for prompt in TRAFFIC:
         assert service.http.post("/v1/query", json={"prompt": prompt}, headers=admin).is_success
     wait_until(lambda: stats(service)["requests"] == len(TRAFFIC), message="stats flushed")
-    auditor = service.runtime.queries.auditor
+    auditor = service.runtime.queries.outcomes.auditor
     assert auditor is not None
     asyncio.run_coroutine_threadsafe(auditor.settle(), service.loop).result(30)
     assert stats(service)["wrong_answer_rate"]["audits"] > 0

@@ -1,6 +1,6 @@
 import pytest
 
-from index.policy.distance import is_hit, resolve_threshold, similarity
+from index.decision.distance import is_hit, resolve_threshold, similarity
 
 
 def test_similarity_is_cosine_for_squared_l2_on_unit_vectors() -> None:

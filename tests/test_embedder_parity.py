@@ -6,9 +6,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from index.decision.distance import DEFAULT_THRESHOLD, is_hit
 from index.embedding.embedder import load_embedder
 from index.embedding.worker import EmbeddingWorker
-from index.policy.distance import DEFAULT_THRESHOLD, is_hit
 from training.corpus import varied_texts
 from training.fixture import pairs as fixture_pairs
 

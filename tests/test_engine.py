@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from index.policy.distance import DEFAULT_THRESHOLD
+from index.decision.distance import DEFAULT_THRESHOLD
 from index.store import keys
 from index.store.records import StoredEntry
 from service.app import start_runtime
 from service.embedded_redis import EmbeddedRedis
-from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
+from service.engine.probe import Asks, Probe
+from service.engine.query_path import QueryPath
+from service.engine.resolution import Found, Missed, Resolution
 from service.keying.prompt_key import prompt_key
 from service.llm.client import LLMReply, complete
 from service.policy.cache_control import CacheControl, parse_cache_control
@@ -48,11 +50,12 @@ async def runtime(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> Asy
         yield started
 
 
-def probe_for(queries: QueryPath, prompt: str, **choices: object) -> Probe:
-    key = prompt_key(queries.splitter, prompt, None, [None])
-    control = choices.pop("control", CacheControl())
-    assert isinstance(control, CacheControl)
-    return queries.probe("default", key, None, None, control, **choices)  # type: ignore[arg-type]
+def probe_for(
+    queries: QueryPath, prompt: str, control: CacheControl | None = None, **choices: object
+) -> Probe:
+    key = prompt_key(queries.probes.splitter, prompt, None, [None])
+    asks = Asks(**choices)  # type: ignore[arg-type]
+    return queries.probes.probe("default", key, None, None, control or CacheControl(), asks)
 
 
 async def stored(queries: QueryPath, prompt: str, answer: str) -> str:
@@ -121,7 +124,9 @@ async def test_verifier_cut_decides_between_served_and_refused(
 ) -> None:
     async with engine(redis_server, verifier="on") as runtime:
         queries = runtime.queries
-        assert queries.decision.name == "verifier", "make verifier-model builds it (make test)"
+        assert queries.decision.stage.name == "verifier", (
+            "make verifier-model builds it (make test)"
+        )
         await stored(queries, STORED, "Use the reset link.")
         accepted = await queries.look_up(probe_for(queries, PARAPHRASE, verifier_cut=0.0))
         assert isinstance(accepted, Found) and accepted.confidence is not None
@@ -154,8 +159,8 @@ async def test_record_counts_each_outcome_once(runtime: Runtime) -> None:
     probe = probe_for(queries, PARAPHRASE)
     found = await queries.look_up(probe)
     assert isinstance(found, Found)
-    queries.record(probe, Resolution.hit(probe, found))
-    queries.record_bypass("default", time.perf_counter(), None)
+    queries.outcomes.record(probe, Resolution.hit(probe, found))
+    queries.outcomes.record_bypass("default", time.perf_counter(), None)
     await runtime.telemetry.flush()
     raw = await runtime.store.client.hgetall(keys.stats_key("default"))
     counts = {name.decode(): float(value) for name, value in raw.items()}
@@ -191,12 +196,14 @@ async def test_probe_threshold_precedence(
 ) -> None:
     async with engine(redis_server, threshold=0.3) as runtime:
         queries = runtime.queries
-        key = prompt_key(queries.splitter, STORED, None, [None])
+        key = prompt_key(queries.probes.splitter, STORED, None, [None])
 
         def threshold(request: float | None, tenant: float | None) -> float:
             own = TenantSettings(threshold=tenant) if tenant is not None else None
-            return queries.probe("default", key, None, own, CacheControl(),
-                                 threshold=request).threshold  # fmt: skip
+            asks = Asks(threshold=request)
+            return queries.probes.probe(
+                "default", key, None, own, CacheControl(), asks
+            ).terms.radius
 
         assert threshold(None, None) == 0.3
         assert threshold(None, 0.2) == 0.2
@@ -224,7 +231,7 @@ async def test_a_hit_is_audited_by_sending_its_own_request_again_or_not_at_all(
     replay), never a question of its own making; a lookup with nothing to replay is not
     audited, and is counted as such."""
     async with engine(redis_server, audit_rate=1.0, audit_max_per_s=100) as runtime:
-        queries, auditor = runtime.queries, runtime.queries.auditor
+        queries, auditor = runtime.queries, runtime.queries.outcomes.auditor
         assert auditor is not None
         await stored(queries, STORED, "Use the reset link.")
         sent: list[str] = []

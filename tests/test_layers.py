@@ -14,13 +14,15 @@ RUNTIME = ("service", "index", "dyna_cache")
 OFFLINE = ("training", "devtools", "tests", "bench")
 # lowest first; a module may import its own layer and the ones below it
 LAYERS: list[tuple[str, ...]] = [
-    ("index.policy", "index.onnx_runtime", "index.packed_model", "index.model_paths",
+    ("index.decision.distance", "index.onnx_runtime", "index.packed_model", "index.model_paths",
      "service.keying", "service.policy", "service.errors",
      "service.settings", "service.schemas", "service.version"),  # keying and policy
     ("index.embedding", "index.store", "service.llm", "service.tenancy",
      "service.embedded_redis", "service.redis_folder",
      "service.redis_supervisor"),  # the parts: embedder, store, LLM
-    ("index.vectors",),  # the local index (over the store's records and keys)
+    # the local index (over the store's records and keys); the decision room (rules, judges,
+    # the stage in force, the bound; its distance semantics are a layer below)
+    ("index.vectors", "index.decision"),
     ("index.sync", "index.lookup"),  # following Redis; the one door to the vector side
     ("service.engine",),  # the query path
     ("service.proxy",),  # the client APIs, each a translation onto the engine

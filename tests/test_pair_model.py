@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from devtools.replica_process import ROOT
+from index.decision.numbers import differing_numbers
+from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel
+from index.decision.rules import refused_by_rule
 from index.packed_model import GRAPH_NAME, WEIGHTS_NAME
-from index.policy.numbers import differing_numbers
-from index.policy.pair_model import META_NAME, TOKENIZER_NAME, PairModel
-from index.policy.rules import refused_by_rule
 from tests.helpers import CacheService, wait_until
 from training.fixture import write as write_fixture
 from training.pair_artifact import FILES, fingerprint, sha256

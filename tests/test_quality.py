@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from devtools.redis_cluster import EmbeddedCluster
+from index.decision.distance import DEFAULT_THRESHOLD
+from index.decision.verifier import Verifier
 from index.embedding.embedder import load_embedder
-from index.policy.distance import DEFAULT_THRESHOLD
-from index.policy.verifier import Verifier
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 from tests.helpers import CacheService, wait_until

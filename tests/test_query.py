@@ -211,7 +211,7 @@ def test_an_exact_key_the_index_misremembers_is_not_served(service: CacheService
     ).json()["entries"][0]
     runtime = service.runtime
     other = "How many legs does a spider have?"
-    asked = prompt_key(runtime.queries.splitter, other, None)
+    asked = prompt_key(runtime.queries.probes.splitter, other, None)
     key = keys.exact_key("default", asked.scope, asked.normalised)
     # what a collision would look like: the other prompt's key leading to the France entry
     vector = np.zeros(runtime.embedder.dim, dtype=np.float32)

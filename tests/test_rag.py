@@ -168,7 +168,7 @@ def test_the_unread_tail_joins_the_scope(service: CacheService) -> None:
     read = embedder.seen_chars(REFUND)
     assert 500 < read < len(REFUND) - 100, "the model stops reading inside the preamble"
     assert embedder.seen_chars("What is the capital of France?") == 30
-    splitter = service.runtime.queries.splitter
+    splitter = service.runtime.queries.probes.splitter
     refund, delete = splitter.split(REFUND), splitter.split(DELETE)
     assert refund.question == REFUND  # embedded and stored whole; the model cuts it itself
     assert refund.contexts != delete.contexts  # the unread tails differ: other scopes

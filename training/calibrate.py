@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.decision.verifier import Verifier
 from index.embedding.embedder import load_embedder
-from index.policy.verifier import Verifier
 from training.pair_data import DuplicateClusters, Pair, distinct_pairs, normal_form, read_pairs
 from training.pair_protocol import (
     CUTS,

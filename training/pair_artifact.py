@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel
 from index.embedding.embedder import load_embedder
 from index.packed_model import GRAPH_NAME, WEIGHTS_NAME
-from index.policy.pair_model import META_NAME, TOKENIZER_NAME, PairModel
 
 FILES = (GRAPH_NAME, WEIGHTS_NAME, TOKENIZER_NAME)
 # (stored, asked): paraphrases, look-alikes that mean something else, and unrelated pairs

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel, combined
+from index.decision.rules import refused_by_rule
 from index.embedding.embedder import load_embedder, packaged_model_path
-from index.policy.pair_model import META_NAME, TOKENIZER_NAME, PairModel, combined
-from index.policy.rules import refused_by_rule
 from training.onnx_export import export_bert_inputs
 from training.pack_model import pack
 from training.pair_artifact import data_digests, stamp
@@ -404,13 +404,13 @@ def _model_probabilities(model: PairModel, lookups: Lookups) -> np.ndarray:
 
 
 def refused_by_rules(lookups: Lookups) -> np.ndarray:
-    """Where a rule refuses the nearest candidate (``index/policy/rules.py``)."""
+    """Where a rule refuses the nearest candidate (``index/decision/rules.py``)."""
     pairs = zip(lookups.queries, lookups.candidates, strict=True)
     return np.array([refused_by_rule(q, c) for q, c in pairs], dtype=bool)
 
 
 def served_scores(lookups: Lookups, combined: np.ndarray) -> np.ndarray:
-    """The combined probabilities, 0 where a rule refuses (``index/policy/rules.py``)."""
+    """The combined probabilities, 0 where a rule refuses (``index/decision/rules.py``)."""
     served = combined.copy()
     served[refused_by_rules(lookups)] = 0.0
     return served

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from index.policy.verifier import Features, Verifier
+from index.decision.verifier import Features, Verifier
 from training.pair_data import DuplicateClusters, Pair
 
 Embed = Callable[[Sequence[str]], np.ndarray]

@@ -33,10 +33,9 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from index.embedding.embedder import load_embedder
-from index.policy.distance import DEFAULT_THRESHOLD
-from index.policy.numbers import NUMBER
-from index.policy.verifier import (
+from index.decision.distance import DEFAULT_THRESHOLD
+from index.decision.numbers import NUMBER
+from index.decision.verifier import (
     ANTONYM_OF,
     CAPITALISED,
     NO_RUNNER_UP,
@@ -44,6 +43,7 @@ from index.policy.verifier import (
     Features,
     Verifier,
 )
+from index.embedding.embedder import load_embedder
 from training.pair_artifact import code_commit, data_digests
 from training.pair_data import DuplicateClusters, distinct_pairs, pairs_in, read_pairs
 from training.pair_protocol import (

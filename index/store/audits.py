@@ -7,7 +7,7 @@ call per pair, its verdict counted again for each later HIT of the pair drawn fo
 
 The bound's evidence counts repeats of a pair, as the traffic does, but repeats of one
 pair are one observation, not many: each group also keeps the sum of its pairs' squared
-counts (``evidence_sq:<group>``), from which ``service/policy/wrong_rate.py`` takes the
+counts (``evidence_sq:<group>``), from which ``index/decision/wrong_rate.py`` takes the
 effective number of observations, (sum of counts)² / (sum of squared counts)."""
 
 from typing import Any, Literal

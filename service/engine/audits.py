@@ -23,7 +23,7 @@ served semantic HITs were wrong). At most ``audit_max_per_s`` per namespace; the
 are counted as LLM calls and cost.
 
 With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
-as far as the audits show it holds (``service/policy/wrong_rate.served_radius``); a
+as far as the audits show it holds (``index/decision/bound.py``); a
 candidate the bound withholds becomes a MISS, and the MISS's answer, which the LLM gave
 anyway, is compared with the withheld candidate's: evidence at no extra cost, so a
 namespace with too little of it (served nothing semantic yet) gathers it from its misses.
@@ -36,11 +36,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import numpy as np
 
+from index.decision.wrong_rate import band_of, evidence_group
 from index.embedding.worker import EmbeddingWorker
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import StoredEntry
@@ -50,7 +51,6 @@ from service.engine.metrics import Metrics
 from service.errors import CacheError
 from service.keying.normalise import normalise_prompt
 from service.llm.client import LLMClient, Produce, UpstreamFailed, UpstreamTimedOut, complete
-from service.policy.wrong_rate import band_of, evidence_group, served_radius, vouched_open
 from service.settings import Settings
 from service.tenancy.rate_limit import RateLimiter
 
@@ -216,27 +216,16 @@ class Auditor:
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
         return group
 
-    def within_bound(
-        self, ns: str, entry: StoredEntry, distance: float, threshold: float,
-        max_wrong_rate: float,
-    ) -> bool:  # fmt: skip
-        """Whether a semantic HIT this far from ``entry`` may be served under the bound,
-        from the namespace's evidence as last read (read again in the background once a
-        second; none read yet: no, a MISS, as with too little evidence): inside the entry's
-        verified radius when the vouched group holds the bound; else inside ``threshold``
-        and the bands that hold it."""
+    def counts(self, ns: str) -> Mapping[str, float] | None:
+        """The namespace's audit evidence as last read, for the bound (``index/decision/
+        bound.py``); read again in the background once a second (None: none read yet)."""
         read = self._counts.get(ns)
         if (
             read is None or time.monotonic() - read[0] > COUNTS_FRESH_S
         ) and ns not in self._reading:
             self._reading.add(ns)
             self._spawn(self._read_counts(ns))
-        if read is None:
-            return False
-        counts = read[1]
-        if entry.vouches(distance):
-            return vouched_open(counts, max_wrong_rate)
-        return distance < threshold and distance < served_radius(counts, max_wrong_rate)
+        return None if read is None else read[1]
 
     async def _read_counts(self, ns: str) -> None:
         try:

@@ -2,7 +2,7 @@
 
 import time
 
-from index.policy.distance import similarity
+from index.decision.distance import similarity
 
 
 def cache_headers(

@@ -9,7 +9,7 @@ confirms a candidate, so it applies everywhere at once.
 
 A *right* check (an audit, a withheld candidate against its MISS's answer) widens the
 entry's *verified radius*, the farthest distance at which the service found it right, which
-a wrong-rate bound learns from (``service/policy/wrong_rate.py``). A *right* report is a
+a wrong-rate bound learns from (``index/decision/wrong_rate.py``). A *right* report is a
 client's word, not a check: it is counted as a report (``fb_right``) when its query lies
 inside the search reach, and never widens what is served nor counts as the bound's
 evidence: anyone who may query a namespace may report on its entries. Reports are kept in
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
+from index.decision.distance import is_hit
 from index.embedding.worker import EmbeddingWorker
-from index.policy.distance import is_hit
 from index.store import keys
 from index.store.redis_store import RedisStore
 from service.errors import NotFound

@@ -4,11 +4,11 @@ the most-served entries."""
 
 from typing import Any
 
-from index.policy.distance import similarity
+from index.decision import wrong_rate
+from index.decision.distance import similarity
+from index.decision.stage import DecisionStage
 from index.store.redis_store import RedisStore
-from service.engine.decision import DecisionStage
 from service.engine.telemetry import read_stats
-from service.policy import wrong_rate
 
 NEAREST_SHOWN = 10
 MOST_SERVED_SHOWN = 10

@@ -167,7 +167,7 @@ async def feedback(
     """Report whether a HIT (`entry_id`, from `X-Cache-Entry`) was right for `prompt`. A
     wrong report stops the entry being served to queries as far from it as that prompt, on
     every replica; a correct one is counted as a report, and widens nothing served."""
-    reach = runtime.queries.reach(principal.settings)
+    reach = runtime.queries.probes.reach(principal.settings)
     recorded: FeedbackOut = await runtime.feedback.record(principal.ns, body, reach)
     return recorded
 
@@ -330,7 +330,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         {
             "status": "ready" if ready else "not_ready",
             "checks": checks,
-            "decision": runtime.queries.decision.describe(),
+            "decision": runtime.queries.decision.stage.describe(),
             "llm": describe_llm(runtime.settings),
         },
         status_code=200 if ready else 503,

@@ -1,7 +1,7 @@
 """``POST /v1/query``'s answer body, from how the query path resolved it."""
 
-from index.policy.distance import similarity
-from service.engine.query_path import Resolution
+from index.decision.distance import similarity
+from service.engine.resolution import Resolution
 from service.schemas import QueryResponse
 
 

@@ -25,7 +25,9 @@ from sse_starlette import EventSourceResponse
 from index.store.records import StoredEntry
 from service.engine.cache_headers import cache_headers
 from service.engine.coalescing import Followed
-from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
+from service.engine.probe import Asks, Probe
+from service.engine.query_path import QueryPath
+from service.engine.resolution import Found, Missed, Resolution
 from service.engine.shared_stream import SharedStream
 from service.keying.chat_key import ChatKey
 from service.llm.client import UpstreamFailed, UpstreamTimedOut
@@ -68,18 +70,17 @@ class ApiProxy:
             log.debug("%s request bypasses the cache: %s", dialect.name, keyed.bypass_reason)
             started = time.perf_counter()
             if streamed:  # counted as it starts: its latency is the stream's
-                self.queries.record_bypass(ns, started, None)
+                self.queries.outcomes.record_bypass(ns, started, None)
                 return await self._pass_through(body)
             reply = await dialect.call(body)
-            bypassed = self.queries.record_bypass(ns, started, reply)
+            bypassed = self.queries.outcomes.record_bypass(ns, started, reply)
             return self._json(reply.payload or {}, "BYPASS", timing=bypassed.server_timing)
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         # the request as the upstream gets it (whole), which an audit of a HIT sends again
         ask = functools.partial(dialect.call, body)
-        probe = self.queries.probe(
-            ns, keyed.key, str(body.get("model") or ""), tenant, control, ttl=ttl, replay=ask,
-            personal=who.personal,
-        )  # fmt: skip
+        asks = Asks(ttl=ttl, replay=ask, personal=who.personal)
+        model = str(body.get("model") or "")
+        probe = self.queries.probes.probe(ns, keyed.key, model, tenant, control, asks)
 
         if not streamed:
             resolution = await self.queries.resolve(probe, ask)
@@ -97,7 +98,7 @@ class ApiProxy:
 
         found = await self.queries.find(probe)
         if isinstance(found, Found):
-            served = self.queries.record(probe, Resolution.hit(probe, found))
+            served = self.queries.outcomes.record(probe, Resolution.hit(probe, found))
             return self._replay(found.entry, found.distance, body, served.server_timing)
         if found is None:
             return await self._pass_through(body)
@@ -109,11 +110,12 @@ class ApiProxy:
             lambda entry: self.queries.servable(entry, 0.0, probe),
         )  # fmt: skip
         if isinstance(shared, Followed):
-            served = self.queries.record(probe, Resolution.hit(probe, Found(shared.entry, 0.0)))
+            followed = Resolution.hit(probe, Found(shared.entry, 0.0))
+            served = self.queries.outcomes.record(probe, followed)
             return self._replay(shared.entry, 0.0, body, served.server_timing)
         await shared.stream.first()  # an upstream failing before it: an HTTP error
         if not shared.leads:  # the leader's MISS is counted when its answer is kept
-            self.queries.record_shared(probe)
+            self.queries.outcomes.record_shared(probe)
         status: CacheStatus = "MISS" if shared.leads else "HIT"
         timing = probe.times.server_timing((time.perf_counter() - probe.started) * 1000)
         return self._stream(self._read(shared.stream, body), status, None, found.nearest, timing)

@@ -1,82 +1,18 @@
-"""The decision stage: what decides whether the nearest live candidate inside the radius is
-served. Three stages, best first: the pair model (a cross-encoder over both texts), the
-verifier (an MLP over features of the pair), the static threshold (the distance alone).
-
-The service starts with whatever is built and picks up a newly built pair model without a
-restart: a watcher reads the model folder's metadata every ``reload_s`` and loads a new
-build off the event loop, then swaps it in (a lookup sees the old stage or the new one,
-never half of one). Judging runs in a worker thread of its own, so a model's few
-milliseconds never block the event loop.
-"""
+"""The stage in force and its hot reload: the service starts with whatever is built and picks
+up a newly built pair model without a restart (a watcher reads the model folder's metadata
+every ``reload_s`` and swaps a new build in whole). Judging runs in a thread of its own, so a
+model's milliseconds never block the event loop."""
 
 import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
-import numpy as np
-
-from index.policy.pair_model import PairModel
-from index.policy.verifier import Verifier
+from index.decision.judges import Judge, JudgedPair, PairModelJudge, StageName, VerifierJudge
+from index.decision.pair_model import PairModel
 
 log = logging.getLogger(__name__)
-
-StageName = Literal["pair-model", "verifier", "static"]
-
-
-@dataclass(frozen=True)
-class JudgedPair:
-    """What a judge reads of a query and the candidate it may be served."""
-
-    query: str
-    cached: str
-    query_vector: np.ndarray
-    cached_vector: np.ndarray | None
-    distance: float
-    runner_up: float | None  # the next candidate's distance, if any
-
-
-class Judge(Protocol):
-    name: StageName
-    radius: float  # candidates inside it are judged
-    cut: float  # the least probability served
-
-    def probability(self, candidate: JudgedPair) -> float | None:
-        """P(serving the candidate is right); None: settled on its distance alone (the
-        cascade: near enough that the judge would serve it), not judged."""
-        ...
-
-
-class PairModelJudge:
-    name: StageName = "pair-model"
-
-    def __init__(self, model: PairModel) -> None:
-        self.model = model
-        self.radius = model.radius
-        self.cut = model.cut
-
-    def probability(self, candidate: JudgedPair) -> float | None:
-        return self.model.probability(candidate.query, candidate.cached, candidate.distance)
-
-
-class VerifierJudge:
-    name: StageName = "verifier"
-
-    def __init__(self, verifier: Verifier) -> None:
-        self.verifier = verifier
-        self.radius = verifier.radius
-        self.cut = verifier.cut
-
-    def probability(self, candidate: JudgedPair) -> float:
-        if candidate.cached_vector is None:  # an entry without its vector: the cosine decides
-            return 1.0
-        return self.verifier.probability(
-            candidate.query, candidate.cached, candidate.query_vector, candidate.cached_vector,
-            candidate.distance, candidate.runner_up,
-        )  # fmt: skip
 
 
 class DecisionStage:

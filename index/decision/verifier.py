@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from index.policy.numbers import numbers_in
+from index.decision.numbers import numbers_in
 
 
 def _words(text: str) -> frozenset[str]:

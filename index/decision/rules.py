@@ -17,7 +17,7 @@ and has few swaps), so they are rules, as cheap as a tokenisation.
 
 import re
 
-from index.policy.numbers import differing_numbers
+from index.decision.numbers import differing_numbers
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SYMMETRIC = frozenset({"and", "or", "vs", "versus"})

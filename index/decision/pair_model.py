@@ -12,7 +12,7 @@ project ships it: ``index/packed_model.py``; or a plain ``model.onnx``), ``token
 and ``pair_model.json`` (the stack's weights; its operating point: the ``radius`` inside
 which candidates are judged, the ``cut`` a candidate must reach; how it was built, its
 figures on the tune and dev splits, its version).
-The rules of ``index/policy/rules.py`` stand above it: differing numbers and two exchanged
+The rules of ``index/decision/rules.py`` stand above it: differing numbers and two exchanged
 words are refused. A cascade spares the model where it would agree anyway: a candidate
 nearer than ``serve_below`` (chosen on the tune pairs) is served on its distance once the
 rules allow it; only the band between that and the radius is judged.
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from index.decision.rules import refused_by_rule
 from index.onnx_runtime import batch_tokenizer, cpu_session
 from index.packed_model import is_packed
-from index.policy.rules import refused_by_rule
 
 MODEL_NAME = "model.onnx"
 TOKENIZER_NAME = "tokenizer.json"
