@@ -47,7 +47,7 @@ from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_resul
 from bench.traps import traps
 from index.decision.distance import DEFAULT_THRESHOLD
 from index.decision.pair_model import META_NAME
-from index.decision.rules import refused_by_rule
+from index.decision.spans import refused as refused_by_rule
 from index.model_paths import resolved
 from training.pair_data import (
     DuplicateClusters,

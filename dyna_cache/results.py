@@ -38,6 +38,7 @@ class Miss:
     latency_ms: float
     distance: float | None = None  # the nearest candidate's, when there was one
     confidence: float | None = None  # the judge's probability for a refused candidate
+    refused_by: str | None = None  # what refused the nearest candidate (a rule, a stage)
     response: str | None = None
     entry_id: str | None = None
 
@@ -60,5 +61,5 @@ def result_of(ns: str, resolution: Resolution) -> Hit | Miss:
     return Miss(
         namespace=ns, latency_ms=resolution.latency_ms, distance=distance,
         confidence=resolution.confidence, response=reply.text if reply else None,
-        entry_id=resolution.entry_id,
+        entry_id=resolution.entry_id, refused_by=resolution.refused_by,
     )  # fmt: skip

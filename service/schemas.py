@@ -97,7 +97,12 @@ class QueryResponse(BaseModel):
         default=None, description="When that entry expires (epoch s; null: never)."
     )
     confidence: float | None = Field(
-        default=None, description="Verifier on: its probability that the candidate is right."
+        default=None, description="A judge in force: its probability that the candidate is right."
+    )
+    refused_by: str | None = Field(
+        default=None,
+        description="MISS with a near candidate: what refused it (threshold, a rule such as "
+        "rule:numbers or rule:instruction, pair-model, verifier, feedback, max-age, bound).",
     )
 
 

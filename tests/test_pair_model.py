@@ -15,7 +15,7 @@ import pytest
 from devtools.replica_process import ROOT
 from index.decision.numbers import differing_numbers
 from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel
-from index.decision.rules import refused_by_rule
+from index.decision.spans import refused as refused_by_rule
 from index.packed_model import GRAPH_NAME, WEIGHTS_NAME
 from tests.helpers import CacheService, wait_until
 from training.fixture import write as write_fixture
@@ -95,7 +95,7 @@ def test_probabilities_rank_a_paraphrase_above_a_word_swap(model: PairModel) -> 
     assert near >= far
 
 
-def test_the_cascade_serves_near_candidates_without_the_model_but_not_past_the_rules(
+def test_the_cascade_serves_near_candidates_without_the_model(
     model: PairModel,
 ) -> None:
     meta = json.loads((BUILT / META_NAME).read_text())
@@ -104,18 +104,13 @@ def test_the_cascade_serves_near_candidates_without_the_model_but_not_past_the_r
     cascaded = PairModel.load(BUILT)
     cascaded.serve_below = 0.2  # a bound of this test's choosing
     assert cascaded.probability(*SAME, distance=0.1) is None  # settled on the distance
-    assert cascaded.probability(*SWAPPED, distance=0.1) == 0.0  # the rules still refuse
-    numbers = ("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
-    assert cascaded.probability(*numbers, distance=0.01) == 0.0
     assert isinstance(cascaded.probability(*SAME, distance=0.3), float)  # judged
 
 
-def test_differing_numbers_are_refused_whatever_the_model_says(model: PairModel) -> None:
+def test_differing_numbers_are_refused_whatever_the_model_says() -> None:
     assert differing_numbers("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
     assert not differing_numbers("Is 200 mg safe?", "Is a dose of 200 mg safe?")
-    assert (
-        model.probability("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?", 0.05) == 0
-    )
+    assert refused_by_rule("Is 200 mg of ibuprofen safe?", "Is 800 mg of ibuprofen safe?")
 
 
 def test_a_running_service_picks_up_a_newly_built_model(
@@ -254,14 +249,11 @@ def test_rules_refuse_exchanged_words_numbers_and_negations_not_rephrasings(
     assert refused_by_rule(query, cached) is refused
 
 
-def test_the_served_pair_model_refuses_a_role_swap(model: PairModel) -> None:
-    assert model.probability("Why did Germany invade Poland?", "Why did Poland invade Germany?",
-                             0.003) == 0.0  # fmt: skip
+def test_the_served_pair_model_judges_past_its_cascade_only(model: PairModel) -> None:
+    """The model judges the band between ``serve_below`` and its radius; nearer, a
+    candidate is settled on its distance (the rules above it: ``tests/test_decision.py``)."""
     judged = model.serve_below + 0.01
     assert (model.probability(*SAME, distance=judged) or 0) > 0
-    # nearer than the cascade's bound, the rules still refuse the swap; a paraphrase is
-    # served without the model
-    assert model.probability(*SWAPPED, distance=model.serve_below / 2) == 0.0
     assert model.serve_below == 0 or model.probability(*SAME, distance=0.0) is None
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel
+from index.decision.spans import refused
 from index.embedding.embedder import load_embedder
 from index.packed_model import GRAPH_NAME, WEIGHTS_NAME
 
@@ -62,14 +63,16 @@ def code_commit() -> str:
 
 
 def fingerprint(folder: Path) -> list[dict[str, Any]]:
-    """Each fixed pair's distance, the model's probability and the served verdict."""
+    """Each fixed pair's distance, the served probability and the served verdict."""
     model = PairModel.load(folder)
     embed = load_embedder("onnx", None).encode
     rows = []
     for stored, asked in FINGERPRINT_PAIRS:
         u, v = embed([asked, stored])
         distance = float(np.sum((u - v) ** 2))
-        probability = model.probability(asked, stored, distance)
+        # the served decision: the rules over what differs first (0: refused), then the model
+        ruled = refused(asked, stored)
+        probability = 0.0 if ruled else model.probability(asked, stored, distance)
         served = distance < model.radius and (probability is None or probability >= model.cut)
         rows.append({
             "stored": stored, "asked": asked, "distance": round(distance, 5),

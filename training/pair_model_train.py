@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from index.decision.pair_model import META_NAME, TOKENIZER_NAME, PairModel, combined
-from index.decision.rules import refused_by_rule
+from index.decision.spans import refused as refused_by_rule
 from index.embedding.embedder import load_embedder, packaged_model_path
 from training.onnx_export import export_bert_inputs
 from training.pack_model import pack

@@ -1,8 +1,10 @@
 """The decision's one entry point: a query and its nearest candidates in, a verdict out.
 
 The nearest candidate inside reach that is live (still in Redis) and usable (young enough
-for the request's max-age, inside its feedback radius) is the one decided on: the rules,
-then the judge in force (the static stage: its distance alone), then the bound. Only it is
+for the request's max-age, inside its feedback radius) is the one decided on: what differs
+between the two texts (``spans.py``: a rule refuses it, or it differs only by courtesy and
+needs no judge), then the judge in force (the static stage: its distance alone), then the
+bound. The rules hold in every stage. Only it is
 judged; the next candidate's distance is the judge's margin.
 """
 
@@ -13,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from index.decision.bound import Evidence, reach, within_bound
 from index.decision.distance import is_hit
 from index.decision.judges import JudgedPair
+from index.decision.spans import difference
 from index.decision.stage import DecisionStage
 from index.decision.verdict import Asked, RefusedBy, Terms, Verdict
 from index.store.records import Candidate, StoredEntry
@@ -96,6 +99,11 @@ class Decision:
         """The judge in force on one live candidate (inside the radius), then the bound."""
         confidence = None
         judge = terms.judge
+        differs = difference(asked.text, entry.prompt)
+        if differs.refused_by is not None:
+            return Verdict(distance=distance, refused_by=differs.refused_by)
+        if differs.neutral:  # the same prompt but for courtesy: no judge needed
+            judge = None
         if is_hit(distance, terms.radius) and judge is not None and terms.cut is not None:
             pair = JudgedPair(
                 asked.text, entry.prompt, asked.vector, entry.vector, distance, runner_up

@@ -12,10 +12,10 @@ project ships it: ``index/packed_model.py``; or a plain ``model.onnx``), ``token
 and ``pair_model.json`` (the stack's weights; its operating point: the ``radius`` inside
 which candidates are judged, the ``cut`` a candidate must reach; how it was built, its
 figures on the tune and dev splits, its version).
-The rules of ``index/decision/rules.py`` stand above it: differing numbers and two exchanged
-words are refused. A cascade spares the model where it would agree anyway: a candidate
-nearer than ``serve_below`` (chosen on the tune pairs) is served on its distance once the
-rules allow it; only the band between that and the radius is judged.
+The rules of ``index/decision/spans.py`` stand above it (the decision applies them first).
+A cascade spares the model where it would agree anyway: a candidate nearer than
+``serve_below`` (chosen on the tune pairs) is served on its distance once the rules allow
+it; only the band between that and the radius is judged.
 """
 
 import json
@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from index.decision.rules import refused_by_rule
 from index.onnx_runtime import batch_tokenizer, cpu_session
 from index.packed_model import is_packed
 
@@ -100,11 +99,9 @@ class PairModel:
         return combined(model_probabilities, distances, self.stack)
 
     def probability(self, query: str, cached: str, distance: float) -> float | None:
-        """What a candidate at ``distance`` is judged: 0 when a rule refuses it; None when it
-        is nearer than ``serve_below`` (served on its distance, the model not run); else the
-        combined probability."""
-        if refused_by_rule(query, cached):
-            return 0.0
+        """What a candidate at ``distance`` is judged (the rules of ``spans.py`` stand above
+        it): None when it is nearer than ``serve_below`` (served on its distance, the model
+        not run); else the combined probability."""
         if distance < self.serve_below:
             return None
         raw = self.probabilities([(query, cached)])

@@ -17,10 +17,8 @@ and has few swaps), so they are rules, as cheap as a tokenisation.
 
 import re
 
-from index.decision.numbers import differing_numbers
-
 _WORD = re.compile(r"[a-z0-9]+")
-_SYMMETRIC = frozenset({"and", "or", "vs", "versus"})
+SYMMETRIC = frozenset({"and", "or", "vs", "versus"})
 _NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
 _ARTICLES = frozenset({"a", "an"})  # "a complete" / "an incomplete"
 
@@ -37,7 +35,7 @@ def swapped_words(a: str, b: str) -> bool:
     if x[i] != y[j] or x[j] != y[i]:
         return False
     between = set(x[i + 1 : j])
-    return not (between and between <= _SYMMETRIC)
+    return not (between and between <= SYMMETRIC)
 
 
 def negated_by_prefix(a: str, b: str) -> bool:
@@ -53,11 +51,3 @@ def negated_by_prefix(a: str, b: str) -> bool:
     ((u, v),) = differ
     longer, base = (u, v) if len(u) > len(v) else (v, u)
     return len(base) >= 3 and any(longer == prefix + base for prefix in _NEGATING_PREFIXES)
-
-
-def refused_by_rule(query: str, cached: str) -> bool:
-    return (
-        differing_numbers(query, cached)
-        or swapped_words(query, cached)
-        or negated_by_prefix(query, cached)
-    )

@@ -6,21 +6,12 @@ from typing import Literal
 import numpy as np
 
 from index.decision.judges import Judge
+from index.decision.spans import Rule
 from index.store.records import StoredEntry
 
 # why the nearest candidate was not served: outside the radius, a rule over what differs,
 # the judge in force, the entry's feedback radius, the request's max-age, the bound
-RefusedBy = Literal[
-    "threshold",
-    "rule:numbers",
-    "rule:swapped",
-    "rule:negated",
-    "pair-model",
-    "verifier",
-    "feedback",
-    "max-age",
-    "bound",
-]
+RefusedBy = Literal["threshold", "pair-model", "verifier", "feedback", "max-age", "bound"] | Rule
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ def cache_headers(
     entry_id: str | None = None,
     created: float | None = None,
     server_timing: str | None = None,
+    refused_by: str | None = None,
 ) -> dict[str, str]:
     """``X-Cache`` (HIT, MISS or BYPASS); ``X-Cache-Similarity`` (of the served entry, or of
     the nearest one on a MISS); ``X-Cache-Entry`` (the entry served, or the one a MISS
     stored); a HIT's ``Age``; ``X-Replica``; ``Server-Timing`` (milliseconds per stage of the
-    lookup: embed, search, verify, redis, llm, and the total)."""
+    lookup: embed, search, verify, redis, llm, and the total); on a MISS with a near
+    candidate, ``X-Cache-Refused-By`` (what refused it: a rule, a stage, the bound)."""
     headers = {"X-Cache": status, "X-Replica": replica_id}
     if server_timing:
         headers["Server-Timing"] = server_timing
@@ -24,6 +26,8 @@ def cache_headers(
         headers["X-Cache-Similarity"] = f"{similarity(distance):.4f}"
     if entry_id:
         headers["X-Cache-Entry"] = entry_id
+    if refused_by and status != "HIT":
+        headers["X-Cache-Refused-By"] = refused_by
     if status == "HIT" and created is not None:
         headers["Age"] = str(int(max(0.0, time.time() - created)))
     return headers

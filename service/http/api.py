@@ -70,7 +70,7 @@ async def query(request: Request) -> Response:
     answer = query_response(principal.ns, resolution)
     headers = cache_headers(
         answer.status, runtime.settings.replica_id, answer.distance,
-        answer.entry_id, answer.created, resolution.server_timing,
+        answer.entry_id, answer.created, resolution.server_timing, answer.refused_by,
     )  # fmt: skip
     return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 

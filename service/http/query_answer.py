@@ -22,4 +22,5 @@ def query_response(ns: str, resolution: Resolution) -> QueryResponse:
         created=entry.created if entry else kept.created if kept else None,
         expires_at=entry.expires_at if entry else kept.expires_at if kept else None,
         confidence=resolution.confidence,
+        refused_by=resolution.refused_by,
     )

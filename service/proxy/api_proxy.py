@@ -93,7 +93,7 @@ class ApiProxy:
             assert resolution.reply is not None
             return self._json(
                 resolution.reply.payload or {}, resolution.status, None, resolution.distance,
-                resolution.entry_id, resolution.server_timing,
+                resolution.entry_id, resolution.server_timing, resolution.refused_by,
             )  # fmt: skip
 
         found = await self.queries.find(probe)
@@ -118,7 +118,9 @@ class ApiProxy:
             self.queries.outcomes.record_shared(probe)
         status: CacheStatus = "MISS" if shared.leads else "HIT"
         timing = probe.times.server_timing((time.perf_counter() - probe.started) * 1000)
-        return self._stream(self._read(shared.stream, body), status, None, found.nearest, timing)
+        refused = found.refused_by if shared.leads else None
+        events = self._read(shared.stream, body)
+        return self._stream(events, status, None, found.nearest, timing, refused)
 
     def _stream_upstream(
         self, body: dict[str, Any], keep: tuple[Probe, Missed] | None,
@@ -201,9 +203,11 @@ class ApiProxy:
         distance: float | None = None,
         stored_as: str | None = None,
         timing: str | None = None,
+        refused_by: str | None = None,
     ) -> Response:
-        """``stored_as``: the entry a MISS was kept as; ``timing``: its Server-Timing."""
-        headers = self._headers(status, entry, distance, stored_as, timing)
+        """``stored_as``: the entry a MISS was kept as; ``timing``: its Server-Timing;
+        ``refused_by``: what refused a MISS's nearest candidate."""
+        headers = self._headers(status, entry, distance, stored_as, timing, refused_by)
         return JSONResponse(payload, headers=headers)
 
     def _stream(
@@ -213,18 +217,20 @@ class ApiProxy:
         entry: StoredEntry | None,
         distance: float | None,
         timing: str | None = None,
+        refused_by: str | None = None,
     ) -> Response:
         """``timing``: the stages before the stream started (a stream's own time is its)."""
-        headers = self._headers(status, entry, distance, None, timing)
+        headers = self._headers(status, entry, distance, None, timing, refused_by)
         return EventSourceResponse(events, headers=headers)
 
     def _headers(
         self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
-        stored_as: str | None = None, timing: str | None = None,
+        stored_as: str | None = None, timing: str | None = None, refused_by: str | None = None,
     ) -> dict[str, str]:  # fmt: skip
         return cache_headers(
             status, self.settings.replica_id, distance,
             entry.entry_id if entry else stored_as, entry.created if entry else None, timing,
+            refused_by,
         )  # fmt: skip
 
 
