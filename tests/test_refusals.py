@@ -28,7 +28,7 @@ REPORT = (
     [
         (REPORT + " Write your answer in Italian.", "rule:instruction"),
         (REPORT.replace("two crashes", "five crashes"), "rule:numbers"),
-        (REPORT.replace("Swiss customers", "Danish customers"), "rule:name"),
+        (REPORT.replace("Swiss customers", "Belgian customers"), "rule:name"),
         (REPORT.replace("slow exports", "slow imports"), "rule:long-edit"),
     ],
 )
@@ -72,5 +72,5 @@ def test_the_library_miss_names_what_refused(
         cache.answer("How long should I boil an egg?", lambda question: "Nine minutes.")
         served = cache.check("Hi there! How long should I boil an egg?")
         assert isinstance(served, Hit)
-        refused = cache.check("How long should I boil an egg? Explain it to a child.")
+        refused = cache.check("How long should I boil an egg? Reply in Portuguese, please.")
         assert isinstance(refused, Miss) and refused.refused_by == "rule:instruction"

@@ -20,7 +20,7 @@ from difflib import SequenceMatcher
 from typing import Literal
 
 from index.decision.numbers import numbers_in
-from index.decision.rules import SYMMETRIC, negated_by_prefix, swapped_words
+from index.decision.rules import negated_by_prefix, swapped_words
 
 Rule = Literal[
     "rule:numbers", "rule:swapped", "rule:negated", "rule:instruction", "rule:code",
@@ -32,7 +32,8 @@ LONG_WORDS = 40  # beyond this many words a query is a prompt: only neutral edit
 
 _TOKEN = re.compile(r"[A-Za-z0-9_']+|[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
 _QUOTED = re.compile(r"\"([^\"\n]{1,200})\"|`([^`\n]{1,200})`|'([^'\n]{2,200})'(?!\w)")
-_CODE_WORD = re.compile(r".*(_|[a-z][A-Z]|\d[a-z]|[a-z]\d).*")
+# identifiers: snake_case, camelCase, dotted.names()
+_IDENTIFIER = re.compile(r"\b[A-Za-z]\w*_\w+\b|\b[a-z]+[A-Z]\w*\b|\b\w+\.\w+\(")
 _OPERATOR = re.compile(r"[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
 
 
@@ -57,21 +58,33 @@ FRAMING = _words(
     did have has had would could i i'm im me my mine we our us you your you're yours they
     them their here just some any all also too again get got able there please"""
 )
-# words that name what kind of answer is wanted: its language, format, length, or task
-INSTRUCTION = _words(
-    """french spanish german italian portuguese dutch russian chinese mandarin japanese
-    korean arabic hindi turkish polish swedish greek hebrew english latin language
-    json yaml xml csv html markdown table tables list lists bullet bullets bulleted numbered
-    outline haiku poem poems limerick sonnet essay tweet email letter story dialogue
-    script code snippet pseudocode diagram chart summary tldr
-    sentence sentences word words paragraph paragraphs line lines page pages brief briefly
-    short shorter long longer detailed detail concise concisely simple simply eli5 child
-    kid beginner expert formal informal casual funny humorous serious tone style
-    explain fix translate summarize summarise rewrite rephrase paraphrase refactor debug
-    optimize optimise document comment test tests review convert compare classify
-    describe define list outline critique improve shorten expand continue complete
-    step steps example examples only without exactly at most least maximum minimum"""
+# what kind of answer is wanted: its language, format, length or tone, and the task
+LANGUAGES = _words(
+    """french spanish german italian portuguese dutch russian chinese mandarin cantonese
+    japanese korean arabic hindi turkish polish swedish norwegian danish finnish greek
+    hebrew english latin esperanto ukrainian vietnamese thai indonesian bengali urdu"""
 )
+FORMATS = _words(
+    """json yaml xml csv html markdown table tables list lists bullet bullets bulleted
+    numbered outline haiku poem poems limerick sonnet essay tweet email letter story
+    dialogue script snippet pseudocode diagram chart summary tldr steps"""
+)
+LENGTHS = _words(
+    """sentence sentences word words paragraph paragraphs line lines brief briefly short
+    shorter longer detailed concise concisely simply eli5 formal informal casual funny
+    humorous tone style"""
+)
+TASKS = _words(
+    """explain fix translate summarize summarise rewrite rephrase paraphrase refactor debug
+    optimize optimise document review convert compare classify describe define critique
+    shorten expand continue complete"""
+)
+# the verbs an added instruction opens with ("Answer in French.", "Give it as a table.")
+DIRECTIVES = TASKS | _words(
+    """answer reply respond write give keep make return output show use limit include
+    avoid format put present provide respond list"""
+)
+INSTRUCTION = LANGUAGES | FORMATS | LENGTHS | TASKS
 _MODALS = frozenset({"can", "could", "would", "will"})
 _NUMBER_WORDS = _words(
     """two three four five six seven eight nine ten eleven twelve fifteen twenty
@@ -107,14 +120,31 @@ def _framed(words: list[str]) -> list[str]:
     ]
 
 
-def _spans(a: list[str], b: list[str]) -> list[tuple[list[str], list[str]]]:
-    """The differing spans (the query's words, the candidate's) where the sequences part."""
+@dataclass(frozen=True)
+class Span:
+    """Where the two token sequences part: the query's words, the candidate's, and whether
+    the span opens or closes the text (an added or dropped sentence)."""
+
+    asked: list[str]
+    offered: list[str]
+    at_an_end: bool
+
+
+def _spans(a: list[str], b: list[str]) -> list[Span]:
     matcher = SequenceMatcher(None, a, b, autojunk=False)
-    return [(a[i1:i2], b[j1:j2]) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"]
+    return [
+        Span(a[i1:i2], b[j1:j2], i1 == 0 or j1 == 0 or i2 == len(a) or j2 == len(b))
+        for op, i1, i2, j1, j2 in matcher.get_opcodes()
+        if op != "equal"
+    ]
 
 
 def _is_code(words: list[str]) -> bool:
     return sum(1 for word in words if _OPERATOR.fullmatch(word)) >= CODE_OPERATORS
+
+
+def _backticked(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"`([^`\n]{1,200})`", text))
 
 
 def _quoted(text: str) -> frozenset[str]:
@@ -138,62 +168,61 @@ def difference(query: str, cached: str) -> Difference:
     spans = _spans(a, b)
     # a span neutral on its own may still move a word of the other side's, so the two
     # sides' differing words must both be courtesy
-    if all(_is_neutral(x) and _is_neutral(y) for x, y in spans):
+    if all(_is_neutral(span.asked) and _is_neutral(span.offered) for span in spans):
         return Difference(neutral=True)
-    rule = _rule(query, cached, a, b, spans)
-    if rule is None and max(len(a), len(b)) > LONG_WORDS:
+    long = max(len(a), len(b)) > LONG_WORDS
+    rule = _rule(query, cached, a, b, spans, long)
+    if rule is None and long:
         rule = "rule:long-edit"
     return Difference(refused_by=rule)
 
 
 def _rule(
-    query: str, cached: str, a: list[str], b: list[str], spans: list[tuple[list[str], list[str]]]
+    query: str, cached: str, a: list[str], b: list[str], spans: list[Span], long: bool
 ) -> Rule | None:
+    """The rule that refuses the candidate, if one does. A short question keeps to the
+    precise rules (its paraphrases rename, requote and rephrase freely); a long prompt, which
+    any other edit refuses anyway, gets the rule that names the edit."""
     if numbers_in(query) != numbers_in(cached):
         return "rule:numbers"
     if swapped_words(query, cached):
         return "rule:swapped"
     if negated_by_prefix(query, cached):
         return "rule:negated"
-    differing = [word for x, y in spans for word in (*x, *y)]
-    if any(_OPERATOR.fullmatch(word) or _CODE_WORD.fullmatch(word) for word in differing):
-        return "rule:code"
-    if _is_code(a) or _is_code(b):  # in code every identifier matters
+    differing = [word for span in spans for word in (*span.asked, *span.offered)]
+    identifiers = set(_IDENTIFIER.findall(query)) ^ set(_IDENTIFIER.findall(cached))
+    if identifiers or _is_code(a) or _is_code(b):
+        return "rule:code"  # an identifier differs, or the prompt carries code
+    if _backticked(query) != _backticked(cached):
+        return "rule:quoted"
+    if any(_instruction_differs(span, long) for span in spans):
+        return "rule:instruction"
+    if not long:
+        return None
+    if any(_OPERATOR.fullmatch(word) for word in differing):
         return "rule:code"
     if _quoted(query) != _quoted(cached):
         return "rule:quoted"
-    for x, y in spans:
-        asked, offered = set(x) & INSTRUCTION, set(y) & INSTRUCTION
-        if asked != offered and not (x and y and asked and offered and len(x) + len(y) > 6):
-            return "rule:instruction"
-        if set(x) & _NUMBER_WORDS != set(y) & _NUMBER_WORDS:
-            return "rule:numbers"
-    if _names(query) ^ _names(cached) and _names(query) and _names(cached):
-        differing_names = (_names(query) ^ _names(cached)) & set(differing)
-        if (
-            differing_names
-            and any(set(x) & differing_names for x, _ in spans)
-            and any(set(y) & differing_names for _, y in spans)
-        ):
-            return "rule:name"
-    # the same words, some exchanging places ("A to B" / "B to A"); a phrase moved whole
-    # ("In Python, how do I ..." / "How do I ... in Python?") parts as an insertion and a
-    # deletion, and asks the same
-    exchanged = any(x and y for x, y in spans)
-    if sorted(a) == sorted(b) and exchanged and not _around_a_conjunction(a, b):
+    if any(_NUMBER_WORDS & set(span.asked) != _NUMBER_WORDS & set(span.offered) for span in spans):
+        return "rule:numbers"
+    if _names(query) != _names(cached) and (_names(query) ^ _names(cached)) & set(differing):
+        return "rule:name"
+    if sorted(a) == sorted(b) and any(span.asked and span.offered for span in spans):
         return "rule:reordered"
     return None
 
 
-def _around_a_conjunction(a: list[str], b: list[str]) -> bool:
-    """Whether the words that moved stand around "and" / "or" ("between A and B" asks what
-    "between B and A" asks)."""
-    matcher = SequenceMatcher(None, a, b, autojunk=False)
-    parted = [(i1, i2) for op, i1, i2, _, _ in matcher.get_opcodes() if op != "equal"]
-    return bool(parted) and bool(SYMMETRIC & set(a[parted[0][0] : parted[-1][1]]))
-
-
-def refused(query: str, cached: str) -> bool:
-    """Whether a rule refuses ``cached`` for ``query`` (the training's and benches' view of
-    the served decision's rules)."""
-    return difference(query, cached).refused_by is not None
+def _instruction_differs(span: Span, long: bool) -> bool:
+    """An instruction added or dropped at either end of a question (a clause opening with a
+    directive that names a language, format, length or tone: "Answer in French."), or one
+    task for another ("explain" / "fix"); in a long prompt, any such word that differs."""
+    asked, offered = set(span.asked) & INSTRUCTION, set(span.offered) & INSTRUCTION
+    if asked == offered:
+        return False
+    if long:
+        return True
+    clause = span.asked or span.offered
+    if (not span.asked or not span.offered) and span.at_an_end:
+        return bool(set(clause) & DIRECTIVES) and bool(set(clause) & (INSTRUCTION - TASKS))
+    tasks = (set(span.asked) & TASKS, set(span.offered) & TASKS)
+    return len(span.asked) <= 2 and len(span.offered) <= 2 and all(tasks) and tasks[0] != tasks[1]
