@@ -226,3 +226,9 @@ def _instruction_differs(span: Span, long: bool) -> bool:
         return bool(set(clause) & DIRECTIVES) and bool(set(clause) & (INSTRUCTION - TASKS))
     tasks = (set(span.asked) & TASKS, set(span.offered) & TASKS)
     return len(span.asked) <= 2 and len(span.offered) <= 2 and all(tasks) and tasks[0] != tasks[1]
+
+
+def refused(query: str, cached: str) -> bool:
+    """Whether a rule refuses ``cached`` for ``query`` (the training's and benches' view of
+    the served decision's rules)."""
+    return difference(query, cached).refused_by is not None
