@@ -10,9 +10,10 @@ hits, recall = right hits / lookups whose cluster has a stored question. The ear
 (right only when it is the pair's own q1, labelled duplicate; recall over duplicate pairs)
 is reported beside, as ``own_pair``, so that the change shows.
 
-Each q2 is asked twice: once with ``threshold: 4`` and ``verifier_cut: 0``, which serves the
-nearest candidate with its distance and the stage's probability (from which the curves are
-drawn: static, hit when distance < t; a stage, hit when distance < its radius and
+Each q2 is asked twice: once with the stage's own knobs at their loosest (``threshold: 4``;
+``pair_model_radius: 4`` and ``pair_model_cut: 0``; the verifier's alike), which serves the
+nearest candidate the rules allow with its distance and the stage's probability (from which
+the curves are drawn: static, hit when distance < t; a stage, hit when distance < its radius and
 probability >= cut); and once as the replica is configured, the operating point as served.
 Every operating point was chosen on the tune split (or is the fixed default threshold);
 nothing here is tuned on the figures it reports. The curves' "best precision at recall
@@ -70,6 +71,14 @@ def sample(pairs: list[Pair], count: int, seed: int) -> list[Pair]:
     return distinct_pairs(shuffled)[:count]
 
 
+# the stage's own knobs set so that it serves the nearest candidate with its probability
+LOOSEST: dict[str, dict[str, float]] = {
+    "static": {"threshold": 4.0},
+    "pair-model": {"pair_model_radius": 4.0, "pair_model_cut": 0.0},
+    "verifier": {"verifier_radius": 4.0, "verifier_cut": 0.0},
+}
+
+
 def measure(
     svc: ServiceProcess, pairs: list[Pair], clusters: DuplicateClusters
 ) -> dict[str, np.ndarray]:
@@ -82,8 +91,10 @@ def measure(
     distance, confidence, own, served_hit, served_own = [], [], [], [], []
     in_cluster, served_in_cluster, served_judged = [], [], []
     nearest_question, served_question = [], []
+    stage = svc.http.get("/readyz").json()["decision"]["stage"]
+    loosest = LOOSEST[stage]
     for pair in pairs:
-        probe = svc.query(pair.q2, cache="only", threshold=4.0, verifier_cut=0.0).json()
+        probe = svc.query(pair.q2, cache="only", **loosest).json()
         distance.append(probe["distance"] if probe["status"] == "HIT" else np.inf)
         confidence.append(1.0 if probe["confidence"] is None else probe["confidence"])
         own.append(normal_form(probe["matched_prompt"] or "") == normal_form(pair.q1))

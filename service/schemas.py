@@ -45,7 +45,21 @@ class QueryRequest(_Strict):
     context: str | None = Field(default=None, description="RAG context; part of the scope.")
     threshold: float | None = Field(
         default=None, gt=0, le=MAX_DISTANCE,
-        description="Squared-L2 HIT threshold for this lookup, in (0, 4].",
+        description="The static stage: the squared-L2 HIT threshold for this lookup, in (0, 4] "
+        "(refused when a judge decides: use its own knobs).",
+    )  # fmt: skip
+    pair_model_radius: float | None = Field(
+        default=None, gt=0, le=MAX_DISTANCE,
+        description="The pair-model stage: the distance inside which it judges candidates.",
+    )  # fmt: skip
+    pair_model_cut: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The pair-model stage: the least probability a candidate needs to be "
+        "served (0 serves the nearest candidate inside the radius and reports its confidence).",
+    )  # fmt: skip
+    verifier_radius: float | None = Field(
+        default=None, gt=0, le=MAX_DISTANCE,
+        description="The verifier stage: the distance inside which it judges candidates.",
     )  # fmt: skip
     ttl: int | None = Field(
         default=None, ge=0, le=MAX_TTL_S, description="Seconds the stored entry lives; 0: always."
@@ -55,7 +69,7 @@ class QueryRequest(_Strict):
     )
     verifier_cut: float | None = Field(
         default=None, ge=0, le=1,
-        description="Verifier on: the least probability a candidate needs to be served "
+        description="The verifier stage: the least probability a candidate needs to be served "
         "(0 serves the nearest candidate inside the radius and reports its confidence).",
     )  # fmt: skip
     cache: CacheMode = Field(
@@ -147,7 +161,12 @@ class DeletedResponse(BaseModel):
 class TenantSettings(_Strict):
     """Per-tenant overrides of the service's defaults (unset: the default applies)."""
 
-    threshold: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
+    threshold: float | None = Field(
+        default=None, gt=0, le=MAX_DISTANCE, description="The static stage's HIT threshold."
+    )
+    pair_model_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
+    pair_model_cut: float | None = Field(default=None, ge=0, le=1)
+    verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     default_ttl_s: int | None = Field(default=None, ge=0, le=MAX_TTL_S)
     ttl_policy: TtlPolicy | None = None
     ttl_max_s: int | None = Field(default=None, ge=1, le=MAX_TTL_S)
@@ -158,7 +177,7 @@ class TenantSettings(_Strict):
         default=None, ge=1, description="Capacity: a new entry beyond it evicts one (eviction)."
     )
     verifier_cut: float | None = Field(
-        default=None, ge=0, le=1, description="Verifier on: the least probability to serve."
+        default=None, ge=0, le=1, description="The verifier stage: the least probability to serve."
     )
     scope_mode: ScopeMode | None = Field(
         default=None, description="shared, or user: each end user's entries are their own."

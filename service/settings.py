@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     )
     verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     verifier_cut: float | None = Field(default=None, ge=0, le=1)
+    # the pair model's own knobs (unset: its build's operating point, chosen on tune); each
+    # stage has its own: DYNACACHE_THRESHOLD tunes the static stage only
+    pair_model_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
+    pair_model_cut: float | None = Field(default=None, ge=0, le=1)
 
     # Audited hits (service/engine/audits.py): this share of semantic HITs is asked of the
     # LLM again in the background and the answers compared, for the live wrong-answer rate

@@ -10,8 +10,9 @@ a part to fit on and a held-out part; on the fit part, each q1 is stored and eac
 up (in samples of ``--sample`` pairs, as the cache would meet them), and the point of
 highest recall whose precision's 95% lower bound reaches the target is chosen, for the
 static threshold and for the verifier (radius and cut). Both are then measured on the
-held-out part, which took no part in the choice. With ``--tenant`` the verifier's point (or
-the static one when there is no verifier) is written to the tenant's settings.
+held-out part, which took no part in the choice. With ``--tenant`` each point is written as
+its own stage's tenant knobs (``threshold``; ``verifier_radius``, ``verifier_cut``), which
+apply only when that stage decides.
 """
 
 import argparse
@@ -120,7 +121,20 @@ def _describe(result: Calibrated) -> str:
     )
 
 
-async def _write_tenant(redis_url: str, ns: str, result: Calibrated) -> None:
+def tenant_knobs(results: list[Calibrated]) -> dict[str, float]:
+    """Each calibrated stage's point as that stage's own tenant knobs: the static stage's
+    ``threshold``, the verifier's ``verifier_radius`` and ``verifier_cut``. The pair model
+    keeps its build's operating point (``dyna-cache fine-tune`` moves it)."""
+    knobs: dict[str, float] = {}
+    for result in results:
+        if result.policy == "static":
+            knobs["threshold"] = result.chosen.radius
+        elif result.chosen.cut is not None:
+            knobs |= {"verifier_radius": result.chosen.radius, "verifier_cut": result.chosen.cut}
+    return knobs
+
+
+async def _write_tenant(redis_url: str, ns: str, knobs: dict[str, float]) -> None:
     from index.store.connection import connect
     from service.tenancy.tenants import TenantStore
 
@@ -130,8 +144,7 @@ async def _write_tenant(redis_url: str, ns: str, result: Calibrated) -> None:
         settings = await tenants.settings_of(ns)
         if settings is None:
             raise SystemExit(f"no tenant {ns!r} at {redis_url}")
-        update = {"threshold": result.chosen.radius, "verifier_cut": result.chosen.cut}
-        await tenants.update_settings(ns, settings.model_copy(update=update))
+        await tenants.update_settings(ns, settings.model_copy(update=knobs))
     finally:
         await client.aclose()
 
@@ -169,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  warning: {result.policy} misses the target on the held-out part "
                   f"({result.held_out.hits} hits): more labelled pairs would tell")  # fmt: skip
     if args.tenant:
-        best = results[-1]
-        asyncio.run(_write_tenant(args.redis_url, args.tenant, best))
-        print(f"wrote threshold {best.chosen.radius} and verifier cut {best.chosen.cut} "
-              f"to tenant {args.tenant!r}")  # fmt: skip
+        knobs = tenant_knobs(results)
+        asyncio.run(_write_tenant(args.redis_url, args.tenant, knobs))
+        written = ", ".join(f"{name}={value}" for name, value in knobs.items())
+        print(f"wrote {written} to tenant {args.tenant!r}: each applies when its stage "
+              "decides; the pair model keeps its build's operating point")  # fmt: skip
     return 0
 
 

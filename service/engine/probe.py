@@ -5,13 +5,13 @@ kept."""
 import time
 from dataclasses import dataclass, field
 
-from index.decision.distance import resolve_threshold
-from index.decision.judges import Judge
+from index.decision.judges import StageName
 from index.decision.stage import DecisionStage
 from index.decision.verdict import Terms
 from index.store.records import Retention
 from service.engine.stage_times import StageTimes
 from service.engine.tracing import LookupSpan
+from service.errors import InvalidInput
 from service.keying.prompt_key import PromptKey, prompt_key
 from service.keying.rag import RagSplitter
 from service.llm.client import Produce
@@ -21,7 +21,7 @@ from service.policy.user_scope import EndUser, ScopeAsked, end_user
 from service.policy.validation import validate_context, validate_prompt
 from service.schemas import CacheMode, QueryRequest, TenantSettings
 from service.settings import Settings
-from service.tenancy.tenants import effective_threshold, retention_for
+from service.tenancy.tenants import retention_for
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,29 @@ class Probe:
     times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
 
+# each stage's own knobs: (its radius, its cut); the static stage has no cut
+KNOBS: dict[StageName, tuple[str, str | None]] = {
+    "static": ("threshold", None),
+    "pair-model": ("pair_model_radius", "pair_model_cut"),
+    "verifier": ("verifier_radius", "verifier_cut"),
+}
+
+
 @dataclass(frozen=True)
 class Asks:
     """A request's own choices for one lookup (None: the tenant's, else the service's)."""
 
     mode: CacheMode = "default"
-    threshold: float | None = None
+    threshold: float | None = None  # the static stage's
     ttl: int | None = None
     ttl_policy: str | None = None
     verifier_cut: float | None = None
     max_wrong_rate: float | None = None
     replay: Produce | None = None
     personal: bool = False
+    pair_model_radius: float | None = None
+    pair_model_cut: float | None = None
+    verifier_radius: float | None = None
 
 
 class Probes:
@@ -90,47 +101,37 @@ class Probes:
         )
 
     def terms(self, tenant: TenantSettings | None, control: CacheControl, asks: Asks) -> Terms:
-        """How the lookup decides: the stage in force when it began, its radius and cut,
-        the bound, the request's max-age."""
+        """How the lookup decides: the stage in force when it began, its own radius and cut
+        (the request's, else the tenant's, else the service's, else the build's), the bound,
+        the request's max-age. A request naming another stage's knob is refused."""
         judge = self.decision.judge
-        cut = None
-        if judge is not None:
-            cut = first_set(
-                asks.verifier_cut,
-                tenant.verifier_cut if tenant else None,
-                self.settings.verifier_cut,
-                judge.cut,
-            )
+        stage: StageName = judge.name if judge is not None else "static"
+        _refuse_other_stages(asks, stage)
+        radius_knob, cut_knob = KNOBS[stage]
+        radius = self._knob(radius_knob, asks, tenant, judge.radius if judge else None)
+        cut = self._knob(cut_knob, asks, tenant, judge.cut) if judge and cut_knob else None
         bound = next(
-            (
-                b
-                for b in (
-                    asks.max_wrong_rate,
-                    tenant.max_wrong_rate if tenant else None,
-                    self.settings.max_wrong_rate,
-                )
-                if b is not None
-            ),
+            (b for b in (asks.max_wrong_rate, tenant.max_wrong_rate if tenant else None,
+                         self.settings.max_wrong_rate) if b is not None),
             None,
-        )
-        radius = self.radius(asks.threshold, tenant, judge)
+        )  # fmt: skip
         return Terms(radius, judge, cut, bound, control.max_age)
 
-    def radius(
-        self, asked: float | None, tenant: TenantSettings | None, judge: Judge | None
+    def _knob(
+        self, name: str, asks: Asks, tenant: TenantSettings | None, built: float | None
     ) -> float:
-        """The request's threshold, else the tenant's, else the service's (with ``judge``
-        in force, the radius inside which it judges)."""
-        default = self.settings.threshold
-        if judge is not None:
-            default = first_set(self.settings.verifier_radius, judge.radius)
-        return resolve_threshold(asked, effective_threshold(default, tenant))
+        """A stage's knob: the request's, else the tenant's, else the service's setting,
+        else (a judge's) its build's."""
+        values: list[float | None] = [getattr(asks, name), getattr(tenant, name, None),
+                                      getattr(self.settings, name), built]  # fmt: skip
+        return first_set(*values)
 
     def reach(self, tenant: TenantSettings | None) -> float:
         """How far this tenant's lookups look at candidates unless a request sets its own
         radius: the radius in force, and ``learn_radius`` (as far as a lookup under a bound
         looks; any request may name a bound)."""
-        return max(self.radius(None, tenant, self.decision.judge), self.settings.learn_radius)
+        terms = self.terms(tenant, CacheControl(), Asks())
+        return max(terms.radius, self.settings.learn_radius)
 
     def for_request(
         self,
@@ -151,12 +152,29 @@ class Probes:
             self.splitter, request.prompt, request.model, [request.context], user=who.partition
         )
         asks = Asks(
-            "bypass" if who.unknown else request.cache,
-            request.threshold,
-            request.ttl,
-            request.ttl_policy,
-            request.verifier_cut,
-            request.max_wrong_rate,
+            mode="bypass" if who.unknown else request.cache,
+            threshold=request.threshold,
+            ttl=request.ttl,
+            ttl_policy=request.ttl_policy,
+            verifier_cut=request.verifier_cut,
+            max_wrong_rate=request.max_wrong_rate,
             personal=who.personal,
+            pair_model_radius=request.pair_model_radius,
+            pair_model_cut=request.pair_model_cut,
+            verifier_radius=request.verifier_radius,
         )
         return self.probe(ns, key, request.model, tenant, control or CacheControl(), asks)
+
+
+def _refuse_other_stages(asks: Asks, stage: StageName) -> None:
+    """A request's knob tunes one stage: naming one of a stage not in force is an error,
+    never a silent replacement of the stage in force's own."""
+    for other, knobs in KNOBS.items():
+        named = [knob for knob in knobs if knob is not None and getattr(asks, knob) is not None]
+        if other != stage and named:
+            own = " / ".join(k for k in KNOBS[stage] if k is not None)
+            raise InvalidInput(
+                "knob_not_in_force",
+                f"{', '.join(named)} tunes the {other} stage; the {stage} stage decides here "
+                f"(its knobs: {own})",
+            )
