@@ -83,3 +83,13 @@ def test_a_long_prompt_with_an_edit_no_rule_names_is_refused() -> None:
     verdict = decide(task + " Focus on the northern region.",
                      task + " Focus on the southern region.", Terms(0.5))  # fmt: skip
     assert verdict.refused_by == "rule:long-edit"
+
+
+def test_the_same_prompt_but_for_a_greeting_is_served_past_the_radius() -> None:
+    """A greeting moves a short prompt's embedding far; the nearest candidate past reach is
+    served when courtesy is all that differs, and refused by the threshold otherwise."""
+    greeted = decide("Good afternoon, could you help me? What is a monad?", "What is a monad?",
+                     Terms(0.3), distance=0.6)  # fmt: skip
+    assert greeted.entry is not None and greeted.distance == 0.6
+    other = decide("What is a functor?", "What is a monad?", Terms(0.3), distance=0.6)
+    assert other.entry is None and other.refused_by == "threshold"

@@ -64,6 +64,8 @@ class Decision:
         refused: RefusedBy = "threshold"
         for position, candidate in enumerate(candidates):
             if not is_hit(candidate.distance, self.reach(terms)):
+                if position == 0:  # the nearest, past reach: served only as the same prompt
+                    return await self._beyond_reach(asked, terms, candidate, confirm)
                 break
             entry = await confirm(candidate)
             if entry is None:
@@ -86,6 +88,27 @@ class Decision:
                 verdict.withheld_distance,
             )
         return Verdict(distance=nearest.distance, refused_by=refused, nearest_id=nearest.entry_id)
+
+    async def _beyond_reach(
+        self, asked: Asked, terms: Terms, nearest: Candidate, confirm: Confirm
+    ) -> Verdict:
+        """The nearest candidate past reach: served when it differs from the query by
+        courtesy alone (a greeting moves a short prompt's embedding far), else refused by
+        the threshold."""
+        refused = Verdict(
+            distance=nearest.distance, refused_by="threshold", nearest_id=nearest.entry_id
+        )
+        entry = await confirm(nearest)
+        if entry is None or unusable(entry, nearest.distance, terms) is not None:
+            return refused
+        if not difference(asked.text, entry.prompt).neutral:
+            return refused
+        if not self._within_bound(asked.ns, terms, entry, nearest.distance):
+            return Verdict(
+                distance=nearest.distance, refused_by="bound", nearest_id=nearest.entry_id,
+                withheld=entry, withheld_distance=nearest.distance,
+            )  # fmt: skip
+        return Verdict(entry, nearest.distance, nearest_id=nearest.entry_id)
 
     async def _judge(
         self,

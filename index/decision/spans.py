@@ -8,9 +8,9 @@ punctuation never differ); the spans where the two token sequences part are then
 - **answer-changing** by a rule: a differing number, a language, format, length or task
   word added, removed or exchanged ("Answer in French.", "as JSON", "explain" / "fix"), a
   differing code token or quoted string, a different name, the same words in another order;
-- past ``LONG_WORDS`` words (a prompt, not a question), any other differing span: a long
-  prompt is served only for a neutral difference (its embedding barely moves with an edit,
-  and the judge reads only its first words);
+- in a prompt rather than a question (past ``LONG_WORDS`` words, or laid out in lines), any
+  other differing span: a prompt is served only for a neutral difference (its embedding
+  barely moves with an edit, and the judge reads only its first words);
 - otherwise undecided: the judge in force (or the distance) decides.
 """
 
@@ -28,6 +28,7 @@ Rule = Literal[
 ]  # fmt: skip
 
 CODE_OPERATORS = 3  # a text with this many operators and brackets carries code
+COURTESY_CLAUSE_WORDS = 12  # a greeting or a thanks of its own at an end, at most this long
 LONG_WORDS = 40  # beyond this many words a query is a prompt: only neutral edits serve
 
 _TOKEN = re.compile(r"[A-Za-z0-9_']+|[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
@@ -35,6 +36,7 @@ _QUOTED = re.compile(r"\"([^\"\n]{1,200})\"|`([^`\n]{1,200})`|'([^'\n]{2,200})'(
 # identifiers: snake_case, camelCase, dotted.names()
 _IDENTIFIER = re.compile(r"\b[A-Za-z]\w*_\w+\b|\b[a-z]+[A-Z]\w*\b|\b\w+\.\w+\(")
 _OPERATOR = re.compile(r"[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
+_CODE_OPERATOR = re.compile(r"[+*/=<>\[\]{}%&|^~\\`]")
 
 
 def _words(text: str) -> frozenset[str]:
@@ -43,12 +45,10 @@ def _words(text: str) -> frozenset[str]:
 
 # courtesy and framing: words a request can gain or lose without asking anything else
 COURTESY = _words(
-    """hi hello hey heya hiya greetings dear there good morning afternoon evening day all
-    folks team everyone friend please pls plz kindly thanks thank thx ty cheers much lot lots
-    so very many really advance appreciate appreciated grateful regards best wishes sincerely
-    help helping assist assistance out question task request query problem bit quick
-    quickly favor favour possible mind wonder wondering hoping hope need want like love ok
-    okay oh well could"""
+    """hi hello hey heya hiya greetings dear morning afternoon evening folks everyone please
+    pls plz kindly thanks thank thx ty cheers appreciate appreciated grateful regards
+    sincerely help helping assist assistance favor favour wonder wondering hoping mind
+    possible could"""
 )
 # function words: neutral only beside a courtesy word ("help me with this", "thanks in
 # advance"), never alone ("to" / "from", "with" / "without"); no negation, no question word
@@ -56,7 +56,9 @@ FRAMING = _words(
     """a an the this that these those following of in on at to for with from by about as
     into out up so if and or but then it it's its is are was were be been being am do does
     did have has had would could i i'm im me my mine we our us you your you're yours they
-    them their here just some any all also too again get got able there please"""
+    them their here just some any all also too again get got able there please lot lots
+    much very many really advance good best well hope like love ok okay oh need want quick
+    quickly bit question task request query problem team friend day i'd id we'd let let's"""
 )
 # what kind of answer is wanted: its language, format, length or tone, and the task
 LANGUAGES = _words(
@@ -85,6 +87,14 @@ DIRECTIVES = TASKS | _words(
     avoid format put present provide respond list"""
 )
 INSTRUCTION = LANGUAGES | FORMATS | LENGTHS | TASKS
+NEGATIONS = _words("""not no never don't dont doesn't won't can't cannot without nor none
+    neither avoid stop""")
+# words a sentence opens with, capitalised there without being names
+_COMMON = _words(
+    """what which who whom whose why how when where is are was were do does did can could
+    should would will shall may might must has have had if there this that these those the
+    a an in on at for to of and or but my your our their his her its i we you they he she"""
+)
 _MODALS = frozenset({"can", "could", "would", "will"})
 _NUMBER_WORDS = _words(
     """two three four five six seven eight nine ten eleven twelve fifteen twenty
@@ -105,11 +115,54 @@ def tokens(text: str) -> list[str]:
     return [token.lower() for token in _TOKEN.findall(text)]
 
 
-def _is_neutral(span: list[str]) -> bool:
-    """Courtesy, and framing words beside it (an empty span is neutral)."""
-    if not span:
+@dataclass(frozen=True)
+class Span:
+    """Where the two token sequences part: the query's words, the candidate's; whether the
+    span lies in the first or last few words of both texts (an added or dropped clause:
+    ``head``, ``tail``), and whether it is one capitalised word for another (``renamed``)."""
+
+    asked: list[str]
+    offered: list[str]
+    head: bool = False
+    tail: bool = False
+    renamed: bool = False
+
+    @property
+    def at_an_end(self) -> bool:
+        return self.head or self.tail
+
+
+def _is_neutral(spans: list[Span]) -> bool:
+    """Courtesy only: in the first and the last few words, the differing words of each side
+    together are courtesy, or a short clause of their own that greets, asks for help or
+    thanks ("Hey, I need a hand with this.") naming no task, format, number or code and
+    negating nothing; elsewhere, every differing word is courtesy or framing beside it."""
+    head = [span for span in spans if span.head]
+    tail = [span for span in spans if span.tail and not span.head]
+    for group in (head, tail):
+        asked = [word for span in group for word in span.asked]
+        offered = [word for span in group for word in span.offered]
+        if _courteous(asked + offered):
+            continue  # "Please help me" / "I'd like your help"
+        if not all(_courtesy_clause(words) for words in (asked, offered) if words):
+            return False
+    middle = [span for span in spans if not span.at_an_end]
+    return all(_courteous(span.asked) and _courteous(span.offered) for span in middle)
+
+
+def _courteous(words: list[str]) -> bool:
+    if not words:
         return True
-    return all(w in COURTESY or w in FRAMING for w in span) and any(w in COURTESY for w in span)
+    return all(w in COURTESY or w in FRAMING for w in words) and any(w in COURTESY for w in words)
+
+
+def _courtesy_clause(words: list[str]) -> bool:
+    return (
+        len(words) <= COURTESY_CLAUSE_WORDS
+        and any(w in COURTESY for w in words)
+        and not any(w in INSTRUCTION or w in DIRECTIVES or w in NEGATIONS for w in words)
+        and not any(w.isdigit() or _OPERATOR.fullmatch(w) for w in words)
+    )
 
 
 def _framed(words: list[str]) -> list[str]:
@@ -120,27 +173,42 @@ def _framed(words: list[str]) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class Span:
-    """Where the two token sequences part: the query's words, the candidate's, and whether
-    the span opens or closes the text (an added or dropped sentence)."""
-
-    asked: list[str]
-    offered: list[str]
-    at_an_end: bool
-
-
-def _spans(a: list[str], b: list[str]) -> list[Span]:
+def _spans(a: list[str], b: list[str], cased_a: list[str], cased_b: list[str]) -> list[Span]:
     matcher = SequenceMatcher(None, a, b, autojunk=False)
+    edge = COURTESY_CLAUSE_WORDS
     return [
-        Span(a[i1:i2], b[j1:j2], i1 == 0 or j1 == 0 or i2 == len(a) or j2 == len(b))
+        Span(
+            a[i1:i2],
+            b[j1:j2],
+            head=i2 <= edge and j2 <= edge,
+            tail=len(a) - i1 <= edge and len(b) - j1 <= edge,
+            renamed=i2 - i1 == 1
+            and j2 - j1 == 1
+            and i1 > 0
+            and j1 > 0
+            and _name_like(cased_a[i1], cased_b[j1]),
+        )
         for op, i1, i2, j1, j2 in matcher.get_opcodes()
         if op != "equal"
     ]
 
 
+def _name_like(x: str, y: str) -> bool:
+    """Two capitalised words, neither the other's short form ("US" / "USA")."""
+    if not (x[:1].isupper() and y[:1].isupper() and x.isalpha() and y.isalpha()):
+        return False
+    lx, ly = x.lower(), y.lower()
+    if lx in COURTESY or ly in COURTESY or lx in FRAMING or ly in FRAMING:
+        return False
+    return not (
+        lx.startswith(ly) or ly.startswith(lx) or (lx[0] == ly[0] and min(len(x), len(y)) <= 3)
+    )
+
+
 def _is_code(words: list[str]) -> bool:
-    return sum(1 for word in words if _OPERATOR.fullmatch(word)) >= CODE_OPERATORS
+    """Code's own operators and brackets (not prose's parentheses and dashes), enough of
+    them."""
+    return sum(1 for word in words if _CODE_OPERATOR.fullmatch(word)) >= CODE_OPERATORS
 
 
 def _backticked(text: str) -> frozenset[str]:
@@ -162,15 +230,18 @@ def _names(text: str) -> frozenset[str]:
 def difference(query: str, cached: str) -> Difference:
     """What differs between ``query`` and ``cached`` (the candidate's question), and
     whether that changes the answer."""
-    a, b = _framed(tokens(query)), _framed(tokens(cached))
+    cased_a, cased_b = _TOKEN.findall(query), _TOKEN.findall(cached)
+    a = _framed([t.lower() for t in cased_a])
+    b = _framed([t.lower() for t in cased_b])
     if a == b:
         return Difference(neutral=True)
-    spans = _spans(a, b)
+    spans = _spans(a, b, cased_a, cased_b)
     # a span neutral on its own may still move a word of the other side's, so the two
     # sides' differing words must both be courtesy
-    if all(_is_neutral(span.asked) and _is_neutral(span.offered) for span in spans):
+    if _is_neutral(spans):
         return Difference(neutral=True)
-    long = max(len(a), len(b)) > LONG_WORDS
+    # a prompt, not a question: long, or laid out in lines (an instruction and its input)
+    long = max(len(a), len(b)) > LONG_WORDS or "\n" in query.strip() or "\n" in cached.strip()
     rule = _rule(query, cached, a, b, spans, long)
     if rule is None and long:
         rule = "rule:long-edit"
@@ -197,6 +268,8 @@ def _rule(
         return "rule:quoted"
     if any(_instruction_differs(span, long) for span in spans):
         return "rule:instruction"
+    if any(span.renamed for span in spans):
+        return "rule:name"  # one name for another ("John" / "Kenya", "Knight" / "Chicago")
     if not long:
         return None
     if any(_OPERATOR.fullmatch(word) for word in differing):
@@ -223,7 +296,9 @@ def _instruction_differs(span: Span, long: bool) -> bool:
         return True
     clause = span.asked or span.offered
     if (not span.asked or not span.offered) and span.at_an_end:
-        return bool(set(clause) & DIRECTIVES) and bool(set(clause) & (INSTRUCTION - TASKS))
+        # a clause naming a language, format or length, or an imperative of its own
+        named = bool(set(clause) & DIRECTIVES) and bool(set(clause) & (INSTRUCTION - TASKS))
+        return named or (len(clause) >= 2 and clause[0] in DIRECTIVES)
     tasks = (set(span.asked) & TASKS, set(span.offered) & TASKS)
     return len(span.asked) <= 2 and len(span.offered) <= 2 and all(tasks) and tasks[0] != tasks[1]
 
