@@ -21,9 +21,10 @@ from typing import Literal
 
 from index.decision.numbers import numbers_in
 from index.decision.rules import negated_by_prefix, swapped_words
+from index.decision.verifier import ANTONYM_OF
 
 Rule = Literal[
-    "rule:numbers", "rule:swapped", "rule:negated", "rule:instruction", "rule:code",
+    "rule:numbers", "rule:swapped", "rule:negated", "rule:antonym", "rule:instruction", "rule:code",
     "rule:quoted", "rule:name", "rule:reordered", "rule:long-edit",
 ]  # fmt: skip
 
@@ -258,8 +259,10 @@ def _rule(
         return "rule:numbers"
     if swapped_words(query, cached):
         return "rule:swapped"
-    if negated_by_prefix(query, cached):
-        return "rule:negated"
+    if negated_by_prefix(query, cached) or any(_negated(span) for span in spans):
+        return "rule:negated"  # "legal" / "illegal", "Why is ..." / "Why isn't ..."
+    if any(_antonyms(span) for span in spans):
+        return "rule:antonym"  # "buy" / "sell", "best" / "worst"
     differing = [word for span in spans for word in (*span.asked, *span.offered)]
     identifiers = set(_IDENTIFIER.findall(query)) ^ set(_IDENTIFIER.findall(cached))
     if identifiers or _is_code(a) or _is_code(b):
@@ -283,6 +286,40 @@ def _rule(
     if sorted(a) == sorted(b) and any(span.asked and span.offered for span in spans):
         return "rule:reordered"
     return None
+
+
+_NEGATORS = frozenset({"not", "no", "nor"})
+_CONTRACTED = {"can't": "can", "cannot": "can", "won't": "will", "shan't": "shall"}
+
+
+def _negated(span: Span) -> bool:
+    """The one side is the other with a negation put in ("is" / "isn't", "do" / "do not",
+    "ever" / "never")."""
+
+    def plain(words: list[str]) -> tuple[list[str], int]:
+        kept, negations = [], 0
+        for word in words:
+            if word in _NEGATORS:
+                negations += 1
+            elif word in _CONTRACTED or word.endswith("n't"):
+                negations += 1
+                kept.append(_CONTRACTED.get(word, word[:-3]))
+            elif word == "never":
+                negations += 1
+                kept.append("ever")
+            else:
+                kept.append(word)
+        return [w for w in kept if w != "ever"], negations
+
+    (x, m), (y, n) = plain(span.asked), plain(span.offered)
+    return x == y and m % 2 != n % 2
+
+
+def _antonyms(span: Span) -> bool:
+    """One word for its opposite, the rest in place."""
+    if len(span.asked) != 1 or len(span.offered) != 1:
+        return False
+    return span.offered[0] in ANTONYM_OF.get(span.asked[0], set())
 
 
 def _instruction_differs(span: Span, long: bool) -> bool:
