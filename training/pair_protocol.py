@@ -206,7 +206,7 @@ def wilson_bounds(successes: int, trials: int, z: float = 1.96) -> tuple[float, 
     centre = p + z * z / (2 * trials)
     spread = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     scale = 1 + z * z / trials
-    return float((centre - spread) / scale), float((centre + spread) / scale)
+    return max(0.0, float((centre - spread) / scale)), min(1.0, float((centre + spread) / scale))
 
 
 def wilson_lower(successes: int, trials: int, z: float = 1.64) -> float:
