@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up down install bench-deps models embedder-model pair-model verifier-model system-tools image-tools run test test-cluster image-test lint docs package-test bench chaos fuzz quality audit-bench library-bench clean
+.PHONY: up down install bench-deps models embedder-model pair-model verifier-model system-tools image-tools run test test-cluster image-test lint docs package-test bench chaos fuzz quality real-prompts audit-bench library-bench clean
 
 # PyPI's torch is the multi-GB CUDA build: the CPU build comes from a local wheel when pip
 # has one (its find-links), else from PyTorch's CPU index
@@ -122,6 +122,11 @@ bench: bench-deps models
 # hit quality of the static threshold and the verifier -> bench/results/quality.{json,png}
 quality: bench-deps models
 	$(PY) bench/quality.py
+
+# real prompts and their variants, look-alike questions -> bench/results/real_prompts.json
+# (reads public data snapshots: see bench/prompt_sources.py; not part of `make bench`)
+real-prompts: bench-deps models
+	$(PY) bench/real_prompts.py --lookalikes
 
 # audited hits on a 20,000-question stream -> bench/results/audit.{json,png} (~15 min), and
 # the HIT latency with audits off, at the default share and on every HIT

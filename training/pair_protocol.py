@@ -197,14 +197,21 @@ def verifier_curve(
     return [point(lookups, inside & (probabilities >= c), radius, c) for c in cuts]
 
 
-def wilson_lower(successes: int, trials: int, z: float = 1.64) -> float:
-    """A one-sided 95% lower bound on a proportion."""
+def wilson_bounds(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval on a proportion (z = 1.96: two-sided 95%); (0, 1) when
+    there were no trials."""
     if trials == 0:
-        return 0.0
+        return 0.0, 1.0
     p = successes / trials
     centre = p + z * z / (2 * trials)
     spread = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return float((centre - spread) / (1 + z * z / trials))
+    scale = 1 + z * z / trials
+    return max(0.0, float((centre - spread) / scale)), min(1.0, float((centre + spread) / scale))
+
+
+def wilson_lower(successes: int, trials: int, z: float = 1.64) -> float:
+    """A one-sided 95% lower bound on a proportion."""
+    return wilson_bounds(successes, trials, z)[0] if trials else 0.0
 
 
 def best_point(points: Sequence[Point], target_precision: float, cautious: bool) -> Point | None:
