@@ -43,6 +43,11 @@ def meaning() -> Iterator[MeaningUpstream]:
     server.stop()
 
 
+# asked with a loose threshold after Germany's capital: no rule refuses it (not one name for
+# another), so it is served the wrong answer
+FRANCE_TOO = "What is the capital of France and what is it known for?"
+
+
 def audited(start_service: Callable[..., CacheService], upstream: MeaningUpstream,
             **settings: Any) -> CacheService:  # fmt: skip
     chosen = {"audit_rate": 1.0, "audit_max_per_s": 100, **settings}
@@ -96,14 +101,18 @@ def test_a_wrong_hit_is_counted_wrong_on_every_replica_and_narrows_its_entry(
     second = audited(start_service, meaning)
     assert first.query("What is the capital of Germany?").json()["status"] == "MISS"
     # a threshold so loose that Germany's answer is served for France: a wrong answer
-    wrong = first.query("What is the capital of France?", threshold=4.0).json()
+    wrong = first.query(
+        "What is the capital of France and what is it known for?", threshold=4.0
+    ).json()
     assert wrong["status"] == "HIT" and "Berlin" in wrong["response"]
     wait_until(lambda: rate_of(second)["audits"] == 1, 15, message="audited on replica A")
     rate = rate_of(second)  # read through replica B: the counts live in Redis
     assert (rate["wrong"], rate["estimate"]) == (1, 1.0)
     assert rate["low"] > 0 and rate["high"] == 1.0
     # the audit fed the entry's feedback: the same question is no longer served it
-    again = second.query("What is the capital of France?", threshold=4.0).json()
+    again = second.query(
+        "What is the capital of France and what is it known for?", threshold=4.0
+    ).json()
     assert again["status"] == "MISS"
     metrics = first.http.get("/metrics").text
     assert 'dynacache_audits_total{namespace="default",verdict="wrong"} 1.0' in metrics
@@ -153,7 +162,9 @@ def test_the_llm_judge_decides_and_its_call_is_counted(
         service = audited(start_service, upstream, audit_check="llm")
         service.query("What is the capital of Germany?")
         # so loose a threshold that Germany's answer is served for France: judged wrong
-        wrong = service.query("What is the capital of France?", threshold=4.0).json()
+        wrong = service.query(
+            "What is the capital of France and what is it known for?", threshold=4.0
+        ).json()
         assert wrong["status"] == "HIT" and "Berlin" in wrong["response"]
         wait_until(lambda: rate_of(service)["wrong"] == 1, 15, message="judged wrong")
         assert service.query("What is the capital of France?").json()["status"] == "MISS"

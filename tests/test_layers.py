@@ -14,9 +14,10 @@ RUNTIME = ("service", "index", "dyna_cache")
 OFFLINE = ("training", "devtools", "tests", "bench")
 # lowest first; a module may import its own layer and the ones below it
 LAYERS: list[tuple[str, ...]] = [
-    ("index.decision.distance", "index.onnx_runtime", "index.packed_model", "index.model_paths",
-     "service.keying", "service.policy", "service.errors",
-     "service.settings", "service.schemas", "service.version"),  # keying and policy
+    ("index.decision.distance", "index.decision.courtesy", "index.onnx_runtime",
+     "index.packed_model", "index.model_paths", "service.keying", "service.policy",
+     "service.errors", "service.settings", "service.schemas",
+     "service.version"),  # keying and policy
     ("index.embedding", "index.store", "service.llm", "service.tenancy",
      "service.embedded_redis", "service.redis_folder",
      "service.redis_supervisor"),  # the parts: embedder, store, LLM

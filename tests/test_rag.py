@@ -145,10 +145,14 @@ def test_documents_in_tool_messages_scope_chat(service: CacheService) -> None:
 def test_normalisation_can_be_turned_off(start_service: Callable[..., CacheService]) -> None:
     plain = start_service(rag_normalise=False)
     wrap = LAYOUTS["context tag"]
-    plain.query(wrap(QUESTION, DOCS_A))
-    # embedded whole, the documents dominate: another question over them is served
+    asked = wrap(QUESTION, DOCS_A)
+    plain.query(asked)
+    # not cut out, the documents make the question a prompt, which is served only as the
+    # same request: another question over them is not served (embedded whole, the documents
+    # dominate its vector), the same one is
     answer = plain.query(wrap("How long is the Seine river?", DOCS_A)).json()
-    assert answer["status"] == "HIT"
+    assert answer["status"] == "MISS"
+    assert plain.query(asked).json()["status"] == "HIT"
 
 
 # -- what the model does not read must match exactly -------------------------------------

@@ -22,21 +22,24 @@ REPORT = (
 )
 
 
+REQUEST = "Summarise the two crashes of the desktop client that Swiss customers reported."
+
+
 @pytest.mark.parametrize("stage", ["static", "default"])
 @pytest.mark.parametrize(
     ("asked", "refused_by"),
     [
-        (REPORT + " Write your answer in Italian.", "rule:instruction"),
-        (REPORT.replace("two crashes", "five crashes"), "rule:numbers"),
-        (REPORT.replace("Swiss customers", "Belgian customers"), "rule:name"),
-        (REPORT.replace("slow exports", "slow imports"), "rule:long-edit"),
+        (REQUEST + " Write your answer in Italian.", "rule:instruction"),
+        (REQUEST.replace("two crashes", "five crashes"), "rule:numbers"),
+        (REQUEST.replace("Swiss customers", "Belgian customers"), "rule:name"),
+        (REQUEST.replace("Summarise", "Translate"), "rule:instruction"),
     ],
 )
-def test_query_says_which_rule_refused_a_near_long_prompt_in_every_stage(
+def test_query_says_which_rule_refused_a_near_request_in_every_stage(
     start_service: Callable[..., CacheService], stage: str, asked: str, refused_by: str
 ) -> None:
     service = start_service(**({"pair_model": "off"} if stage == "static" else {}))
-    store_entries(service.http, [{"prompt": REPORT, "response": "Fix billing first."}])
+    store_entries(service.http, [{"prompt": REQUEST, "response": "Two start-up crashes."}])
     answer = service.query(asked, cache="only")
     assert answer.json()["status"] == "MISS"
     assert answer.json()["refused_by"] == refused_by
@@ -44,15 +47,21 @@ def test_query_says_which_rule_refused_a_near_long_prompt_in_every_stage(
 
 
 @pytest.mark.parametrize("stage", ["static", "default"])
-def test_a_courtesy_edit_of_a_long_prompt_is_served(
+def test_a_long_prompt_is_served_only_as_the_same_request_and_never_embedded_to_look_it_up(
     start_service: Callable[..., CacheService], stage: str
 ) -> None:
     service = start_service(**({"pair_model": "off"} if stage == "static" else {}))
     store_entries(service.http, [{"prompt": REPORT, "response": "Fix billing first."}])
     for asked in ("Good morning! " + REPORT, REPORT + " Many thanks in advance.",
                   REPORT.upper(), "  ".join(REPORT.split())):  # fmt: skip
-        answer = service.query(asked, cache="only").json()
-        assert answer["status"] == "HIT", asked
+        answer = service.query(asked, cache="only")
+        assert answer.json()["status"] == "HIT", asked
+        assert "embed" not in answer.headers["Server-Timing"]
+    for asked in (REPORT.replace("two crashes", "five crashes"), REPORT + " Answer in German.",
+                  REPORT.replace("slow exports", "slow imports")):  # fmt: skip
+        answer = service.query(asked, cache="only")
+        assert answer.json()["status"] == "MISS", asked
+        assert "embed" not in answer.headers["Server-Timing"]
 
 
 def test_the_proxy_says_what_refused_the_nearest_candidate(proxied: CacheService) -> None:

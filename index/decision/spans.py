@@ -8,7 +8,7 @@ punctuation never differ); the spans where the two token sequences part are then
 - **answer-changing** by a rule: a differing number, a language, format, length or task
   word added, removed or exchanged ("Answer in French.", "as JSON", "explain" / "fix"), a
   differing code token or quoted string, a different name, the same words in another order;
-- in a prompt rather than a question (past ``LONG_WORDS`` words, or laid out in lines), any
+- in a prompt rather than a question (past ``LONG_WORDS`` words, or several sentences), any
   other differing span: a prompt is served only for a neutral difference (its embedding
   barely moves with an edit, and the judge reads only its first words);
 - otherwise undecided: the judge in force (or the distance) decides.
@@ -19,6 +19,22 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
+from index.decision.courtesy import (
+    COURTESY,
+    COURTESY_CLAUSE_WORDS,
+    DIRECTIVES,
+    FRAMING,
+    INSTRUCTION,
+    LONG_WORDS,
+    NUMBER_WORDS,
+    OPERATOR,
+    TASKS,
+    TOKEN,
+    courteous,
+    courtesy_clause,
+    framed,
+    is_prompt,
+)
 from index.decision.numbers import numbers_in
 from index.decision.rules import negated_by_prefix, swapped_words
 from index.decision.verifier import ANTONYM_OF
@@ -29,78 +45,11 @@ Rule = Literal[
 ]  # fmt: skip
 
 CODE_OPERATORS = 3  # a text with this many operators and brackets carries code
-COURTESY_CLAUSE_WORDS = 12  # a greeting or a thanks of its own at an end, at most this long
-LONG_WORDS = 40  # beyond this many words a query is a prompt: only neutral edits serve
 
-_TOKEN = re.compile(r"[A-Za-z0-9_']+|[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
 _QUOTED = re.compile(r"\"([^\"\n]{1,200})\"|`([^`\n]{1,200})`|'([^'\n]{2,200})'(?!\w)")
 # identifiers: snake_case, camelCase, dotted.names()
 _IDENTIFIER = re.compile(r"\b[A-Za-z]\w*_\w+\b|\b[a-z]+[A-Z]\w*\b|\b\w+\.\w+\(")
-_OPERATOR = re.compile(r"[+\-*/=<>()\[\]{}%&|^~#@$\\`]")
 _CODE_OPERATOR = re.compile(r"[+*/=<>\[\]{}%&|^~\\`]")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# courtesy and framing: words a request can gain or lose without asking anything else
-COURTESY = _words(
-    """hi hello hey heya hiya greetings dear morning afternoon evening folks everyone please
-    pls plz kindly thanks thank thx ty cheers appreciate appreciated grateful regards
-    sincerely help helping assist assistance favor favour wonder wondering hoping mind
-    possible could"""
-)
-# function words: neutral only beside a courtesy word ("help me with this", "thanks in
-# advance"), never alone ("to" / "from", "with" / "without"); no negation, no question word
-FRAMING = _words(
-    """a an the this that these those following of in on at to for with from by about as
-    into out up so if and or but then it it's its is are was were be been being am do does
-    did have has had would could i i'm im me my mine we our us you your you're yours they
-    them their here just some any all also too again get got able there please lot lots
-    much very many really advance good best well hope like love ok okay oh need want quick
-    quickly bit question task request query problem team friend day i'd id we'd let let's"""
-)
-# what kind of answer is wanted: its language, format, length or tone, and the task
-LANGUAGES = _words(
-    """french spanish german italian portuguese dutch russian chinese mandarin cantonese
-    japanese korean arabic hindi turkish polish swedish norwegian danish finnish greek
-    hebrew english latin esperanto ukrainian vietnamese thai indonesian bengali urdu"""
-)
-FORMATS = _words(
-    """json yaml xml csv html markdown table tables list lists bullet bullets bulleted
-    numbered outline haiku poem poems limerick sonnet essay tweet email letter story
-    dialogue script snippet pseudocode diagram chart summary tldr steps"""
-)
-LENGTHS = _words(
-    """sentence sentences word words paragraph paragraphs line lines brief briefly short
-    shorter longer detailed concise concisely simply eli5 formal informal casual funny
-    humorous tone style"""
-)
-TASKS = _words(
-    """explain fix translate summarize summarise rewrite rephrase paraphrase refactor debug
-    optimize optimise document review convert compare classify describe define critique
-    shorten expand continue complete"""
-)
-# the verbs an added instruction opens with ("Answer in French.", "Give it as a table.")
-DIRECTIVES = TASKS | _words(
-    """answer reply respond write give keep make return output show use limit include
-    avoid format put present provide respond list"""
-)
-INSTRUCTION = LANGUAGES | FORMATS | LENGTHS | TASKS
-NEGATIONS = _words("""not no never don't dont doesn't won't can't cannot without nor none
-    neither avoid stop""")
-# words a sentence opens with, capitalised there without being names
-_COMMON = _words(
-    """what which who whom whose why how when where is are was were do does did can could
-    should would will shall may might must has have had if there this that these those the
-    a an in on at for to of and or but my your our their his her its i we you they he she"""
-)
-_MODALS = frozenset({"can", "could", "would", "will"})
-_NUMBER_WORDS = _words(
-    """two three four five six seven eight nine ten eleven twelve fifteen twenty
-    thirty forty fifty hundred thousand million billion first second third half double"""
-)
 
 
 @dataclass(frozen=True)
@@ -110,10 +59,6 @@ class Difference:
 
     neutral: bool = False
     refused_by: Rule | None = None
-
-
-def tokens(text: str) -> list[str]:
-    return [token.lower() for token in _TOKEN.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -143,35 +88,12 @@ def _is_neutral(spans: list[Span]) -> bool:
     for group in (head, tail):
         asked = [word for span in group for word in span.asked]
         offered = [word for span in group for word in span.offered]
-        if _courteous(asked + offered):
+        if courteous(asked + offered):
             continue  # "Please help me" / "I'd like your help"
-        if not all(_courtesy_clause(words) for words in (asked, offered) if words):
+        if not all(courtesy_clause(words) for words in (asked, offered) if words):
             return False
     middle = [span for span in spans if not span.at_an_end]
-    return all(_courteous(span.asked) and _courteous(span.offered) for span in middle)
-
-
-def _courteous(words: list[str]) -> bool:
-    if not words:
-        return True
-    return all(w in COURTESY or w in FRAMING for w in words) and any(w in COURTESY for w in words)
-
-
-def _courtesy_clause(words: list[str]) -> bool:
-    return (
-        len(words) <= COURTESY_CLAUSE_WORDS
-        and any(w in COURTESY for w in words)
-        and not any(w in INSTRUCTION or w in DIRECTIVES or w in NEGATIONS for w in words)
-        and not any(w.isdigit() or _OPERATOR.fullmatch(w) for w in words)
-    )
-
-
-def _framed(words: list[str]) -> list[str]:
-    """ "can you" / "would you" / "will you" read as "could you": one request."""
-    return [
-        "could" if w in _MODALS and i + 1 < len(words) and words[i + 1] == "you" else w
-        for i, w in enumerate(words)
-    ]
+    return all(courteous(span.asked) and courteous(span.offered) for span in middle)
 
 
 def _spans(a: list[str], b: list[str], cased_a: list[str], cased_b: list[str]) -> list[Span]:
@@ -231,9 +153,9 @@ def _names(text: str) -> frozenset[str]:
 def difference(query: str, cached: str) -> Difference:
     """What differs between ``query`` and ``cached`` (the candidate's question), and
     whether that changes the answer."""
-    cased_a, cased_b = _TOKEN.findall(query), _TOKEN.findall(cached)
-    a = _framed([t.lower() for t in cased_a])
-    b = _framed([t.lower() for t in cased_b])
+    cased_a, cased_b = TOKEN.findall(query), TOKEN.findall(cached)
+    a = framed([t.lower() for t in cased_a])
+    b = framed([t.lower() for t in cased_b])
     if a == b:
         return Difference(neutral=True)
     spans = _spans(a, b, cased_a, cased_b)
@@ -242,7 +164,7 @@ def difference(query: str, cached: str) -> Difference:
     if _is_neutral(spans):
         return Difference(neutral=True)
     # a prompt, not a question: long, or laid out in lines (an instruction and its input)
-    long = max(len(a), len(b)) > LONG_WORDS or "\n" in query.strip() or "\n" in cached.strip()
+    long = max(len(a), len(b)) > LONG_WORDS or is_prompt(query) or is_prompt(cached)
     rule = _rule(query, cached, a, b, spans, long)
     if rule is None and long:
         rule = "rule:long-edit"
@@ -271,15 +193,17 @@ def _rule(
         return "rule:quoted"
     if any(_instruction_differs(span, long) for span in spans):
         return "rule:instruction"
+    if any(_numbers_exchanged(span) for span in spans):
+        return "rule:numbers"  # "two crashes" / "five crashes"
     if any(span.renamed for span in spans):
         return "rule:name"  # one name for another ("John" / "Kenya", "Knight" / "Chicago")
     if not long:
         return None
-    if any(_OPERATOR.fullmatch(word) for word in differing):
+    if any(OPERATOR.fullmatch(word) for word in differing):
         return "rule:code"
     if _quoted(query) != _quoted(cached):
         return "rule:quoted"
-    if any(_NUMBER_WORDS & set(span.asked) != _NUMBER_WORDS & set(span.offered) for span in spans):
+    if any(NUMBER_WORDS & set(span.asked) != NUMBER_WORDS & set(span.offered) for span in spans):
         return "rule:numbers"
     if _names(query) != _names(cached) and (_names(query) ^ _names(cached)) & set(differing):
         return "rule:name"
@@ -313,6 +237,11 @@ def _negated(span: Span) -> bool:
 
     (x, m), (y, n) = plain(span.asked), plain(span.offered)
     return x == y and m % 2 != n % 2
+
+
+def _numbers_exchanged(span: Span) -> bool:
+    asked, offered = NUMBER_WORDS & set(span.asked), NUMBER_WORDS & set(span.offered)
+    return bool(asked and offered and asked != offered)
 
 
 def _antonyms(span: Span) -> bool:

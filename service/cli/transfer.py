@@ -44,7 +44,7 @@ from index.store.redis_store import RedisStore
 from service.cli.api_client import CliError
 from service.cli.warm import check_utf8
 from service.errors import InvalidInput
-from service.keying.normalise import normalise_prompt
+from service.keying.prompt_key import exact_form
 from service.policy.validation import validate_entry, validate_json, validate_namespace
 from service.schemas import MAX_TTL_S, EntryFields
 from service.settings import Settings
@@ -188,7 +188,7 @@ def _new_entry(row: ExportedEntry, ns: str, vector: np.ndarray) -> NewEntry:
         scope=row.scope,
         model=row.model or "",
         prompt=row.prompt,
-        normalised_prompt=normalise_prompt(row.prompt),
+        normalised_prompt=exact_form(row.prompt),
         response=row.response,
         vector=vector,
         llm_ms=row.llm_ms,
@@ -238,7 +238,7 @@ async def import_entries(
                 validate_namespace(ns)
             except InvalidInput as error:
                 raise CliError(f"namespace {ns!r}: {error}") from None
-            if await store.lookup_exact(ns, row.scope, normalise_prompt(row.prompt)) is not None:
+            if await store.lookup_exact(ns, row.scope, exact_form(row.prompt)) is not None:
                 done.kept += 1
             else:
                 fresh.append((row, ns))

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from index.decision.courtesy import courtesy_variants
 from index.decision.decide import Decision, unusable
 from index.decision.verdict import Asked
 from index.embedding.worker import EmbeddingWorker
@@ -113,9 +114,11 @@ class QueryPath:
         self.vectors.asked_for(probe.ns)
         if probe.mode != "refresh":
             with times.measure("redis"):
-                exact = await self.vectors.exact(probe.ns, key.scope, key.normalised)
-            if exact is not None and self.servable(exact, 0.0, probe):
-                return Found(exact, 0.0)
+                exact = await self._exact(probe)
+            if exact is not None:
+                return exact
+            if key.prompt:  # served only as the same request: nothing to embed to look it up
+                return Missed(None, None)
         with times.measure("embed"):
             vector = await self.embedder.embed_one(key.question)
         if probe.mode == "refresh":
@@ -131,6 +134,17 @@ class QueryPath:
         if verdict.entry is not None and verdict.distance is not None:
             return Found(verdict.entry, verdict.distance, verdict.confidence)
         return Missed.of(vector, verdict)
+
+    async def _exact(self, probe: Probe) -> Found | None:
+        """The entry stored for this very request: its exact form, and for a prompt each
+        form it shares with one that differs by courtesy alone."""
+        key = probe.key
+        forms = courtesy_variants(key.question) if key.prompt else []
+        for form in dict.fromkeys([key.normalised, *forms]):
+            entry = await self.vectors.exact(probe.ns, key.scope, form)
+            if entry is not None and self.servable(entry, 0.0, probe):
+                return Found(entry, 0.0)
+        return None
 
     async def _fill(self, probe: Probe, missed: Missed, produce: Produce) -> Resolution:
         """A MISS: the LLM's answer, kept; identical misses in flight (here or on other
@@ -217,10 +231,14 @@ class QueryPath:
         """Young enough for ``max-age``, and inside its feedback radius."""
         return unusable(entry, distance, probe.terms) is None
 
-    async def keep(self, probe: Probe, vector: np.ndarray, reply: LLMReply) -> Kept | None:
-        """Keep the LLM's answer (unless ``no-store``); the new entry."""
+    async def keep(self, probe: Probe, vector: np.ndarray | None, reply: LLMReply) -> Kept | None:
+        """Keep the LLM's answer (unless ``no-store``; ``vector`` None: a prompt's lookup
+        embedded nothing, so it is embedded now); the new entry."""
         if probe.control.no_store or not reply.storable:
             return None
+        if vector is None:
+            with probe.times.measure("embed"):
+                vector = await self.embedder.embed_one(probe.key.question)
         if len(reply.text) > self.settings.max_response_chars:
             log.warning(
                 "not storing an answer of %d characters (limit %d)",

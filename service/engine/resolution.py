@@ -22,7 +22,7 @@ class Found:
 
 @dataclass(frozen=True)
 class Missed:
-    vector: np.ndarray
+    vector: np.ndarray | None  # None: a prompt's lookup embedded nothing (kept: embedded then)
     nearest: float | None  # the nearest candidate's distance, if any
     confidence: float | None = None  # the decision stage's probability for a refused one
     nearest_id: str | None = None  # the nearest candidate's entry
@@ -33,7 +33,7 @@ class Missed:
     refused_by: RefusedBy | None = None  # why the nearest candidate was not served
 
     @classmethod
-    def of(cls, vector: np.ndarray, verdict: Verdict) -> "Missed":
+    def of(cls, vector: np.ndarray | None, verdict: Verdict) -> "Missed":
         return cls(
             vector,
             verdict.distance,

@@ -4,6 +4,7 @@ the scope (everything else a HIT must share)."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from index.decision.courtesy import canonical, is_prompt
 from service.keying.normalise import normalise_prompt, scope_of
 from service.keying.rag import RagSplitter
 
@@ -11,8 +12,9 @@ from service.keying.rag import RagSplitter
 @dataclass(frozen=True)
 class PromptKey:
     question: str  # whitespace-collapsed; embedded, and stored as the entry's prompt
-    normalised: str  # case-folded question: the exact-match key
+    normalised: str  # the exact-match key (``exact_form``)
     scope: str
+    prompt: bool = False  # a prompt, not a question: served only as the same request
 
 
 def prompt_key(
@@ -29,6 +31,14 @@ def prompt_key(
     question = split.question or prompt.strip()
     return PromptKey(
         question=question,
-        normalised=normalise_prompt(question),
+        normalised=exact_form(question),
         scope=scope_of(model, split.contexts, conversation, params, user),
+        prompt=is_prompt(question),
     )
+
+
+def exact_form(question: str) -> str:
+    """The exact-match key of a question: case-folded, whitespace collapsed; of a prompt
+    (long, or several sentences), its canonical form, courtesy aside
+    (``index/decision/courtesy.py``), so that a greeting or a thanks is the same request."""
+    return canonical(question) if is_prompt(question) else normalise_prompt(question)
