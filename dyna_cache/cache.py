@@ -21,10 +21,10 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import orjson
-from redis.exceptions import RedisClusterException, RedisError
 
 from dyna_cache.results import Hit, Miss, result_of
-from index.store.connection import STORE_UNAVAILABLE, connect
+from index.store.connection import connect
+from index.store.errors import STORE_UNAVAILABLE, RedisClusterException, RedisError
 from service.app import open_runtime
 from service.engine.insights import current_stats
 from service.errors import InvalidInput

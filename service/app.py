@@ -9,7 +9,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from index.decision.decide import Decision
@@ -22,7 +21,7 @@ from index.embedding.protocol import Embedder
 from index.embedding.worker import EmbeddingWorker
 from index.lookup import VectorSide
 from index.packed_model import WEIGHTS_NAME
-from index.store.connection import connect
+from index.store.connection import RedisClient, connect
 from index.store.redis_store import RedisStore
 from index.sync.event_feed import EventFeed
 from index.sync.replica_sync import ReplicaSync
@@ -193,7 +192,7 @@ def on_stop(
     stack.push_async_callback(bounded)
 
 
-def _store(client: "aioredis.Redis", settings: Settings, dim: int) -> RedisStore:
+def _store(client: RedisClient, settings: Settings, dim: int) -> RedisStore:
     return RedisStore(
         client,
         origin=settings.replica_id,
@@ -259,7 +258,7 @@ async def start_runtime(
         if upstream is not None:
             on_stop(stack, upstream.aclose, "an upstream client")
     telemetry = Telemetry(
-        background_client, settings.replica_id, background.touch,
+        background.stats, settings.replica_id, background.touch,
         settings.stats_flush_interval_s,
         Metrics(settings.metrics_max_namespaces),
     )  # fmt: skip
@@ -282,7 +281,7 @@ async def start_runtime(
     log.info("decision stage: %s (%s)", decision.name, decision.describe().get("version", "-"))
     vectors = VectorSide(store, index, sync)
     feedback = FeedbackBook(settings, store, embedder, splitter)
-    rate_limiter = RateLimiter(client)
+    rate_limiter = RateLimiter(store.rate_limits)
     auditor = Auditor(settings, store, llm, embedder, feedback, rate_limiter, telemetry.metrics)
     on_stop(stack, auditor.stop, "the audits under way")
     outcomes = Outcomes(telemetry, auditor)
@@ -313,7 +312,7 @@ async def start_runtime(
         ),
         entries=EntryManager(settings, vectors, embedder, splitter),
         feedback=feedback,
-        tenants=TenantStore(client, settings.key_cache_s, settings.key_outage_grace_s),
+        tenants=TenantStore(store.tenants, settings.key_cache_s, settings.key_outage_grace_s),
         rate_limiter=rate_limiter,
     )
     telemetry.metrics.watch(runtime)

@@ -18,10 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from index.store.connection import answers
 from service.redis_folder import FolderInUse, FolderLock, port_of, published_url
 
 log = logging.getLogger(__name__)
@@ -48,21 +45,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    """The Redis on ``port`` answers PING (its AOF loaded). One try: redis-py retries with
-    back-off by default, seconds per PING when something that is not Redis holds the port."""
-    client = redis.Redis(
-        host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=2,
-        retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:  # loading, refused, or not Redis at all
-        return False
-    finally:
-        client.close()
 
 
 def _die_with_parent() -> None:

@@ -2,7 +2,8 @@
 and function-level imports alike): no module imports one from a layer above its own, and
 no runtime module imports the offline code (``training/``) or the test and benchmark
 harnesses (``devtools/``). The CLI's ``calibrate`` and ``fine-tune`` are the one exception:
-they import ``training`` lazily, inside the command, and only when it is run."""
+they import ``training`` lazily, inside the command, and only when it is run. Redis has one
+door: no runtime module outside ``index/store`` imports the ``redis`` client library."""
 
 import ast
 from pathlib import Path
@@ -134,6 +135,45 @@ def test_a_cycle_put_back_is_found(tmp_path: Path) -> None:
     found = import_cycles(sorted((tmp_path / "index").rglob("*.py")), tmp_path)
     assert found == [["index.embedding.embedder", "index.embedding.onnx_embedder",
                       "index.embedding.embedder"]]  # fmt: skip
+
+
+REDIS_DOOR = "index.store"
+
+
+def redis_imports(modules: list[Path], root: Path = ROOT) -> list[str]:
+    """Runtime modules outside ``index/store`` that import ``redis`` (any form, lazily too)."""
+    found = []
+    for path in modules:
+        importer = module_name(path, root)
+        if importer == REDIS_DOOR or importer.startswith(REDIS_DOOR + "."):
+            continue
+        found += [
+            f"{importer} imports {imported}"
+            for imported, _ in imports_of(path)
+            if imported == "redis" or imported.startswith("redis.")
+        ]
+    return found
+
+
+def test_only_the_store_imports_redis() -> None:
+    assert redis_imports(runtime_modules()) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["import redis", "import redis.asyncio as aioredis", "from redis.exceptions import RedisError",
+     "from redis import Redis", "def f():\n    import redis.asyncio"],
+)
+def test_the_redis_door_catches_an_import_put_back(tmp_path: Path, source: str) -> None:
+    planted = tmp_path / "service" / "engine" / "x.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(source + "\n")
+    inside = tmp_path / "index" / "store" / "x.py"
+    inside.parent.mkdir(parents=True)
+    inside.write_text(source + "\n")
+    assert [line.split(" imports ")[0] for line in redis_imports([planted, inside], tmp_path)] == [
+        "service.engine.x"
+    ]
 
 
 def test_the_cli_imports_training_only_lazily() -> None:

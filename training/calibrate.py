@@ -136,11 +136,12 @@ def tenant_knobs(results: list[Calibrated]) -> dict[str, float]:
 
 async def _write_tenant(redis_url: str, ns: str, knobs: dict[str, float]) -> None:
     from index.store.connection import connect
+    from index.store.tenant_records import TenantRecords
     from service.tenancy.tenants import TenantStore
 
     client = connect(redis_url, 5.0)
     try:
-        tenants = TenantStore(client)
+        tenants = TenantStore(TenantRecords(client))
         settings = await tenants.settings_of(ns)
         if settings is None:
             raise SystemExit(f"no tenant {ns!r} at {redis_url}")

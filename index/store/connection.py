@@ -12,9 +12,10 @@ does not answer, and must not make queries pass through.
 """
 
 import time
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
@@ -23,6 +24,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as BlockingRetry
+
+# a client of one Redis or of a cluster (``connect``): what the store's parts are given
+RedisClient: TypeAlias = aioredis.Redis
 
 
 # Redis not answering (refused, reset, timed out), or not taking writes now (out of memory
@@ -189,6 +194,25 @@ def breaker_openings(client: "aioredis.Redis") -> int:
     """How many times ``client``'s breaker has opened (0 for a client without one)."""
     breaker = getattr(client, "breaker", None)
     return breaker.opened if isinstance(breaker, Breaker) else 0
+
+
+def answers(port: int) -> bool:
+    """The Redis on 127.0.0.1:``port`` answers PING (its AOF loaded), blocking. One try:
+    redis-py retries with back-off by default, seconds per PING when something that is not
+    Redis holds the port."""
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_connect_timeout=0.5,
+        socket_timeout=2,
+        retry=BlockingRetry(NoBackoff(), 0),
+    )
+    try:
+        return bool(client.ping())
+    except RedisError:  # loading, refused, or not Redis at all
+        return False
+    finally:
+        client.close()
 
 
 def connect(

@@ -1,7 +1,9 @@
 """Redis as the source of truth: entries (written, read, deleted), their exact pointers and
 their events. The store's other jobs are parts it holds: ``shards`` (where a command runs
 on a cluster), ``search`` (the HNSW mirror), ``feed`` (what replicas read to follow Redis)
-and ``insights`` (an operator's reads).
+``insights`` (an operator's reads), and the records beside the entries: ``audits``,
+``tenants`` (tenants and API keys), ``rate_limits``, ``locks`` (coalescing) and ``stats``
+(telemetry counters). Nothing outside ``index/store`` talks to Redis but through these.
 
 Every write and delete is one Lua script (``index/store/lua/``), so that taking the
 namespace's next seq (``dc:seq:{ns}``), writing the hash with that seq, its EXPIRE, the
@@ -34,9 +36,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from index.store import keys
 from index.store.audits import AuditLog
-from index.store.connection import GuardedRedisCluster, NotReplicated
+from index.store.connection import GuardedRedisCluster, NotReplicated, breaker_openings
 from index.store.feed import EntryFeed
 from index.store.insights import StoreInsights
+from index.store.locks import Locks
+from index.store.rate_limits import RateBuckets
 from index.store.records import (
     IndexedVector,
     NewEntry,
@@ -48,6 +52,8 @@ from index.store.records import (
 from index.store.scripts import Scripts
 from index.store.search import SearchMirror
 from index.store.shards import Shards
+from index.store.stats import StatsLog
+from index.store.tenant_records import TenantRecords
 
 # a script that saw its inputs change is run again with fresh ones, at most this often
 _ATTEMPTS = 20
@@ -83,6 +89,10 @@ class RedisStore:
         self.feed = EntryFeed(self.shards, dim)  # what a replica reads to follow Redis
         self.insights = StoreInsights(self.shards)  # an operator's reads, the export
         self.audits = AuditLog(self.shards, self.scripts)  # audited hits
+        self.tenants = TenantRecords(client)  # tenants and their API keys
+        self.rate_limits = RateBuckets(self.scripts)  # token buckets
+        self.locks = Locks(client, self.scripts)  # the coalescing locks
+        self.stats = StatsLog(client)  # telemetry counters, near misses
 
     @property
     def cluster(self) -> RedisCluster | None:
@@ -116,6 +126,11 @@ class RedisStore:
                 f"namespace {ns!r} within {self.wait_timeout_ms} ms"
             )
         return result
+
+    @property
+    def breaker_openings(self) -> int:
+        """How many times this store's client found Redis not answering (its breaker)."""
+        return breaker_openings(self.client)
 
     async def aclose(self) -> None:
         await self.shards.forget_node_clients()

@@ -18,7 +18,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from index.store import keys
-from index.store.connection import primary_for
+from index.store.connection import node_url, primary_for
 
 SearchIndex = tuple[str, ClusterNode | None]  # an index's name; its primary on a cluster
 
@@ -47,6 +47,21 @@ class Shards:
         if cluster is not None:
             await cluster.initialize()  # once; a no-op after
         return cluster
+
+    async def refresh_topology(self) -> None:
+        """On a cluster, ask it for its topology as it is now (after a failover)."""
+        cluster = self.cluster
+        if cluster is not None:
+            await cluster.nodes_manager.initialize()
+
+    def primary_urls(self, url: str, key: str | None = None) -> list[str]:
+        """The URL (``url``'s credentials and options) of the primary holding ``key``, of
+        every primary without one; ``url`` itself on one Redis."""
+        cluster = self.cluster
+        if cluster is None:
+            return [url]
+        nodes = cluster.get_primaries() if key is None else [primary_for(cluster, key)]
+        return [node_url(url, node.host, int(node.port)) for node in nodes]
 
     async def command(self, *args: Any) -> Any:
         """A raw command (RediSearch's FT.* have no typed wrapper in redis-py's asyncio API)."""

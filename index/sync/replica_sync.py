@@ -42,9 +42,9 @@ from typing import Any
 
 import faiss
 import orjson
-from redis.exceptions import RedisError
 
 from index.store import keys
+from index.store.errors import RedisError
 from index.store.records import IndexedVector
 from index.store.redis_store import RedisStore
 from index.sync.affinity import NamespaceShare

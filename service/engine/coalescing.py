@@ -22,9 +22,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from redis.exceptions import RedisError
-
 from index.store import keys
+from index.store.errors import RedisError
 from index.store.records import StoredEntry
 from index.store.redis_store import RedisStore
 from service.engine.shared_stream import SharedStream
@@ -157,9 +156,7 @@ class MissCoalescer:
         while True:
             await asyncio.sleep(self.lock_life_ms / 3000)
             try:
-                held = await self.store.scripts.renew_lock(
-                    keys=[turn.lock], args=[turn.token, self.lock_life_ms]
-                )
+                held = await self.store.locks.renew(turn.lock, turn.token, self.lock_life_ms)
             except RedisError:
                 continue  # Redis away: the lock may lapse; followers then lead themselves
             if not held:
@@ -169,7 +166,7 @@ class MissCoalescer:
         if turn.token is None:
             return
         with contextlib.suppress(RedisError):  # else it expires by itself
-            await self.store.scripts.release_lock(keys=[turn.lock], args=[turn.token])
+            await self.store.locks.release(turn.lock, turn.token)
 
     async def run(
         self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]],
@@ -224,7 +221,7 @@ class MissCoalescer:
         deadline = asyncio.get_running_loop().time() + self.lock_ttl_ms / 1000
         while True:
             try:
-                acquired = await self.store.client.set(lock, token, nx=True, px=self.lock_life_ms)
+                acquired = await self.store.locks.take(lock, token, self.lock_life_ms)
             except RedisError:  # no lock to be had: make the call rather than wait
                 return _Turn(lock, None)
             if acquired:
@@ -255,7 +252,7 @@ class MissCoalescer:
             entry = await self._stored(ns, scope, normalised, servable)
             if entry is not None:
                 return Followed(entry)
-            if not await self.store.client.exists(lock):
+            if not await self.store.locks.held(lock):
                 return "released"
         return "timed out"
 

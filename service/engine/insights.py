@@ -60,7 +60,7 @@ async def current_stats(
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
     with this replica's decision stage."""
     counts = await store.search.count_by_namespace()
-    numbers = await read_stats(store.client, counts, namespaces)
+    numbers = await read_stats(store.stats, counts, namespaces)
     numbers["decision"] = decision.describe()
     # the wrong-answer rate of served semantic HITs, from the audits (service/engine/audits)
     audited = await store.audits.counts(sorted(numbers["namespaces"]))

@@ -5,7 +5,8 @@ Counters go to ``dc:stats:{ns}`` (per namespace) and ``dc:replica:<id>`` (per re
 aggregated in memory and written in one pipeline per interval, off the request path. Each
 hash also counts lookups per latency bucket (``hit_ms_le_25`` ...), so percentiles add up
 across replicas too; and the misses that came closest to a hit go to ``dc:near:{ns}``
-(newest first, at most ``NEAR_MISSES_KEPT``), for what a threshold change would gain.
+(newest first, capped), for what a threshold change would gain. ``index/store/stats.py``
+reads and writes them.
 """
 
 import asyncio
@@ -19,10 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from index.store import keys
+from index.store.errors import RedisError
+from index.store.stats import Counts, Extremes, RawHash, StatsDelta, StatsLog
 from service.engine.metrics import Metrics
 from service.engine.stage_times import StageTimes
 
@@ -57,12 +57,6 @@ LATENCY_BUCKETS_MS = (
     10000,
     math.inf,
 )  # fine where HITs (a few ms) and LLM calls (1-5 s) fall
-NEAR_MISSES_KEPT = 200
-_REPLICA_STATS_TTL_S = 7 * 24 * 3600
-
-RawHash = dict[Any, Any]
-# the fastest and slowest lookup per outcome: {"hit_min": ms, "hit_max": ms, "miss_min": ...}
-Extremes = dict[str, float]
 # an entry that was served: (namespace, entry id, its exact pointer)
 Served = tuple[str, str, str]
 # applies to entries what their HITs do: {served entry: (hits, last hit)}
@@ -91,13 +85,13 @@ class Telemetry:
 
     def __init__(
         self,
-        client: "aioredis.Redis",
+        stats: StatsLog,
         replica_id: str,
         touch: Touch,
         flush_interval_s: float = 0.2,
         metrics: Metrics | None = None,
     ) -> None:
-        self.client = client
+        self.stats = stats
         self.touch = touch
         self.replica_id = replica_id
         self.flush_interval_s = flush_interval_s
@@ -171,29 +165,8 @@ class Telemetry:
         near_misses, self._near_misses = self._near_misses, defaultdict(list)
         if not counts and not entry_hits:
             return
-        replica_totals: defaultdict[str, float] = defaultdict(float)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for ns, fields in counts.items():
-                    for name, value in fields.items():
-                        replica_totals[name] += value
-                        _increment(pipe, keys.stats_key(ns), name, value)
-                replica_key = keys.replica_stats_key(self.replica_id)
-                for name, value in replica_totals.items():
-                    _increment(pipe, replica_key, name, value)
-                pipe.expire(replica_key, _REPLICA_STATS_TTL_S)
-                replica_extremes: Extremes = {}
-                for ns, found in extremes.items():
-                    _keep_extremes(pipe, keys.stats_extremes_key(ns), found)
-                    replica_extremes = merged_extremes(replica_extremes, found)
-                if replica_extremes:
-                    extremes_key = keys.replica_extremes_key(self.replica_id)
-                    _keep_extremes(pipe, extremes_key, replica_extremes)
-                    pipe.expire(extremes_key, _REPLICA_STATS_TTL_S)
-                for ns, misses in near_misses.items():  # lost on a failed flush: a sample
-                    pipe.lpush(keys.near_miss_key(ns), *(orjson.dumps(asdict(m)) for m in misses))
-                    pipe.ltrim(keys.near_miss_key(ns), 0, NEAR_MISSES_KEPT - 1)
-                await pipe.execute()
+            await self.stats.add(self.replica_id, _delta(counts, extremes, near_misses))
         except RedisError as error:
             self.metrics.stats_write_failures.inc()
             log.debug("stats flush failed, kept for the next one: %s", error)
@@ -238,6 +211,41 @@ class Telemetry:
                 log.exception("stats flush failed")
 
 
+def _delta(
+    counts: Mapping[str, Mapping[str, float]],
+    extremes: Mapping[str, Extremes],
+    near_misses: Mapping[str, list[NearMiss]],
+) -> StatsDelta:
+    """What one flush adds: the namespaces' counts, their sum as the replica's, the extremes
+    (the replica's the widest of its namespaces') and the near misses (lost on a failed
+    flush: they are a sample)."""
+    replica_totals: defaultdict[str, float] = defaultdict(float)
+    for fields in counts.values():
+        for name, value in fields.items():
+            replica_totals[name] += value
+    replica_extremes: Extremes = {}
+    for found in extremes.values():
+        replica_extremes = merged_extremes(replica_extremes, found)
+    return StatsDelta(
+        namespaces={ns: _typed(fields) for ns, fields in counts.items()},
+        replica=_typed(replica_totals),
+        namespace_extremes=extremes,
+        replica_extremes=replica_extremes,
+        near_misses={
+            ns: [orjson.dumps(asdict(miss)) for miss in misses]
+            for ns, misses in near_misses.items()
+        },
+    )
+
+
+def _typed(fields: Mapping[str, float]) -> Counts:
+    """Counters as ints (counted), sums as floats (summed)."""
+    return {
+        name: int(value) if name in _COUNTERS or "_ms_le_" in name else value
+        for name, value in fields.items()
+    }
+
+
 def latency_bucket(outcome: str, latency_ms: float) -> str:
     """The stats field counting ``outcome`` lookups in ``latency_ms``'s bucket."""
     bound = next(b for b in LATENCY_BUCKETS_MS if latency_ms <= b)
@@ -258,15 +266,6 @@ def merged_extremes(first: Mapping[str, float], second: Mapping[str, float]) -> 
         pick = min if name.endswith("_min") else max
         merged[name] = pick(merged[name], value) if name in merged else value
     return merged
-
-
-def _keep_extremes(pipe: Any, key: str, extremes: Extremes) -> None:
-    lows = {name: value for name, value in extremes.items() if name.endswith("_min")}
-    highs = {name: value for name, value in extremes.items() if name.endswith("_max")}
-    if lows:
-        pipe.zadd(key, lows, lt=True)
-    if highs:
-        pipe.zadd(key, highs, gt=True)
 
 
 def percentiles(
@@ -297,13 +296,6 @@ def percentiles(
                 break
             below, lower = below + count, bound
     return found
-
-
-def _increment(pipe: Any, key: str, name: str, value: float) -> None:
-    if name in _COUNTERS or "_ms_le_" in name:
-        pipe.hincrby(key, name, int(value))
-    else:
-        pipe.hincrbyfloat(key, name, value)
 
 
 def summarise(raw: RawHash, extremes: Mapping[str, float] | None = None) -> dict[str, Any]:
@@ -338,19 +330,6 @@ def _bounds(extremes: Mapping[str, float], outcome: str) -> tuple[float, float] 
     return (low, high) if low is not None and high is not None else None
 
 
-async def _read_counts(
-    client: "aioredis.Redis", counts_key: str, extremes_key: str
-) -> tuple[RawHash, Extremes]:
-    """A stats hash and its fastest and slowest lookups, in one round trip."""
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hgetall(counts_key)
-        pipe.zrange(extremes_key, 0, -1, withscores=True)
-        raw, rows = await pipe.execute()
-    extremes = {(name.decode() if isinstance(name, bytes) else str(name)): float(score)
-                for name, score in rows}  # fmt: skip
-    return raw, extremes
-
-
 def _add(total: RawHash, raw: RawHash) -> RawHash:
     merged = dict(total)
     for name, value in raw.items():
@@ -359,17 +338,14 @@ def _add(total: RawHash, raw: RawHash) -> RawHash:
 
 
 async def read_stats(
-    client: "aioredis.Redis", entries_by_ns: dict[str, int], namespaces: set[str] | None = None
+    stats: StatsLog, entries_by_ns: dict[str, int], namespaces: set[str] | None = None
 ) -> dict[str, Any]:
     """Totals, per namespace and per replica. ``namespaces`` limits what is reported."""
     per_ns: dict[str, dict[str, Any]] = {}
     total: RawHash = {}
     total_extremes: Extremes = {}
-    async for key in client.scan_iter(match=keys.stats_pattern(), count=500):
-        ns = keys.namespace_of(key.decode()) or ""
-        if namespaces is not None and ns not in namespaces:
-            continue
-        raw, extremes = await _read_counts(client, key.decode(), keys.stats_extremes_key(ns))
+    for stored in await stats.of_namespaces(namespaces):
+        ns, raw, extremes = stored.owner, stored.counts, stored.extremes
         total = _add(total, raw)
         total_extremes = merged_extremes(total_extremes, extremes)
         per_ns[ns] = {**summarise(raw, extremes), "entries": entries_by_ns.get(ns, 0)}
@@ -378,11 +354,8 @@ async def read_stats(
             per_ns[ns] = {**summarise({}), "entries": count}
     replicas: dict[str, dict[str, Any]] = {}
     if namespaces is None:
-        async for key in client.scan_iter(match=keys.replica_stats_pattern(), count=500):
-            replica_id = keys.replica_of(key.decode())
-            replicas[replica_id] = summarise(
-                *await _read_counts(client, key.decode(), keys.replica_extremes_key(replica_id))
-            )
+        for stored in await stats.of_replicas():
+            replicas[stored.owner] = summarise(stored.counts, stored.extremes)
     return {
         **summarise(total, total_extremes),
         "entries": sum(ns_stats["entries"] for ns_stats in per_ns.values()),

@@ -6,9 +6,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
-from index.store.connection import breaker_openings
+from index.store.errors import RedisError
 from service.engine.cache_headers import cache_headers
 from service.engine.insights import insights
 from service.http.auth import (
@@ -285,8 +284,8 @@ async def replica(runtime: RuntimeDep, ids: bool = False) -> dict[str, Any]:
         "reconciled": sync.reconciled,
         # how often Redis failed to answer, on the request path and in the background
         "redis_breaker_opened": {
-            "requests": breaker_openings(runtime.store.client),
-            "background": breaker_openings(sync.store.client),
+            "requests": runtime.store.breaker_openings,
+            "background": sync.store.breaker_openings,
         },
         "embedded_redis": (
             runtime.redis_supervisor.describe() if runtime.redis_supervisor else None

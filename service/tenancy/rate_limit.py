@@ -6,20 +6,14 @@ token or is refused with the seconds until one is there (for ``Retry-After``).
 
 import time
 
-import redis.asyncio as aioredis
-
-from index.store import keys
-from index.store.scripts import Scripts
+from index.store.rate_limits import RateBuckets
 
 
 class RateLimiter:
-    def __init__(self, client: "aioredis.Redis") -> None:
-        self._scripts = Scripts.register(client)
+    def __init__(self, buckets: RateBuckets) -> None:
+        self.buckets = buckets
 
     async def take(self, ns: str, key_id: str, rate_per_s: float, burst: int) -> float:
         """0 when a request with this key (of this namespace) may go on, else the seconds
         to wait."""
-        wait = await self._scripts.take_token(
-            keys=[keys.rate_key(ns, key_id)], args=[rate_per_s, burst, time.time()]
-        )
-        return float(wait)
+        return await self.buckets.take(ns, key_id, rate_per_s, burst, time.time())

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
-from index.store import keys
-from index.store.connection import STORE_UNAVAILABLE
-from index.store.records import Retention, as_text
+from index.store.errors import STORE_UNAVAILABLE
+from index.store.records import Retention
+from index.store.tenant_records import TenantRecords
 from service.errors import Conflict, InvalidInput, NotFound
 from service.policy.precedence import first_set
 from service.policy.validation import validate_namespace
@@ -53,9 +52,9 @@ class TenantStore:
     never verified here cannot be checked, and is refused."""
 
     def __init__(
-        self, client: "aioredis.Redis", cache_s: float = 1.0, outage_grace_s: float = 3600.0
+        self, records: TenantRecords, cache_s: float = 1.0, outage_grace_s: float = 3600.0
     ) -> None:
-        self.client = client
+        self.records = records
         self.cache_s = cache_s
         self.outage_grace_s = outage_grace_s
         self._key_cache: dict[str, tuple[float, KeyRecord | None]] = {}
@@ -70,32 +69,29 @@ class TenantStore:
                 "reserved_namespace", f"{ns!r} is the open/admin namespace; name the tenant "
                 "otherwise",
             )  # fmt: skip
-        created = await self.client.hsetnx(keys.tenant_key(ns), "settings", settings_json(settings))
-        if not created:
+        if not await self.records.create(ns, settings_json(settings)):
             raise Conflict("tenant_exists", f"tenant {ns!r} exists")
-        await self.client.hset(keys.tenant_key(ns), "created", time.time())
 
     async def require_tenant(self, ns: str) -> None:
         """Refuse (404) a namespace that is no tenant's; the open/admin one is known."""
-        if ns != DEFAULT_NAMESPACE and not await self.client.exists(keys.tenant_key(ns)):
+        if ns != DEFAULT_NAMESPACE and not await self.records.exists(ns):
             raise NotFound("tenant_not_found", "no such tenant")
 
     async def update_settings(self, ns: str, settings: TenantSettings) -> None:
-        if not await self.client.exists(keys.tenant_key(ns)):
+        if not await self.records.exists(ns):
             raise NotFound("tenant_not_found", "no such tenant")
-        await self.client.hset(keys.tenant_key(ns), "settings", settings_json(settings))
+        await self.records.set_settings(ns, settings_json(settings))
         self._settings_cache.pop(ns, None)
 
     async def list_tenants(self) -> list[dict[str, Any]]:
-        tenants = []
-        async for key in self.client.scan_iter(match=keys.tenant_pattern(), count=500):
-            ns = keys.namespace_of(as_text(key)) or ""
-            raw = await self.client.hgetall(key)
-            tenants.append({
-                "namespace": ns,
-                "created": float(raw.get(b"created", 0)),
-                "settings": orjson.loads(raw.get(b"settings", b"{}")),
-            })  # fmt: skip
+        tenants = [
+            {
+                "namespace": tenant.ns,
+                "created": tenant.created,
+                "settings": orjson.loads(tenant.settings_json),
+            }
+            for tenant in await self.records.all()
+        ]
         return sorted(tenants, key=lambda tenant: tenant["namespace"])
 
     async def settings_of(self, ns: str) -> TenantSettings | None:
@@ -105,7 +101,7 @@ class TenantStore:
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
         try:
-            raw = await self.client.hget(keys.tenant_key(ns), "settings")
+            raw = await self.records.settings_json(ns)
         except STORE_UNAVAILABLE:
             if cached is not None and now - cached[0] < self.outage_grace_s:
                 return cached[1]
@@ -118,36 +114,25 @@ class TenantStore:
 
     async def issue_key(self, ns: str, role: str = "tenant") -> tuple[str, str]:
         """A new key for a tenant: ``(key, key_id)``. The key is not stored anywhere."""
-        if not await self.client.exists(keys.tenant_key(ns)):
+        if not await self.records.exists(ns):
             raise NotFound("tenant_not_found", "no such tenant")
         api_key = "dc_" + secrets.token_urlsafe(32)
         sha = key_sha256(api_key)
         key_id = sha[:16]
-        # two keys in two slots (no transaction on a cluster): the record first, then the id
-        # that lists it; a failure between leaves a record nobody was given the key of
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.api_key_key(sha), mapping={
-                "ns": ns, "role": role, "created": time.time(), "revoked": 0, "key_id": key_id,
-            })  # fmt: skip
-            pipe.set(keys.key_id_key(key_id), sha)
-            await pipe.execute()
+        await self.records.save_key(sha, key_id, ns, role)
         return api_key, key_id
 
     async def revoke_key(self, key_id: str) -> None:
-        sha = await self.client.get(keys.key_id_key(key_id))
+        sha = await self.records.sha_of(key_id)
         if sha is None:
             raise NotFound("key_not_found", "no such key")
-        await self.client.hset(keys.api_key_key(as_text(sha)), "revoked", 1)
+        await self.records.revoke(sha)
 
     async def list_keys(self, ns: str) -> list[dict[str, Any]]:
-        found = []
-        async for key in self.client.scan_iter(match=keys.api_key_pattern(), count=500):
-            raw = await self.client.hgetall(key)
-            if as_text(raw.get(b"ns", b"")) == ns:
-                found.append({
-                    "key_id": as_text(raw[b"key_id"]), "role": as_text(raw[b"role"]),
-                    "created": float(raw[b"created"]), "revoked": raw[b"revoked"] == b"1",
-                })  # fmt: skip
+        found = [
+            {"key_id": key.key_id, "role": key.role, "created": key.created, "revoked": key.revoked}
+            for key in await self.records.keys_of(ns)
+        ]
         return sorted(found, key=lambda record: record["created"])
 
     async def record_of(self, api_key: str) -> KeyRecord | None:
@@ -159,7 +144,7 @@ class TenantStore:
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
         try:
-            raw = await self.client.hgetall(keys.api_key_key(sha))
+            stored = await self.records.key(sha)
         except STORE_UNAVAILABLE:
             if (
                 cached is not None
@@ -171,11 +156,10 @@ class TenantStore:
                 return cached[1]
             raise
         record = None
-        if raw:
+        if stored is not None:
             record = KeyRecord(
-                key_id=as_text(raw[b"key_id"]), ns=as_text(raw[b"ns"]),
-                role=as_text(raw[b"role"]), revoked=raw.get(b"revoked") == b"1",
-            )  # fmt: skip
+                key_id=stored.key_id, ns=stored.ns, role=stored.role, revoked=stored.revoked
+            )
         if len(self._key_cache) > 10_000:
             self._key_cache.clear()
         self._key_cache[sha] = (now, record)
