@@ -47,6 +47,7 @@ from index.store.records import (
 )
 from index.store.scripts import Scripts
 from index.store.search import SearchMirror
+from index.store.shadow import ShadowLog
 from index.store.shards import Shards
 
 # a script that saw its inputs change is run again with fresh ones, at most this often
@@ -83,6 +84,7 @@ class RedisStore:
         self.feed = EntryFeed(self.shards, dim)  # what a replica reads to follow Redis
         self.insights = StoreInsights(self.shards)  # an operator's reads, the export
         self.audits = AuditLog(self.shards, self.scripts)  # audited hits
+        self.shadow = ShadowLog(self.shards)  # what shadow mode would have served
 
     @property
     def cluster(self) -> RedisCluster | None:
