@@ -18,10 +18,11 @@ from service.cli.main import shadow_table
 from service.engine.shadow import let_through
 from service.settings import Settings
 from tests.fake_upstream import FakeUpstream, MeaningUpstream
-from tests.helpers import CacheService
+from tests.helpers import CacheService, wait_until
 from tests.test_chat import ask as ask_chat
 from tests.test_chat import stream as stream_chat
 from tests.test_chat import text_of
+from tests.test_dashboard import browser  # noqa: F401 (a fixture)
 from tests.test_tenants import ADMIN, admin_headers, ask, make_tenant
 
 # questions by meaning (the upstream answers each cluster alike); neighbouring clusters
@@ -273,3 +274,26 @@ def test_with_the_simulated_llm_audits_and_shadow_mode_are_off(
     with pytest.raises(ValidationError, match="needs a real LLM"):
         Settings(mode="shadow")
     assert Settings(mode="shadow", audit_simulated=True).mode == "shadow"
+
+
+def test_the_dashboard_shows_what_shadow_mode_would_have_served(
+    start_service: Callable[..., CacheService], upstream: FakeUpstream,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+) -> None:  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    service = start_service(
+        llm="openai", openai_base_url=upstream.base_url, openai_api_key="sk-test",
+        llm_max_retries=0, mode="shadow",
+    )  # fmt: skip
+    for _ in range(2):  # a would-be MISS, then a would-be exact HIT
+        service.query("What is the capital of France?")
+    assert settled_open(service)["shadow"]["requests"] == 2
+
+    def text(element_id: str) -> str:
+        return str(browser.find_element(By.ID, element_id).text)
+
+    browser.get(f"{service.url}/dashboard")
+    wait_until(lambda: text("shadow-hit-rate") == "50.0%", 15, message="the shadow tile")
+    assert text("shadow-exact") == "50.0%" and text("shadow-semantic") == "0.0%"
+    assert text("shadow-wrong") == "none compared yet"
