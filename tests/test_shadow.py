@@ -14,7 +14,7 @@ from openai import OpenAI
 from pydantic import ValidationError
 
 from index.decision.wrong_rate import wilson
-from service.cli.main import shadow_table
+from service.cli.main import shadow_table, stats_table
 from service.engine.shadow import let_through
 from service.settings import Settings
 from tests.fake_upstream import FakeUpstream, MeaningUpstream
@@ -263,6 +263,7 @@ def test_with_the_simulated_llm_audits_and_shadow_mode_are_off(
     assert numbers["audits"]["enabled"] is False
     assert numbers["audits"]["reason"].startswith("simulated LLM")
     assert numbers["namespaces"]["default"]["wrong_answer_rate"]["audits"] == 0
+    assert "audits off: simulated LLM" in str(stats_table(numbers).caption)  # dyna-cache stats
     refused = service.query("How can I reset my password?", mode="shadow")
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "shadow_needs_a_real_llm"
