@@ -93,10 +93,15 @@ def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Se
     """The service's settings (``DYNACACHE_*`` from the environment when none are given),
     with ``overrides``; each in-process cache is a replica with its own id (two caches
     sharing one would each ignore the other's events as their own)."""
+    # misses are the application's own LLM's (``call_llm``), never the simulated one's: its
+    # answers may be compared (audits, shadow mode) whatever DYNACACHE_LLM says
+    own_llm = {"audit_simulated": True}
+    if settings is not None and "audit_simulated" in settings.model_fields_set:
+        own_llm = {}
     if settings is None:
-        chosen = Settings(**overrides)
+        chosen = Settings(**{**own_llm, **overrides})
     else:
-        chosen = Settings.model_validate({**settings.model_dump(), **overrides})
+        chosen = Settings.model_validate({**settings.model_dump(), **own_llm, **overrides})
     if "replica_id" not in overrides and (settings is None or "replica_id" not in
                                           settings.model_fields_set):  # fmt: skip
         chosen = chosen.model_copy(

@@ -36,6 +36,7 @@ from service.engine.metrics import Metrics
 from service.engine.outcomes import Outcomes
 from service.engine.probe import Probes
 from service.engine.query_path import QueryPath
+from service.engine.shadow import Shadow
 from service.engine.telemetry import Telemetry
 from service.http import admin_api, api, dashboard
 from service.http.body_limit import BodySizeLimit
@@ -284,7 +285,9 @@ async def start_runtime(
     rate_limiter = RateLimiter(store.rate_limits)
     auditor = Auditor(settings, store, llm, embedder, feedback, rate_limiter, telemetry.metrics)
     on_stop(stack, auditor.stop, "the audits under way")
-    outcomes = Outcomes(telemetry, auditor)
+    shadow = Shadow(store, auditor, telemetry.metrics)
+    on_stop(stack, shadow.stop, "the shadow counts under way")
+    outcomes = Outcomes(telemetry, auditor, shadow)
     coalescer = MissCoalescer(
         store, lock_ttl_s=settings.coalesce_lock_s, lock_life_s=settings.coalesce_lock_life_s
     )

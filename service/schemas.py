@@ -10,7 +10,10 @@ from service.policy.validation import MAX_USER_CHARS
 CacheMode = Literal["default", "bypass", "refresh", "only"]
 TtlPolicy = Literal["fixed", "sliding", "adaptive"]
 ScopeMode = Literal["shared", "user"]
-CacheStatus = Literal["HIT", "MISS", "BYPASS"]
+# SHADOW-HIT, SHADOW-MISS: answered by the LLM in shadow mode; what the cache would have done
+CacheStatus = Literal["HIT", "MISS", "BYPASS", "SHADOW-HIT", "SHADOW-MISS"]
+# serve: HITs are served; shadow: the LLM answers every request, the cache only measures
+ServingMode = Literal["serve", "shadow"]
 
 
 def _folded(value: Any) -> Any:
@@ -91,6 +94,12 @@ class QueryRequest(_Strict):
         default=None,
         description="shared: the namespace's entries serve every user; user: only the "
         "asking user's (default: the tenant's, else the service's).",
+    )
+    mode: ServingMode | None = Field(
+        default=None,
+        description="serve: a HIT is served; shadow: the LLM answers and the cache only "
+        "measures what it would have served (default: the X-Cache-Mode header, else the "
+        "tenant's, else the service's).",
     )
 
 
@@ -190,6 +199,11 @@ class TenantSettings(_Strict):
         default=None, gt=0, lt=1,
         description="A bound on the audited wrong-answer rate of served semantic HITs.",
     )  # fmt: skip
+    mode: ServingMode | None = Field(
+        default=None,
+        description="serve, or shadow: the LLM answers every request and the cache only "
+        "measures what it would have served.",
+    )
 
 
 class TenantCreate(_Strict):

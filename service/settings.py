@@ -5,7 +5,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.decision.distance import DEFAULT_THRESHOLD, MAX_DISTANCE
@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _shadow_needs_a_real_llm(self) -> "Settings":
+        """Shadow mode compares the LLM's answers: the simulated LLM's are made up."""
+        if self.mode == "shadow" and self.llm == "simulated" and not self.audit_simulated:
+            raise ValueError(
+                "DYNACACHE_MODE=shadow needs a real LLM (DYNACACHE_LLM=openai): the simulated "
+                "LLM's answers are made up, so comparing them would measure nothing"
+            )
+        return self
 
     @field_validator("onnx_dir", "pair_model_dir", "verifier_path")
     @classmethod
@@ -154,6 +164,13 @@ class Settings(BaseSettings):
     # above; free) or "llm" (the upstream is asked whether both answer the question alike:
     # one more call per audit, counted in the audits' cost)
     audit_check: Literal["embedding", "llm"] = "embedding"
+    # audits and shadow mode compare the LLM's answers: with the simulated LLM (made-up
+    # answers) they are off, unless this is set (tests; the library, whose misses are the
+    # application's own LLM's)
+    audit_simulated: bool = False
+    # serve: HITs are served; shadow: every request goes to the LLM and the cache only
+    # measures what it would have served (docs/shadow.md; per tenant and per request: mode)
+    mode: Literal["serve", "shadow"] = "serve"
     # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
     # tenant and per request max_wrong_rate): HITs are served only as far as the audits
     # show the bound holds (index/decision/wrong_rate.py)

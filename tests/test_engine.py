@@ -230,7 +230,10 @@ async def test_a_hit_is_audited_by_sending_its_own_request_again_or_not_at_all(
     """The audit of a HIT sends what a MISS of the same lookup would have sent (the probe's
     replay), never a question of its own making; a lookup with nothing to replay is not
     audited, and is counted as such."""
-    async with engine(redis_server, audit_rate=1.0, audit_max_per_s=100) as runtime:
+    # the simulated LLM's answers are made up: audits of them only when a test allows it
+    async with engine(
+        redis_server, audit_rate=1.0, audit_max_per_s=100, audit_simulated=True
+    ) as runtime:
         queries, auditor = runtime.queries, runtime.queries.outcomes.auditor
         assert auditor is not None
         await stored(queries, STORED, "Use the reset link.")

@@ -10,6 +10,7 @@ pair are one observation, not many: each group also keeps the sum of its pairs' 
 counts (``evidence_sq:<group>``), from which ``index/decision/wrong_rate.py`` takes the
 effective number of observations, (sum of counts)² / (sum of squared counts)."""
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from index.store import keys
@@ -109,16 +110,23 @@ class AuditLog:
             _count_evidence(pipe, keys.audit_key(ns), group, right, counted_before=repeats)
             await pipe.execute()
 
-    async def counts(self, namespaces: list[str]) -> dict[str, dict[str, Any]]:
+    async def counts(self, namespaces: list[str]) -> dict[str, dict[str, float]]:
         """Each namespace's audit counts (empty when it has none)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for ns in namespaces:
-                pipe.hgetall(keys.audit_key(ns))
-            rows = await pipe.execute()
-        return {
-            ns: {name.decode(): float(value) for name, value in row.items()}
-            for ns, row in zip(namespaces, rows, strict=True)
-        }
+        return await counts_of(self.client, namespaces, keys.audit_key)
+
+
+async def counts_of(
+    client: Any, namespaces: list[str], key_of: Callable[[str], str]
+) -> dict[str, dict[str, float]]:
+    """Each namespace's hash of counts (``key_of(ns)``), in one round trip (empty: none)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for ns in namespaces:
+            pipe.hgetall(key_of(ns))
+        rows = await pipe.execute()
+    return {
+        ns: {name.decode(): float(value) for name, value in row.items()}
+        for ns, row in zip(namespaces, rows, strict=True)
+    }
 
 
 def _claim_value(right: bool, times: int) -> str:

@@ -173,6 +173,12 @@ def audit_key(ns: str) -> str:
     return f"dc:audit:{{{ns}}}"
 
 
+def shadow_key(ns: str) -> str:
+    """A namespace's shadow-mode counts: what the cache would have served, and how often
+    its would-be semantic HITs' answers differed from the LLM's."""
+    return f"dc:shadow:{{{ns}}}"
+
+
 def audit_claim_key(ns: str, entry_id: str, normalised_prompt: str) -> str:
     """Taken by the first audit of this (entry, query): audits are idempotent."""
     digest = hashlib.sha256(f"{entry_id}\x1f{normalised_prompt}".encode()).hexdigest()[:32]

@@ -51,6 +51,7 @@ from index.store.records import (
 )
 from index.store.scripts import Scripts
 from index.store.search import SearchMirror
+from index.store.shadow import ShadowLog
 from index.store.shards import Shards
 from index.store.stats import StatsLog
 from index.store.tenant_records import TenantRecords
@@ -93,6 +94,7 @@ class RedisStore:
         self.rate_limits = RateBuckets(self.scripts)  # token buckets
         self.locks = Locks(client, self.scripts)  # the coalescing locks
         self.stats = StatsLog(client)  # telemetry counters, near misses
+        self.shadow = ShadowLog(self.shards)  # what shadow mode would have served
 
     @property
     def cluster(self) -> RedisCluster | None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 import numpy as np
 import typer
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -266,10 +266,53 @@ def stats_table(stats: dict[str, Any]) -> Table:
         row(ns, numbers)
     row("total", stats, style="bold")
     decision = stats.get("decision", {})
+    notes = []
     if decision.get("stage"):
         version = f" ({decision['version']})" if decision.get("version") else ""
-        table.caption = f"decision stage: {decision['stage']}{version}"
+        notes.append(f"decision stage: {decision['stage']}{version}")
+    audits = stats.get("audits", {})
+    if audits.get("enabled") is False:
+        notes.append(f"audits off: {audits.get('reason')}")
+    if notes:
+        table.caption = "; ".join(notes)
     return table
+
+
+def shadow_table(stats: dict[str, Any]) -> Table | None:
+    """What shadow mode would have served: one row per namespace that ran it, and a total
+    (None: none did)."""
+    if "shadow" not in stats:
+        return None
+    table = Table(title="Shadow mode: what the cache would have served", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
+    table.add_column("namespace", no_wrap=True, overflow="fold")
+    for column in ("reqs", "hit %", "exact %", "semantic %", "calls\nsaved", "saved\n$",
+                   "saved\ns", "wrong %\n[95 % CI] n", "bound 5 %\nserves"):  # fmt: skip
+        table.add_column(column, justify="right", no_wrap=True)
+
+    def row(name: str, shadow: dict[str, Any], style: str | None = None) -> None:
+        bound = next((b for b in shadow["bounds"] if b["max_wrong_rate"] == 0.05), None)
+        share = bound["share_of_semantic_hits"] if bound else None
+        table.add_row(
+            name, str(shadow["requests"]), f"{100 * shadow['hit_rate']:.1f}",
+            f"{100 * shadow['exact_hit_rate']:.1f}", f"{100 * shadow['semantic_hit_rate']:.1f}",
+            str(shadow["llm_calls_saved"]), f"{shadow['cost_saved_usd']:.4f}",
+            f"{shadow['latency_saved_ms'] / 1000:.1f}", wrong_cell(shadow["wrong_answer_rate"]),
+            "-" if share is None else f"{100 * share:.0f} %", style=style,
+        )  # fmt: skip
+
+    for ns, numbers in sorted(stats["namespaces"].items()):
+        if "shadow" in numbers:
+            row(ns, numbers["shadow"])
+    row("total", stats["shadow"], style="bold")
+    table.caption = "bound 5 %: the share of would-be semantic HITs max_wrong_rate=0.05 serves"
+    return table
+
+
+def stats_tables(stats: dict[str, Any]) -> Group:
+    """/v1/stats as ``dyna-cache stats`` shows it: served, and what shadow mode measured."""
+    shadow = shadow_table(stats)
+    return Group(stats_table(stats), *([shadow] if shadow is not None else []))
 
 
 @app.command()
@@ -289,12 +332,12 @@ def stats(
                 console.print_json(data=numbers)
                 return
             if not watch:
-                console.print(stats_table(numbers))
+                console.print(stats_tables(numbers))
                 return
-            with Live(stats_table(numbers), console=console, auto_refresh=False) as live:
+            with Live(stats_tables(numbers), console=console, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(stats_table(client.call("GET", "/v1/stats")), refresh=True)
+                    live.update(stats_tables(client.call("GET", "/v1/stats")), refresh=True)
         except KeyboardInterrupt:
             pass
         finally:

@@ -31,7 +31,6 @@ That answer is the one to the very request the candidate was withheld from (the 
 call, whole or streamed), so it is a replay of that request by construction.
 """
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -46,6 +45,7 @@ from index.embedding.worker import EmbeddingWorker
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import StoredEntry
 from index.store.redis_store import RedisStore
+from service.engine.background import Background
 from service.engine.feedback import FeedbackBook
 from service.engine.metrics import Metrics
 from service.errors import CacheError
@@ -59,6 +59,18 @@ log = logging.getLogger(__name__)
 AUDIT_KEY_ID = "audit"  # the namespace's audit budget, in the rate limiter's buckets
 COUNTS_FRESH_S = 1.0  # the bound reads a namespace's audit counts again after this
 QUIET_S, QUIET_MAX_WAIT_S = 0.05, 5.0  # an audit's check waits for this pause, this long
+SIMULATED = (
+    "simulated LLM: its answers are made up, so comparing them measures nothing "
+    "(DYNACACHE_LLM=openai for a real one)"
+)
+
+
+def comparisons_off(settings: Settings) -> str | None:
+    """Why answers are not compared (audits, withheld candidates, shadow mode); None: they
+    are. The simulated LLM's answers are made up: comparing them would measure nothing."""
+    if settings.llm == "simulated" and not settings.audit_simulated:
+        return SIMULATED
+    return None
 
 
 def same_text(served: str, fresh: str) -> bool:
@@ -115,10 +127,11 @@ class Auditor:
         self.rate_limiter = rate_limiter
         self.metrics = metrics
         self._chance = chance or random.Random()
-        self._running: set[asyncio.Task[None]] = set()
+        self._background = Background("audit")
         # each namespace's audit counts as last read (monotonic time, counts), for the bound
         self._counts: dict[str, tuple[float, dict[str, float]]] = {}
         self._reading: set[str] = set()
+        self.off = comparisons_off(settings)  # why nothing is compared (None: it is)
 
     def maybe_audit(
         self, ns: str, entry: StoredEntry, question: str, replay: Produce | None,
@@ -127,7 +140,7 @@ class Auditor:
         """Audit this HIT with probability ``rate`` by sending ``replay``, the request it
         answered, again (in the background; never awaited); None: it cannot be, and is
         counted as not audited."""
-        if distance <= 0 or rate <= 0 or self._chance.random() >= rate:
+        if self.off or distance <= 0 or rate <= 0 or self._chance.random() >= rate:
             return
         if replay is None:
             self.metrics.audits_skipped.labels("unreplayable").inc()
@@ -216,6 +229,24 @@ class Auditor:
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
         return group
 
+    async def count_shadow(
+        self, ns: str, entry: StoredEntry, question: str, distance: float, right: bool
+    ) -> None:
+        """A would-be semantic HIT of shadow mode, compared with the LLM's answer to it:
+        evidence for the bound, as a withheld candidate's is (not in the served estimate),
+        a pair's repeats counted as an audited pair's are."""
+        normalised = normalise_prompt(question)
+        earlier, counted = await self.store.audits.claim(ns, entry.entry_id, normalised)
+        if earlier == "pending":  # the pair is being compared (or audited) right now
+            return
+        if earlier is None:
+            await self.store.audits.remember(ns, entry.entry_id, normalised, right)
+        else:
+            await self.store.audits.counted_again(
+                ns, entry.entry_id, normalised, right, counted + 1
+            )
+        await self._count(ns, entry, distance, right, 0, False, counted)
+
     def counts(self, ns: str) -> Mapping[str, float] | None:
         """The namespace's audit evidence as last read, for the bound (``index/decision/
         bound.py``); read again in the background once a second (None: none read yet)."""
@@ -243,6 +274,8 @@ class Auditor:
         """A candidate the bound withheld, against the answer the MISS got from the LLM
         anyway (and kept as entry ``stored_as``): evidence that costs no call (in the
         background)."""
+        if self.off:
+            return
         self._spawn(self._record(ns, entry, question, distance, fresh, 0, True, stored_as))
 
     def count_repeat(self, ns: str, entry: StoredEntry) -> None:
@@ -250,7 +283,7 @@ class Auditor:
         that candidate's verdict counts again, as a served HIT's repeats are audited again
         (else the evidence would stand for first lookups only, likelier wrong than the
         repeats a served candidate also answers)."""
-        if entry.withheld_verdict is not None:
+        if entry.withheld_verdict is not None and not self.off:
             group, right = entry.withheld_verdict
             self._spawn(self._count_repeat(ns, entry.entry_id, group, right))
 
@@ -261,9 +294,7 @@ class Auditor:
             log.info("a withheld verdict's repeat in %s not counted: %s", ns, error)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work, name="audit")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._background.spawn(work)
 
     async def same_answer(self, served: str, fresh: str, question: str) -> tuple[bool | None, int]:
         """The answer-equivalence check and the LLM calls it made: the same normal form,
@@ -283,12 +314,7 @@ class Auditor:
 
     async def settle(self, timeout_s: float = 10.0) -> None:
         """Wait for the audits under way (a test's, a bench's end), at most ``timeout_s``."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout_s)
+        await self._background.settle(timeout_s)
 
     async def stop(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._background.stop()

@@ -14,7 +14,8 @@ def cache_headers(
     server_timing: str | None = None,
     refused_by: str | None = None,
 ) -> dict[str, str]:
-    """``X-Cache`` (HIT, MISS or BYPASS); ``X-Cache-Similarity`` (of the served entry, or of
+    """``X-Cache`` (HIT, MISS, BYPASS; in shadow mode SHADOW-HIT or SHADOW-MISS: what the
+    cache would have done, the LLM answered); ``X-Cache-Similarity`` (of the served entry, or of
     the nearest one on a MISS); ``X-Cache-Entry`` (the entry served, or the one a MISS
     stored); a HIT's ``Age``; ``X-Replica``; ``Server-Timing`` (milliseconds per stage of the
     lookup: embed, search, verify, redis, llm, and the total); on a MISS with a near

@@ -8,6 +8,7 @@ from index.decision import wrong_rate
 from index.decision.distance import similarity
 from index.decision.stage import DecisionStage
 from index.store.redis_store import RedisStore
+from service.engine.shadow import shadow_stats
 from service.engine.telemetry import read_stats
 
 NEAREST_SHOWN = 10
@@ -58,7 +59,7 @@ async def current_stats(
     store: RedisStore, decision: DecisionStage, namespaces: set[str] | None
 ) -> dict[str, Any]:
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
-    with this replica's decision stage."""
+    with this replica's decision stage; where shadow mode ran, what it would have served."""
     counts = await store.search.count_by_namespace()
     numbers = await read_stats(store.stats, counts, namespaces)
     numbers["decision"] = decision.describe()
@@ -70,4 +71,10 @@ async def current_stats(
         for name, value in audit_counts.items():
             total[name] = total.get(name, 0.0) + value
     numbers["wrong_answer_rate"] = wrong_rate.summary(total)
+    # shadow mode: what the cache would have served (service/engine/shadow.py)
+    per_ns, shadowed = await shadow_stats(store, audited)
+    for ns, figures in per_ns.items():
+        numbers["namespaces"][ns]["shadow"] = figures
+    if shadowed is not None:
+        numbers["shadow"] = shadowed
     return numbers

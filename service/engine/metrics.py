@@ -133,6 +133,24 @@ class Metrics:
             "namespace's DYNACACHE_AUDIT_MAX_PER_S was spent), unreplayable (the request "
             "served cannot be sent again)", ["reason"], registry=registry,
         )  # fmt: skip
+        self.shadow_requests = Counter(
+            "dynacache_shadow_requests", "Requests answered by the LLM in shadow mode, by "
+            "what the cache would have done: exact (HIT), semantic (HIT), miss",
+            ["namespace", "would_be"], registry=registry,
+        )  # fmt: skip
+        self.shadow_compared = Counter(
+            "dynacache_shadow_compared", "Would-be semantic HITs of shadow mode whose answer "
+            "was compared with the LLM's, by verdict (right, wrong), distance band and "
+            "decision stage", ["namespace", "band", "stage", "verdict"], registry=registry,
+        )  # fmt: skip
+        self.shadow_latency_saved = Counter(
+            "dynacache_shadow_latency_saved_seconds", "LLM time the would-be HITs of shadow "
+            "mode would have saved, less their own", ["namespace"], registry=registry,
+        )  # fmt: skip
+        self.shadow_cost_saved = Counter(
+            "dynacache_shadow_cost_saved_usd", "Price of the LLM calls the would-be HITs of "
+            "shadow mode would have replaced", ["namespace"], registry=registry,
+        )  # fmt: skip
         self.stats_write_failures = Counter(
             "dynacache_stats_write_failures", "Stats flushes that Redis refused",
             registry=registry,

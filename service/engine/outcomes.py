@@ -1,6 +1,7 @@
 """What watches the query path without steering it: each outcome counted (telemetry and
 its trace), a share of semantic HITs audited, a withheld candidate compared with its MISS's
-answer, an outage's pass-through counted."""
+answer, shadow mode's would-be answers counted and compared, an outage's pass-through
+counted."""
 
 import logging
 
@@ -8,6 +9,7 @@ from index.decision.distance import similarity
 from service.engine.audits import Auditor
 from service.engine.probe import Probe
 from service.engine.resolution import Kept, Missed, Resolution, elapsed_ms
+from service.engine.shadow import Shadow
 from service.engine.telemetry import NearMiss, Outcome, Telemetry
 from service.llm.client import LLMReply
 
@@ -17,9 +19,12 @@ log = logging.getLogger(__name__)
 class Outcomes:
     """The observers of every answered query."""
 
-    def __init__(self, telemetry: Telemetry, auditor: Auditor | None) -> None:
+    def __init__(
+        self, telemetry: Telemetry, auditor: Auditor | None, shadow: Shadow | None = None
+    ) -> None:
         self.telemetry = telemetry
         self.auditor = auditor
+        self.shadow = shadow
 
     def record(self, probe: Probe, resolution: Resolution) -> Resolution:
         """Count an outcome (for a HIT, what it saved; for a MISS with a candidate it did
@@ -48,6 +53,8 @@ class Outcomes:
                 if not distance:
                     self.auditor.count_repeat(ns, entry)
             return resolution
+        if resolution.status in ("SHADOW-HIT", "SHADOW-MISS"):
+            return self._shadowed(probe, resolution)
         outcome: Outcome = "miss" if resolution.status == "MISS" else "bypass"
         near_miss = None
         if resolution.nearest_id is not None and resolution.distance is not None:
@@ -66,6 +73,20 @@ class Outcomes:
             near_miss=near_miss,
             distance=resolution.distance,
         )
+        return resolution
+
+    def _shadowed(self, probe: Probe, resolution: Resolution) -> Resolution:
+        """Shadow mode: the LLM answered, so a MISS to telemetry (a would-be HIT's entry is
+        touched as a HIT's would be: its LRU, sliding TTL and hit count follow serving);
+        what the cache would have done to the shadow's counts."""
+        entry = resolution.entry
+        served = (probe.ns, entry.entry_id, entry.exact_key) if entry is not None else None
+        self.telemetry.record(
+            probe.ns, "miss", resolution.latency_ms, served=served, times=probe.times,
+            distance=resolution.distance,
+        )  # fmt: skip
+        if self.shadow is not None:
+            self.shadow.observe(probe, resolution)
         return resolution
 
     def withheld(self, probe: Probe, missed: Missed, reply: LLMReply, kept: Kept | None) -> None:

@@ -9,6 +9,7 @@ from index.decision.judges import StageName
 from index.decision.stage import DecisionStage
 from index.decision.verdict import Terms
 from index.store.records import Retention
+from service.engine.audits import comparisons_off
 from service.engine.stage_times import StageTimes
 from service.engine.tracing import LookupSpan
 from service.errors import InvalidInput
@@ -19,7 +20,7 @@ from service.policy.cache_control import CacheControl
 from service.policy.precedence import first_set
 from service.policy.user_scope import EndUser, ScopeAsked, end_user
 from service.policy.validation import validate_context, validate_prompt
-from service.schemas import CacheMode, QueryRequest, TenantSettings
+from service.schemas import CacheMode, QueryRequest, ServingMode, TenantSettings
 from service.settings import Settings
 from service.tenancy.tenants import retention_for
 
@@ -40,6 +41,7 @@ class Probe:
     # again (None: it cannot be replayed, and its HITs are not audited)
     replay: Produce | None = None
     personal: bool = False  # per-user scope: its prompt is not shown to others (insights)
+    shadow: bool = False  # shadow mode: the LLM answers, the cache only measures (shadow.py)
     started: float = field(default_factory=time.perf_counter)
     times: StageTimes = field(default_factory=lambda: StageTimes(LookupSpan()))
 
@@ -67,6 +69,7 @@ class Asks:
     pair_model_radius: float | None = None
     pair_model_cut: float | None = None
     verifier_radius: float | None = None
+    serving: ServingMode | None = None  # serve or shadow
 
 
 class Probes:
@@ -87,18 +90,30 @@ class Probes:
         asks: Asks,
     ) -> Probe:
         """A lookup with the request's choices, else the tenant's, else the service's."""
+        mode = "refresh" if control.no_cache and asks.mode == "default" else asks.mode
         return Probe(
             ns=ns,
             key=key,
             model=model or "",
             terms=self.terms(tenant, control, asks),
             retention=retention_for(self.settings, tenant, asks.ttl, asks.ttl_policy),
-            mode="refresh" if control.no_cache and asks.mode == "default" else asks.mode,
+            mode=mode,
             control=control,
             audit_rate=first_set(tenant.audit_rate if tenant else None, self.settings.audit_rate),
             replay=asks.replay,
             personal=asks.personal,
+            shadow=self.shadow(tenant, asks) and mode == "default",
         )
+
+    def shadow(self, tenant: TenantSettings | None, asks: Asks) -> bool:
+        """Whether the lookup only measures (shadow mode): the request's mode, else the
+        tenant's, else the service's. The simulated LLM's answers are made up: shadow mode
+        with it would measure nothing, and is refused."""
+        serving = first_set(asks.serving, tenant.mode if tenant else None, self.settings.mode)
+        off = comparisons_off(self.settings)
+        if serving == "shadow" and off is not None:
+            raise InvalidInput("shadow_needs_a_real_llm", f"shadow mode is off: {off}")
+        return serving == "shadow"
 
     def terms(self, tenant: TenantSettings | None, control: CacheControl, asks: Asks) -> Terms:
         """How the lookup decides: the stage in force when it began, its own radius and cut
@@ -162,6 +177,7 @@ class Probes:
             pair_model_radius=request.pair_model_radius,
             pair_model_cut=request.pair_model_cut,
             verifier_radius=request.verifier_radius,
+            serving=request.mode,
         )
         return self.probe(ns, key, request.model, tenant, control or CacheControl(), asks)
 

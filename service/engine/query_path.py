@@ -1,9 +1,11 @@
 """The path of one query, top to bottom: probe → exact match → embed → nearest candidates →
 the decision (``index/decision``) → serve; or call the LLM (once for identical misses in
-flight) → keep (which publishes). Each step against the vector side is one call of its one
-door (``index/lookup.py``). What watches the path without steering it (telemetry, audits,
-an outage's pass-through) is in ``outcomes.py``; the request → tenant → service choices in
-``probe.py``; the result types in ``resolution.py``.
+flight) → keep (which publishes). In shadow mode the same lookup and decision, then the LLM
+answers whatever they found (``shadow.py`` counts what would have been served). Each step
+against the vector side is one call of its one door (``index/lookup.py``). What watches the
+path without steering it (telemetry, audits, shadow counts, an outage's pass-through) is in
+``outcomes.py``; the request → tenant → service choices in ``probe.py``; the result types
+in ``resolution.py``.
 
 Redis failing at any step turns the request into a pass-through to the LLM (``BYPASS``);
 this module is the one place that decides so. The LLM failing raises ``UpstreamFailed`` /
@@ -94,6 +96,8 @@ class QueryPath:
                 return self.outcomes.record(
                     probe, Resolution.bypass(probe.started, reply, probe.times)
                 )
+            if probe.shadow:
+                return self.outcomes.record(probe, await self._shadow(probe, produce))
             found = await self.look_up(probe)
             if isinstance(found, Found):
                 return self.outcomes.record(probe, Resolution.hit(probe, found))
@@ -146,6 +150,14 @@ class QueryPath:
                 return Found(entry, 0.0)
         return None
 
+    async def _shadow(self, probe: Probe, produce: Produce) -> Resolution:
+        """Shadow mode: looked up and decided as if serving, answered by the LLM as if
+        there were no cache; a would-be MISS's answer is kept as a MISS's is."""
+        found = await self.look_up(probe)
+        if isinstance(found, Found):
+            return Resolution.shadow_hit(probe, found, await produce())
+        return replace(await self._fill(probe, found, produce), status="SHADOW-MISS")
+
     async def _fill(self, probe: Probe, missed: Missed, produce: Produce) -> Resolution:
         """A MISS: the LLM's answer, kept; identical misses in flight (here or on other
         replicas) share one call unless the request refreshes or keeps nothing."""
@@ -158,7 +170,8 @@ class QueryPath:
             self.outcomes.withheld(probe, missed, reply, kept)
             return kept
 
-        if probe.mode == "refresh" or probe.control.no_store:
+        # shadow mode: every request its own call, as if there were no cache
+        if probe.mode == "refresh" or probe.control.no_store or probe.shadow:
             kept = await call_and_keep()
             return Resolution.miss(probe, missed, reply, kept)
         key = probe.key
@@ -198,16 +211,25 @@ class QueryPath:
             self.outcomes.outage(probe, error, "passing the query through")
             return None
 
-    async def keep_streamed(self, probe: Probe, missed: Missed, reply: LLMReply) -> Resolution:
+    async def keep_streamed(
+        self, probe: Probe, found: Found | Missed, reply: LLMReply
+    ) -> Resolution:
         """Keep an answer the caller relayed itself (a stream that finished), and record the
-        miss; with Redis not answering, the answer is not kept."""
+        miss (in shadow mode, a would-be HIT: recorded, nothing kept); with Redis not
+        answering, the answer is not kept."""
+        if isinstance(found, Found):
+            return self.outcomes.record(probe, Resolution.shadow_hit(probe, found, reply))
+        missed = found
         try:
             kept = await self.keep(probe, missed.vector, reply)
         except STORE_UNAVAILABLE as error:
             store_unavailable(error, "the streamed answer is not stored")
             kept = None
         self.outcomes.withheld(probe, missed, reply, kept)
-        return self.outcomes.record(probe, Resolution.miss(probe, missed, reply, kept))
+        resolution = Resolution.miss(probe, missed, reply, kept)
+        if probe.shadow:
+            resolution = replace(resolution, status="SHADOW-MISS")
+        return self.outcomes.record(probe, resolution)
 
     async def store_answer(
         self, request: QueryRequest, ns: str, reply: LLMReply, tenant: TenantSettings | None = None

@@ -60,7 +60,7 @@ class Resolution:
 
     status: CacheStatus
     latency_ms: float
-    entry: StoredEntry | None = None  # HIT: what was served
+    entry: StoredEntry | None = None  # HIT: what was served (SHADOW-HIT: would have been)
     distance: float | None = None  # HIT: its distance; MISS: the nearest candidate's
     reply: LLMReply | None = None  # MISS, BYPASS: the LLM's answer
     kept: Kept | None = None  # MISS: the entry it was stored as
@@ -86,6 +86,19 @@ class Resolution:
             elapsed_ms(probe.started),
             entry=found.entry,
             distance=found.distance,
+            confidence=found.confidence,
+            times=probe.times,
+        )
+
+    @classmethod
+    def shadow_hit(cls, probe: Probe, found: Found, reply: LLMReply) -> "Resolution":
+        """Shadow mode: the LLM answered (``reply``) where ``found`` would have served."""
+        return cls(
+            "SHADOW-HIT",
+            elapsed_ms(probe.started),
+            entry=found.entry,
+            distance=found.distance,
+            reply=reply,
             confidence=found.confidence,
             times=probe.times,
         )

@@ -19,13 +19,14 @@ from service.http.auth import (
     require_operator,
 )
 from service.http.dependencies import RuntimeDep, json_body, parse_body, runtime_of
-from service.http.end_user import end_user_of
+from service.http.end_user import end_user_of, one_header
 from service.http.errors import CALLER_ERRORS, ApiError, documented
 from service.http.query_answer import query_response
 from service.http.stats_view import stats_view
 from service.llm.client import describe_llm
 from service.policy.body_cache_controls import merged, take_body_cache_controls
 from service.policy.cache_control import parse_cache_control
+from service.policy.serving_mode import MODE_HEADER, serving_mode
 from service.policy.user_scope import take_body_scope
 from service.policy.validation import validate_json, validate_namespace
 from service.proxy.api_proxy import ApiProxy
@@ -63,6 +64,8 @@ async def query(request: Request) -> Response:
     runtime = runtime_of(request)
     principal = await principal_for(runtime, presented_key(request))
     body = parse_body(QueryRequest, await request.body())
+    if body.mode is None:  # the body's mode, else the header's
+        body.mode = serving_mode(one_header(request, MODE_HEADER))
     control = parse_cache_control(request.headers.get("cache-control"))
     who = end_user_of(request, runtime, principal.settings, body.scope, body.user)
     resolution = await runtime.queries.answer(body, principal.ns, principal.settings, control, who)
@@ -156,7 +159,8 @@ async def _through(
     if asked is not None and asked.namespace is not None:
         who = dataclasses.replace(who, cache_namespace=asked.namespace)
     ttl = asked.ttl if asked is not None else None
-    return await proxy.respond(raw, principal.ns, principal.settings, control, who, ttl)
+    mode = serving_mode(one_header(request, MODE_HEADER))
+    return await proxy.respond(raw, principal.ns, principal.settings, control, who, ttl, mode)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

@@ -6,11 +6,12 @@ from service.schemas import QueryResponse
 
 
 def query_response(ns: str, resolution: Resolution) -> QueryResponse:
-    """``/v1/query``'s answer body."""
+    """``/v1/query``'s answer body (SHADOW-HIT: the LLM's answer, and the entry that
+    would have served)."""
     entry, reply, distance = resolution.entry, resolution.reply, resolution.distance
     kept = resolution.kept
     return QueryResponse(
-        response=entry.response if entry else reply.text if reply else None,
+        response=reply.text if reply else entry.response if entry else None,
         status=resolution.status,
         distance=distance,
         similarity=similarity(distance) if distance is not None else None,

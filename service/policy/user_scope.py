@@ -18,7 +18,7 @@ from typing import Any
 
 from service.errors import InvalidInput
 from service.policy.precedence import first_set
-from service.policy.validation import MAX_USER_CHARS, client_name
+from service.policy.validation import MAX_USER_CHARS, client_name, one_of
 from service.schemas import ScopeMode, TenantSettings
 
 SCOPE_HEADER = "X-Cache-Scope"
@@ -28,14 +28,7 @@ _MODES: tuple[ScopeMode, ...] = ("shared", "user")
 
 def scope_mode(requested: str | None) -> ScopeMode | None:
     """A requested scope mode, in any case and padding (None: none requested)."""
-    if requested is None:
-        return None
-    for mode in _MODES:
-        if requested.strip().lower() == mode:
-            return mode
-    raise InvalidInput(
-        "invalid_scope", f"unknown cache scope {requested[:40]!r}: use one of {', '.join(_MODES)}"
-    )
+    return one_of(requested, _MODES, "invalid_scope", "cache scope")
 
 
 def take_body_scope(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

@@ -2,10 +2,25 @@
 
 import math
 import re
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from service.errors import InvalidInput
 from service.settings import Settings
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def one_of(
+    requested: str | None, choices: tuple[Choice, ...], code: str, what: str
+) -> Choice | None:
+    """A choice a request named, in any case and padding (None: none named); another is a
+    422 ``code`` naming ``what`` was asked and the choices."""
+    if requested is None:
+        return None
+    for choice in choices:
+        if requested.strip().lower() == choice:
+            return choice
+    raise InvalidInput(code, f"unknown {what} {requested[:40]!r}: use one of {', '.join(choices)}")
 
 
 class Entry(Protocol):
@@ -14,6 +29,7 @@ class Entry(Protocol):
 
     prompt: str
     response: str
+
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # whitespace, control and zero-width characters: a prompt of only these says nothing (and

@@ -8,7 +8,9 @@ Identical streamed misses share one upstream stream: on the leader's replica eac
 reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits for the
 stored answer and replays it. Cache status travels in headers only (``X-Cache``,
 ``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body. The request as the
-upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again.
+upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again. In
+shadow mode (``X-Cache-Mode: shadow``) every request is the upstream's, whole or streamed,
+uncoalesced; its status says what the cache would have done (``SHADOW-HIT``/``-MISS``).
 """
 
 import asyncio
@@ -35,7 +37,7 @@ from service.policy.cache_control import CacheControl
 from service.policy.user_scope import EndUser
 from service.policy.validation import validate_prompt
 from service.proxy.dialect import Dialect, Event, Sse
-from service.schemas import CacheStatus, TenantSettings
+from service.schemas import CacheStatus, ServingMode, TenantSettings
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,10 @@ class ApiProxy:
         control: CacheControl,
         who: EndUser | None = None,
         ttl: int | None = None,
+        mode: ServingMode | None = None,
     ) -> Response:
         """Answer a client API's request through the cache (``ttl``: how long a MISS's
-        answer lives, when the request asked)."""
+        answer lives, when the request asked; ``mode``: serve or shadow, when it asked)."""
         dialect = self.dialect
         who = who or EndUser()
         keyed = (
@@ -78,25 +81,34 @@ class ApiProxy:
         validate_prompt(keyed.key.question, self.settings.max_prompt_chars, "the question")
         # the request as the upstream gets it (whole), which an audit of a HIT sends again
         ask = functools.partial(dialect.call, body)
-        asks = Asks(ttl=ttl, replay=ask, personal=who.personal)
+        asks = Asks(ttl=ttl, replay=ask, personal=who.personal, serving=mode)
         model = str(body.get("model") or "")
         probe = self.queries.probes.probe(ns, keyed.key, model, tenant, control, asks)
 
         if not streamed:
             resolution = await self.queries.resolve(probe, ask)
-            if resolution.entry is not None:
+            if resolution.status == "HIT" and resolution.entry is not None:
                 answer = dialect.answer(resolution.entry.chat_completion(), body)
                 return self._json(
                     answer, "HIT", resolution.entry, resolution.distance,
                     timing=resolution.server_timing,
                 )  # fmt: skip
             assert resolution.reply is not None
+            entry = resolution.entry  # SHADOW-HIT: the one that would have served
             return self._json(
                 resolution.reply.payload or {}, resolution.status, None, resolution.distance,
-                resolution.entry_id, resolution.server_timing, resolution.refused_by,
+                entry.entry_id if entry else resolution.entry_id, resolution.server_timing,
+                resolution.refused_by,
             )  # fmt: skip
 
         found = await self.queries.find(probe)
+        if found is not None and probe.shadow:  # the upstream answers, as with no cache
+            shadowed = self._stream_upstream(body, (probe, found), _nothing)
+            await shadowed.first()
+            status: CacheStatus = "SHADOW-HIT" if isinstance(found, Found) else "SHADOW-MISS"
+            distance = found.distance if isinstance(found, Found) else found.nearest
+            timing = probe.times.server_timing((time.perf_counter() - probe.started) * 1000)
+            return self._stream(self._read(shadowed, body), status, None, distance, timing)
         if isinstance(found, Found):
             served = self.queries.outcomes.record(probe, Resolution.hit(probe, found))
             return self._replay(found.entry, found.distance, body, served.server_timing)
@@ -116,18 +128,19 @@ class ApiProxy:
         await shared.stream.first()  # an upstream failing before it: an HTTP error
         if not shared.leads:  # the leader's MISS is counted when its answer is kept
             self.queries.outcomes.record_shared(probe)
-        status: CacheStatus = "MISS" if shared.leads else "HIT"
+        status = "MISS" if shared.leads else "HIT"
         timing = probe.times.server_timing((time.perf_counter() - probe.started) * 1000)
         refused = found.refused_by if shared.leads else None
         events = self._read(shared.stream, body)
         return self._stream(events, status, None, found.nearest, timing, refused)
 
     def _stream_upstream(
-        self, body: dict[str, Any], keep: tuple[Probe, Missed] | None,
+        self, body: dict[str, Any], keep: tuple[Probe, Found | Missed] | None,
         ended: Callable[[], Awaitable[None]],
     ) -> SharedStream:  # fmt: skip
         """Start reading the upstream's stream into a SharedStream; with ``keep``, the answer
-        is kept (for that lookup) when the stream completes."""
+        is kept (for that lookup; in shadow mode a would-be HIT's is compared) when the
+        stream completes."""
         shared = SharedStream()
         started = time.perf_counter()
         dialect = self.dialect
@@ -140,10 +153,10 @@ class ApiProxy:
                         assembler.add(event)
                         shared.publish(event)
                 if keep is not None and assembler.finished:
-                    probe, missed = keep
+                    probe, found = keep
                     latency_ms = (time.perf_counter() - started) * 1000
                     reply = assembler.reply(latency_ms, probe.model)
-                    await self.queries.keep_streamed(probe, missed, reply)
+                    await self.queries.keep_streamed(probe, found, reply)
                 shared.finish()
             except (UpstreamFailed, UpstreamTimedOut) as error:
                 log.warning("upstream stream failed: %s", error)

@@ -79,6 +79,20 @@ function render(data) {
     setText("wrong-interval",
       `95 % interval ${percent(wrong.low)}–${percent(wrong.high)} · audits: ${wrong.audits} ($${fixed(wrong.cost_usd, 4)})`);
   }
+  if (!stats.audits.enabled) setText("wrong-interval", `audits off: ${stats.audits.reason}`);
+  // shadow mode: what the cache would have served while the LLM answered every request
+  const shadow = stats.shadow;
+  $("shadow").hidden = !shadow;
+  if (shadow) {
+    setText("shadow-hit-rate", percent(shadow.hit_rate));
+    setText("shadow-exact", percent(shadow.exact_hit_rate));
+    setText("shadow-semantic", percent(shadow.semantic_hit_rate));
+    setText("shadow-saved", `$${fixed(shadow.cost_saved_usd, 4)}`);
+    const rate = shadow.wrong_answer_rate;
+    setText("shadow-wrong", rate.audits > 0
+      ? `${percent(rate.estimate)} (${percent(rate.low)}–${percent(rate.high)}, ${rate.audits} compared)`
+      : "none compared yet");
+  }
   for (const outcome of ["hit", "miss"]) {
     const latency = stats.latency_ms[outcome];
     for (const p of ["p50", "p95", "p99"]) setText(`${outcome}-${p}`, fixed(latency[p], 1));
