@@ -266,7 +266,7 @@ async def start_runtime(
     telemetry.start()
     on_stop(stack, telemetry.stop, "the telemetry flush")
     splitter = RagSplitter(
-        settings.rag_patterns, enabled=settings.rag_normalise, read_chars=model.seen_chars
+        settings.rag_patterns, enabled=settings.rag_normalise
     )
     verifier = load_verifier(settings)
     decision = DecisionStage(

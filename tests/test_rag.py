@@ -167,16 +167,17 @@ DELETE = PREAMBLE + " Given all this, should we permanently close the customer's
     "delete all data?"  # fmt: skip
 
 
-def test_the_unread_tail_joins_the_scope(service: CacheService) -> None:
+def test_a_prompt_past_the_window_is_kept_whole_and_its_scope_is_its_own(
+    service: CacheService,
+) -> None:
     embedder = service.runtime.embedder.embedder
     read = embedder.seen_chars(REFUND)
     assert 500 < read < len(REFUND) - 100, "the model stops reading inside the preamble"
-    assert embedder.seen_chars("What is the capital of France?") == 30
     splitter = service.runtime.queries.probes.splitter
     refund, delete = splitter.split(REFUND), splitter.split(DELETE)
     assert refund.question == REFUND  # embedded and stored whole; the model cuts it itself
-    assert refund.contexts != delete.contexts  # the unread tails differ: other scopes
-    assert splitter.split("What is the capital of France?").contexts == ()
+    # what the model does not read decides nothing: a prompt is served only as itself
+    assert refund.contexts == delete.contexts == ()
 
 
 def test_a_long_prompt_is_not_served_for_another_that_differs_after_the_window(

@@ -1,6 +1,5 @@
 """What of a prompt is embedded and what must match exactly: RAG normalisation separates the
-user's question from the context blocks around it, and a question longer than the model
-reads leaves its unread tail to the scope.
+user's question from the context blocks around it.
 
 A RAG prompt is mostly retrieved documents; embedded whole, two prompts over the same
 documents look alike whatever they ask, and the same question over other documents looks
@@ -18,13 +17,9 @@ Patterns are regular expressions of two kinds, tried in this order:
 Context blocks are whitespace-collapsed and sorted, so the same documents retrieved in
 another order give the same scope.
 
-The model reads 256 word pieces (~1,000 characters of English); a question longer than
-that would embed as its first ~1,000 characters, so two questions differing only after them
-would be "the same" (distance 0): a refund question served a delete-all-data answer. So
-whatever the model does not read joins the scope, like a context block: such a HIT needs
-the same tail, word for word (case and whitespace aside). This is conservative: rewording
-the part the model reads moves where it stops reading, so a paraphrase of a long prompt is
-a MISS unless the boundary lands in the same place; a wrong answer is worse than a MISS.
+A question longer than the model reads (256 word pieces) is a prompt, which is served only
+as the same request, word for word but for courtesy, casing and whitespace
+(``service/keying/prompt_key.py``): what the model does not read never decides.
 
 Patterns run on RE2 (``google-re2``), whose matching time is linear in the input: with
 Python's backtracking ``re``, ``"context:" + 1191 spaces + "x"`` took 3.7 s in the layout
@@ -81,7 +76,6 @@ def _compile(source: str) -> Any:
         ) from error
 
 
-UNREAD_TAIL = "\x1dunread\x1d"  # marks the tail the model does not read among the contexts
 
 
 class RagSplitter:
@@ -89,12 +83,8 @@ class RagSplitter:
         self,
         patterns: Sequence[str] = DEFAULT_PATTERNS,
         enabled: bool = True,
-        read_chars: Callable[[str], int] | None = None,
     ) -> None:
-        """``read_chars``: how many leading characters of a question the embedder reads
-        (``Embedder.seen_chars``); None: all of it."""
         self.enabled = enabled
-        self.read_chars = read_chars
         self._blocks: list[Any] = []  # RE2 patterns (google-re2 has no type stubs)
         self._layouts: list[Any] = []
         for source in patterns:
@@ -114,10 +104,6 @@ class RagSplitter:
             text = self._cut_blocks(text, contexts)
             text = self._apply_layout(text, contexts)
         question = collapse_whitespace(text)
-        if self.read_chars is not None:
-            unread = question[self.read_chars(question) :].strip()
-            if unread:  # case-folded, as the exact match is
-                contexts.append(UNREAD_TAIL + unread.casefold())
         normalised = sorted({collapse_whitespace(c) for c in contexts if collapse_whitespace(c)})
         return RagSplit(question=question, contexts=tuple(normalised))
 
