@@ -13,7 +13,7 @@ import redis
 from index.policy.distance import DEFAULT_THRESHOLD
 from index.store import keys
 from index.store.records import StoredEntry
-from service.app import start_runtime
+from service.assembly import start_runtime
 from service.embedded_redis import EmbeddedRedis
 from service.engine.query_path import Found, Missed, Probe, QueryPath, Resolution
 from service.keying.prompt_key import prompt_key

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("service.proxy",),  # the client APIs, each a translation onto the engine
     ("service.runtime",),  # what a replica holds while it runs (handlers reach it typed)
     ("service.http",),  # HTTP routes
+    ("service.assembly",),  # builds the runtime: the web app and the library both start here
     ("service.app", "service.__main__", "service.cli", "dyna_cache"),  # entry points
 ]  # fmt: skip
 # (importer, imported) pairs allowed across the rule, and why
@@ -131,6 +132,66 @@ def test_a_cycle_put_back_is_found(tmp_path: Path) -> None:
     found = import_cycles(sorted((tmp_path / "index").rglob("*.py")), tmp_path)
     assert found == [["index.embedding.embedder", "index.embedding.onnx_embedder",
                       "index.embedding.embedder"]]  # fmt: skip
+
+
+# the web app and its framework: the library (``dyna_cache``) reaches none of them
+WEB = ("service.app", "fastapi", "starlette", "sse_starlette", "uvicorn")
+
+
+def edges_of(path: Path, known: set[str]) -> set[str]:
+    """Every module ``path`` imports (lazily too), ``from package import module`` resolved
+    to the module, and the packages above an imported runtime module (Python runs them)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names} & known
+    parents = {
+        ".".join(name.split(".")[:n]) for name in found for n in range(1, name.count(".") + 1)
+    }
+    return found | (parents & known)
+
+
+def web_reached_from(package: str, modules: list[Path], root: Path = ROOT) -> list[str]:
+    """``importer -> imported`` for each import of the web app or its framework that a
+    module of ``package`` reaches, directly or through the runtime modules it imports."""
+    names = {module_name(path, root): path for path in modules}
+    known = set(names)
+    seen, todo = set(), [n for n in names if n == package or n.startswith(package + ".")]
+    found = []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for imported in sorted(edges_of(names[name], known)):
+            if any(imported == web or imported.startswith(web + ".") for web in WEB):
+                found.append(f"{name} -> {imported}")
+            elif imported in known:
+                todo.append(imported)
+    return sorted(found)
+
+
+def test_the_library_never_reaches_the_web_app() -> None:
+    assert web_reached_from("dyna_cache", runtime_modules()) == []
+
+
+def test_the_web_app_reached_through_a_module_is_found(tmp_path: Path) -> None:
+    for module, source in [
+        ("dyna_cache/cache.py", "from service.engine import path\n"),
+        ("service/engine/path.py", "def f():\n    from service.proxy.x import y\n"),
+        ("service/proxy/x.py", "from fastapi.responses import JSONResponse\n"),
+        ("service/other.py", "from service.app import create_app\n"),  # not reached
+    ]:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_text(source)
+    modules = sorted(tmp_path.rglob("*.py"))
+    assert web_reached_from("dyna_cache", modules, tmp_path) == [
+        "service.proxy.x -> fastapi.responses"
+    ]
 
 
 def test_the_cli_imports_training_only_lazily() -> None:
