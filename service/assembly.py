@@ -24,7 +24,8 @@ from index.store.connection import connect
 from index.store.redis_store import RedisStore
 from index.sync.event_feed import EventFeed
 from index.sync.replica_sync import ReplicaSync
-from index.vectors.local_index import IndexShape, LocalIndex
+from index.vectors.local_index import LocalIndex
+from index.vectors.sub_index import IndexShape
 from service.embedded_redis import EmbeddedRedis
 from service.engine import tracing
 from service.engine.audits import Auditor
