@@ -29,7 +29,8 @@ from index.decision.distance import DEFAULT_THRESHOLD
 from index.embedding.embedder import load_embedder
 from index.store.keys import entry_id_of
 from index.store.records import IndexedVector
-from index.vectors.local_index import CODECS, IndexShape, LocalIndex
+from index.vectors.local_index import LocalIndex
+from index.vectors.sub_index import CODECS, IndexShape
 from training.pair_data import pairs_in, read_pairs
 
 PAIR_MODEL_RADIUS = 0.5

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import all_questions, qqp_pairs, qqp_vectors, write_results
-from index.vectors.local_index import IndexShape, hnsw_index
+from index.vectors.sub_index import IndexShape, hnsw_index
 
 HELD_OUT = 3000
 SHAPES = ((40, (128, 64)), (80, (64, 48)), (120, (48, 32)))  # efConstruction, efSearch

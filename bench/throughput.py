@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ServiceProcess, distinct_questions, write_results
 from index.embedding.worker import EmbeddingWorker
-from service.app import embedding_lanes, load_lane_embedders
+from service.assembly import embedding_lanes, load_lane_embedders
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 

@@ -1,6 +1,6 @@
 """Would the verifier's probability in the pair model's stack serve fewer wrong answers?
 
-The pair model's stack (``training/pair_model_train.py``) combines the cross-encoder's
+The pair model's stack (``training/pair_calibration.py``) combines the cross-encoder's
 logit with the distance; this adds the verifier's logit as a third feature. Both stacks are
 fitted on the tune split's lookups inside the shipped radius, each cut chosen there as in
 training (best precision at recall >= 0.6); then both are scored on QQP dev samples (the
@@ -22,8 +22,8 @@ from bench.quality import sample
 from index.decision.pair_model import PairModel, combined
 from index.decision.verifier import Verifier
 from index.embedding.embedder import load_embedder
+from training.pair_calibration import operating_point, served_scores, tune_lookups
 from training.pair_data import pairs_in, read_pairs
-from training.pair_model_train import operating_point, served_scores, tune_lookups
 from training.pair_protocol import Lookups, look_up_in_chunks, verifier_probabilities
 
 MIN_RECALL = 0.6

@@ -1,6 +1,6 @@
 """``SemanticCache``: the cache in your own process, a replica like any other.
 
-It starts the same runtime as the HTTP service (``service/app.open_runtime``): the same
+It starts the same runtime as the HTTP service (``service/assembly.open_runtime``): the same
 Redis and entries, the same local FAISS index kept in step by the event feed (and Redis's
 KNN while it loads), the same decision stage and tenants. An entry it stores is a HIT over
 HTTP on another replica, and the reverse.
@@ -25,7 +25,7 @@ import orjson
 from dyna_cache.results import Hit, Miss, result_of
 from index.store.connection import connect
 from index.store.errors import STORE_UNAVAILABLE, RedisClusterException, RedisError
-from service.app import open_runtime
+from service.assembly import open_runtime
 from service.engine.insights import current_stats
 from service.errors import InvalidInput
 from service.llm.client import LLMReply

@@ -1,5 +1,5 @@
-"""Everything one replica holds while it runs (built by ``service/app.py``, the composition
-root; handlers reach it typed through ``service/http/dependencies.py``)."""
+"""Everything one replica holds while it runs (built by ``service/assembly.py``, the
+composition root; handlers reach it typed through ``service/http/dependencies.py``)."""
 
 from dataclasses import dataclass, field
 

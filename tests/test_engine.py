@@ -13,7 +13,7 @@ import redis
 from index.decision.distance import DEFAULT_THRESHOLD
 from index.store import keys
 from index.store.records import StoredEntry
-from service.app import start_runtime
+from service.assembly import start_runtime
 from service.embedded_redis import EmbeddedRedis
 from service.engine.probe import Asks, Probe
 from service.engine.query_path import QueryPath

@@ -138,7 +138,7 @@ def test_a_rebuild_asked_for_again_while_one_waits_or_runs_is_done_once(
         assert queue is not None
         waiting = queue.qsize()
         for _ in range(3):
-            sync._queue_maintenance("rebuild")
+            sync.maintenance.ask("rebuild")
         queued = queue.qsize() - waiting
         # and two stale requests queued as the old drift check did, past the guard
         queue.put_nowait("rebuild")

@@ -3,7 +3,8 @@ import pytest
 
 from index.store.keys import new_entry_id
 from index.store.records import IndexedVector
-from index.vectors.local_index import IndexShape, LocalIndex
+from index.vectors.local_index import LocalIndex
+from index.vectors.sub_index import IndexShape
 
 DIM = 8
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.pair_calibration import cascade_bound, sample_spread
 from training.pair_data import DuplicateClusters, Pair
-from training.pair_model_train import cascade_bound, sample_spread
 from training.pair_protocol import Embed, Lookups, look_up_pairs, own_pair_point, point
 
 

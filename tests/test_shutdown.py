@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from service.app import on_stop
+from service.assembly import on_stop
 
 
 async def test_a_close_step_that_never_finishes_is_left_after_its_bound_and_named(

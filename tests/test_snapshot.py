@@ -10,8 +10,9 @@ import pytest
 from index.store.keys import new_entry_id
 from index.store.records import IndexedVector
 from index.vectors import snapshot
-from index.vectors.local_index import IndexShape, LocalIndex
+from index.vectors.local_index import LocalIndex
 from index.vectors.snapshot import SnapshotIdentity
+from index.vectors.sub_index import IndexShape
 
 DIM = 16
 IDENTITY = SnapshotIdentity("deployment-a", "onnx:model.onnx:1", DIM)

@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=float, default=0.4)
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--onnx-dir", default="models/onnx")
     parser.add_argument("--verifier", type=Path, default=Path("models/verifier/verifier.npz"))
     parser.add_argument("--tenant", help="write the chosen point to this tenant's settings")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.target_precision < 1 or not 0 < args.holdout < 1:
         parser.error("--target-precision and --holdout must be in (0, 1)")
     verifier = Verifier.load(args.verifier) if args.verifier.exists() else None
-    embedder = load_embedder("onnx", None, None, args.onnx_dir)
+    embedder = load_embedder("onnx", None)
     pairs = list(read_pairs(args.pairs))
     results = calibrate(
         pairs, embedder.encode, args.target_precision, verifier,

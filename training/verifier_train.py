@@ -150,7 +150,7 @@ QUICK_TRAIN_PAIRS, QUICK_TUNE_PAIRS, QUICK_AUGMENTED = 4_000, 1_500, 1_000
 
 
 def train(
-    data: Path, out: Path, seed: int, threads: int | None, onnx_dir: str, quick: bool = False
+    data: Path, out: Path, seed: int, threads: int | None, quick: bool = False
 ) -> dict[str, Any]:
     from sklearn.neural_network import MLPClassifier
 
@@ -160,7 +160,7 @@ def train(
         print(f"{what} [{time.perf_counter() - started:.0f} s]", flush=True)
 
     rng = random.Random(seed)
-    embedder = load_embedder("onnx", None, threads, onnx_dir)
+    embedder = load_embedder("onnx", None, threads)
     pairs = list(read_pairs(data / "qqp_open.jsonl"))
     train_pairs, tune_pairs = pairs_in(pairs, "train"), pairs_in(pairs, "tune")
     # the duplicate clusters of each split, before pairs sharing a question are left out
@@ -233,7 +233,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("models/verifier/verifier.npz"))
-    parser.add_argument("--onnx-dir", default="models/onnx")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -253,7 +252,7 @@ def main() -> None:
     # one BLAS thread: a multi-threaded sum's order varies, and training amplifies the last
     # bit into another model; with one thread the same data gives the same weights
     with threadpool_limits(limits=1):
-        train(args.data, args.out, args.seed, args.threads, args.onnx_dir, args.quick)
+        train(args.data, args.out, args.seed, args.threads, args.quick)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@
 
 This module is the life cycle; its parts: ``affinity.py`` (which namespaces it holds),
 ``snapshots.py`` (the index on disk), ``drift.py`` (the count check and the reconcile by
-ids), ``event_feed.py`` (the subscriptions).
+ids), ``event_feed.py`` (the subscriptions), ``loading.py`` (pages of vectors into the
+index, the rebuild), ``maintenance.py`` (the periodic checks and what they queue),
+``preparation.py`` (what Redis must have on each connect), ``tasks.py`` (stopping).
 
 Start-up in seconds: with a snapshot folder, the index is written there periodically and
 at a clean stop (``index/vectors/snapshot.py``, tagged with each namespace's seq); a
@@ -32,51 +34,30 @@ check cover the held namespaces only.
 """
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import faiss
 import orjson
 
 from index.store import keys
 from index.store.errors import RedisError
-from index.store.records import IndexedVector
 from index.store.redis_store import RedisStore
 from index.sync.affinity import NamespaceShare
 from index.sync.drift import DriftCheck
 from index.sync.event_feed import EventFeed, FeedFailed
+from index.sync.loading import IndexLoader, return_freed_memory
+from index.sync.maintenance import HOLD, REBUILD, RECONCILE, SNAPSHOT, Maintenance
+from index.sync.preparation import prepare_redis
 from index.sync.snapshots import SnapshotKeeper
+from index.sync.tasks import cancel_until_done
 from index.vectors.local_index import LocalIndex
 
 log = logging.getLogger(__name__)
 
-STOP_RETRY_S = 0.2  # stop() cancels a task again after this, until it has ended
-
-# queued by the periodic check, so they run in order with events
-_REBUILD = "rebuild"  # an index due for maintenance (flat outgrown, too many tombstones)
-_RECONCILE = "reconcile"  # counts that differ from Redis's twice in a row
-_SNAPSHOT = "snapshot"  # time to write the index to disk
-_HOLD, _RELEASE = "hold", "release"  # (kind, namespace): an affine replica's share changes
 _BATCH = 256
-_BUILD_CHUNK = 10_000  # vectors handed to FAISS at once during a rebuild
-_BUILD_THREADS = 2  # OpenMP threads for that (per calling thread: queries keep one)
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap freed by a swapped-out index back to the OS: glibc keeps it otherwise
-    (after a 1M-entry rebuild the replica's RSS stayed at its peak, old index and new)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _build(vectors: list[IndexedVector], index: LocalIndex) -> None:
-    faiss.omp_set_num_threads(_BUILD_THREADS)
-    index.add_many(vectors)
 
 
 class ReplicaSync:
@@ -98,50 +79,37 @@ class ReplicaSync:
         self._feed_factory = feed_factory
         self._feed: EventFeed | None = None
         self._page_size = page_size
-        self._drift_interval = drift_check_interval_s
         self.ready = False
         self.subscribed = False
-        self.applied: dict[str, int] = {}  # per namespace, the newest seq applied
         self.last_event_at: float | None = None  # when the last event was applied (epoch s)
-        self.rebuilds = 0
         self.rebuilds_skipped = 0  # asked for, but no longer needed when their turn came
-        self.last_rebuild = {"entries": 0, "seconds": 0.0}
         self.reconnects = 0
         self.reconciled = 0
         self._queue: asyncio.Queue[Any] | None = None
-        # maintenance (rebuild, reconcile, snapshot) waiting in the queue: each at most once.
-        # A rebuild of a million entries takes minutes, the drift check that asks for one
-        # runs every 30 s: queued each time, the rebuilds ran one after another for ever
-        self._maintenance_queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.share = NamespaceShare(affine, release_after_s)
         self.snapshots = SnapshotKeeper(
             snapshot_dir, embedder_id, store.deployment_id, snapshot_interval_s
         )
         self.drift = DriftCheck(store, index, self.share)
+        self.loader = IndexLoader(store, index, self.share, self.drift, page_size)
+        self.maintenance = Maintenance(
+            index, self.share, self.drift, lambda: self.ready,
+            drift_check_interval_s, snapshot_interval_s,
+        )  # fmt: skip
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._run(), name="replica-sync"),
-            asyncio.create_task(self._check_drift_periodically(), name="drift-check"),
+            asyncio.create_task(self.maintenance.check_drift_periodically(), name="drift-check"),
         ]
         if self.snapshots.folder is not None:
             self._tasks.append(
-                asyncio.create_task(self._snapshot_periodically(), name="index-snapshot")
+                asyncio.create_task(self.maintenance.snapshot_periodically(), name="index-snapshot")
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            # a cancel that lands while the feed is being opened can be lost on the way (a
-            # cache closed right after it started waited 30 s here, its sync task still
-            # waiting on its queue): cancel again until the task has ended
-            while not task.done():
-                await asyncio.wait({task}, timeout=STOP_RETRY_S)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_until_done(self._tasks)
         self._tasks = []
         if self.ready and self.snapshots.folder is not None:  # a clean stop leaves a snapshot
             try:
@@ -150,6 +118,19 @@ class ReplicaSync:
                 log.exception("index snapshot at shutdown failed")
 
     # -- the life cycle ----------------------------------------------------------------
+
+    @property
+    def applied(self) -> dict[str, int]:
+        """Per namespace, the newest seq applied."""
+        return self.loader.applied
+
+    @property
+    def rebuilds(self) -> int:
+        return self.loader.rebuilds
+
+    @property
+    def last_rebuild(self) -> dict[str, float]:
+        return self.loader.last_rebuild
 
     @property
     def affine(self) -> bool:
@@ -171,7 +152,7 @@ class ReplicaSync:
     def note_lookup(self, ns: str) -> None:
         """An affine replica asked for ``ns``: hold it from now on (loaded in the background)."""
         if self.share.asked_for(ns) and self._queue is not None:
-            self._queue.put_nowait((_HOLD, ns))
+            self._queue.put_nowait((HOLD, ns))
 
     @property
     def held_namespaces(self) -> set[str]:
@@ -194,27 +175,27 @@ class ReplicaSync:
         while True:
             feed = self._feed_factory()
             try:
-                await self._prepare_redis()
+                await prepare_redis(self.store)
                 await feed.open()
                 seqs = await self.store.feed.namespace_seqs()
                 self._feed, self._queue = feed, feed.queue
-                self._maintenance_queued.clear()  # the lost feed's queue went with it
+                self.maintenance.attach(feed.queue)  # the lost feed's queue went with it
                 for ns in sorted(self.share.wanted - self.share.held):  # the lost queue's asks
-                    feed.queue.put_nowait((_HOLD, ns))
+                    feed.queue.put_nowait((HOLD, ns))
                 if not caught_up_once and await self._restore(seqs):
                     caught_up_once = True
                 await feed.follow(self.share.of(seqs))
                 if caught_up_once:
                     await self._catch_up(seqs)
                 else:
-                    await self._rebuild(seqs, initial=True)
+                    await self.loader.rebuild(seqs, initial=True)
                 await self._apply_pending()
                 self.share.loaded = set(self.share.held)  # every held one is loaded by now
                 self.subscribed = True  # following the events, and caught up with them
                 caught_up_once = True
                 self.ready = True
                 if self.index.needs_maintenance():  # HNSW to build: in the background now
-                    self._queue_maintenance(_REBUILD)
+                    self.maintenance.ask(REBUILD)
                 backoff = 0.1
                 await self._apply_forever(feed.queue)
             except (RedisError, OSError, FeedFailed) as error:
@@ -234,23 +215,6 @@ class ReplicaSync:
                 await feed.close()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
-
-    async def _prepare_redis(self) -> None:
-        """The search index, expiry events and scripts, on every (re)connect: a Redis that
-        restarted without its data, or a replica promoted to primary, may lack them."""
-        await self.store.adopt_legacy_sequence()
-        await self.store.search.ensure_search_index()
-        if await self.store.search.indexes_partially() is False:
-            log.warning(
-                "the search module re-indexes an entry (its vector too) on every change, a "
-                "HIT's counters included: load it with PARTIAL_INDEXED_DOCS 1 (docs/scaling-out.md)"
-            )
-        await self.store.load_scripts()
-        if not await self.store.enable_expiry_events():
-            log.warning(
-                "Redis refused CONFIG SET notify-keyspace-events; expired entries leave the "
-                "local index only when a lookup finds them gone or the drift check rebuilds"
-            )
 
     async def _apply_forever(self, queue: "asyncio.Queue[Any]") -> None:
         while True:
@@ -274,25 +238,25 @@ class ReplicaSync:
             if isinstance(item, FeedFailed):
                 raise item
             if isinstance(item, tuple):  # an affine replica's share changes
-                await self._load_adds(adds)
+                await self.loader.load_adds(adds)
                 adds = {}
                 kind, ns = item
-                await (self._hold(ns) if kind == _HOLD else self._release(ns))
+                await (self._hold(ns) if kind == HOLD else self._release(ns))
                 continue
-            if item in (_REBUILD, _RECONCILE, _SNAPSHOT):
-                await self._load_adds(adds)
+            if item in (REBUILD, RECONCILE, SNAPSHOT):
+                await self.loader.load_adds(adds)
                 adds = {}
-                self._maintenance_queued.discard(item)
-                if item == _REBUILD and not self.index.needs_maintenance():
+                self.maintenance.taken(item)
+                if item == REBUILD and not self.index.needs_maintenance():
                     self.rebuilds_skipped += 1  # done meanwhile (an earlier rebuild's swap)
                     continue
-                if item == _SNAPSHOT:
+                if item == SNAPSHOT:
                     try:
                         await self.write_snapshot()
                     except (OSError, RuntimeError) as error:  # a full disk stops no sync
                         log.warning("index snapshot not written: %s", error)
                 else:
-                    await (self._rebuild() if item == _REBUILD else self._reconcile())
+                    await (self.loader.rebuild() if item == REBUILD else self._reconcile())
                 continue
             kind = item["type"]
             if kind == "pmessage":  # an expired key
@@ -301,7 +265,7 @@ class ReplicaSync:
                     self.index.remove(parsed[1])
                 continue
             if kind == "message":  # a namespace's first write or flush
-                await self._load_adds(adds)
+                await self.loader.load_adds(adds)
                 adds = {}
                 await self._follow(list(self.share.of({item["data"].decode(): 0})))
                 self.last_event_at = time.time()
@@ -316,13 +280,13 @@ class ReplicaSync:
                 if not self.index.holds(event["id"], seq):
                     adds[keys.entry_key(ns, event["id"]).encode()] = seq
             else:
-                await self._load_adds(adds)  # keep order: adds before this delete or flush
+                await self.loader.load_adds(adds)  # keep order: adds before this delete or flush
                 adds = {}
                 if op == "del":
                     self.index.remove(event["id"], seq)
                 elif op == "flush":
                     self.index.flush(ns, seq)
-        await self._load_adds(adds)
+        await self.loader.load_adds(adds)
 
     async def _hold(self, ns: str) -> None:
         """Affine: follow ``ns`` and load it; from then on the local index answers for it."""
@@ -343,7 +307,7 @@ class ReplicaSync:
         await self._feed.unfollow(ns)
         self.applied.pop(ns, None)
         dropped = self.index.release(ns)
-        await asyncio.to_thread(_return_freed_memory)
+        await asyncio.to_thread(return_freed_memory)
         log.info("released namespace %s (%d entries): not asked for in %.0f s",
                  ns, dropped, self.share.release_after_s)  # fmt: skip
 
@@ -351,74 +315,16 @@ class ReplicaSync:
         """Subscribe to namespaces not followed yet, then load what they wrote before."""
         assert self._feed is not None
         for ns in await self._feed.follow(namespaces):
-            await self._load_since(ns, self.applied.get(ns, 0))
+            await self.loader.load_since(ns, self.applied.get(ns, 0))
 
-    async def _load_since(self, ns: str, seq: int) -> int:
-        loaded = 0
-        async for page in self.store.feed.vectors_since(ns, seq, self._page_size):
-            self.index.add_many(page)
-            loaded += len(page)
-            self.applied[ns] = max([self.applied.get(ns, 0), *(item.seq for item in page)])
-        return loaded
-
-    async def _load_adds(self, adds: dict[bytes, int]) -> None:
-        if adds:
-            self.index.add_many(await self.store.feed.load_vectors(list(adds)))
-
-    # -- rebuild, catch-up, drift ------------------------------------------------------
-
-    async def _rebuild(self, seqs: Mapping[str, int] | None = None, initial: bool = False) -> None:
-        """Load every entry from Redis into a fresh index, then swap it in (``seqs``: each
-        namespace's seq before the load, when the caller has just read them). The
-        ``initial`` load builds flat sub-indexes only: ready as soon as the vectors are read."""
-        started = time.perf_counter()
-        seq_at_start = dict(await self.store.feed.namespace_seqs() if seqs is None else seqs)
-        fresh = LocalIndex(self.index.dim, self.index.shape, maintain_inline=not initial)
-        loaded = 0
-        last_log = started
-        pending: list[IndexedVector] = []
-        building: asyncio.Task[None] | None = None
-        async for page in self._every_vector():
-            pending.extend(page)
-            loaded += len(page)
-            if len(pending) >= _BUILD_CHUNK:
-                # the fresh index is ours alone until the swap: build it in a worker thread
-                # (FAISS releases the GIL) while the next pages are read from Redis
-                if building is not None:
-                    await building
-                building = asyncio.create_task(asyncio.to_thread(_build, pending, fresh))
-                pending = []
-            now = time.perf_counter()
-            if now - last_log >= 1.0:
-                log.info("rebuild: %d entries loaded (%.0f/s)", loaded, loaded / (now - started))
-                last_log = now
-        if building is not None:
-            await building
-        await asyncio.to_thread(_build, pending, fresh)
-        self.index.replace_with(fresh)
-        del fresh
-        await asyncio.to_thread(_return_freed_memory)
-        for ns, seq in self.share.of(seq_at_start).items():
-            self.applied[ns] = max(self.applied.get(ns, 0), seq)
-        self.rebuilds += 1
-        self.drift.strikes = 0
-        elapsed = time.perf_counter() - started
-        self.last_rebuild = {"entries": loaded, "seconds": round(elapsed, 3)}
-        log.info(
-            "rebuild done: %d entries in %.2f s (%.0f/s)",
-            loaded,
-            elapsed,
-            loaded / elapsed if elapsed else 0.0,
-        )
-
-    # -- snapshots ----------------------------------------------------------------------
+    # -- snapshots, catch-up ---------------------------------------------------------
 
     async def _restore(self, seqs: Mapping[str, int]) -> bool:
         """Load the snapshot on disk, if there is a usable one; True when it is in force."""
         restored = await self.snapshots.restore(self.index, seqs)
         if restored is None:
             return False
-        self.applied = restored
+        self.loader.applied = restored
         if self.affine:  # the share it held when it stopped
             self.share.held = set(restored)
         return True
@@ -429,34 +335,12 @@ class ReplicaSync:
         mark = (self.last_seq, len(self.index), self.rebuilds)
         await self.snapshots.write(self.index, self.share.of(self.applied), mark)
 
-    async def _snapshot_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.snapshots.interval_s)
-            if self.ready and self._queue is not None:
-                self._queue_maintenance(_SNAPSHOT)
-
-    def _queue_maintenance(self, item: str) -> None:
-        """Queue a rebuild, reconcile or snapshot unless one is already waiting."""
-        if self._queue is not None and item not in self._maintenance_queued:
-            self._maintenance_queued.add(item)
-            self._queue.put_nowait(item)
-
-    async def _every_vector(self) -> AsyncIterator[list[IndexedVector]]:
-        """Every entry's vector, in pages (affine: the held namespaces' only)."""
-        if not self.affine:
-            async for page in self.store.feed.scan_vectors(self._page_size):
-                yield page
-            return
-        for ns in sorted(self.share.held):
-            async for page in self.store.feed.vectors_since(ns, 0, self._page_size):
-                yield page
-
     async def _catch_up(self, seqs: Mapping[str, int]) -> None:
         """After a lost feed: each namespace's writes above the last seq applied."""
         loaded = 0
         for ns, seq in self.share.of(seqs).items():
             if seq > self.applied.get(ns, 0):
-                loaded += await self._load_since(ns, self.applied.get(ns, 0))
+                loaded += await self.loader.load_since(ns, self.applied.get(ns, 0))
         log.info("caught up: %d entries written while the feed was down", loaded)
         await self._reconcile()
 
@@ -468,21 +352,3 @@ class ReplicaSync:
             await self._follow(list(seq_before))
         await self.drift.reconcile(seq_before, self._page_size)
         self.reconciled += 1
-
-    async def _check_drift_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._drift_interval)
-            if not self.ready or self._queue is None:
-                continue
-            for ns in self.share.idle():  # affine: given up, the balancer sends them elsewhere
-                self._queue.put_nowait((_RELEASE, ns))
-            try:
-                await self.drift.drifted()
-            except RedisError as error:
-                log.warning("drift check failed: %s", error)
-                continue
-            if self.index.needs_maintenance():
-                self.drift.strikes = 0
-                self._queue_maintenance(_REBUILD)
-            elif self.drift.reconcile_due():
-                self._queue_maintenance(_RECONCILE)

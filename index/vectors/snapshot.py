@@ -27,7 +27,8 @@ import faiss
 import numpy as np
 import orjson
 
-from index.vectors.local_index import IndexPart, IndexShape, LocalIndex
+from index.vectors.local_index import IndexPart, LocalIndex
+from index.vectors.sub_index import IndexShape
 
 log = logging.getLogger(__name__)
 

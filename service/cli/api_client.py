@@ -1,12 +1,16 @@
 """The CLI's way to a running service: its URL and key, and one clear line on any failure."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.console import Console
 
+from index.store.connection import STORE_UNAVAILABLE
 from service.redis_folder import URL_FILE, published_url
 
 # the local service: DYNACACHE_URL overrides it, else DYNACACHE_PORT (as the service reads it)
@@ -17,10 +21,27 @@ class CliError(Exception):
     """A failure the CLI reports as one line (``error: ...``) and a non-zero exit."""
 
 
+console = Console()
+errors = Console(stderr=True)
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr; the exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn the failures a command expects into one line and exit status 1."""
+    try:
+        yield
+    except CliError as error:
+        raise fail(str(error)) from None
+    except STORE_UNAVAILABLE as error:
+        raise fail(f"Redis is not answering ({type(error).__name__}: {error})") from None
+    except OSError as error:
+        raise fail(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}") from None
 
 
 class ServiceClient:

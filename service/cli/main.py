@@ -5,34 +5,36 @@ Every command says what it needs with ``--help``; a failure is one line on stder
 """
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, TypeVar
 
 import numpy as np
 import typer
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from index.store.connection import STORE_UNAVAILABLE, connect
+from index.store.connection import connect
 from index.store.redis_store import RedisStore
 from service.cli import transfer
 from service.cli.api_client import (
     DEFAULT_URL,
-    CliError,
     Key,
     RedisUrl,
     ServiceClient,
     Url,
+    console,
+    errors,
     fail,
+    one_line_errors,
     redis_url_of,
 )
+from service.cli.tenants import tenants_app
 from service.cli.warm import warm as warm_file
 from service.settings import Settings
 from service.tenancy.tenants import DEFAULT_NAMESPACE
@@ -47,8 +49,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-tenants_app = typer.Typer(help="Tenants and their API keys (needs the admin token).",
-                          no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
 
 def _print_version(asked: bool) -> None:
@@ -70,24 +70,9 @@ def _options(
 
 app.add_typer(tenants_app, name="tenants")
 
-console = Console()
-errors = Console(stderr=True)
 T = TypeVar("T")
 
 _EMBEDDING_DIM = 384
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn the failures a command expects into one line and exit status 1."""
-    try:
-        yield
-    except CliError as error:
-        raise fail(str(error)) from None
-    except STORE_UNAVAILABLE as error:
-        raise fail(f"Redis is not answering ({type(error).__name__}: {error})") from None
-    except OSError as error:
-        raise fail(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}") from None
 
 
 def _with_store(redis_url: str, work: Callable[[RedisStore], Awaitable[T]]) -> T:
@@ -142,7 +127,7 @@ def warm(
     ] = False,
 ) -> None:
     """Store prompt/response pairs through the API (resumes after an interruption)."""
-    with _one_line_errors():
+    with one_line_errors():
         client = ServiceClient(url, key)
         try:
             stored, skipped = warm_file(client, file, batch, restart, console, overwrite)
@@ -174,7 +159,7 @@ def export_entries(
             return lambda store: transfer.export_all(store, vectors, handle)
         return lambda store: transfer.export_namespace(store, chosen, vectors, handle)
 
-    with _one_line_errors():
+    with one_line_errors():
         url = redis_url_of(redis_url)
         if out is None:
             count = _with_store(url, export(sys.stdout.buffer))
@@ -217,7 +202,7 @@ def import_entries(
         vectors: np.ndarray = embedder[0].encode(texts)
         return vectors
 
-    with _one_line_errors():
+    with one_line_errors():
         # every line checked, under the service's limits, before any write
         rows = list(transfer.read_export(file, Settings()))
         url = redis_url_of(redis_url)
@@ -324,7 +309,7 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="The raw numbers as JSON.")] = False,
 ) -> None:
     """Hit rate, latency, savings: per namespace and in total."""
-    with _one_line_errors():
+    with one_line_errors():
         client = ServiceClient(url, key)
         try:
             numbers = client.call("GET", "/v1/stats")
@@ -342,92 +327,6 @@ def stats(
             pass
         finally:
             client.close()
-
-
-# -- tenants ---------------------------------------------------------------------------
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    name, sep, raw = text.partition("=")
-    if not sep:
-        raise typer.BadParameter(f"{text!r}: use NAME=VALUE")
-    try:
-        value: Any = float(raw) if "." in raw else int(raw)
-    except ValueError:
-        value = raw
-    return name.strip(), value
-
-
-@tenants_app.command("create")
-def tenant_create(
-    namespace: Annotated[str, typer.Argument(help="The tenant's namespace.")],
-    setting: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="A tenant setting, NAME=VALUE (threshold=0.3, "
-            "max_entries=10000, default_ttl_s=3600, ...); repeatable.",
-        ),
-    ] = None,
-    url: Url = DEFAULT_URL,
-    key: Key = None,
-) -> None:
-    """Create a tenant (its namespace and settings)."""
-    with _one_line_errors():
-        settings = dict(_setting(item) for item in setting or [])
-        created = ServiceClient(url, key).call(
-            "POST", "/v1/admin/tenants", json={"namespace": namespace, "settings": settings}
-        )
-    console.print(f"created tenant {created.get('namespace', namespace)!r}")
-
-
-@tenants_app.command("list")
-def tenant_list(url: Url = DEFAULT_URL, key: Key = None) -> None:
-    """The tenants and their settings."""
-    with _one_line_errors():
-        listed = ServiceClient(url, key).call("GET", "/v1/admin/tenants")
-    table = Table("namespace", "settings")
-    for tenant in listed.get("tenants", []):
-        chosen = {name: value for name, value in tenant.get("settings", {}).items()
-                  if value is not None}  # fmt: skip
-        table.add_row(tenant["namespace"], ", ".join(f"{n}={v}" for n, v in chosen.items()))
-    console.print(table)
-
-
-@tenants_app.command("keys")
-def tenant_keys(
-    namespace: Annotated[str, typer.Argument(help="The tenant's namespace.")],
-    new: Annotated[bool, typer.Option("--new", help="Issue a new key (shown once).")] = False,
-    url: Url = DEFAULT_URL,
-    key: Key = None,
-) -> None:
-    """List a tenant's keys, or issue one with --new."""
-    with _one_line_errors():
-        client = ServiceClient(url, key)
-        if new:
-            issued = client.call("POST", f"/v1/admin/tenants/{namespace}/keys")
-            console.print(f"key id {issued['key_id']}: {issued['key']}")
-            errors.print("the key is shown this once; only its hash is stored")
-            return
-        listed = client.call("GET", f"/v1/admin/tenants/{namespace}/keys")
-    table = Table("key id", "created", "revoked")
-    for issued in listed.get("keys", []):
-        created = issued.get("created")
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(created))) if created else ""
-        table.add_row(issued["key_id"], when, "yes" if issued.get("revoked") else "")
-    console.print(table)
-
-
-@tenants_app.command("revoke")
-def tenant_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key's id (from `tenants keys`).")],
-    url: Url = DEFAULT_URL,
-    key: Key = None,
-) -> None:
-    """Revoke a tenant's key at once, on every replica."""
-    with _one_line_errors():
-        ServiceClient(url, key).call("DELETE", f"/v1/admin/keys/{key_id}")
-    console.print(f"revoked key {key_id}")
 
 
 # -- tuning the decision -------------------------------------------------------------------
@@ -453,7 +352,7 @@ def calibrate(
     argv = ["--pairs", str(pairs), "--target-precision", str(target_precision),
             "--holdout", str(holdout), "--seed", str(seed)]  # fmt: skip
     if tenant:
-        with _one_line_errors():
+        with one_line_errors():
             argv += ["--redis-url", redis_url_of(redis_url)]
     if tenant:
         argv += ["--tenant", tenant]

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sse_starlette import EventSourceResponse
 
 from index.store.errors import RedisError
 from service.engine.cache_headers import cache_headers
@@ -29,7 +30,7 @@ from service.policy.cache_control import parse_cache_control
 from service.policy.serving_mode import MODE_HEADER, serving_mode
 from service.policy.user_scope import take_body_scope
 from service.policy.validation import validate_json, validate_namespace
-from service.proxy.api_proxy import ApiProxy
+from service.proxy.api_proxy import ApiProxy, StreamAnswer
 from service.proxy.requests import ChatCompletionRequest, MessagesRequest, ResponsesRequest
 from service.runtime import Runtime
 from service.schemas import (
@@ -160,7 +161,10 @@ async def _through(
         who = dataclasses.replace(who, cache_namespace=asked.namespace)
     ttl = asked.ttl if asked is not None else None
     mode = serving_mode(one_header(request, MODE_HEADER))
-    return await proxy.respond(raw, principal.ns, principal.settings, control, who, ttl, mode)
+    answer = await proxy.respond(raw, principal.ns, principal.settings, control, who, ttl, mode)
+    if isinstance(answer, StreamAnswer):
+        return EventSourceResponse(answer.events, headers=answer.headers)
+    return JSONResponse(answer.payload, headers=answer.headers)
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut, tags=["cache"], responses=_ENTRY_ERRORS)

@@ -11,6 +11,8 @@ stored answer and replays it. Cache status travels in headers only (``X-Cache``,
 upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again. In
 shadow mode (``X-Cache-Mode: shadow``) every request is the upstream's, whole or streamed,
 uncoalesced; its status says what the cache would have done (``SHADOW-HIT``/``-MISS``).
+The proxy answers in neutral shapes (``JsonAnswer``, ``StreamAnswer``) that the HTTP layer
+sends, so that nothing here needs the web framework.
 """
 
 import asyncio
@@ -19,10 +21,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
-
-from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
 
 from index.store.records import StoredEntry
 from service.engine.cache_headers import cache_headers
@@ -43,6 +43,25 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A whole answer: the body and its cache headers (the HTTP layer sends it as JSON)."""
+
+    payload: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StreamAnswer:
+    """A streamed answer: its server-sent events and cache headers."""
+
+    events: AsyncIterator[Sse]
+    headers: dict[str, str]
+
+
+Answer = JsonAnswer | StreamAnswer
+
+
 class ApiProxy:
     def __init__(self, settings: Settings, queries: QueryPath, dialect: Dialect) -> None:
         self.settings = settings
@@ -58,7 +77,7 @@ class ApiProxy:
         who: EndUser | None = None,
         ttl: int | None = None,
         mode: ServingMode | None = None,
-    ) -> Response:
+    ) -> Answer:
         """Answer a client API's request through the cache (``ttl``: how long a MISS's
         answer lives, when the request asked; ``mode``: serve or shadow, when it asked)."""
         dialect = self.dialect
@@ -170,7 +189,7 @@ class ApiProxy:
         shared.task = asyncio.create_task(pump(), name=f"shared-stream-{dialect.name}")
         return shared
 
-    async def _pass_through(self, body: dict[str, Any]) -> Response:
+    async def _pass_through(self, body: dict[str, Any]) -> Answer:
         """Relay the upstream's stream, keeping nothing (BYPASS)."""
         shared = self._stream_upstream(body, None, _nothing)
         await shared.first()
@@ -197,7 +216,7 @@ class ApiProxy:
 
     def _replay(
         self, entry: StoredEntry, distance: float, body: dict[str, Any], timing: str
-    ) -> Response:
+    ) -> Answer:
         events = self.dialect.replay(entry.chat_completion(), body)
 
         async def replayed() -> AsyncIterator[Event]:
@@ -217,11 +236,11 @@ class ApiProxy:
         stored_as: str | None = None,
         timing: str | None = None,
         refused_by: str | None = None,
-    ) -> Response:
+    ) -> Answer:
         """``stored_as``: the entry a MISS was kept as; ``timing``: its Server-Timing;
         ``refused_by``: what refused a MISS's nearest candidate."""
         headers = self._headers(status, entry, distance, stored_as, timing, refused_by)
-        return JSONResponse(payload, headers=headers)
+        return JsonAnswer(payload, headers)
 
     def _stream(
         self,
@@ -231,10 +250,10 @@ class ApiProxy:
         distance: float | None,
         timing: str | None = None,
         refused_by: str | None = None,
-    ) -> Response:
+    ) -> Answer:
         """``timing``: the stages before the stream started (a stream's own time is its)."""
         headers = self._headers(status, entry, distance, None, timing, refused_by)
-        return EventSourceResponse(events, headers=headers)
+        return StreamAnswer(events, headers)
 
     def _headers(
         self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
