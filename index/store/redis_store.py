@@ -18,7 +18,6 @@ right after the write, by a second script: for a moment it holds one entry over 
 """
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -379,21 +378,6 @@ class RedisStore:
         """This Redis deployment's id (made by the first replica that asks)."""
         await self.client.set(keys.DEPLOYMENT, secrets.token_hex(8), nx=True)
         return as_text(await self.client.get(keys.DEPLOYMENT))
-
-    async def adopt_legacy_sequence(self) -> None:
-        """Once, after an upgrade from the global ``dc:seq``: every namespace's sequence
-        starts above the numbers its entries already carry (a replica orders changes by
-        seq, so a namespace restarting at 1 would see its new writes as older than its old
-        ones). Idempotent: SET NX, then the old key is renamed away."""
-        if self.cluster is not None or not await self.client.exists(keys.LEGACY_SEQUENCE):
-            return
-        legacy = int(await self.client.get(keys.LEGACY_SEQUENCE) or 0)
-        namespaces = set(await self.feed.entry_ids_by_namespace())
-        for ns in namespaces:
-            await self.client.set(keys.sequence_key(ns), legacy, nx=True)
-        with contextlib.suppress(ResponseError):  # another replica renamed it first
-            await self.client.rename(keys.LEGACY_SEQUENCE, f"{keys.LEGACY_SEQUENCE}:adopted")
-        log.info("per-namespace sequences start at %d for %d namespace(s)", legacy, len(namespaces))
 
 
 def _feedback_radius(result: Any) -> tuple[bool, float | None]:

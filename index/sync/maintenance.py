@@ -8,8 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from index.store.errors import RedisError
 from index.sync.affinity import NamespaceShare
 from index.sync.drift import DriftCheck
 from index.vectors.local_index import LocalIndex

@@ -4,13 +4,14 @@ lack them."""
 
 import logging
 
+from index.store.legacy_sequence import adopt_legacy_sequence
 from index.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
 
 async def prepare_redis(store: RedisStore) -> None:
-    await store.adopt_legacy_sequence()
+    await adopt_legacy_sequence(store)
     await store.search.ensure_search_index()
     if await store.search.indexes_partially() is False:
         log.warning(
