@@ -58,14 +58,28 @@ log = logging.getLogger(__name__)
 
 # the classes a stored answer may revive as (never a model, a prompt or a tool)
 _REVIVABLE: list[type[Serializable]] = [
-    Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk,
-]  # fmt: skip
+    Generation,
+    GenerationChunk,
+    ChatGeneration,
+    ChatGenerationChunk,
+    AIMessage,
+    AIMessageChunk,
+]
 # the classes a chat model's prompt may revive as: its messages
 _MESSAGES: list[type[Serializable]] = [
-    AIMessage, AIMessageChunk, HumanMessage, HumanMessageChunk, SystemMessage,
-    SystemMessageChunk, ToolMessage, ToolMessageChunk, ChatMessage, ChatMessageChunk,
-    FunctionMessage, FunctionMessageChunk,
-]  # fmt: skip
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+]
 MESSAGE_FIELD = "langchain_generations"  # where the stored message keeps the generations
 
 
@@ -133,9 +147,13 @@ class DynaCacheLLMCache(BaseCache):
     through to the model)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> None:
         overrides.setdefault("audit_rate", 0.0)
         self.cache = SyncSemanticCache(
             settings, namespace=namespace, start_degraded=start_degraded, **overrides

@@ -40,9 +40,17 @@ from index.decision.rules import negated_by_prefix, swapped_words
 from index.decision.verifier import ANTONYM_OF
 
 Rule = Literal[
-    "rule:numbers", "rule:swapped", "rule:negated", "rule:antonym", "rule:instruction", "rule:code",
-    "rule:quoted", "rule:name", "rule:reordered", "rule:long-edit",
-]  # fmt: skip
+    "rule:numbers",
+    "rule:swapped",
+    "rule:negated",
+    "rule:antonym",
+    "rule:instruction",
+    "rule:code",
+    "rule:quoted",
+    "rule:name",
+    "rule:reordered",
+    "rule:long-edit",
+]
 
 CODE_OPERATORS = 3  # a text with this many operators and brackets carries code
 

@@ -46,6 +46,7 @@ _NEGATIONS = _words(
 )
 _AUXILIARIES = _words("""do does did is are was were wo ca should could would have has""")
 _QUESTION_WORDS = ("what", "how", "why", "when", "where", "who", "which", "whom", "whose")
+# pairs of opposites, a few a line: a word list, not one pair a line
 _ANTONYMS = [
     ("cancel", "keep"), ("cancel", "renew"), ("buy", "sell"), ("increase", "decrease"),
     ("increase", "reduce"), ("start", "stop"), ("begin", "end"), ("win", "lose"),
@@ -88,10 +89,11 @@ def _analyse(text: str) -> _Text:
         content=content,
         numbers=numbers_in(text),
         entities=frozenset(e.lower() for e in CAPITALISED.findall(text.strip())),
-        negations=sum(t in _NEGATIONS or (t.endswith("nt") and t[:-2] in _AUXILIARIES)
-                      for t in tokens),
+        negations=sum(
+            t in _NEGATIONS or (t.endswith("nt") and t[:-2] in _AUXILIARIES) for t in tokens
+        ),
         question_word=next((t for t in tokens if t in _QUESTION_WORDS), ""),
-    )  # fmt: skip
+    )
 
 
 def _jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float:
@@ -189,12 +191,26 @@ class Features:
 
 
 TEXT_FEATURES = (
-    "cosine", "margin", "distance", "token_jaccard", "content_jaccard", "length_ratio",
-    "negation_mismatch", "number_mismatch", "has_numbers", "entity_difference",
-    "order_discordance", "antonym_clash", "question_word_mismatch", "content_difference",
-    "idf_jaccard", "max_unmatched_idf", "max_idf_only_in_query", "max_idf_only_in_candidate",
+    "cosine",
+    "margin",
+    "distance",
+    "token_jaccard",
+    "content_jaccard",
+    "length_ratio",
+    "negation_mismatch",
+    "number_mismatch",
+    "has_numbers",
+    "entity_difference",
+    "order_discordance",
+    "antonym_clash",
+    "question_word_mismatch",
+    "content_difference",
+    "idf_jaccard",
+    "max_unmatched_idf",
+    "max_idf_only_in_query",
+    "max_idf_only_in_candidate",
     "unmatched_words",
-)  # fmt: skip
+)
 
 
 Layers = list[tuple[np.ndarray, np.ndarray]]  # (weights, bias) per layer, ReLU between

@@ -94,9 +94,13 @@ class ReplicaSync:
         self.drift = DriftCheck(store, index, self.share)
         self.loader = IndexLoader(store, index, self.share, self.drift, page_size)
         self.maintenance = Maintenance(
-            index, self.share, self.drift, lambda: self.ready,
-            drift_check_interval_s, snapshot_interval_s,
-        )  # fmt: skip
+            index,
+            self.share,
+            self.drift,
+            lambda: self.ready,
+            drift_check_interval_s,
+            snapshot_interval_s,
+        )
 
     def start(self) -> None:
         self._tasks = [
@@ -296,8 +300,8 @@ class ReplicaSync:
         self.applied.pop(ns, None)
         await self._follow([ns])
         self.share.loaded.add(ns)  # until now its lookups were answered from Redis
-        log.info("now holding namespace %s: %d entries loaded in %.2f s",
-                 ns, self.index.count(ns), time.perf_counter() - started)  # fmt: skip
+        count, took = self.index.count(ns), time.perf_counter() - started
+        log.info("now holding namespace %s: %d entries loaded in %.2f s", ns, count, took)
 
     async def _release(self, ns: str) -> None:
         """Affine: stop following ``ns`` and drop it from the index (asked for again, it is
@@ -308,8 +312,10 @@ class ReplicaSync:
         self.applied.pop(ns, None)
         dropped = self.index.release(ns)
         await asyncio.to_thread(return_freed_memory)
-        log.info("released namespace %s (%d entries): not asked for in %.0f s",
-                 ns, dropped, self.share.release_after_s)  # fmt: skip
+        after_s = self.share.release_after_s
+        log.info(
+            "released namespace %s (%d entries): not asked for in %.0f s", ns, dropped, after_s
+        )
 
     async def _follow(self, namespaces: list[str]) -> None:
         """Subscribe to namespaces not followed yet, then load what they wrote before."""

@@ -292,10 +292,15 @@ class LocalIndex:
             start, end = np.searchsorted(sorted_subs, [code, code + 1])
             rows = order[start:end]
             yield IndexPart(
-                key[0], key[1], sub_index.faiss, sub_index.is_hnsw,
+                key[0],
+                key[1],
+                sub_index.faiss,
+                sub_index.is_hnsw,
                 np.array(sorted(sub_index.tombstones), np.int64),
-                columns.fids[rows], columns.seqs[rows], columns.exacts[rows],
-            )  # fmt: skip
+                columns.fids[rows],
+                columns.seqs[rows],
+                columns.exacts[rows],
+            )
 
     def removals(self) -> tuple[list[tuple[int, int]], dict[str, int]]:
         """What keeps older adds out: removed ids with their seq, flushed namespaces' seqs."""
@@ -330,10 +335,15 @@ class LocalIndex:
             index._per_ns[part.ns] += len(part.ids)
         if pieces:
             index._entries = EntryTable(
-                Columns(*(np.concatenate(column) for column in zip(*(
-                    (p.fids, p.subs, p.seqs, p.exacts) for p in pieces
-                ), strict=True)))
-            )  # fmt: skip
+                Columns(
+                    *(
+                        np.concatenate(column)
+                        for column in zip(
+                            *((p.fids, p.subs, p.seqs, p.exacts) for p in pieces), strict=True
+                        )
+                    )
+                )
+            )
         index._tombstones = OrderedDict(removed)
         index._flushed_at = dict(flushed_at or {})
         return index

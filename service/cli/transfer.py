@@ -106,9 +106,10 @@ class ExportedEntry(EntryFields):
         """An empty or null field is an unset one (the prompt and the answer are text)."""
         if isinstance(row, dict):
             return {
-                name: value for name, value in row.items()
+                name: value
+                for name, value in row.items()
                 if value not in ("", None) or name in ("prompt", "response")
-            }  # fmt: skip
+            }
         return row
 
     @field_validator("created")

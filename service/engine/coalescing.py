@@ -99,9 +99,13 @@ class MissCoalescer:
         return readers
 
     async def share_stream(
-        self, ns: str, scope: str, normalised: str, start: StartStream,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        start: StartStream,
         servable: Servable = _any_entry,
-    ) -> Sharing | Followed:  # fmt: skip
+    ) -> Sharing | Followed:
         """Join the streamed miss in flight for this prompt on this replica, or lead one
         (holding the cross-replica lock until its stream ends), or, when another replica
         leads, wait for its stored entry."""
@@ -128,9 +132,14 @@ class MissCoalescer:
         return outcome
 
     async def _lead_stream(
-        self, ns: str, scope: str, normalised: str, exact: str, start: StartStream,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        exact: str,
+        start: StartStream,
         servable: Servable,
-    ) -> Sharing | Followed:  # fmt: skip
+    ) -> Sharing | Followed:
         turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
@@ -169,9 +178,13 @@ class MissCoalescer:
             await self.store.locks.release(turn.lock, turn.token)
 
     async def run(
-        self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]],
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        produce: Callable[[], Awaitable[T]],
         servable: Servable = _any_entry,
-    ) -> Led[T] | Followed:  # fmt: skip
+    ) -> Led[T] | Followed:
         """Make the call, or share the one in flight for this prompt (here, or on another
         replica through the lock); a stored entry is followed only when ``servable`` says
         this request may be served it (not one its lookup refused: too old, narrowed)."""
@@ -197,9 +210,14 @@ class MissCoalescer:
             del self._in_flight[exact]
 
     async def _lead_or_wait(
-        self, ns: str, scope: str, normalised: str, exact: str,
-        produce: Callable[[], Awaitable[T]], servable: Servable,
-    ) -> Led[T] | Followed:  # fmt: skip
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        exact: str,
+        produce: Callable[[], Awaitable[T]],
+        servable: Servable,
+    ) -> Led[T] | Followed:
         turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
@@ -243,9 +261,14 @@ class MissCoalescer:
             # "released": the other leader gave up: try to lead
 
     async def _wait_for_other(
-        self, ns: str, scope: str, normalised: str, lock: str, deadline: float,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        lock: str,
+        deadline: float,
         servable: Servable,
-    ) -> Followed | Literal["released", "timed out"]:  # fmt: skip
+    ) -> Followed | Literal["released", "timed out"]:
         """Wait for the replica holding ``lock`` to store the entry."""
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(self.poll_interval_s)

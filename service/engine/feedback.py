@@ -58,9 +58,9 @@ class FeedbackBook:
         the namespace's lookups look at candidates), and widens nothing."""
         validate_prompt(report.prompt, self.settings.max_prompt_chars)
         question = prompt_key(self.splitter, report.prompt, None).question
-        entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
-            report.entry_id
-        ) else None  # fmt: skip
+        entry = (
+            await self.store.get(ns, report.entry_id) if keys.is_entry_id(report.entry_id) else None
+        )
         if entry is None or entry.vector is None:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
         vector = await self.embedder.embed_one(question)
@@ -70,10 +70,14 @@ class FeedbackBook:
             report.entry_id,
             report.correct,
             narrowed(distance),
-            {"prompt": question, "correct": report.correct, "distance": round(distance, 6),
-             "at": round(time.time(), 3)},
+            {
+                "prompt": question,
+                "correct": report.correct,
+                "distance": round(distance, 6),
+                "at": round(time.time(), 3),
+            },
             counted=is_hit(distance, reach),
-        )  # fmt: skip
+        )
         if not exists:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
         return FeedbackOut(

@@ -31,8 +31,10 @@ def enable(service_name: str = "dyna-cache") -> bool:
     try:
         from opentelemetry import trace
     except ImportError:
-        log.warning("DYNACACHE_TRACES=on but opentelemetry is not installed: pip install "
-                    "'dyna-cache[otel]'; no traces")  # fmt: skip
+        log.warning(
+            "DYNACACHE_TRACES=on but opentelemetry is not installed: pip install "
+            "'dyna-cache[otel]'; no traces"
+        )
         return False
     if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":  # none set yet
         _install_otlp_provider(service_name)
@@ -53,8 +55,10 @@ def _install_otlp_provider(service_name: str) -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        log.warning("traces on, no tracer provider set and no OTLP exporter installed "
-                    "(pip install 'dyna-cache[otel]'): spans are not exported")  # fmt: skip
+        log.warning(
+            "traces on, no tracer provider set and no OTLP exporter installed "
+            "(pip install 'dyna-cache[otel]'): spans are not exported"
+        )
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
@@ -84,9 +88,12 @@ class LookupSpan:
             child.end()
 
     def finish(
-        self, ns: str, outcome: str, distance: float | None = None,
+        self,
+        ns: str,
+        outcome: str,
+        distance: float | None = None,
         confidence: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The lookup answered: its attributes, and the span ends (once)."""
         if self._span is None or self._ended:
             return

@@ -109,16 +109,23 @@ class ApiProxy:
             if resolution.status == "HIT" and resolution.entry is not None:
                 answer = dialect.answer(resolution.entry.chat_completion(), body)
                 return self._json(
-                    answer, "HIT", resolution.entry, resolution.distance,
+                    answer,
+                    "HIT",
+                    resolution.entry,
+                    resolution.distance,
                     timing=resolution.server_timing,
-                )  # fmt: skip
+                )
             assert resolution.reply is not None
             entry = resolution.entry  # SHADOW-HIT: the one that would have served
             return self._json(
-                resolution.reply.payload or {}, resolution.status, None, resolution.distance,
-                entry.entry_id if entry else resolution.entry_id, resolution.server_timing,
+                resolution.reply.payload or {},
+                resolution.status,
+                None,
+                resolution.distance,
+                entry.entry_id if entry else resolution.entry_id,
+                resolution.server_timing,
                 resolution.refused_by,
-            )  # fmt: skip
+            )
 
         found = await self.queries.find(probe)
         if found is not None and probe.shadow:  # the upstream answers, as with no cache
@@ -136,10 +143,12 @@ class ApiProxy:
         # identical streamed misses share one upstream stream (on other replicas: its entry)
         key = probe.key
         shared = await self.queries.coalescer.share_stream(
-            probe.ns, key.scope, key.normalised,
+            probe.ns,
+            key.scope,
+            key.normalised,
             lambda ended: self._stream_upstream(body, (probe, found), ended),
             lambda entry: self.queries.servable(entry, 0.0, probe),
-        )  # fmt: skip
+        )
         if isinstance(shared, Followed):
             followed = Resolution.hit(probe, Found(shared.entry, 0.0))
             served = self.queries.outcomes.record(probe, followed)
@@ -154,9 +163,11 @@ class ApiProxy:
         return self._stream(events, status, None, found.nearest, timing, refused)
 
     def _stream_upstream(
-        self, body: dict[str, Any], keep: tuple[Probe, Found | Missed] | None,
+        self,
+        body: dict[str, Any],
+        keep: tuple[Probe, Found | Missed] | None,
         ended: Callable[[], Awaitable[None]],
-    ) -> SharedStream:  # fmt: skip
+    ) -> SharedStream:
         """Start reading the upstream's stream into a SharedStream; with ``keep``, the answer
         is kept (for that lookup; in shadow mode a would-be HIT's is compared) when the
         stream completes."""
@@ -256,14 +267,23 @@ class ApiProxy:
         return StreamAnswer(events, headers)
 
     def _headers(
-        self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
-        stored_as: str | None = None, timing: str | None = None, refused_by: str | None = None,
-    ) -> dict[str, str]:  # fmt: skip
+        self,
+        status: CacheStatus,
+        entry: StoredEntry | None,
+        distance: float | None,
+        stored_as: str | None = None,
+        timing: str | None = None,
+        refused_by: str | None = None,
+    ) -> dict[str, str]:
         return cache_headers(
-            status, self.settings.replica_id, distance,
-            entry.entry_id if entry else stored_as, entry.created if entry else None, timing,
+            status,
+            self.settings.replica_id,
+            distance,
+            entry.entry_id if entry else stored_as,
+            entry.created if entry else None,
+            timing,
             refused_by,
-        )  # fmt: skip
+        )
 
 
 async def _nothing() -> None:
