@@ -1,16 +1,11 @@
 """The verifier: a second decision stage for a cached candidate near a query.
 
-A static threshold on one cosine serves "Why did Poland invade Germany?" the answer stored
-for "Why did Germany invade Poland?" (cosine 0.998). The verifier looks at more than the
-cosine: the top-1/top-2 margin, token overlap, negation, numbers, named entities, antonyms,
-word order, the question word, length, and a learned projection of the two MiniLM vectors
-(|u−v| and u⊙v), and gives the probability that the candidate's answer is right for the
-query. Small MLPs (one hidden layer, three seeds averaged), trained by
-``training/verifier_train.py`` from ../shared/data, plus one rule (differing numbers are
-refused); inference is numpy only (~0.1 ms).
-
-The artifact (``.npz``) holds the weights, the feature scaling, the radius inside which
-candidates are verified and the cut (minimum probability) chosen on the tune split.
+One cosine cannot tell "Why did Poland invade Germany?" from "Why did Germany invade
+Poland?"; the verifier reads more (top-1/top-2 margin, token overlap, negation, numbers,
+entities, antonyms, word order, the question word, length, a projection of the two vectors)
+and gives the probability that the candidate's answer is right. Small MLPs trained by
+``training/verifier_train.py``, numpy inference; the ``.npz`` artifact holds the weights,
+the scaling, the radius and the cut.
 """
 
 import json

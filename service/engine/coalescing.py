@@ -1,18 +1,11 @@
 """Request coalescing: concurrent identical misses (same namespace, scope and normalised
 prompt) make one LLM call.
 
-Within a replica, the first miss leads and later ones await it. Across replicas, the leader
-holds a short Redis lock (``dc:lock:{ns}:<sha>``, SET NX PX, released only by its holder)
-and renews it while its call runs (a heartbeat every third of its life); a replica that
-finds the lock taken polls for the stored entry until it appears, the lock goes (the leader
-failed, or died and stopped renewing: it then tries to lead itself) or the deadline passes.
-A leader killed mid-call so holds its followers back for one lock life (3 s by default), not
-for the whole wait (with a 30 s lock, one replica killed behind nginx left a retried request
-waiting past its client's 10 s timeout).
-
-Streamed misses (``share_stream``) coalesce the same way, but followers on the leader's
-replica do not wait for the end: they read the leader's upstream stream as it arrives
-(``SharedStream``); followers on other replicas wait for the stored entry and replay it.
+Within a replica the first miss leads and later ones await it. Across replicas the leader
+holds a short Redis lock, renewed while its call runs; a follower polls for the stored entry
+until it appears, the lock goes (it then tries to lead) or the deadline passes. Why the lock
+is short and renewed: docs/design.md, "Why it is built so". Streamed followers on the
+leader's replica read its upstream stream as it arrives (``SharedStream``).
 """
 
 import asyncio

@@ -1,17 +1,10 @@
 """OpenTelemetry traces of lookups (``DYNACACHE_TRACES=on``; the ``[otel]`` extra).
 
-Each lookup is a span, ``dynacache.lookup``, with a child span per stage it went through
-(``dynacache.embed``, ``.search``, ``.verify`` (the judge), ``.redis``, ``.llm``: the
-stages ``Server-Timing`` reports) and, once it is answered, the attributes
-``dynacache.namespace``, ``dynacache.outcome`` (hit, miss, bypass), ``dynacache.distance``
-(the served entry's, or the nearest candidate's on a miss) and ``dynacache.confidence`` (the
-judge's). The lookup span is a child of whatever span is current (an instrumented HTTP
-server's, an application's around the library).
-
-Spans go to the tracer provider the process has. With none set and the service asked for
-traces, one is made here that exports over OTLP/HTTP (``opentelemetry-exporter-otlp-proto-
-http``; endpoint and headers from the standard ``OTEL_EXPORTER_OTLP_*`` variables). Traces
-off, or opentelemetry not installed: nothing is created and a lookup pays nothing.
+Each lookup is a span, ``dynacache.lookup``, child of the current span, with a child span per
+stage (``dynacache.embed``, ``.search``, ``.verify``, ``.redis``, ``.llm``) and the outcome's
+attributes (namespace, outcome, distance, confidence). Spans go to the process's tracer
+provider; with none set, one exporting over OTLP/HTTP is made here (standard
+``OTEL_EXPORTER_OTLP_*`` variables). Traces off or opentelemetry absent: a lookup pays nothing.
 """
 
 import logging

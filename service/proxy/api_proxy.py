@@ -1,18 +1,11 @@
 """The proxy of every client API: a request keyed by its dialect walks the query path.
 
-A HIT is answered from the stored answer, in the API's whole or streamed shape; a MISS goes
-to the upstream, whose answer the client gets unchanged. A streamed MISS is relayed event by
-event as it arrives and stored only when the upstream finished it: an upstream that breaks
-off (the clients then get an error event), or clients that all go away, store nothing.
-Identical streamed misses share one upstream stream: on the leader's replica each follower
-reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits for the
-stored answer and replays it. Cache status travels in headers only (``X-Cache``,
-``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body. The request as the
-upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again. In
-shadow mode (``X-Cache-Mode: shadow``) every request is the upstream's, whole or streamed,
-uncoalesced; its status says what the cache would have done (``SHADOW-HIT``/``-MISS``).
-The proxy answers in neutral shapes (``JsonAnswer``, ``StreamAnswer``) that the HTTP layer
-sends, so that nothing here needs the web framework.
+A HIT is answered from the stored answer, whole or streamed; a MISS goes upstream and the
+client gets its answer unchanged. A streamed MISS is relayed as it arrives and stored only
+when finished; identical streamed misses share one upstream stream. Cache status travels in
+headers only (``X-Cache``, ...). The upstream request is the lookup's replay (what an audit
+sends again). Shadow mode answers from upstream and says what the cache would have done.
+Answers are neutral shapes (``JsonAnswer``, ``StreamAnswer``): no web framework here.
 """
 
 import asyncio
