@@ -40,9 +40,13 @@ class SyncSemanticCache:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> None:
         self.cache = SemanticCache(
             settings, namespace=namespace, start_degraded=start_degraded, **overrides
         )
@@ -51,9 +55,13 @@ class SyncSemanticCache:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> "SyncSemanticCache":  # fmt: skip
+        cls,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> "SyncSemanticCache":
         return cls(settings, namespace=namespace, start_degraded=start_degraded, **overrides)
 
     def start(self, timeout_s: float = 300.0) -> Self:

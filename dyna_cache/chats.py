@@ -46,9 +46,13 @@ async def check_chat(
 
 
 async def store_chat(
-    cache: SemanticCache, chat: Chat | None, response: str,
-    message: dict[str, Any] | None = None, *, namespace: str | None = None,
-) -> str | None:  # fmt: skip
+    cache: SemanticCache,
+    chat: Chat | None,
+    response: str,
+    message: dict[str, Any] | None = None,
+    *,
+    namespace: str | None = None,
+) -> str | None:
     """Keep ``response`` (and the assistant ``message``) as ``chat``'s answer; the entry's
     id, or None when the chat is not cached. A response past the size limit is
     ``InvalidInput``; Redis not answering raises redis-py's errors."""

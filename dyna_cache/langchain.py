@@ -1,23 +1,11 @@
-"""Dyna-Cache as LangChain's LLM cache (``pip install 'dyna-cache[langchain]'``).
+"""Dyna-Cache as LangChain's LLM cache (``pip install 'dyna-cache[langchain]'``):
+``set_llm_cache(DynaCacheLLMCache(redis_url=...))``.
 
-    from langchain_core.globals import set_llm_cache
-    from dyna_cache.langchain import DynaCacheLLMCache
-
-    set_llm_cache(DynaCacheLLMCache(redis_url="redis://localhost:6379"))
-
-LangChain asks the cache with the prompt and ``llm_string`` (the model and its parameters,
-serialised). ``llm_string`` is the entries' model (by its SHA-256), so two models, or one
-model at two temperatures, never share an answer. The prompt is keyed as the HTTP proxy
-keys a chat (``dyna_cache/chats.py``): a chat model's prompt is its messages, a text
-model's prompt one user message; roles, tool calls and non-text parts are keyed, or bypass,
-exactly as over HTTP. What cannot be keyed (a question with an image, an empty or too long one) is a
-bypass, counted: LangChain calls the model, and the cache never breaks the call. The
-generations are kept whole (LangChain's own serialisation, read back with an allowlist of
-its output and message classes only), with the first one's text as the entry's response,
-which the dashboard, the stats and an HTTP client see.
-
-Audits are off unless asked (``audit_rate``): an audit asks the service's configured LLM
-again, and here LangChain calls the model, not the cache.
+``llm_string`` (the model and its parameters) is the entries' model, so two models or two
+temperatures never share an answer; the prompt is keyed as the HTTP proxy keys a chat
+(``dyna_cache/chats.py``), and what cannot be keyed is a counted bypass (the cache never
+breaks the call). Generations are kept whole and revived through an allowlist of LangChain's
+output and message classes. Audits are off unless asked (``audit_rate``).
 """
 
 import hashlib
@@ -58,14 +46,28 @@ log = logging.getLogger(__name__)
 
 # the classes a stored answer may revive as (never a model, a prompt or a tool)
 _REVIVABLE: list[type[Serializable]] = [
-    Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk,
-]  # fmt: skip
+    Generation,
+    GenerationChunk,
+    ChatGeneration,
+    ChatGenerationChunk,
+    AIMessage,
+    AIMessageChunk,
+]
 # the classes a chat model's prompt may revive as: its messages
 _MESSAGES: list[type[Serializable]] = [
-    AIMessage, AIMessageChunk, HumanMessage, HumanMessageChunk, SystemMessage,
-    SystemMessageChunk, ToolMessage, ToolMessageChunk, ChatMessage, ChatMessageChunk,
-    FunctionMessage, FunctionMessageChunk,
-]  # fmt: skip
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+]
 MESSAGE_FIELD = "langchain_generations"  # where the stored message keeps the generations
 
 
@@ -133,9 +135,13 @@ class DynaCacheLLMCache(BaseCache):
     through to the model)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> None:
         overrides.setdefault("audit_rate", 0.0)
         self.cache = SyncSemanticCache(
             settings, namespace=namespace, start_degraded=start_degraded, **overrides

@@ -52,14 +52,23 @@ def result_of(ns: str, resolution: Resolution) -> Hit | Miss:
     entry, distance = resolution.entry, resolution.distance
     if resolution.status == "HIT" and entry is not None and distance is not None:
         return Hit(
-            response=entry.response, prompt=entry.prompt, entry_id=entry.entry_id,
-            distance=distance, similarity=similarity(distance),
-            confidence=resolution.confidence, namespace=ns, latency_ms=resolution.latency_ms,
+            response=entry.response,
+            prompt=entry.prompt,
+            entry_id=entry.entry_id,
+            distance=distance,
+            similarity=similarity(distance),
+            confidence=resolution.confidence,
+            namespace=ns,
+            latency_ms=resolution.latency_ms,
             message=entry.completion.get("message") if entry.completion else None,
-        )  # fmt: skip
+        )
     reply = resolution.reply
     return Miss(
-        namespace=ns, latency_ms=resolution.latency_ms, distance=distance,
-        confidence=resolution.confidence, response=reply.text if reply else None,
-        entry_id=resolution.entry_id, refused_by=resolution.refused_by,
-    )  # fmt: skip
+        namespace=ns,
+        latency_ms=resolution.latency_ms,
+        distance=distance,
+        confidence=resolution.confidence,
+        response=reply.text if reply else None,
+        entry_id=resolution.entry_id,
+        refused_by=resolution.refused_by,
+    )

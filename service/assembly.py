@@ -225,10 +225,12 @@ async def start_runtime(
         if upstream is not None:
             on_stop(stack, upstream.aclose, "an upstream client")
     telemetry = Telemetry(
-        background.stats, settings.replica_id, background.touch,
+        background.stats,
+        settings.replica_id,
+        background.touch,
         settings.stats_flush_interval_s,
         Metrics(settings.metrics_max_namespaces),
-    )  # fmt: skip
+    )
     telemetry.start()
     on_stop(stack, telemetry.stop, "the telemetry flush")
     splitter = RagSplitter(settings.rag_patterns, enabled=settings.rag_normalise)
@@ -257,9 +259,7 @@ async def start_runtime(
     )
     probes = Probes(settings, decision, splitter)
     judged = Decision(decision, auditor, settings.learn_radius)
-    queries = QueryPath(
-        settings, vectors, embedder, llm, probes, judged, coalescer, outcomes
-    )  # fmt: skip
+    queries = QueryPath(settings, vectors, embedder, llm, probes, judged, coalescer, outcomes)
     max_temperature = settings.chat_max_temperature
     runtime = Runtime(
         settings=settings,

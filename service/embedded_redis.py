@@ -97,8 +97,12 @@ class EmbeddedRedis:
                 url = published_url(self.data_dir)
                 if url is not None and answers(port_of(url)):
                     self.port, self.joined = port_of(url), True
-                    log.info("embedded Redis: joined the one on %s (data in %s, run by pid "
-                             "%s)", self.url, self.data_dir, self._folder.holder())  # fmt: skip
+                    log.info(
+                        "embedded Redis: joined the one on %s (data in %s, run by pid %s)",
+                        self.url,
+                        self.data_dir,
+                        self._folder.holder(),
+                    )
                     return self
                 if time.monotonic() > deadline:
                     raise RuntimeError(
@@ -124,29 +128,45 @@ class EmbeddedRedis:
         self._folder.publish(self.url)
         command = [
             str(redis_server_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
             # the AOF is the only persistence: every write is appended; fsync'd once a second
             # by default ("everysec": a crash of Redis loses nothing written, a crash of the
             # machine up to a second), or before each write is acknowledged ("always");
             # rewrites start from an RDB snapshot of the data (rdb preamble), so a restart
             # loads a compact file, not every command since the beginning
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", self.appendfsync,
-            "--aof-use-rdb-preamble", "yes",
-            "--auto-aof-rewrite-percentage", "100",
-            "--auto-aof-rewrite-min-size", "16mb",
-            "--save", "",
-            "--notify-keyspace-events", "Ex",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--aof-use-rdb-preamble",
+            "yes",
+            "--auto-aof-rewrite-percentage",
+            "100",
+            "--auto-aof-rewrite-min-size",
+            "16mb",
+            "--save",
+            "",
+            "--notify-keyspace-events",
+            "Ex",
             # a HIT's counters change no indexed field: without this the module re-indexed
             # the entry, its vector too, on each (~1 ms of Redis CPU per served entry)
-            "--loadmodule", str(redisearch_module()), "PARTIAL_INDEXED_DOCS", "1",
-            "--logfile", str(self.data_dir / "redis.log"),
+            "--loadmodule",
+            str(redisearch_module()),
+            "PARTIAL_INDEXED_DOCS",
+            "1",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
             # a group of its own: a terminal's Ctrl-C reaches the service, which stops the
             # Redis after itself (reached too, Redis went first and the replica logged
@@ -155,7 +175,7 @@ class EmbeddedRedis:
             # the server holds the folder's lock too: an orphan outliving this process
             # still keeps a second server off its AOF
             pass_fds=(self._folder.fd,),
-        )  # fmt: skip
+        )
         self.joined = False
 
     def wait_until_answering(self, timeout_s: float = 15.0) -> None:

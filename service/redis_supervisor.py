@@ -83,9 +83,10 @@ class RedisSupervisor:
             while not await self._restart():
                 log.error(
                     "embedded Redis did not start (%d tries in a row); next try in %.1f s%s",
-                    self.failed_tries, backoff,
+                    self.failed_tries,
+                    backoff,
                     "; the replica reports itself unhealthy" if not self.healthy else "",
-                )  # fmt: skip
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
 
@@ -107,6 +108,9 @@ class RedisSupervisor:
             self.on_restart()
         log.warning(
             "embedded Redis restarted on %s in %.2f s (restart %d); the replica reconnects "
-            "and catches up", self.server.url, time.monotonic() - started, self.restarts,
-        )  # fmt: skip
+            "and catches up",
+            self.server.url,
+            time.monotonic() - started,
+            self.restarts,
+        )
         return True

@@ -47,23 +47,31 @@ class QueryRequest(_Strict):
     model: str | None = Field(default=None, max_length=200, description="Part of the scope.")
     context: str | None = Field(default=None, description="RAG context; part of the scope.")
     threshold: float | None = Field(
-        default=None, gt=0, le=MAX_DISTANCE,
+        default=None,
+        gt=0,
+        le=MAX_DISTANCE,
         description="The static stage: the squared-L2 HIT threshold for this lookup, in (0, 4] "
         "(refused when a judge decides: use its own knobs).",
-    )  # fmt: skip
+    )
     pair_model_radius: float | None = Field(
-        default=None, gt=0, le=MAX_DISTANCE,
+        default=None,
+        gt=0,
+        le=MAX_DISTANCE,
         description="The pair-model stage: the distance inside which it judges candidates.",
-    )  # fmt: skip
+    )
     pair_model_cut: float | None = Field(
-        default=None, ge=0, le=1,
+        default=None,
+        ge=0,
+        le=1,
         description="The pair-model stage: the least probability a candidate needs to be "
         "served (0 serves the nearest candidate inside the radius and reports its confidence).",
-    )  # fmt: skip
+    )
     verifier_radius: float | None = Field(
-        default=None, gt=0, le=MAX_DISTANCE,
+        default=None,
+        gt=0,
+        le=MAX_DISTANCE,
         description="The verifier stage: the distance inside which it judges candidates.",
-    )  # fmt: skip
+    )
     ttl: int | None = Field(
         default=None, ge=0, le=MAX_TTL_S, description="Seconds the stored entry lives; 0: always."
     )
@@ -71,25 +79,31 @@ class QueryRequest(_Strict):
         default=None, description="What a HIT does to the stored entry's expiry."
     )
     verifier_cut: float | None = Field(
-        default=None, ge=0, le=1,
+        default=None,
+        ge=0,
+        le=1,
         description="The verifier stage: the least probability a candidate needs to be served "
         "(0 serves the nearest candidate inside the radius and reports its confidence).",
-    )  # fmt: skip
+    )
     cache: CacheMode = Field(
         default="default",
         description="default: lookup, else LLM and store; bypass: LLM only; refresh: LLM and "
         "overwrite; only: lookup, never the LLM.",
     )
     user: str | None = Field(
-        default=None, min_length=1, max_length=MAX_USER_CHARS,
+        default=None,
+        min_length=1,
+        max_length=MAX_USER_CHARS,
         description="The end user (else the user header); with scope 'user', entries are "
         "theirs alone.",
-    )  # fmt: skip
+    )
     max_wrong_rate: float | None = Field(
-        default=None, gt=0, lt=1,
+        default=None,
+        gt=0,
+        lt=1,
         description="Serve semantic HITs only as far as audits show this wrong-answer rate "
         "holds (default: the tenant's, else the service's, else no bound).",
-    )  # fmt: skip
+    )
     scope: ScopeModeIn | None = Field(
         default=None,
         description="shared: the namespace's entries serve every user; user: only the "
@@ -192,13 +206,17 @@ class TenantSettings(_Strict):
         default=None, description="shared, or user: each end user's entries are their own."
     )
     audit_rate: float | None = Field(
-        default=None, ge=0, le=1,
+        default=None,
+        ge=0,
+        le=1,
         description="The share of semantic HITs audited against the LLM (0: none).",
-    )  # fmt: skip
+    )
     max_wrong_rate: float | None = Field(
-        default=None, gt=0, lt=1,
+        default=None,
+        gt=0,
+        lt=1,
         description="A bound on the audited wrong-answer rate of served semantic HITs.",
-    )  # fmt: skip
+    )
     mode: ServingMode | None = Field(
         default=None,
         description="serve, or shadow: the LLM answers every request and the cache only "

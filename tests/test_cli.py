@@ -393,7 +393,7 @@ def test_the_cli_finds_the_embedded_redis_through_its_url_file(tmp_path: Path) -
 
 
 def test_stats_shows_the_audited_wrong_answer_rate() -> None:
-    from service.cli.main import stats_table, wrong_cell
+    from service.cli.stats_tables import stats_table, wrong_cell
 
     assert wrong_cell(None) == "-" and wrong_cell({"audits": 0}) == "-"
     rate = {"estimate": 0.042, "low": 0.021, "high": 0.08, "audits": 120}

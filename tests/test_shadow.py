@@ -14,7 +14,7 @@ from openai import OpenAI
 from pydantic import ValidationError
 
 from index.decision.wrong_rate import wilson
-from service.cli.main import shadow_table, stats_table
+from service.cli.stats_tables import shadow_table, stats_table
 from service.engine.shadow import let_through
 from service.settings import Settings
 from tests.fake_upstream import FakeUpstream, MeaningUpstream

@@ -148,10 +148,16 @@ def courtesy_variants(text: str, limit: int = 64) -> list[str]:
     courtesy alone: its own, and its words with each courteous opening and closing cut off
     ("Hey, I need a hand with this. Summarise ..." → "summarise ..."), at most ``limit``."""
     flat = framed(tokens(text))
-    heads = [0] + [k for k in range(1, min(MAX_COURTESY_CUT, len(flat) - 1) + 1)
-                   if courteous(flat[:k]) or courtesy_clause(flat[:k])]  # fmt: skip
-    tails = [0] + [j for j in range(1, min(MAX_COURTESY_CUT, len(flat) - 1) + 1)
-                   if courteous(flat[-j:]) or courtesy_clause(flat[-j:])]  # fmt: skip
+    heads = [0] + [
+        k
+        for k in range(1, min(MAX_COURTESY_CUT, len(flat) - 1) + 1)
+        if courteous(flat[:k]) or courtesy_clause(flat[:k])
+    ]
+    tails = [0] + [
+        j
+        for j in range(1, min(MAX_COURTESY_CUT, len(flat) - 1) + 1)
+        if courteous(flat[-j:]) or courtesy_clause(flat[-j:])
+    ]
     forms = [canonical(text)]
     for k in heads:
         for j in tails:

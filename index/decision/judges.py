@@ -61,6 +61,10 @@ class VerifierJudge:
         if candidate.cached_vector is None:  # an entry without its vector: the cosine decides
             return 1.0
         return self.verifier.probability(
-            candidate.query, candidate.cached, candidate.query_vector, candidate.cached_vector,
-            candidate.distance, candidate.runner_up,
-        )  # fmt: skip
+            candidate.query,
+            candidate.cached,
+            candidate.query_vector,
+            candidate.cached_vector,
+            candidate.distance,
+            candidate.runner_up,
+        )

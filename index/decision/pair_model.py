@@ -1,21 +1,12 @@
 """The pair model: a MiniLM cross-encoder that reads the query and a cached question as one
-input ("[CLS] query [SEP] cached [SEP]") and gives the probability that the cached answer is
-right for the query. It sees both texts word by word, so it can tell "Why did Germany invade
-Poland?" from "Why did Poland invade Germany?" where one cosine cannot.
+input and gives the probability that the cached answer is right for the query; it sees word
+order, so it tells "Why did Germany invade Poland?" from "Why did Poland invade Germany?".
 
-Trained by ``training/pair_model_train.py`` and served from ONNX Runtime (no torch).
-The served probability combines the model's with the candidate's distance (a logistic
-"stack" of the two, fitted on the tune pairs: on its own the cross-encoder ranked the
-nearest candidates worse than the cosine did, together they rank them better than either).
-A built model is a folder: the network (packed, ``graph.onnx`` and ``weights.npz``, as the
-project ships it: ``index/packed_model.py``; or a plain ``model.onnx``), ``tokenizer.json``
-and ``pair_model.json`` (the stack's weights; its operating point: the ``radius`` inside
-which candidates are judged, the ``cut`` a candidate must reach; how it was built, its
-figures on the tune and dev splits, its version).
-The rules of ``index/decision/spans.py`` stand above it (the decision applies them first).
-A cascade spares the model where it would agree anyway: a candidate nearer than
-``serve_below`` (chosen on the tune pairs) is served on its distance once the rules allow
-it; only the band between that and the radius is judged.
+Trained by ``training/pair_model_train.py``, served on ONNX Runtime; its probability is
+stacked with the candidate's distance. A built model is a folder: the network (packed or
+``model.onnx``), ``tokenizer.json`` and ``pair_model.json`` (stack weights, ``radius``,
+``cut``, ``serve_below``, provenance). The rules (``spans.py``) stand above it; below
+``serve_below`` a candidate is served on its distance (the cascade).
 """
 
 import json

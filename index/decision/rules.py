@@ -1,18 +1,9 @@
-"""The rules the pair model keeps above itself (the verifier keeps the first; its features
-see word order): a candidate is refused, however close it looks, when
-
-- its numbers differ from the query's ("200 mg" / "800 mg", "in 2019" / "in 2021", "a
-  thousand" / "a million");
-- it is the query with two of its words exchanged, the rest in place ("Why did Germany
-  invade Poland?" / "Why did Poland invade Germany?", "from savings to checking" / "from
-  checking to savings"), unless only "and", "or", "vs" stands between them ("the difference
-  between A and B" asks what "... between B and A" asks);
-- it is the query with one word negated by a prefix, the rest the same ("Is it legal ..." /
-  "Is it illegal ...", "How do I lock ..." / "How do I unlock ...", "a complete recovery" /
-  "an incomplete recovery"): the one word that differs means its opposite.
-
-A cross-encoder trained on QQP learns neither firmly (QQP labels many such pairs duplicate,
-and has few swaps), so they are rules, as cheap as a tokenisation.
+"""The rules the pair model keeps above itself (the verifier keeps the first): a candidate is
+refused, however close, when its numbers differ from the query's ("200 mg" / "800 mg"), when
+it is the query with two words exchanged ("Germany invade Poland" / "Poland invade
+Germany"; not across "and", "or", "vs"), or with one word negated by a prefix ("legal" /
+"illegal", "lock" / "unlock"). A cross-encoder trained on QQP learns neither firmly, so they
+are rules, as cheap as a tokenisation.
 """
 
 import re

@@ -1,17 +1,9 @@
 """What differs between a query and a candidate, span by span, and whether it changes the
-answer. Both texts are read as word and operator tokens (casing, whitespace and sentence
-punctuation never differ); the spans where the two token sequences part are then read:
-
-- **answer-neutral** when every differing word is courtesy or framing ("Hi!", "please",
-  "Could you help me with this?", "thanks a lot"): the candidate is the same prompt, served
-  without the judge;
-- **answer-changing** by a rule: a differing number, a language, format, length or task
-  word added, removed or exchanged ("Answer in French.", "as JSON", "explain" / "fix"), a
-  differing code token or quoted string, a different name, the same words in another order;
-- in a prompt rather than a question (past ``LONG_WORDS`` words, or several sentences), any
-  other differing span: a prompt is served only for a neutral difference (its embedding
-  barely moves with an edit, and the judge reads only its first words);
-- otherwise undecided: the judge in force (or the distance) decides.
+answer. Both are read as word and operator tokens; where they part, a span is
+**answer-neutral** (courtesy or framing only: the same prompt, served without the judge),
+**answer-changing** by a rule (a number, a language, format, length or task word, code or a
+quoted string, a name, the same words reordered; in a prompt past ``LONG_WORDS`` words, any
+other edit), or undecided (the judge in force, or the distance, decides).
 """
 
 import re
@@ -40,9 +32,17 @@ from index.decision.rules import negated_by_prefix, swapped_words
 from index.decision.verifier import ANTONYM_OF
 
 Rule = Literal[
-    "rule:numbers", "rule:swapped", "rule:negated", "rule:antonym", "rule:instruction", "rule:code",
-    "rule:quoted", "rule:name", "rule:reordered", "rule:long-edit",
-]  # fmt: skip
+    "rule:numbers",
+    "rule:swapped",
+    "rule:negated",
+    "rule:antonym",
+    "rule:instruction",
+    "rule:code",
+    "rule:quoted",
+    "rule:name",
+    "rule:reordered",
+    "rule:long-edit",
+]
 
 CODE_OPERATORS = 3  # a text with this many operators and brackets carries code
 

@@ -108,9 +108,14 @@ class DecisionStage:
             return
         self.judge = PairModelJudge(model)
         self.pair_model_note = "in force"
-        log.info("decision stage: pair model %s (radius %.3f, cut %.2f, serve_below %.2f) "
-                 "from %s", model.meta.get("version", "unversioned"), model.radius, model.cut,
-                 model.serve_below, self.pair_model_dir)  # fmt: skip
+        log.info(
+            "decision stage: pair model %s (radius %.3f, cut %.2f, serve_below %.2f) from %s",
+            model.meta.get("version", "unversioned"),
+            model.radius,
+            model.cut,
+            model.serve_below,
+            self.pair_model_dir,
+        )
 
     def start(self) -> None:
         if self.pair_model_dir is not None:

@@ -1,16 +1,11 @@
 """The verifier: a second decision stage for a cached candidate near a query.
 
-A static threshold on one cosine serves "Why did Poland invade Germany?" the answer stored
-for "Why did Germany invade Poland?" (cosine 0.998). The verifier looks at more than the
-cosine: the top-1/top-2 margin, token overlap, negation, numbers, named entities, antonyms,
-word order, the question word, length, and a learned projection of the two MiniLM vectors
-(|u−v| and u⊙v), and gives the probability that the candidate's answer is right for the
-query. Small MLPs (one hidden layer, three seeds averaged), trained by
-``training/verifier_train.py`` from ../shared/data, plus one rule (differing numbers are
-refused); inference is numpy only (~0.1 ms).
-
-The artifact (``.npz``) holds the weights, the feature scaling, the radius inside which
-candidates are verified and the cut (minimum probability) chosen on the tune split.
+One cosine cannot tell "Why did Poland invade Germany?" from "Why did Germany invade
+Poland?"; the verifier reads more (top-1/top-2 margin, token overlap, negation, numbers,
+entities, antonyms, word order, the question word, length, a projection of the two vectors)
+and gives the probability that the candidate's answer is right. Small MLPs trained by
+``training/verifier_train.py``, numpy inference; the ``.npz`` artifact holds the weights,
+the scaling, the radius and the cut.
 """
 
 import json
@@ -46,6 +41,7 @@ _NEGATIONS = _words(
 )
 _AUXILIARIES = _words("""do does did is are was were wo ca should could would have has""")
 _QUESTION_WORDS = ("what", "how", "why", "when", "where", "who", "which", "whom", "whose")
+# pairs of opposites, a few a line: a word list, not one pair a line
 _ANTONYMS = [
     ("cancel", "keep"), ("cancel", "renew"), ("buy", "sell"), ("increase", "decrease"),
     ("increase", "reduce"), ("start", "stop"), ("begin", "end"), ("win", "lose"),
@@ -88,10 +84,11 @@ def _analyse(text: str) -> _Text:
         content=content,
         numbers=numbers_in(text),
         entities=frozenset(e.lower() for e in CAPITALISED.findall(text.strip())),
-        negations=sum(t in _NEGATIONS or (t.endswith("nt") and t[:-2] in _AUXILIARIES)
-                      for t in tokens),
+        negations=sum(
+            t in _NEGATIONS or (t.endswith("nt") and t[:-2] in _AUXILIARIES) for t in tokens
+        ),
         question_word=next((t for t in tokens if t in _QUESTION_WORDS), ""),
-    )  # fmt: skip
+    )
 
 
 def _jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float:
@@ -189,12 +186,26 @@ class Features:
 
 
 TEXT_FEATURES = (
-    "cosine", "margin", "distance", "token_jaccard", "content_jaccard", "length_ratio",
-    "negation_mismatch", "number_mismatch", "has_numbers", "entity_difference",
-    "order_discordance", "antonym_clash", "question_word_mismatch", "content_difference",
-    "idf_jaccard", "max_unmatched_idf", "max_idf_only_in_query", "max_idf_only_in_candidate",
+    "cosine",
+    "margin",
+    "distance",
+    "token_jaccard",
+    "content_jaccard",
+    "length_ratio",
+    "negation_mismatch",
+    "number_mismatch",
+    "has_numbers",
+    "entity_difference",
+    "order_discordance",
+    "antonym_clash",
+    "question_word_mismatch",
+    "content_difference",
+    "idf_jaccard",
+    "max_unmatched_idf",
+    "max_idf_only_in_query",
+    "max_idf_only_in_candidate",
     "unmatched_words",
-)  # fmt: skip
+)
 
 
 Layers = list[tuple[np.ndarray, np.ndarray]]  # (weights, bias) per layer, ReLU between

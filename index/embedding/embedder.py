@@ -60,9 +60,13 @@ class SentenceTransformerEmbedder:
         if len(text) <= MAX_TOKENS - 2:  # a word piece covers at least one character
             return len(text)
         encoded = self._model.tokenizer(
-            text, truncation=True, max_length=MAX_TOKENS, return_offsets_mapping=True,
-            return_overflowing_tokens=True, stride=0,
-        )  # fmt: skip
+            text,
+            truncation=True,
+            max_length=MAX_TOKENS,
+            return_offsets_mapping=True,
+            return_overflowing_tokens=True,
+            stride=0,
+        )
         truncated = len(encoded["input_ids"]) > 1
         return seen_by_offsets(text, encoded["offset_mapping"][0], truncated)
 

@@ -1,21 +1,11 @@
-"""Runs the blocking embedder off the event loop, in parallel lanes.
+"""Runs the blocking embedder off the event loop, in parallel lanes (docs/benchmarks.md,
+"Embedding lanes").
 
-A lane is a worker thread running the model. On a small CPU a transformer run over one
-short text does not spread well over threads: here one text took ~25 % less time on two
-threads than on one, but two lanes of one thread each embedded 1.9x as many texts per second
-as one lane of two threads. So a replica has one lane per core, and each request's text is
-embedded as it comes, in the next free lane: a text that finds every lane idle runs on the
-``embedder`` (all the cores: the lowest latency), one that finds another lane busy runs on
-the ``lane_embedder`` (the same model on one core: the most texts per second).
-
-Micro-batching is optional (``max_batch`` > 1): single texts then wait in a queue and a
-batcher hands whatever is queued (up to ``max_batch``) to the next free lane; while every
-lane is busy the next batch fills up. Measured here it did not pay: questions of different
-lengths pad to the longest (a random batch of 8 embedded 30 % fewer texts per second than
-one at a time), and grouping them by token length only won back the padding. Lists of
-texts (bulk warm-up) are encoded together in one lane. A backend whose vectors depend on
-their batch (``batch_invariant`` False) is never micro-batched; one that cannot run twice
-at once (``parallel_runs`` False: torch spreads one run over the cores itself) has one lane.
+A lane is a worker thread running the model; a replica has one lane per core. A text that
+finds every lane idle runs on the ``embedder`` (all cores: lowest latency), one that finds a
+lane busy on the ``lane_embedder`` (one core: most texts per second). Micro-batching
+(``max_batch`` > 1) is optional and off by default; a backend whose vectors depend on their
+batch is never batched, one that cannot run twice at once (torch) has one lane.
 """
 
 import asyncio

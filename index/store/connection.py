@@ -40,9 +40,13 @@ class NotReplicated(RedisError):
 
 
 STORE_UNAVAILABLE = (
-    RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, BusyLoadingError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    BusyLoadingError,
     NotReplicated,
-)  # fmt: skip
+)
 _NOT_ANSWERING = (RedisConnectionError, RedisTimeoutError)
 DEFAULT_COOLDOWN_S = 1.0
 

@@ -60,10 +60,19 @@ class EntryFeed:
         index = await self.shards.search_index_of(ns)
         while True:
             reply = await self.shards.search(
-                index, "FT.SEARCH",
+                index,
+                "FT.SEARCH",
                 f"@ns:{{{escape_tag(ns)}}} @seq:[({seq} +inf]",
-                "RETURN", "1", "seq", "SORTBY", "seq", "ASC", "LIMIT", "0", str(page_size),
-            )  # fmt: skip
+                "RETURN",
+                "1",
+                "seq",
+                "SORTBY",
+                "seq",
+                "ASC",
+                "LIMIT",
+                "0",
+                str(page_size),
+            )
             rows = reply[b"results"]
             if not rows:
                 return

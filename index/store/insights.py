@@ -49,9 +49,9 @@ class StoreInsights:
             if prompt is not None
         }
 
-    async def dump(self, ns: str, vectors: bool, page_size: int = 500) -> AsyncIterator[
-        list[dict[str, Any]]
-    ]:  # fmt: skip
+    async def dump(
+        self, ns: str, vectors: bool, page_size: int = 500
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """A namespace's live entries, a page at a time: ``EXPORT_FIELDS`` (and ``vector``)
         decoded, with ``expires_in`` (seconds left; None: never expires)."""
         fields = [*EXPORT_FIELDS, "vector"] if vectors else list(EXPORT_FIELDS)

@@ -47,6 +47,27 @@ class NewEntry:
     hits: int = 0  # an imported entry keeps its count
     personal: bool = False  # kept for one end user (per-user scope): its prompt is theirs
 
+    def hash_fields(self, created: float) -> list[str | bytes | float | int]:
+        """The entry hash's fields as the write script takes them: name, value, name, ..."""
+        fields: dict[str, str | bytes | float | int] = {
+            "prompt": self.prompt,
+            "response": self.response,
+            "scope": self.scope,
+            "model": self.model,
+            "vector": np.asarray(self.vector, dtype=np.float32).tobytes(),
+            "created": created,
+            "hits": self.hits,
+            "last_hit": 0,
+            "llm_ms": round(self.llm_ms, 3),
+            "cost": self.cost,
+            "ttl": self.retention.ttl,
+            "policy": self.retention.ttl_policy,
+            "ttl_max": self.retention.ttl_max,
+            "completion": orjson.dumps(self.completion) if self.completion else "",
+            **({"personal": 1} if self.personal else {}),
+        }
+        return [item for pair in fields.items() for item in pair]
+
 
 @dataclass(frozen=True)
 class StoredEntry:
@@ -104,14 +125,38 @@ class StoredEntry:
 
 # Fields read to serve a HIT.
 SERVE_FIELDS = (
-    "prompt", "response", "created", "llm_ms", "cost", "ttl", "hits", "seq", "model",
-    "completion", "vector", "fb_radius", "xkey", "vf_radius", "wh",
-)  # fmt: skip
+    "prompt",
+    "response",
+    "created",
+    "llm_ms",
+    "cost",
+    "ttl",
+    "hits",
+    "seq",
+    "model",
+    "completion",
+    "vector",
+    "fb_radius",
+    "xkey",
+    "vf_radius",
+    "wh",
+)
 # Fields an export carries (the vector only when asked for).
 EXPORT_FIELDS = (
-    "prompt", "response", "scope", "model", "completion", "created", "hits", "llm_ms", "cost",
-    "ttl", "policy", "ttl_max", "personal",
-)  # fmt: skip
+    "prompt",
+    "response",
+    "scope",
+    "model",
+    "completion",
+    "created",
+    "hits",
+    "llm_ms",
+    "cost",
+    "ttl",
+    "policy",
+    "ttl_max",
+    "personal",
+)
 # Fields read to load an entry into a local index.
 INDEX_FIELDS = ("ns", "scope", "vector", "seq", "xkey")
 

@@ -1,20 +1,11 @@
 """Redis as the source of truth: entries (written, read, deleted), their exact pointers and
-their events. The store's other jobs are parts it holds: ``shards`` (where a command runs
-on a cluster), ``search`` (the HNSW mirror), ``feed`` (what replicas read to follow Redis)
-``insights`` (an operator's reads), and the records beside the entries: ``audits``,
-``tenants`` (tenants and API keys), ``rate_limits``, ``locks`` (coalescing) and ``stats``
-(telemetry counters). Nothing outside ``index/store`` talks to Redis but through these.
+their events. The store's other jobs are parts it holds: ``shards``, ``search`` (the HNSW
+mirror), ``feed``, ``insights``, and the records beside the entries (``audits``,
+``tenants``, ``rate_limits``, ``locks``, ``stats``). Nothing outside ``index/store`` talks
+to Redis but through these.
 
-Every write and delete is one Lua script (``index/store/lua/``), so that taking the
-namespace's next seq (``dc:seq:{ns}``), writing the hash with that seq, its EXPIRE, the
-exact-match pointer and the SPUBLISH on ``dc:ev:{ns}`` happen as one atomic step (the script
-is what lets the hash carry the seq it was given, and keeps a namespace's seq order equal to
-its commit order, which the replicas' catch-up relies on). Every key of a namespace carries
-the ``{ns}`` hash tag, so on a Redis Cluster each script runs on the one shard holding the
-namespace. Scripts are given every key they touch: what they must check (the
-pointer an entry replaces, the entries eviction removes) is read first and passed in KEYS,
-and a script that finds it changed answers "retry" or skips it. A full namespace makes room
-right after the write, by a second script: for a moment it holds one entry over capacity.
+Every write and delete is one Lua script (``index/store/lua/``) on its namespace's shard:
+seq, hash, pointer and event in one atomic step (docs/design.md, "Lua scripts").
 """
 
 import asyncio
@@ -25,7 +16,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -184,35 +174,33 @@ class RedisStore:
         """Store an entry (replacing the one its exact key points at); what was written."""
         xkey = keys.exact_key(entry.ns, entry.scope, entry.normalised_prompt)
         now = time.time()
-        created = now if entry.created is None else entry.created
-        fields: list[str | bytes | float | int] = [
-            "prompt", entry.prompt,
-            "response", entry.response,
-            "scope", entry.scope,
-            "model", entry.model,
-            "vector", np.asarray(entry.vector, dtype=np.float32).tobytes(),
-            "created", created,
-            "hits", entry.hits,
-            "last_hit", 0,
-            "llm_ms", round(entry.llm_ms, 3),
-            "cost", entry.cost,
-            "ttl", entry.retention.ttl,
-            "policy", entry.retention.ttl_policy,
-            "ttl_max", entry.retention.ttl_max,
-            "completion", orjson.dumps(entry.completion) if entry.completion else "",
-            *(("personal", 1) if entry.personal else ()),
-        ]  # fmt: skip
+        fields = entry.hash_fields(now if entry.created is None else entry.created)
         ns, retention, new_id = entry.ns, entry.retention, keys.new_entry_id()
         for _ in range(_ATTEMPTS):
             seen = as_text(await self.client.get(xkey))
             result = await self._durably(
                 ns,
                 self.scripts.write_entry,
-                keys=[keys.sequence_key(ns), xkey, keys.recency_key(ns), keys.frequency_key(ns),
-                      keys.entry_key(ns, new_id), keys.entry_key(ns, seen or new_id)],
-                args=[ns, new_id, seen, retention.ttl, keys.events_channel(ns), self.origin, now,
-                      keys.NAMESPACES_CHANNEL, *fields],
-            )  # fmt: skip
+                keys=[
+                    keys.sequence_key(ns),
+                    xkey,
+                    keys.recency_key(ns),
+                    keys.frequency_key(ns),
+                    keys.entry_key(ns, new_id),
+                    keys.entry_key(ns, seen or new_id),
+                ],
+                args=[
+                    ns,
+                    new_id,
+                    seen,
+                    retention.ttl,
+                    keys.events_channel(ns),
+                    self.origin,
+                    now,
+                    keys.NAMESPACES_CHANNEL,
+                    *fields,
+                ],
+            )
             if as_text(result[0]) != "retry":
                 written = IndexedVector(
                     ns=ns,
@@ -244,14 +232,28 @@ class RedisStore:
             victim_keys: list[str] = []
             for victim, pointer in zip(victims, pointers, strict=True):
                 victim_key = keys.entry_key(ns, victim)
-                victim_keys += [victim_key, keys.feedback_key(ns, victim),
-                                as_text(pointer) or victim_key]  # fmt: skip
+                victim_keys += [
+                    victim_key,
+                    keys.feedback_key(ns, victim),
+                    as_text(pointer) or victim_key,
+                ]
             left, evicted = await self.scripts.evict_entries(
-                keys=[keys.sequence_key(ns), keys.recency_key(ns), keys.frequency_key(ns),
-                      keys.stats_key(ns), *victim_keys],
-                args=[ns, keys.events_channel(ns), self.origin, retention.capacity,
-                      retention.eviction, *victims],
-            )  # fmt: skip
+                keys=[
+                    keys.sequence_key(ns),
+                    keys.recency_key(ns),
+                    keys.frequency_key(ns),
+                    keys.stats_key(ns),
+                    *victim_keys,
+                ],
+                args=[
+                    ns,
+                    keys.events_channel(ns),
+                    self.origin,
+                    retention.capacity,
+                    retention.eviction,
+                    *victims,
+                ],
+            )
             self.evictions[ns] += int(evicted)
             if int(left) <= 0:
                 return
@@ -346,12 +348,16 @@ class RedisStore:
         on a cluster (whose pipelines refuse scripts) the scripts run concurrently."""
         calls: list[tuple[list[str], list[str | int | float]]] = [
             (
-                [keys.entry_key(ns, entry_id), keys.recency_key(ns), keys.frequency_key(ns),
-                 exact_key or keys.entry_key(ns, entry_id)],
+                [
+                    keys.entry_key(ns, entry_id),
+                    keys.recency_key(ns),
+                    keys.frequency_key(ns),
+                    exact_key or keys.entry_key(ns, entry_id),
+                ],
                 [hits, last_hit, entry_id],
             )
             for (ns, entry_id, exact_key), (hits, last_hit) in served.items()
-        ]  # fmt: skip
+        ]
         if self.cluster is not None:
             await asyncio.gather(*(self.scripts.touch_entry(keys=k, args=a) for k, a in calls))
             return

@@ -62,16 +62,39 @@ class SearchMirror:
                 await self.shards.search(index, "FT.DROPINDEX")
         try:
             await self.shards.search(
-                index, "FT.CREATE", "ON", "HASH",
-                "PREFIX", "1", keys.ENTRY_PREFIX,
+                index,
+                "FT.CREATE",
+                "ON",
+                "HASH",
+                "PREFIX",
+                "1",
+                keys.ENTRY_PREFIX,
                 "SCHEMA",
-                "ns", "TAG", "CASESENSITIVE", "SORTABLE",
-                "scope", "TAG", "CASESENSITIVE",
-                "seq", "NUMERIC", "SORTABLE",
-                "vector", "VECTOR", "HNSW", "10",
-                "TYPE", "FLOAT32", "DIM", str(self.dim), "DISTANCE_METRIC", "L2",
-                "M", "16", "EF_RUNTIME", "64",
-            )  # fmt: skip
+                "ns",
+                "TAG",
+                "CASESENSITIVE",
+                "SORTABLE",
+                "scope",
+                "TAG",
+                "CASESENSITIVE",
+                "seq",
+                "NUMERIC",
+                "SORTABLE",
+                "vector",
+                "VECTOR",
+                "HNSW",
+                "10",
+                "TYPE",
+                "FLOAT32",
+                "DIM",
+                str(self.dim),
+                "DISTANCE_METRIC",
+                "L2",
+                "M",
+                "16",
+                "EF_RUNTIME",
+                "64",
+            )
         except ResponseError as error:
             if "already exists" not in str(error).lower():
                 raise
@@ -95,11 +118,25 @@ class SearchMirror:
         index = await self.shards.search_index_of(ns)
         try:
             reply = await self.shards.search(
-                index, "FT.SEARCH", query,
-                "PARAMS", "2", "vec", np.asarray(vector, dtype=np.float32).tobytes(),
-                "SORTBY", "dist", "ASC", "RETURN", "1", "dist", "LIMIT", "0", str(k),
-                "DIALECT", "2",
-            )  # fmt: skip
+                index,
+                "FT.SEARCH",
+                query,
+                "PARAMS",
+                "2",
+                "vec",
+                np.asarray(vector, dtype=np.float32).tobytes(),
+                "SORTBY",
+                "dist",
+                "ASC",
+                "RETURN",
+                "1",
+                "dist",
+                "LIMIT",
+                "0",
+                str(k),
+                "DIALECT",
+                "2",
+            )
         except ResponseError as error:
             if "no such index" not in str(error).lower():
                 raise
@@ -121,9 +158,18 @@ class SearchMirror:
         counts: Counter[str] = Counter()  # a namespace lives on one shard: no overlap
         for index in await self.shards.search_indexes():
             reply = await self.shards.search(
-                index, "FT.AGGREGATE", "*",
-                "GROUPBY", "1", "@ns", "REDUCE", "COUNT", "0", "AS", "n",
-            )  # fmt: skip
+                index,
+                "FT.AGGREGATE",
+                "*",
+                "GROUPBY",
+                "1",
+                "@ns",
+                "REDUCE",
+                "COUNT",
+                "0",
+                "AS",
+                "n",
+            )
             for row in reply[b"results"]:
                 attrs = row[b"extra_attributes"]
                 counts[as_text(attrs[b"ns"])] += int(attrs[b"n"])
@@ -137,7 +183,11 @@ class SearchMirror:
         for ns in namespaces:
             reply = await self.shards.search(
                 await self.shards.search_index_of(ns),
-                "FT.SEARCH", f"@ns:{{{escape_tag(ns)}}}", "LIMIT", "0", "0",
-            )  # fmt: skip
+                "FT.SEARCH",
+                f"@ns:{{{escape_tag(ns)}}}",
+                "LIMIT",
+                "0",
+                "0",
+            )
             counts[ns] = int(reply[b"total_results"] if isinstance(reply, dict) else reply[0])
         return counts

@@ -1,21 +1,10 @@
 """Where a replica's events come from, on one Redis or on every primary of a cluster.
 
-What a replica follows:
-
-- each namespace's change events, on its channel ``dc:ev:{ns}`` (sharded pub/sub: on a
-  cluster only the shard holding the channel's slot delivers them, and only to its own
-  subscribers, so the feed subscribes on that primary);
-- expired entry keys (keyspace notifications are local to the node where the key expired:
-  the feed subscribes on every primary);
-- namespace announcements on ``dc:namespaces`` (classic pub/sub reaches every node, so one
-  subscription suffices): a namespace's first write announces it, and the replica follows
-  it from then on.
-
-One connection per primary (one on a single Redis); every reader puts what it reads on one
-queue. ``follow`` returns only when the node has confirmed the subscription, so whatever the
-namespace writes after that is on the queue, and a catch-up read after it misses nothing.
-A lost connection, or a node taking a subscription back (its slots moved in a failover),
-puts ``FeedFailed`` on the queue: the replica opens a new feed on the new topology.
+It follows each namespace's sharded channel ``dc:ev:{ns}`` (on the primary holding its
+slot), expired keys (keyspace notifications, on every primary) and ``dc:namespaces`` (a
+namespace's first write). One connection per primary, one queue for all. ``follow`` returns
+once the node confirmed, so a catch-up read after it misses nothing; a lost connection or a
+moved slot puts ``FeedFailed`` on the queue, and the replica opens a new feed.
 """
 
 import asyncio

@@ -1,36 +1,11 @@
-"""Keeps this replica's FAISS index equal to Redis (DESIGN.md, "Replica life cycle").
+"""Keeps this replica's FAISS index equal to Redis (docs/design.md, "Replica life cycle").
 
-1. Open the event feed (``event_feed.py``): expiry key-events and namespace announcements,
-   then every namespace's channel, each confirmed by its node; what arrives from then on
-   waits in the feed's queue.
-2. Rebuild the local index from Redis in pages, then apply the queue; ``ready`` turns True.
-3. Apply events as they come, idempotently (the local index orders a namespace's changes by
-   its seq). A namespace announced by its first write is followed, then caught up.
-4. On a lost feed (a Redis restart, a cluster failover): open a new one on the topology as
-   it is now, load each namespace's entries whose seq is above the last one applied, then
-   reconcile by ids (a missed delete shows there). A periodic count check per namespace
-   reconciles on drift seen twice in a row, and rebuilds when the local index needs
-   maintenance (an HNSW to build, tombstones to compact).
-
-This module is the life cycle; its parts: ``affinity.py`` (which namespaces it holds),
-``snapshots.py`` (the index on disk), ``drift.py`` (the count check and the reconcile by
-ids), ``event_feed.py`` (the subscriptions), ``loading.py`` (pages of vectors into the
-index, the rebuild), ``maintenance.py`` (the periodic checks and what they queue),
-``preparation.py`` (what Redis must have on each connect), ``tasks.py`` (stopping).
-
-Start-up in seconds: with a snapshot folder, the index is written there periodically and
-at a clean stop (``index/vectors/snapshot.py``, tagged with each namespace's seq); a
-restarted replica loads it and catches up as after a lost feed (step 4). Without one, the
-first load builds flat sub-indexes only (a memory copy), so the replica is ready as soon as
-the vectors are read; a (namespace, scope) too big for flat search is served from Redis's
-HNSW mirror (``outgrown``) until the background rebuild that follows has built its HNSW.
-
-Namespace-affine (``affine``): the load balancer sends each tenant to a consistent few
-replicas, and a replica holds only the namespaces it is asked for. A lookup in one it does
-not hold is answered from Redis (exact pointer, HNSW mirror) while the namespace is
-followed and loaded in the background; one not asked for in ``release_after_s`` is given
-up (unsubscribed, dropped from the index). Rebuilds, catch-up, reconcile and the drift
-check cover the held namespaces only.
+Subscribe first (``event_feed.py``), rebuild from Redis in pages, apply events as they
+come; after a lost feed, catch up by seq and reconcile by ids. This module is the life
+cycle; its parts: ``affinity.py`` (which namespaces it holds), ``snapshots.py`` (the index
+on disk), ``drift.py`` (count check, reconcile), ``loading.py`` (pages, the rebuild),
+``maintenance.py`` (periodic checks), ``preparation.py`` (what Redis must have on each
+connect), ``tasks.py`` (stopping).
 """
 
 import asyncio
@@ -94,9 +69,13 @@ class ReplicaSync:
         self.drift = DriftCheck(store, index, self.share)
         self.loader = IndexLoader(store, index, self.share, self.drift, page_size)
         self.maintenance = Maintenance(
-            index, self.share, self.drift, lambda: self.ready,
-            drift_check_interval_s, snapshot_interval_s,
-        )  # fmt: skip
+            index,
+            self.share,
+            self.drift,
+            lambda: self.ready,
+            drift_check_interval_s,
+            snapshot_interval_s,
+        )
 
     def start(self) -> None:
         self._tasks = [
@@ -296,8 +275,8 @@ class ReplicaSync:
         self.applied.pop(ns, None)
         await self._follow([ns])
         self.share.loaded.add(ns)  # until now its lookups were answered from Redis
-        log.info("now holding namespace %s: %d entries loaded in %.2f s",
-                 ns, self.index.count(ns), time.perf_counter() - started)  # fmt: skip
+        count, took = self.index.count(ns), time.perf_counter() - started
+        log.info("now holding namespace %s: %d entries loaded in %.2f s", ns, count, took)
 
     async def _release(self, ns: str) -> None:
         """Affine: stop following ``ns`` and drop it from the index (asked for again, it is
@@ -308,8 +287,10 @@ class ReplicaSync:
         self.applied.pop(ns, None)
         dropped = self.index.release(ns)
         await asyncio.to_thread(return_freed_memory)
-        log.info("released namespace %s (%d entries): not asked for in %.0f s",
-                 ns, dropped, self.share.release_after_s)  # fmt: skip
+        after_s = self.share.release_after_s
+        log.info(
+            "released namespace %s (%d entries): not asked for in %.0f s", ns, dropped, after_s
+        )
 
     async def _follow(self, namespaces: list[str]) -> None:
         """Subscribe to namespaces not followed yet, then load what they wrote before."""

@@ -54,17 +54,23 @@ class SnapshotKeeper:
         if behind:  # Redis is older than the snapshot (restored from a backup): not ours
             log.warning(
                 "index snapshot ignored: it is ahead of Redis in %d namespace(s), e.g. %s",
-                len(behind), sorted(behind)[0],
-            )  # fmt: skip
+                len(behind),
+                sorted(behind)[0],
+            )
             return None
         index.replace_with(loaded.index)
         elapsed = time.perf_counter() - started
         self.status["restored"] = {
-            "entries": loaded.entries, "seconds": round(elapsed, 3),
+            "entries": loaded.entries,
+            "seconds": round(elapsed, 3),
             "age_s": round(time.time() - loaded.created, 1),
-        }  # fmt: skip
-        log.info("index snapshot loaded: %d entries in %.2f s, %.0f s old; catching up",
-                 loaded.entries, elapsed, time.time() - loaded.created)  # fmt: skip
+        }
+        log.info(
+            "index snapshot loaded: %d entries in %.2f s, %.0f s old; catching up",
+            loaded.entries,
+            elapsed,
+            time.time() - loaded.created,
+        )
         return dict(loaded.seqs)
 
     async def write(
@@ -86,6 +92,8 @@ class SnapshotKeeper:
         self._mark = mark
         elapsed = time.perf_counter() - started
         self.status["written"] = {
-            "entries": entries, "seconds": round(elapsed, 3), "at": time.time()
-        }  # fmt: skip
+            "entries": entries,
+            "seconds": round(elapsed, 3),
+            "at": time.time(),
+        }
         log.info("index snapshot written: %d entries in %.2f s", entries, elapsed)

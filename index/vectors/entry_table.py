@@ -1,17 +1,10 @@
-"""What a replica knows of each entry it holds, in ~40 bytes instead of ~500.
+"""What a replica knows of each entry it holds (its sub-index, write seq and exact-match key),
+in sorted numpy columns rather than Python objects (docs/design.md, "Why it is built so").
 
-Per entry the local index needs: which sub-index holds it (a small int naming a
-(namespace, scope)), the write seq it is held at, and its exact-match key (to find an exact
-repeat without asking Redis). As Python objects (a dict of slots, a dict of exact keys,
-the strings) that cost ~545 MB per million entries here, a third of a replica's memory at
-1M. So the bulk of them live in sorted numpy columns (entry id, sub-index, seq, a 64-bit
-hash of the exact key); the changes since the columns were last merged live in small dicts,
-and are merged in (vectorised, ~0.1 s per million) once they pass a share of the columns.
-
-A 64-bit hash of the exact key can collide (~1 in 3.7e7 between two keys among a million);
-a caller that serves on it confirms the key on the entry it reads (``query_path.py``).
-
-Not thread-safe, like the index that owns it.
+Changes since the last merge live in small dicts and are merged in, vectorised, once they
+pass a share of the columns. The exact key is kept as a 64-bit hash, which can collide: a
+caller that serves on it confirms the key on the entry it reads (``query_path.py``). Not
+thread-safe, like the index that owns it.
 """
 
 import hashlib

@@ -1,27 +1,11 @@
-"""The replica's in-process FAISS index: one sub-index per (namespace, scope).
+"""The replica's in-process FAISS index: one sub-index per (namespace, scope), so a lookup
+can only see entries of its own tenant, model, system prompt and RAG context.
 
-Keeping each (namespace, scope) in its own FAISS index makes isolation structural: a lookup
-can only ever see entries of its own tenant, model, system prompt and RAG context.
-
-A sub-index (``sub_index.py``) is flat while small and HNSW once it is large.
-
-Building HNSW takes seconds (20k: ~4 s, 100k: ~20 s here), too long for the event loop. So
-the live index only reports that it ``needs_maintenance()``, and the replica rebuilds it from
-Redis in a worker thread and swaps it in; an index built that way (``maintain_inline``)
-reshapes and compacts itself as it goes. Memory under churn stays within
-(1 + compact_ratio) × live, plus what churns between two checks.
-
-Events from other replicas can arrive out of order with this replica's own writes, so every
-change carries its namespace's write sequence number (``dc:seq:{ns}``) it was made at: an
-add older than a removal or flush already applied is ignored, which makes applying events
-idempotent.
-
-What it knows of each entry besides its vector (its sub-index, seq and exact-match key) is
-kept in numpy columns (``entry_table.py``: ~40 bytes an entry, not ~500 as Python objects).
-
-Not thread-safe: the event loop owns it (FAISS search on one thread is sub-millisecond here).
-While a snapshot is written from a worker thread (``snapshot.py``) the index is ``frozen``:
-searches go on, changes wait in order and are applied when it thaws.
+A sub-index (``sub_index.py``) is flat while small and HNSW once large; HNSW is built off
+the event loop (the replica rebuilds from Redis and swaps in), the live index only reports
+``needs_maintenance()``. Every change carries its namespace's seq, so applying events out of
+order is idempotent. Per-entry facts live in ``entry_table.py``. Not thread-safe: the event
+loop owns it; while a snapshot is written it is ``frozen`` (changes wait, searches go on).
 """
 
 import sys
@@ -292,10 +276,15 @@ class LocalIndex:
             start, end = np.searchsorted(sorted_subs, [code, code + 1])
             rows = order[start:end]
             yield IndexPart(
-                key[0], key[1], sub_index.faiss, sub_index.is_hnsw,
+                key[0],
+                key[1],
+                sub_index.faiss,
+                sub_index.is_hnsw,
                 np.array(sorted(sub_index.tombstones), np.int64),
-                columns.fids[rows], columns.seqs[rows], columns.exacts[rows],
-            )  # fmt: skip
+                columns.fids[rows],
+                columns.seqs[rows],
+                columns.exacts[rows],
+            )
 
     def removals(self) -> tuple[list[tuple[int, int]], dict[str, int]]:
         """What keeps older adds out: removed ids with their seq, flushed namespaces' seqs."""
@@ -330,10 +319,15 @@ class LocalIndex:
             index._per_ns[part.ns] += len(part.ids)
         if pieces:
             index._entries = EntryTable(
-                Columns(*(np.concatenate(column) for column in zip(*(
-                    (p.fids, p.subs, p.seqs, p.exacts) for p in pieces
-                ), strict=True)))
-            )  # fmt: skip
+                Columns(
+                    *(
+                        np.concatenate(column)
+                        for column in zip(
+                            *((p.fids, p.subs, p.seqs, p.exacts) for p in pieces), strict=True
+                        )
+                    )
+                )
+            )
         index._tombstones = OrderedDict(removed)
         index._flushed_at = dict(flushed_at or {})
         return index

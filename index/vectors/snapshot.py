@@ -1,16 +1,10 @@
 """A replica's local index on disk, so that a restart is ready in seconds, not minutes.
 
-A snapshot is a folder: one FAISS file per (namespace, scope), its entries' ids, seqs and
-exact-key hashes beside it (``.npz``), and ``manifest.json`` naming what it covers: each
-namespace's seq (every change up to it is in), the Redis deployment and the embedder it was
-made for, and a CRC-32 of every file. It is written into a temporary folder and renamed
-into place, so a crash mid-write leaves the previous snapshot. At start-up a snapshot is
-loaded only if it is whole (every checksum) and this deployment's and this embedder's;
-anything else (torn, corrupt, another Redis's, another model's) is ignored with a log line,
-never served. The replica then catches up from Redis by seq and reconciles by ids
-(``replica_sync.py``).
-
-Written from a worker thread while the index is frozen (searches go on; changes wait).
+A folder: one FAISS file per (namespace, scope), its entries' ids, seqs and exact-key hashes
+(``.npz``), and ``manifest.json`` (each namespace's seq, the deployment and embedder, a CRC-32
+per file), written beside and renamed into place. Loaded only when whole and this
+deployment's and embedder's, else ignored with a log line; the replica then catches up by
+seq (``replica_sync.py``). Written from a worker thread while the index is frozen.
 """
 
 import logging

@@ -79,17 +79,20 @@ def _reason(response: httpx.Response) -> str:
 Url = Annotated[str, typer.Option("--url", envvar="DYNACACHE_URL", help="The service's base URL.")]
 Key = Annotated[
     str | None,
-    typer.Option("--key", envvar="DYNACACHE_KEY", show_default=False,
-                 help="An API key, or the admin token."),
-]  # fmt: skip
+    typer.Option(
+        "--key", envvar="DYNACACHE_KEY", show_default=False, help="An API key, or the admin token."
+    ),
+]
 RedisUrl = Annotated[
     str | None,
     typer.Option(
-        "--redis-url", envvar="DYNACACHE_REDIS_URL", show_default=False,
+        "--redis-url",
+        envvar="DYNACACHE_REDIS_URL",
+        show_default=False,
         help="The service's Redis (default: the one `make run` started, found through "
         "data/redis/url).",
     ),
-]  # fmt: skip
+]
 
 
 def redis_url_of(given: str | None) -> str:

@@ -14,10 +14,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 
 import numpy as np
 import typer
-from rich import box
-from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 
 from index.store.connection import connect
 from index.store.redis_store import RedisStore
@@ -34,6 +31,7 @@ from service.cli.api_client import (
     one_line_errors,
     redis_url_of,
 )
+from service.cli.stats_tables import stats_tables
 from service.cli.tenants import tenants_app
 from service.cli.warm import warm as warm_file
 from service.settings import Settings
@@ -61,10 +59,11 @@ def _print_version(asked: bool) -> None:
 def _options(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True,
-                     help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
-) -> None:  # fmt: skip
+) -> None:
     """Dyna-Cache: a semantic cache for LLM applications."""
 
 
@@ -217,89 +216,6 @@ def import_entries(
 # -- watching --------------------------------------------------------------------------
 
 
-def wrong_cell(rate: dict[str, Any] | None) -> str:
-    """The audited wrong-answer rate as ``4.2 [2–8] 120`` (estimate, 95 % interval,
-    audits); ``-`` without audits."""
-    if not rate or not rate.get("audits"):
-        return "-"
-    return (f"{100 * rate['estimate']:.1f} [{100 * rate['low']:.0f}–{100 * rate['high']:.0f}] "
-            f"{rate['audits']}")  # fmt: skip
-
-
-def stats_table(stats: dict[str, Any]) -> Table:
-    """/v1/stats as a table: one row per namespace and a total."""
-    table = Table(title="Dyna-Cache", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)  # fmt: skip
-    table.add_column("namespace", no_wrap=True, overflow="fold")
-    for column in ("entries", "reqs", "hits", "misses", "hit %", "hit p50\nms",
-                   "miss p50\nms", "saved\n$", "wrong %\n[95 % CI] n"):  # fmt: skip
-        table.add_column(column, justify="right", no_wrap=True)
-
-    def row(name: str, numbers: dict[str, Any], style: str | None = None) -> None:
-        latency = numbers.get("latency_ms", {})
-        table.add_row(
-            name, str(numbers["entries"]), str(numbers["requests"]), str(numbers["hits"]),
-            str(numbers["misses"]), f"{100 * numbers['hit_rate']:.1f}",
-            f"{latency.get('hit', {}).get('p50', 0):.1f}",
-            f"{latency.get('miss', {}).get('p50', 0):.0f}",
-            f"{numbers['cost_saved_usd']:.4f}",
-            wrong_cell(numbers.get("wrong_answer_rate")),
-            style=style,
-        )  # fmt: skip
-
-    for ns, numbers in sorted(stats["namespaces"].items()):
-        row(ns, numbers)
-    row("total", stats, style="bold")
-    decision = stats.get("decision", {})
-    notes = []
-    if decision.get("stage"):
-        version = f" ({decision['version']})" if decision.get("version") else ""
-        notes.append(f"decision stage: {decision['stage']}{version}")
-    audits = stats.get("audits", {})
-    if audits.get("enabled") is False:
-        notes.append(f"audits off: {audits.get('reason')}")
-    if notes:
-        table.caption = "; ".join(notes)
-    return table
-
-
-def shadow_table(stats: dict[str, Any]) -> Table | None:
-    """What shadow mode would have served: one row per namespace that ran it, and a total
-    (None: none did)."""
-    if "shadow" not in stats:
-        return None
-    table = Table(title="Shadow mode: what the cache would have served", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
-    table.add_column("namespace", no_wrap=True, overflow="fold")
-    for column in ("reqs", "hit %", "exact %", "semantic %", "calls\nsaved", "saved\n$",
-                   "saved\ns", "wrong %\n[95 % CI] n", "bound 5 %\nserves"):  # fmt: skip
-        table.add_column(column, justify="right", no_wrap=True)
-
-    def row(name: str, shadow: dict[str, Any], style: str | None = None) -> None:
-        bound = next((b for b in shadow["bounds"] if b["max_wrong_rate"] == 0.05), None)
-        share = bound["share_of_semantic_hits"] if bound else None
-        table.add_row(
-            name, str(shadow["requests"]), f"{100 * shadow['hit_rate']:.1f}",
-            f"{100 * shadow['exact_hit_rate']:.1f}", f"{100 * shadow['semantic_hit_rate']:.1f}",
-            str(shadow["llm_calls_saved"]), f"{shadow['cost_saved_usd']:.4f}",
-            f"{shadow['latency_saved_ms'] / 1000:.1f}", wrong_cell(shadow["wrong_answer_rate"]),
-            "-" if share is None else f"{100 * share:.0f} %", style=style,
-        )  # fmt: skip
-
-    for ns, numbers in sorted(stats["namespaces"].items()):
-        if "shadow" in numbers:
-            row(ns, numbers["shadow"])
-    row("total", stats["shadow"], style="bold")
-    table.caption = "bound 5 %: the share of would-be semantic HITs max_wrong_rate=0.05 serves"
-    return table
-
-
-def stats_tables(stats: dict[str, Any]) -> Group:
-    """/v1/stats as ``dyna-cache stats`` shows it: served, and what shadow mode measured."""
-    shadow = shadow_table(stats)
-    return Group(stats_table(stats), *([shadow] if shadow is not None else []))
-
-
 @app.command()
 def stats(
     url: Url = DEFAULT_URL,
@@ -349,6 +265,7 @@ def calibrate(
     """Choose the threshold (and verifier cut) reaching a precision on your own pairs."""
     from training.calibrate import main as calibrate_main
 
+    # flag and value side by side
     argv = ["--pairs", str(pairs), "--target-precision", str(target_precision),
             "--holdout", str(holdout), "--seed", str(seed)]  # fmt: skip
     if tenant:
@@ -385,6 +302,7 @@ def fine_tune(
         raise fail("fine-tuning needs torch: pip install -e '.[train]'") from None
     from training.pair_model_train import main as train_main
 
+    # flag and value side by side
     argv = ["--pairs", str(pairs), "--base", str(base), "--out", str(out),
             "--epochs", str(epochs), "--seed", str(seed)]  # fmt: skip
     raise typer.Exit(train_main(argv))

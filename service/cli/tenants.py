@@ -16,8 +16,11 @@ from service.cli.api_client import (
     one_line_errors,
 )
 
-tenants_app = typer.Typer(help="Tenants and their API keys (needs the admin token).",
-                          no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
+tenants_app = typer.Typer(
+    help="Tenants and their API keys (needs the admin token).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -61,8 +64,9 @@ def tenant_list(url: Url = DEFAULT_URL, key: Key = None) -> None:
         listed = ServiceClient(url, key).call("GET", "/v1/admin/tenants")
     table = Table("namespace", "settings")
     for tenant in listed.get("tenants", []):
-        chosen = {name: value for name, value in tenant.get("settings", {}).items()
-                  if value is not None}  # fmt: skip
+        chosen = {
+            name: value for name, value in tenant.get("settings", {}).items() if value is not None
+        }
         table.add_row(tenant["namespace"], ", ".join(f"{n}={v}" for n, v in chosen.items()))
     console.print(table)
 

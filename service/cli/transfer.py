@@ -1,23 +1,11 @@
 """``dyna-cache export`` / ``import``: move a namespace between deployments as JSON lines.
 
-Straight to and from Redis (the service's truth), so a namespace moves whole and a running
-cache keeps serving: imported entries are written by the same script as the service's own
-writes, so every replica picks them up through pub/sub. One line per entry:
-
-    {"namespace", "prompt", "response", "scope", "model", "completion", "created", "hits",
-     "llm_ms", "cost", "ttl", "policy", "ttl_max", "personal", "expires_in", "vector"?}
-
-Every line is checked before anything is written, under the schema and the limits of
-``POST /v1/entries`` (``service/schemas.EntryFields``, ``validate_entry``), and refused
-with its line number: unknown fields, a prompt with nothing to read, a text past the
-limits, a creation time in the future, base64 vectors of other than whole float32s, and
-lines that are not UTF-8 JSON (NaN, 1e400) each have their message.
-An imported entry keeps its hit count; a prompt the target namespace already holds is not
-written over (the live entry and its counts stay).
-
-``vector`` (base64 float32, with ``--vectors``) saves re-embedding on import; without it,
-or when its dimension differs from the target's, the prompt is embedded again there (the
-same model gives the same vector). An imported entry keeps its age and remaining lifetime.
+Straight to and from Redis, so a namespace moves whole and a running cache keeps serving:
+imports are written by the service's own write script and reach every replica by pub/sub.
+Every line is checked first, under ``POST /v1/entries``' schema and limits, and refused with
+its line number. An imported entry keeps its hit count, age and remaining lifetime; a prompt
+already held is not written over; ``vector`` (``--vectors``) saves re-embedding when the
+dimension matches. The line format is in docs/operating.md.
 """
 
 import base64
@@ -106,9 +94,10 @@ class ExportedEntry(EntryFields):
         """An empty or null field is an unset one (the prompt and the answer are text)."""
         if isinstance(row, dict):
             return {
-                name: value for name, value in row.items()
+                name: value
+                for name, value in row.items()
                 if value not in ("", None) or name in ("prompt", "response")
-            }  # fmt: skip
+            }
         return row
 
     @field_validator("created")

@@ -44,8 +44,7 @@ class Checkpoint:
     @classmethod
     def of(cls, source: Path) -> "Checkpoint":
         stat = source.stat()
-        return cls(source.with_name(source.name + ".warm-progress"), stat.st_size,
-                   stat.st_mtime_ns)  # fmt: skip
+        return cls(source.with_name(source.name + ".warm-progress"), stat.st_size, stat.st_mtime_ns)
 
     def rows_done(self) -> int:
         try:
@@ -58,9 +57,9 @@ class Checkpoint:
 
     def save(self, rows_done: int) -> None:
         staged = self.path.with_name(self.path.name + ".tmp")
-        staged.write_text(json.dumps(
-            {"size": self.size, "mtime_ns": self.mtime_ns, "rows_done": rows_done}
-        ))  # fmt: skip
+        staged.write_text(
+            json.dumps({"size": self.size, "mtime_ns": self.mtime_ns, "rows_done": rows_done})
+        )
         os.replace(staged, self.path)
 
     def clear(self) -> None:
@@ -152,8 +151,14 @@ def warm(
     done_before = checkpoint.rows_done()
     total = _count_rows(source)  # reads the whole file once: bad rows fail before any write
     stored = 0
-    columns = (TextColumn("warming"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("warming"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("warm", total=total, completed=done_before)
         batch: list[dict[str, Any]] = []

@@ -1,18 +1,11 @@
 """Request coalescing: concurrent identical misses (same namespace, scope and normalised
 prompt) make one LLM call.
 
-Within a replica, the first miss leads and later ones await it. Across replicas, the leader
-holds a short Redis lock (``dc:lock:{ns}:<sha>``, SET NX PX, released only by its holder)
-and renews it while its call runs (a heartbeat every third of its life); a replica that
-finds the lock taken polls for the stored entry until it appears, the lock goes (the leader
-failed, or died and stopped renewing: it then tries to lead itself) or the deadline passes.
-A leader killed mid-call so holds its followers back for one lock life (3 s by default), not
-for the whole wait (with a 30 s lock, one replica killed behind nginx left a retried request
-waiting past its client's 10 s timeout).
-
-Streamed misses (``share_stream``) coalesce the same way, but followers on the leader's
-replica do not wait for the end: they read the leader's upstream stream as it arrives
-(``SharedStream``); followers on other replicas wait for the stored entry and replay it.
+Within a replica the first miss leads and later ones await it. Across replicas the leader
+holds a short Redis lock, renewed while its call runs; a follower polls for the stored entry
+until it appears, the lock goes (it then tries to lead) or the deadline passes. Why the lock
+is short and renewed: docs/design.md, "Why it is built so". Streamed followers on the
+leader's replica read its upstream stream as it arrives (``SharedStream``).
 """
 
 import asyncio
@@ -99,9 +92,13 @@ class MissCoalescer:
         return readers
 
     async def share_stream(
-        self, ns: str, scope: str, normalised: str, start: StartStream,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        start: StartStream,
         servable: Servable = _any_entry,
-    ) -> Sharing | Followed:  # fmt: skip
+    ) -> Sharing | Followed:
         """Join the streamed miss in flight for this prompt on this replica, or lead one
         (holding the cross-replica lock until its stream ends), or, when another replica
         leads, wait for its stored entry."""
@@ -128,9 +125,14 @@ class MissCoalescer:
         return outcome
 
     async def _lead_stream(
-        self, ns: str, scope: str, normalised: str, exact: str, start: StartStream,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        exact: str,
+        start: StartStream,
         servable: Servable,
-    ) -> Sharing | Followed:  # fmt: skip
+    ) -> Sharing | Followed:
         turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
@@ -169,9 +171,13 @@ class MissCoalescer:
             await self.store.locks.release(turn.lock, turn.token)
 
     async def run(
-        self, ns: str, scope: str, normalised: str, produce: Callable[[], Awaitable[T]],
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        produce: Callable[[], Awaitable[T]],
         servable: Servable = _any_entry,
-    ) -> Led[T] | Followed:  # fmt: skip
+    ) -> Led[T] | Followed:
         """Make the call, or share the one in flight for this prompt (here, or on another
         replica through the lock); a stored entry is followed only when ``servable`` says
         this request may be served it (not one its lookup refused: too old, narrowed)."""
@@ -197,9 +203,14 @@ class MissCoalescer:
             del self._in_flight[exact]
 
     async def _lead_or_wait(
-        self, ns: str, scope: str, normalised: str, exact: str,
-        produce: Callable[[], Awaitable[T]], servable: Servable,
-    ) -> Led[T] | Followed:  # fmt: skip
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        exact: str,
+        produce: Callable[[], Awaitable[T]],
+        servable: Servable,
+    ) -> Led[T] | Followed:
         turn = await self._take_turn(ns, scope, normalised, exact, servable)
         if isinstance(turn, Followed):
             return turn
@@ -243,9 +254,14 @@ class MissCoalescer:
             # "released": the other leader gave up: try to lead
 
     async def _wait_for_other(
-        self, ns: str, scope: str, normalised: str, lock: str, deadline: float,
+        self,
+        ns: str,
+        scope: str,
+        normalised: str,
+        lock: str,
+        deadline: float,
         servable: Servable,
-    ) -> Followed | Literal["released", "timed out"]:  # fmt: skip
+    ) -> Followed | Literal["released", "timed out"]:
         """Wait for the replica holding ``lock`` to store the entry."""
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(self.poll_interval_s)

@@ -90,8 +90,9 @@ class EntryManager:
         if failures:
             if not isinstance(failures[0], Exception):
                 raise failures[0]  # cancelled: not a store failure
-            stored = [(i, entry_id) for i, entry_id in enumerate(entry_ids)
-                      if isinstance(entry_id, str)]  # fmt: skip
+            stored = [
+                (i, entry_id) for i, entry_id in enumerate(entry_ids) if isinstance(entry_id, str)
+            ]
             if not stored:
                 raise failures[0]  # nothing stored: the failure itself (Redis unavailable...)
             failed = [i for i, entry_id in enumerate(entry_ids) if not isinstance(entry_id, str)]

@@ -1,19 +1,11 @@
-"""What an entry learns about the queries it serves: clients' reports (``POST
-/v1/feedback``) and the service's own checks (``service/engine/audits.py``).
+"""What an entry learns about the queries it serves: clients' reports (``POST /v1/feedback``)
+and the service's own checks (``service/engine/audits.py``).
 
-A *wrong* report or check narrows the entry: its feedback radius becomes the query's
-distance to it (minus a hair, so the same prompt is refused despite float rounding), and
-only queries strictly nearer than that are served the entry from then on — a per-entry
-threshold. The radius lives in the entry's Redis hash, which every replica reads when it
-confirms a candidate, so it applies everywhere at once.
-
-A *right* check (an audit, a withheld candidate against its MISS's answer) widens the
-entry's *verified radius*, the farthest distance at which the service found it right, which
-a wrong-rate bound learns from (``index/decision/wrong_rate.py``). A *right* report is a
-client's word, not a check: it is counted as a report (``fb_right``) when its query lies
-inside the search reach, and never widens what is served nor counts as the bound's
-evidence: anyone who may query a namespace may report on its entries. Reports are kept in
-``dc:fb:{ns}:<id>`` (the last 100) and confined to the caller's namespace.
+A *wrong* report or check narrows the entry's feedback radius to the query's distance (a
+per-entry threshold, in its Redis hash, so every replica applies it at once). A *right*
+check widens its *verified radius*, which the wrong-rate bound learns from. A *right* report
+is a client's word: counted (``fb_right``) inside the search reach, never widening what is
+served. Reports are kept in ``dc:fb:{ns}:<id>`` (the last 100), in the caller's namespace.
 """
 
 import time
@@ -58,9 +50,9 @@ class FeedbackBook:
         the namespace's lookups look at candidates), and widens nothing."""
         validate_prompt(report.prompt, self.settings.max_prompt_chars)
         question = prompt_key(self.splitter, report.prompt, None).question
-        entry = await self.store.get(ns, report.entry_id) if keys.is_entry_id(
-            report.entry_id
-        ) else None  # fmt: skip
+        entry = (
+            await self.store.get(ns, report.entry_id) if keys.is_entry_id(report.entry_id) else None
+        )
         if entry is None or entry.vector is None:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
         vector = await self.embedder.embed_one(question)
@@ -70,10 +62,14 @@ class FeedbackBook:
             report.entry_id,
             report.correct,
             narrowed(distance),
-            {"prompt": question, "correct": report.correct, "distance": round(distance, 6),
-             "at": round(time.time(), 3)},
+            {
+                "prompt": question,
+                "correct": report.correct,
+                "distance": round(distance, 6),
+                "at": round(time.time(), 3),
+            },
             counted=is_hit(distance, reach),
-        )  # fmt: skip
+        )
         if not exists:
             raise NotFound("entry_not_found", "no entry with that id in this namespace")
         return FeedbackOut(

@@ -30,8 +30,23 @@ _UNCOUNTED = {DEFAULT_NAMESPACE, OTHER_NAMESPACES}  # labels the limit does not 
 Series = TypeVar("Series", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                    1, 2.5, 5, 10)  # fmt: skip
+_STAGE_BUCKETS_S = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
 _SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 1.0)
 # squared L2: the default threshold is 0.35; the audits' bands end at 0.05, 0.1, 0.2, 0.35
 _DISTANCE_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
@@ -84,77 +99,112 @@ class Metrics:
         self.redis_seq: int | None = None  # the store's sequence at the last scrape
         registry = self.registry
         self.requests = Counter(
-            "dynacache_requests", "Lookups by namespace and outcome (hit, miss, bypass)",
-            ["namespace", "outcome"], registry=registry,
-        )  # fmt: skip
+            "dynacache_requests",
+            "Lookups by namespace and outcome (hit, miss, bypass)",
+            ["namespace", "outcome"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "dynacache_request_latency_seconds", "Lookup latency by outcome", ["outcome"],
-            registry=registry, buckets=_LATENCY_BUCKETS_S,
-        )  # fmt: skip
+            "dynacache_request_latency_seconds",
+            "Lookup latency by outcome",
+            ["outcome"],
+            registry=registry,
+            buckets=_LATENCY_BUCKETS_S,
+        )
         self.stages = Histogram(
             "dynacache_stage_seconds",
             "Time per stage of a lookup: embed, search (FAISS or the Redis mirror), verify "
             "(the decision stage), redis (reads and writes of entries), llm",
-            ["stage"], registry=registry, buckets=_STAGE_BUCKETS_S,
-        )  # fmt: skip
+            ["stage"],
+            registry=registry,
+            buckets=_STAGE_BUCKETS_S,
+        )
         self.similarity = Histogram(
-            "dynacache_hit_similarity", "Cosine similarity of the entry served on a HIT",
-            registry=registry, buckets=_SIMILARITY_BUCKETS,
-        )  # fmt: skip
+            "dynacache_hit_similarity",
+            "Cosine similarity of the entry served on a HIT",
+            registry=registry,
+            buckets=_SIMILARITY_BUCKETS,
+        )
         self.nearest_distance = Histogram(
             "dynacache_nearest_distance",
             "Squared L2 distance of the nearest candidate, by outcome: the entry served on a "
             "HIT, the nearest one not served on a MISS (how close the misses came)",
-            ["outcome"], registry=registry, buckets=_DISTANCE_BUCKETS,
-        )  # fmt: skip
-        self.tokens_saved = Counter(
-            "dynacache_tokens_saved", "LLM tokens a HIT did not spend (where the answer had usage)",
-            ["namespace"], registry=registry,
-        )  # fmt: skip
-        self.cost_saved = Counter(
-            "dynacache_cost_saved_usd", "Price of the LLM calls HITs replaced", ["namespace"],
+            ["outcome"],
             registry=registry,
-        )  # fmt: skip
+            buckets=_DISTANCE_BUCKETS,
+        )
+        self.tokens_saved = Counter(
+            "dynacache_tokens_saved",
+            "LLM tokens a HIT did not spend (where the answer had usage)",
+            ["namespace"],
+            registry=registry,
+        )
+        self.cost_saved = Counter(
+            "dynacache_cost_saved_usd",
+            "Price of the LLM calls HITs replaced",
+            ["namespace"],
+            registry=registry,
+        )
         self.latency_saved = Counter(
-            "dynacache_latency_saved_seconds", "LLM time HITs saved, less their own",
-            ["namespace"], registry=registry,
-        )  # fmt: skip
+            "dynacache_latency_saved_seconds",
+            "LLM time HITs saved, less their own",
+            ["namespace"],
+            registry=registry,
+        )
         self.outage_bypasses = Counter(
             "dynacache_redis_outage_bypasses",
             "Queries passed through to the LLM because Redis did not answer (paid calls an "
-            "outage caused)", ["namespace"], registry=registry,
-        )  # fmt: skip
-        self.audits = Counter(
-            "dynacache_audits", "Audited semantic HITs by verdict (right, wrong): the answer "
-            "served against the LLM's fresh one", ["namespace", "verdict"], registry=registry,
-        )  # fmt: skip
-        self.audits_skipped = Counter(
-            "dynacache_audits_skipped", "Audits drawn but not run, by reason: budget (the "
-            "namespace's DYNACACHE_AUDIT_MAX_PER_S was spent), unreplayable (the request "
-            "served cannot be sent again)", ["reason"], registry=registry,
-        )  # fmt: skip
-        self.shadow_requests = Counter(
-            "dynacache_shadow_requests", "Requests answered by the LLM in shadow mode, by "
-            "what the cache would have done: exact (HIT), semantic (HIT), miss",
-            ["namespace", "would_be"], registry=registry,
-        )  # fmt: skip
-        self.shadow_compared = Counter(
-            "dynacache_shadow_compared", "Would-be semantic HITs of shadow mode whose answer "
-            "was compared with the LLM's, by verdict (right, wrong), distance band and "
-            "decision stage", ["namespace", "band", "stage", "verdict"], registry=registry,
-        )  # fmt: skip
-        self.shadow_latency_saved = Counter(
-            "dynacache_shadow_latency_saved_seconds", "LLM time the would-be HITs of shadow "
-            "mode would have saved, less their own", ["namespace"], registry=registry,
-        )  # fmt: skip
-        self.shadow_cost_saved = Counter(
-            "dynacache_shadow_cost_saved_usd", "Price of the LLM calls the would-be HITs of "
-            "shadow mode would have replaced", ["namespace"], registry=registry,
-        )  # fmt: skip
-        self.stats_write_failures = Counter(
-            "dynacache_stats_write_failures", "Stats flushes that Redis refused",
+            "outage caused)",
+            ["namespace"],
             registry=registry,
-        )  # fmt: skip
+        )
+        self.audits = Counter(
+            "dynacache_audits",
+            "Audited semantic HITs by verdict (right, wrong): the answer "
+            "served against the LLM's fresh one",
+            ["namespace", "verdict"],
+            registry=registry,
+        )
+        self.audits_skipped = Counter(
+            "dynacache_audits_skipped",
+            "Audits drawn but not run, by reason: budget (the "
+            "namespace's DYNACACHE_AUDIT_MAX_PER_S was spent), unreplayable (the request "
+            "served cannot be sent again)",
+            ["reason"],
+            registry=registry,
+        )
+        self.shadow_requests = Counter(
+            "dynacache_shadow_requests",
+            "Requests answered by the LLM in shadow mode, by "
+            "what the cache would have done: exact (HIT), semantic (HIT), miss",
+            ["namespace", "would_be"],
+            registry=registry,
+        )
+        self.shadow_compared = Counter(
+            "dynacache_shadow_compared",
+            "Would-be semantic HITs of shadow mode whose answer "
+            "was compared with the LLM's, by verdict (right, wrong), distance band and "
+            "decision stage",
+            ["namespace", "band", "stage", "verdict"],
+            registry=registry,
+        )
+        self.shadow_latency_saved = Counter(
+            "dynacache_shadow_latency_saved_seconds",
+            "LLM time the would-be HITs of shadow mode would have saved, less their own",
+            ["namespace"],
+            registry=registry,
+        )
+        self.shadow_cost_saved = Counter(
+            "dynacache_shadow_cost_saved_usd",
+            "Price of the LLM calls the would-be HITs of shadow mode would have replaced",
+            ["namespace"],
+            registry=registry,
+        )
+        self.stats_write_failures = Counter(
+            "dynacache_stats_write_failures",
+            "Stats flushes that Redis refused",
+            registry=registry,
+        )
 
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         for outcome in _OUTCOMES:
@@ -229,24 +279,27 @@ class _ReplicaCollector(Collector):
             entries.add_metric([ns], count)
         yield entries
         evictions = CounterMetricFamily(
-            "dynacache_evictions", "Entries this replica evicted to make room",
+            "dynacache_evictions",
+            "Entries this replica evicted to make room",
             labels=["namespace"],
-        )  # fmt: skip
+        )
         for ns, count in labels.bounded(replica.evictions_by_namespace()).items():
             evictions.add_metric([ns], count)
         yield evictions
         kinds = GaugeMetricFamily(
-            "dynacache_index_sub_indexes", "FAISS sub-indexes (one per namespace and scope) "
-            "by kind: flat (exact) or hnsw", labels=["kind"],
-        )  # fmt: skip
+            "dynacache_index_sub_indexes",
+            "FAISS sub-indexes (one per namespace and scope) by kind: flat (exact) or hnsw",
+            labels=["kind"],
+        )
         for kind, count in replica.sub_indexes_by_kind().items():
             kinds.add_metric([kind], count)
         yield kinds
         subscribed, last_seq, last_event_at = replica.sync_state()
         yield GaugeMetricFamily(
-            "dynacache_sync_subscribed", "1 while the replica follows Redis's events",
+            "dynacache_sync_subscribed",
+            "1 while the replica follows Redis's events",
             value=1 if subscribed else 0,
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
             "dynacache_sync_last_seq", "Sequence number of the last event applied", value=last_seq
         )
@@ -255,16 +308,17 @@ class _ReplicaCollector(Collector):
             "dynacache_sync_events_behind",
             "Events Redis has announced that this replica has not applied (NaN: Redis silent)",
             value=float("nan") if redis_seq is None else max(0, redis_seq - last_seq),
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
-            "dynacache_sync_seconds_since_event", "Seconds since the last event was applied "
-            "(NaN: none yet)",
+            "dynacache_sync_seconds_since_event",
+            "Seconds since the last event was applied (NaN: none yet)",
             value=float("nan") if last_event_at is None else time.time() - last_event_at,
-        )  # fmt: skip
+        )
         stage = GaugeMetricFamily(
-            "dynacache_decision_stage", "The decision stage in force (1 for its name)",
+            "dynacache_decision_stage",
+            "The decision stage in force (1 for its name)",
             labels=["stage"],
-        )  # fmt: skip
+        )
         stage.add_metric([replica.decision_stage()], 1)
         yield stage
         restarts = replica.embedded_redis_restarts()
@@ -273,4 +327,4 @@ class _ReplicaCollector(Collector):
                 "dynacache_embedded_redis_restarts",
                 "Times this replica started its own Redis again after it exited",
                 value=restarts,
-            )  # fmt: skip
+            )

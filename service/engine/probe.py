@@ -126,10 +126,17 @@ class Probes:
         radius = self._knob(radius_knob, asks, tenant, judge.radius if judge else None)
         cut = self._knob(cut_knob, asks, tenant, judge.cut) if judge and cut_knob else None
         bound = next(
-            (b for b in (asks.max_wrong_rate, tenant.max_wrong_rate if tenant else None,
-                         self.settings.max_wrong_rate) if b is not None),
+            (
+                b
+                for b in (
+                    asks.max_wrong_rate,
+                    tenant.max_wrong_rate if tenant else None,
+                    self.settings.max_wrong_rate,
+                )
+                if b is not None
+            ),
             None,
-        )  # fmt: skip
+        )
         return Terms(radius, judge, cut, bound, control.max_age)
 
     def _knob(
@@ -137,8 +144,12 @@ class Probes:
     ) -> float:
         """A stage's knob: the request's, else the tenant's, else the service's setting,
         else (a judge's) its build's."""
-        values: list[float | None] = [getattr(asks, name), getattr(tenant, name, None),
-                                      getattr(self.settings, name), built]  # fmt: skip
+        values: list[float | None] = [
+            getattr(asks, name),
+            getattr(tenant, name, None),
+            getattr(self.settings, name),
+            built,
+        ]
         return first_set(*values)
 
     def reach(self, tenant: TenantSettings | None) -> float:

@@ -63,10 +63,16 @@ class Shadow:
                 max(0.0, reply.latency_ms - lookup_ms) / 1000
             )
             self.metrics.shadow_cost_saved.labels(label).inc(entry.cost)
-            await self.store.shadow.add(ns, {
-                "requests": 1, would_be: 1, "llm_ms": reply.latency_ms,
-                "lookup_ms": lookup_ms, "cost_usd": entry.cost,
-            })  # fmt: skip
+            await self.store.shadow.add(
+                ns,
+                {
+                    "requests": 1,
+                    would_be: 1,
+                    "llm_ms": reply.latency_ms,
+                    "lookup_ms": lookup_ms,
+                    "cost_usd": entry.cost,
+                },
+            )
             if would_be == "exact":  # an exact repeat is right by definition
                 self.auditor.count_repeat(ns, entry)
                 return
@@ -80,10 +86,18 @@ class Shadow:
             verdict = "right" if right else "wrong"
             self.metrics.shadow_compared.labels(label, band, stage, verdict).inc()
             wrong = 0 if right else 1
-            await self.store.shadow.add(ns, {
-                "compared": 1, "wrong": wrong, f"compared:{band}": 1, f"wrong:{band}": wrong,
-                f"compared:stage:{stage}": 1, f"wrong:stage:{stage}": wrong, "calls": calls,
-            })  # fmt: skip
+            await self.store.shadow.add(
+                ns,
+                {
+                    "compared": 1,
+                    "wrong": wrong,
+                    f"compared:{band}": 1,
+                    f"wrong:{band}": wrong,
+                    f"compared:stage:{stage}": 1,
+                    f"wrong:stage:{stage}": wrong,
+                    "calls": calls,
+                },
+            )
             await self.auditor.count_shadow(ns, entry, question, distance, right)
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("a shadow request in %s not counted: %s", ns, error)

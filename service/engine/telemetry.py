@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 Outcome = Literal["hit", "miss", "bypass"]
 
 # outage_bypasses: the bypasses Redis caused by not answering (each a paid LLM call)
-_COUNTERS = ("requests", "hits", "misses", "bypasses", "outage_bypasses", "evictions",
-             "tokens_saved")  # fmt: skip
+_COUNTERS = (
+    "requests",
+    "hits",
+    "misses",
+    "bypasses",
+    "outage_bypasses",
+    "evictions",
+    "tokens_saved",
+)
 _SUMS = ("hit_latency_ms_sum", "miss_latency_ms_sum", "latency_saved_ms", "cost_saved_usd")
 # upper bounds (ms) of the latency buckets counted per outcome; the last one is open
 LATENCY_BUCKETS_MS = (
@@ -134,9 +141,16 @@ class Telemetry:
         a bypass because Redis did not answer (kept in memory until Redis is back)."""
         saved_ms = llm_ms_saved - latency_ms
         self.metrics.observe(
-            ns, outcome, latency_ms, times, similarity, saved_ms, cost_saved, tokens_saved,
+            ns,
+            outcome,
+            latency_ms,
+            times,
+            similarity,
+            saved_ms,
+            cost_saved,
+            tokens_saved,
             distance,
-        )  # fmt: skip
+        )
         counts = self._counts[ns]
         counts["requests"] += 1
         counts[{"hit": "hits", "miss": "misses", "bypass": "bypasses"}[outcome]] += 1

@@ -1,17 +1,10 @@
 """OpenTelemetry traces of lookups (``DYNACACHE_TRACES=on``; the ``[otel]`` extra).
 
-Each lookup is a span, ``dynacache.lookup``, with a child span per stage it went through
-(``dynacache.embed``, ``.search``, ``.verify`` (the judge), ``.redis``, ``.llm``: the
-stages ``Server-Timing`` reports) and, once it is answered, the attributes
-``dynacache.namespace``, ``dynacache.outcome`` (hit, miss, bypass), ``dynacache.distance``
-(the served entry's, or the nearest candidate's on a miss) and ``dynacache.confidence`` (the
-judge's). The lookup span is a child of whatever span is current (an instrumented HTTP
-server's, an application's around the library).
-
-Spans go to the tracer provider the process has. With none set and the service asked for
-traces, one is made here that exports over OTLP/HTTP (``opentelemetry-exporter-otlp-proto-
-http``; endpoint and headers from the standard ``OTEL_EXPORTER_OTLP_*`` variables). Traces
-off, or opentelemetry not installed: nothing is created and a lookup pays nothing.
+Each lookup is a span, ``dynacache.lookup``, child of the current span, with a child span per
+stage (``dynacache.embed``, ``.search``, ``.verify``, ``.redis``, ``.llm``) and the outcome's
+attributes (namespace, outcome, distance, confidence). Spans go to the process's tracer
+provider; with none set, one exporting over OTLP/HTTP is made here (standard
+``OTEL_EXPORTER_OTLP_*`` variables). Traces off or opentelemetry absent: a lookup pays nothing.
 """
 
 import logging
@@ -31,8 +24,10 @@ def enable(service_name: str = "dyna-cache") -> bool:
     try:
         from opentelemetry import trace
     except ImportError:
-        log.warning("DYNACACHE_TRACES=on but opentelemetry is not installed: pip install "
-                    "'dyna-cache[otel]'; no traces")  # fmt: skip
+        log.warning(
+            "DYNACACHE_TRACES=on but opentelemetry is not installed: pip install "
+            "'dyna-cache[otel]'; no traces"
+        )
         return False
     if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":  # none set yet
         _install_otlp_provider(service_name)
@@ -53,8 +48,10 @@ def _install_otlp_provider(service_name: str) -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        log.warning("traces on, no tracer provider set and no OTLP exporter installed "
-                    "(pip install 'dyna-cache[otel]'): spans are not exported")  # fmt: skip
+        log.warning(
+            "traces on, no tracer provider set and no OTLP exporter installed "
+            "(pip install 'dyna-cache[otel]'): spans are not exported"
+        )
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
@@ -84,9 +81,12 @@ class LookupSpan:
             child.end()
 
     def finish(
-        self, ns: str, outcome: str, distance: float | None = None,
+        self,
+        ns: str,
+        outcome: str,
+        distance: float | None = None,
         confidence: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """The lookup answered: its attributes, and the span ends (once)."""
         if self._span is None or self._ended:
             return

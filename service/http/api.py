@@ -72,9 +72,14 @@ async def query(request: Request) -> Response:
     resolution = await runtime.queries.answer(body, principal.ns, principal.settings, control, who)
     answer = query_response(principal.ns, resolution)
     headers = cache_headers(
-        answer.status, runtime.settings.replica_id, answer.distance,
-        answer.entry_id, answer.created, resolution.server_timing, answer.refused_by,
-    )  # fmt: skip
+        answer.status,
+        runtime.settings.replica_id,
+        answer.distance,
+        answer.entry_id,
+        answer.created,
+        resolution.server_timing,
+        answer.refused_by,
+    )
     return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
 
@@ -207,9 +212,12 @@ async def operator_insights(
 
 
 @router.post(
-    "/v1/entries", response_model=EntriesResponse, status_code=201, tags=["entries"],
+    "/v1/entries",
+    response_model=EntriesResponse,
+    status_code=201,
+    tags=["entries"],
     responses=_ENTRY_ERRORS,
-)  # fmt: skip
+)
 async def add_entries(
     runtime: RuntimeDep, body: EntriesRequest, principal: Principal = Security(authenticate)
 ) -> EntriesResponse:
@@ -345,9 +353,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get(
-    "/metrics", tags=["health"], response_class=PlainTextResponse,
+    "/metrics",
+    tags=["health"],
+    response_class=PlainTextResponse,
     responses=documented(401, 403, 429),
-)  # fmt: skip
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this replica (``service/engine/metrics.py``); with
     `DYNACACHE_METRICS_REQUIRE_ADMIN`, for the admin token only."""

@@ -116,5 +116,9 @@ async def _limit_rate(
         return
     if wait_s > 0:
         retry_after = max(1, int(wait_s + 0.999))
-        raise ApiError(429, "rate_limited", f"rate limit of {rate:g}/s exceeded",
-                       headers={"Retry-After": str(retry_after)})  # fmt: skip
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit of {rate:g}/s exceeded",
+            headers={"Retry-After": str(retry_after)},
+        )

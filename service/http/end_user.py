@@ -29,7 +29,9 @@ def end_user_of(
     and its headers (``X-Cache-Scope``, the user header)."""
     settings = runtime.settings
     asked = ScopeAsked(
-        body_mode, one_header(request, SCOPE_HEADER),
-        body_user, one_header(request, settings.user_header),
-    )  # fmt: skip
+        body_mode,
+        one_header(request, SCOPE_HEADER),
+        body_user,
+        one_header(request, settings.user_header),
+    )
     return end_user(asked, tenant, settings.scope_mode, settings.user_header_authoritative)

@@ -126,8 +126,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI could not read the body: bad UTF-8, too deep
-            return error_response(400, "invalid_json", f"request body is not valid JSON "
-                                  f"({error.detail})")  # fmt: skip
+            return error_response(
+                400, "invalid_json", f"request body is not valid JSON ({error.detail})"
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(error.status_code, code, str(error.detail))
 

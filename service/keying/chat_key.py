@@ -23,9 +23,19 @@ from service.keying.rag import RagSplitter
 
 # Request fields that change how the answer travels or is billed, not what it says.
 NOT_IN_SCOPE = frozenset(
-    {"model", "messages", "stream", "stream_options", "user", "metadata", "store",
-     "service_tier", "safety_identifier", "prompt_cache_key"}
-)  # fmt: skip
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,11 @@
 """What of a prompt is embedded and what must match exactly: RAG normalisation separates the
 user's question from the context blocks around it.
 
-A RAG prompt is mostly retrieved documents; embedded whole, two prompts over the same
-documents look alike whatever they ask, and the same question over other documents looks
-different. So only the question is embedded, and the context joins the scope as a hash: the
-same question over different documents is a MISS, a paraphrase over the same documents a HIT.
-
-Patterns are regular expressions of two kinds, tried in this order:
-
-- *block* patterns (a ``context`` group, no ``question`` group): every match is cut out of
-  the text and its ``context`` group kept (tagged ``<context>``/``<document>``/``<documents>``
-  blocks, fenced blocks marked as context);
-- *layout* patterns (a ``question`` group, optionally a ``context`` group): the first one
-  that matches the whole remaining text gives the question (``Context: ... Question: ...``).
-
-Context blocks are whitespace-collapsed and sorted, so the same documents retrieved in
-another order give the same scope.
-
-A question longer than the model reads (256 word pieces) is a prompt, which is served only
-as the same request, word for word but for courtesy, casing and whitespace
-(``service/keying/prompt_key.py``): what the model does not read never decides.
-
-Patterns run on RE2 (``google-re2``), whose matching time is linear in the input: with
-Python's backtracking ``re``, ``"context:" + 1191 spaces + "x"`` took 3.7 s in the layout
-pattern (cubic in the length), on the event loop. RE2 has no backreferences or lookaround;
-a ``DYNACACHE_RAG_PATTERNS`` entry using them is refused at start-up.
+Only the question is embedded; the context (whitespace-collapsed, sorted) joins the scope as
+a hash, so the same question over other documents is a MISS and a paraphrase over the same
+documents a HIT. *Block* patterns cut context out, then the first *layout* pattern that
+matches the rest gives the question. Patterns run on RE2 (linear time; no backreferences or
+lookaround: such a ``DYNACACHE_RAG_PATTERNS`` entry is refused at start-up).
 """
 
 from collections.abc import Callable, Sequence
@@ -74,8 +55,6 @@ def _compile(source: str) -> Any:
             f"RAG pattern {source!r}: {error} (patterns run on RE2: no backreferences or "
             "lookaround)"
         ) from error
-
-
 
 
 class RagSplitter:

@@ -56,11 +56,14 @@ def chunks_of(
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
-            "id": chunk_id, "object": "chat.completion.chunk", "created": created,
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
-                         "logprobs": None}],
-        }  # fmt: skip
+            "choices": [
+                {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            ],
+        }
 
     message = completion["message"]
     chunks = [chunk({"role": "assistant", "content": ""})]
@@ -73,8 +76,10 @@ def chunks_of(
     chunks.append(chunk({}, completion.get("finish_reason") or "stop"))
     if include_usage:
         usage = completion.get("usage") or {
-            "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-        }  # fmt: skip
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+        }
         chunks.append({**chunk({}), "choices": [], "usage": usage})
     return chunks
 

@@ -125,9 +125,12 @@ class SimulatedLLM:
                     "logprobs": None,
                 }
             ],
-            "usage": {"prompt_tokens": words, "completion_tokens": words,
-                      "total_tokens": 2 * words},
-        }  # fmt: skip
+            "usage": {
+                "prompt_tokens": words,
+                "completion_tokens": words,
+                "total_tokens": 2 * words,
+            },
+        }
 
     async def chat(self, body: dict[str, Any]) -> LLMReply:
         started = time.perf_counter()
@@ -165,8 +168,12 @@ class OpenAIChatLLM:
         return reply_from_completion(payload, (time.perf_counter() - started) * 1000, body["model"])
 
     async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        body = {**body, "model": body.get("model") or self.model, "stream": True,
-                "stream_options": {"include_usage": True}}  # fmt: skip
+        body = {
+            **body,
+            "model": body.get("model") or self.model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         async for chunk in self.upstream.stream("/chat/completions", body, ends_with_done=True):
             yield chunk
 
@@ -183,9 +190,12 @@ def make_llm_client(settings: Settings) -> LLMClient:
 def openai_upstream(settings: Settings) -> HttpUpstream:
     key = settings.openai_api_key.get_secret_value()
     return HttpUpstream(
-        settings.openai_base_url, {"Authorization": f"Bearer {key}"} if key else {},
-        settings.llm_timeout_s, settings.llm_max_retries, settings.llm_retry_backoff_s,
-    )  # fmt: skip
+        settings.openai_base_url,
+        {"Authorization": f"Bearer {key}"} if key else {},
+        settings.llm_timeout_s,
+        settings.llm_max_retries,
+        settings.llm_retry_backoff_s,
+    )
 
 
 def anthropic_upstream(settings: Settings) -> HttpUpstream | None:
@@ -197,9 +207,12 @@ def anthropic_upstream(settings: Settings) -> HttpUpstream | None:
     if key:
         headers["x-api-key"] = key
     return HttpUpstream(
-        settings.anthropic_base_url, headers, settings.llm_timeout_s, settings.llm_max_retries,
+        settings.anthropic_base_url,
+        headers,
+        settings.llm_timeout_s,
+        settings.llm_max_retries,
         settings.llm_retry_backoff_s,
-    )  # fmt: skip
+    )
 
 
 SIMULATED_NOTE = (

@@ -1,16 +1,11 @@
 """Per-end-user scope (opt-in): whose entries a request may be served.
 
-``shared`` (the default): a namespace's entries serve every end user of its tenant.
-``user``: the end user joins the scope, so an answer is served only to the user it was
-made for: "what is my account balance?" asked by one user never gets another's answer.
-The mode is the request's, however it says it (a ``scope`` field in the body of any API,
-the ``X-Cache-Scope`` header; ``user`` when either asks it), else the tenant's
-``scope_mode``, else the service's ``DYNACACHE_SCOPE_MODE``. The user is the one the body
-names (``user``; Anthropic's ``metadata.user_id``), else the user header
-(``DYNACACHE_USER_HEADER``, ``X-User-Id``); with ``DYNACACHE_USER_HEADER_AUTHORITATIVE``
-the header alone (a gateway that sets it speaks for its users; a body cannot name another).
-In ``user`` mode a request that names no user is not cached at all (it passes through):
-there is nobody to keep its answer for.
+``shared`` (the default): a namespace's entries serve every end user of its tenant;
+``user``: the end user joins the scope, so one user's "what is my balance?" never gets
+another's answer. The mode is the request's (body ``scope``, ``X-Cache-Scope``), else the
+tenant's, else ``DYNACACHE_SCOPE_MODE``. The user is the body's (``user``, Anthropic's
+``metadata.user_id``), else the user header (alone when it is authoritative). In ``user``
+mode a request naming no user passes through uncached.
 """
 
 from dataclasses import dataclass

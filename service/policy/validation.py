@@ -59,9 +59,9 @@ def validate_prompt(prompt: str, max_chars: int, field: str = "prompt") -> None:
     validate_text(prompt, field)
     if _NOTHING_TO_READ.fullmatch(prompt):
         raise InvalidInput(
-            "empty_prompt", f"{field} is empty, or only whitespace, control or zero-width "
-            "characters",
-        )  # fmt: skip
+            "empty_prompt",
+            f"{field} is empty, or only whitespace, control or zero-width characters",
+        )
     if len(prompt) > max_chars:
         raise InvalidInput(
             "prompt_too_long",

@@ -1,18 +1,11 @@
 """The proxy of every client API: a request keyed by its dialect walks the query path.
 
-A HIT is answered from the stored answer, in the API's whole or streamed shape; a MISS goes
-to the upstream, whose answer the client gets unchanged. A streamed MISS is relayed event by
-event as it arrives and stored only when the upstream finished it: an upstream that breaks
-off (the clients then get an error event), or clients that all go away, store nothing.
-Identical streamed misses share one upstream stream: on the leader's replica each follower
-reads it as it arrives (``X-Cache: HIT``); on another replica a follower waits for the
-stored answer and replays it. Cache status travels in headers only (``X-Cache``,
-``X-Cache-Similarity``, ``X-Cache-Entry``, ``Age``), never in the body. The request as the
-upstream gets it, whole, is the lookup's replay: what an audit of its HIT sends again. In
-shadow mode (``X-Cache-Mode: shadow``) every request is the upstream's, whole or streamed,
-uncoalesced; its status says what the cache would have done (``SHADOW-HIT``/``-MISS``).
-The proxy answers in neutral shapes (``JsonAnswer``, ``StreamAnswer``) that the HTTP layer
-sends, so that nothing here needs the web framework.
+A HIT is answered from the stored answer, whole or streamed; a MISS goes upstream and the
+client gets its answer unchanged. A streamed MISS is relayed as it arrives and stored only
+when finished; identical streamed misses share one upstream stream. Cache status travels in
+headers only (``X-Cache``, ...). The upstream request is the lookup's replay (what an audit
+sends again). Shadow mode answers from upstream and says what the cache would have done.
+Answers are neutral shapes (``JsonAnswer``, ``StreamAnswer``): no web framework here.
 """
 
 import asyncio
@@ -109,16 +102,23 @@ class ApiProxy:
             if resolution.status == "HIT" and resolution.entry is not None:
                 answer = dialect.answer(resolution.entry.chat_completion(), body)
                 return self._json(
-                    answer, "HIT", resolution.entry, resolution.distance,
+                    answer,
+                    "HIT",
+                    resolution.entry,
+                    resolution.distance,
                     timing=resolution.server_timing,
-                )  # fmt: skip
+                )
             assert resolution.reply is not None
             entry = resolution.entry  # SHADOW-HIT: the one that would have served
             return self._json(
-                resolution.reply.payload or {}, resolution.status, None, resolution.distance,
-                entry.entry_id if entry else resolution.entry_id, resolution.server_timing,
+                resolution.reply.payload or {},
+                resolution.status,
+                None,
+                resolution.distance,
+                entry.entry_id if entry else resolution.entry_id,
+                resolution.server_timing,
                 resolution.refused_by,
-            )  # fmt: skip
+            )
 
         found = await self.queries.find(probe)
         if found is not None and probe.shadow:  # the upstream answers, as with no cache
@@ -136,10 +136,12 @@ class ApiProxy:
         # identical streamed misses share one upstream stream (on other replicas: its entry)
         key = probe.key
         shared = await self.queries.coalescer.share_stream(
-            probe.ns, key.scope, key.normalised,
+            probe.ns,
+            key.scope,
+            key.normalised,
             lambda ended: self._stream_upstream(body, (probe, found), ended),
             lambda entry: self.queries.servable(entry, 0.0, probe),
-        )  # fmt: skip
+        )
         if isinstance(shared, Followed):
             followed = Resolution.hit(probe, Found(shared.entry, 0.0))
             served = self.queries.outcomes.record(probe, followed)
@@ -154,9 +156,11 @@ class ApiProxy:
         return self._stream(events, status, None, found.nearest, timing, refused)
 
     def _stream_upstream(
-        self, body: dict[str, Any], keep: tuple[Probe, Found | Missed] | None,
+        self,
+        body: dict[str, Any],
+        keep: tuple[Probe, Found | Missed] | None,
         ended: Callable[[], Awaitable[None]],
-    ) -> SharedStream:  # fmt: skip
+    ) -> SharedStream:
         """Start reading the upstream's stream into a SharedStream; with ``keep``, the answer
         is kept (for that lookup; in shadow mode a would-be HIT's is compared) when the
         stream completes."""
@@ -256,14 +260,23 @@ class ApiProxy:
         return StreamAnswer(events, headers)
 
     def _headers(
-        self, status: CacheStatus, entry: StoredEntry | None, distance: float | None,
-        stored_as: str | None = None, timing: str | None = None, refused_by: str | None = None,
-    ) -> dict[str, str]:  # fmt: skip
+        self,
+        status: CacheStatus,
+        entry: StoredEntry | None,
+        distance: float | None,
+        stored_as: str | None = None,
+        timing: str | None = None,
+        refused_by: str | None = None,
+    ) -> dict[str, str]:
         return cache_headers(
-            status, self.settings.replica_id, distance,
-            entry.entry_id if entry else stored_as, entry.created if entry else None, timing,
+            status,
+            self.settings.replica_id,
+            distance,
+            entry.entry_id if entry else stored_as,
+            entry.created if entry else None,
+            timing,
             refused_by,
-        )  # fmt: skip
+        )
 
 
 async def _nothing() -> None:

@@ -33,10 +33,13 @@ class ChatAssembler:
     def reply(self, latency_ms: float, model: str) -> LLMReply:
         message = self.parts.message()
         return LLMReply(
-            text=message.get("content") or "", latency_ms=latency_ms,
-            model=self.parts.model or model, message=message,
-            finish_reason=self.parts.finish_reason or "stop", usage=self.parts.usage,
-        )  # fmt: skip
+            text=message.get("content") or "",
+            latency_ms=latency_ms,
+            model=self.parts.model or model,
+            message=message,
+            finish_reason=self.parts.finish_reason or "stop",
+            usage=self.parts.usage,
+        )
 
 
 class ChatDialect:

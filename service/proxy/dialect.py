@@ -99,9 +99,12 @@ class NativeDialect:
     path = "/"
 
     def __init__(
-        self, upstream: HttpUpstream | None, llm: LLMClient, splitter: RagSplitter,
+        self,
+        upstream: HttpUpstream | None,
+        llm: LLMClient,
+        splitter: RagSplitter,
         max_temperature: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.upstream = upstream  # None: answer through the chat LLM
         self.llm = llm
         self.splitter = splitter

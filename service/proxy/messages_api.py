@@ -20,8 +20,14 @@ from service.proxy.dialect import Event, NativeDialect, Sse, joined_text, named_
 
 # Chat Completions' finish reasons and Anthropic's stop reasons, both ways
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
-_FINISH_REASON = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "stop"}  # fmt: skip
+_FINISH_REASON = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "stop",
+}
 
 
 def chat_form(body: dict[str, Any]) -> dict[str, Any]:
@@ -43,14 +49,18 @@ def message_body(completion: dict[str, Any], body: dict[str, Any]) -> dict[str, 
     """A stored answer as a Messages ``message``."""
     usage = completion.get("usage") or {}
     return {
-        "id": f"msg_{secrets.token_hex(12)}", "type": "message", "role": "assistant",
+        "id": f"msg_{secrets.token_hex(12)}",
+        "type": "message",
+        "role": "assistant",
         "model": completion.get("model") or body.get("model") or "",
         "content": [{"type": "text", "text": completion["message"].get("content") or ""}],
         "stop_reason": _STOP_REASON.get(completion.get("finish_reason") or "stop", "end_turn"),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.get("prompt_tokens", 0),
-                  "output_tokens": usage.get("completion_tokens", 0)},
-    }  # fmt: skip
+        "usage": {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0),
+        },
+    }
 
 
 def reply_from_message(payload: dict[str, Any], latency_ms: float, model: str) -> LLMReply:
@@ -64,13 +74,15 @@ def reply_from_message(payload: dict[str, Any], latency_ms: float, model: str) -
     stop_reason = str(payload.get("stop_reason") or "end_turn")
     given, made = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     return LLMReply(
-        text=text, latency_ms=latency_ms, model=str(payload.get("model") or model),
+        text=text,
+        latency_ms=latency_ms,
+        model=str(payload.get("model") or model),
         message={"role": "assistant", "content": text},
         finish_reason=_FINISH_REASON.get(stop_reason, "stop"),
         usage={"prompt_tokens": given, "completion_tokens": made, "total_tokens": given + made},
         payload=payload,
         storable=all(b.get("type") == "text" for b in blocks) and stop_reason != "pause_turn",
-    )  # fmt: skip
+    )
 
 
 class MessagesAssembler:
@@ -106,8 +118,11 @@ class MessagesAssembler:
         return self.stopped and bool(self.message.get("stop_reason"))
 
     def reply(self, latency_ms: float, model: str) -> LLMReply:
-        whole = {**self.message, "type": "message",
-                 "content": [self.blocks[i] for i in sorted(self.blocks)]}  # fmt: skip
+        whole = {
+            **self.message,
+            "type": "message",
+            "content": [self.blocks[i] for i in sorted(self.blocks)],
+        }
         return reply_from_message(whole, latency_ms, model)
 
 
@@ -135,20 +150,35 @@ class MessagesDialect(NativeDialect):
     def replay(self, completion: dict[str, Any], body: dict[str, Any]) -> list[Event]:
         whole = message_body(completion, body)
         text = whole["content"][0]["text"]
-        start = {**whole, "content": [], "stop_reason": None,
-                 "usage": {**whole["usage"], "output_tokens": 0}}  # fmt: skip
+        start = {
+            **whole,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**whole["usage"], "output_tokens": 0},
+        }
         return [
             {"type": "message_start", "message": start},
-            {"type": "content_block_start", "index": 0,
-             "content_block": {"type": "text", "text": ""}},
-            *({"type": "content_block_delta", "index": 0,
-               "delta": {"type": "text_delta", "text": piece}} for piece in text_pieces(text)),
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            *(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+                for piece in text_pieces(text)
+            ),
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta",
-             "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
-             "usage": {"output_tokens": whole["usage"]["output_tokens"]}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": whole["usage"]["output_tokens"]},
+            },
             {"type": "message_stop"},
-        ]  # fmt: skip
+        ]
 
     def stream_error(self, error: Exception) -> Sse:
         problem = {"type": "error", "error": {"type": "api_error", "message": str(error)}}

@@ -56,41 +56,62 @@ def output_items(completion: dict[str, Any]) -> list[dict[str, Any]]:
     message = completion["message"]
     items: list[dict[str, Any]] = []
     if message.get("content") or not message.get("tool_calls"):
-        items.append({
-            "id": _new_id("msg"), "type": "message", "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": message.get("content") or "",
-                         "annotations": []}],
-        })  # fmt: skip
+        items.append(
+            {
+                "id": _new_id("msg"),
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": message.get("content") or "", "annotations": []}
+                ],
+            }
+        )
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        items.append({
-            "id": _new_id("fc"), "type": "function_call", "status": "completed",
-            "call_id": call.get("id") or _new_id("call"), "name": function.get("name", ""),
-            "arguments": function.get("arguments", ""),
-        })  # fmt: skip
+        items.append(
+            {
+                "id": _new_id("fc"),
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call.get("id") or _new_id("call"),
+                "name": function.get("name", ""),
+                "arguments": function.get("arguments", ""),
+            }
+        )
     return items
 
 
 def response_body(
-    completion: dict[str, Any], body: dict[str, Any], output: list[dict[str, Any]],
+    completion: dict[str, Any],
+    body: dict[str, Any],
+    output: list[dict[str, Any]],
     status: str = "completed",
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     usage = completion.get("usage") or {}
     return {
-        "id": _new_id("resp"), "object": "response", "created_at": int(time.time()),
-        "status": status, "model": completion.get("model") or body.get("model") or "",
-        "output": output, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "metadata": body.get("metadata") or {},
-        "parallel_tool_calls": True, "tool_choice": body.get("tool_choice") or "auto",
-        "tools": body.get("tools") or [], "temperature": body.get("temperature"),
-        "top_p": body.get("top_p"), "text": body.get("text") or {"format": {"type": "text"}},
+        "id": _new_id("resp"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": completion.get("model") or body.get("model") or "",
+        "output": output,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "text": body.get("text") or {"format": {"type": "text"}},
         "usage": {
             "input_tokens": usage.get("prompt_tokens", 0),
             "output_tokens": usage.get("completion_tokens", 0),
             "total_tokens": usage.get("total_tokens", 0),
         },
-    }  # fmt: skip
+    }
 
 
 def reply_from_response(payload: dict[str, Any], latency_ms: float, model: str) -> LLMReply:
@@ -105,8 +126,11 @@ def reply_from_response(payload: dict[str, Any], latency_ms: float, model: str) 
         kind = item.get("type") if isinstance(item, dict) else None
         storable = storable and kind in _KEPT_ITEMS
         if kind == "message":
-            texts += [p.get("text", "") for p in item.get("content") or []
-                      if p.get("type") == "output_text"]  # fmt: skip
+            texts += [
+                p.get("text", "")
+                for p in item.get("content") or []
+                if p.get("type") == "output_text"
+            ]
         elif kind == "function_call":
             function = {"name": item.get("name"), "arguments": item.get("arguments")}
             calls.append({"id": item.get("call_id"), "type": "function", "function": function})
@@ -115,13 +139,19 @@ def reply_from_response(payload: dict[str, Any], latency_ms: float, model: str) 
     if calls:
         message["tool_calls"] = calls
     return LLMReply(
-        text="".join(texts), latency_ms=latency_ms, model=str(payload.get("model") or model),
-        message=message, finish_reason="tool_calls" if calls else "stop",
-        usage={"prompt_tokens": usage.get("input_tokens", 0),
-               "completion_tokens": usage.get("output_tokens", 0),
-               "total_tokens": usage.get("total_tokens", 0)},
-        payload=payload, storable=storable,
-    )  # fmt: skip
+        text="".join(texts),
+        latency_ms=latency_ms,
+        model=str(payload.get("model") or model),
+        message=message,
+        finish_reason="tool_calls" if calls else "stop",
+        usage={
+            "prompt_tokens": usage.get("input_tokens", 0),
+            "completion_tokens": usage.get("output_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+        },
+        payload=payload,
+        storable=storable,
+    )
 
 
 class ResponsesAssembler:
@@ -180,20 +210,33 @@ class ResponsesDialect(NativeDialect):
             text = item["content"][0]["text"]
             at = {"item_id": item["id"], "output_index": index, "content_index": 0}
             events += [
-                {"type": "response.output_item.added", "output_index": index,
-                 "item": {**item, "status": "in_progress", "content": []}},
-                {"type": "response.content_part.added", **at,
-                 "part": {"type": "output_text", "text": "", "annotations": []}},
-                *({"type": "response.output_text.delta", **at, "delta": piece, "logprobs": []}
-                  for piece in text_pieces(text)),
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "status": "in_progress", "content": []},
+                },
+                {
+                    "type": "response.content_part.added",
+                    **at,
+                    "part": {"type": "output_text", "text": "", "annotations": []},
+                },
+                *(
+                    {"type": "response.output_text.delta", **at, "delta": piece, "logprobs": []}
+                    for piece in text_pieces(text)
+                ),
                 {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
                 {"type": "response.content_part.done", **at, "part": item["content"][0]},
                 {"type": "response.output_item.done", "output_index": index, "item": item},
-            ]  # fmt: skip
+            ]
         events.append({"type": "response.completed", "response": done})
         return [{**event, "sequence_number": n} for n, event in enumerate(events)]
 
     def stream_error(self, error: Exception) -> Sse:
-        problem = {"type": "error", "code": "upstream_error", "message": str(error),
-                   "param": None, "sequence_number": 0}  # fmt: skip
+        problem = {
+            "type": "error",
+            "code": "upstream_error",
+            "message": str(error),
+            "param": None,
+            "sequence_number": 0,
+        }
         return {"event": "error", "data": orjson.dumps(problem).decode()}

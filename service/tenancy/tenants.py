@@ -66,9 +66,9 @@ class TenantStore:
         validate_namespace(ns)
         if ns == DEFAULT_NAMESPACE:
             raise InvalidInput(
-                "reserved_namespace", f"{ns!r} is the open/admin namespace; name the tenant "
-                "otherwise",
-            )  # fmt: skip
+                "reserved_namespace",
+                f"{ns!r} is the open/admin namespace; name the tenant otherwise",
+            )
         if not await self.records.create(ns, settings_json(settings)):
             raise Conflict("tenant_exists", f"tenant {ns!r} exists")
 
@@ -151,8 +151,11 @@ class TenantStore:
                 and cached[1] is not None
                 and now - cached[0] < self.outage_grace_s
             ):
-                log.warning("Redis unavailable: key %s accepted as verified %.0f s ago",
-                            cached[1].key_id, now - cached[0])  # fmt: skip
+                log.warning(
+                    "Redis unavailable: key %s accepted as verified %.0f s ago",
+                    cached[1].key_id,
+                    now - cached[0],
+                )
                 return cached[1]
             raise
         record = None
