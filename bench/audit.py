@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from index.embedding.embedder import load_embedder
-from service.engine.audits import same_answer
+from service.engine.audits import check_error, same_answer
+from service.settings import Settings
 from tests.fake_upstream import MeaningUpstream
 from training.pair_data import DuplicateClusters, Pair, pairs_in, read_pairs, read_stsb
 
@@ -44,6 +45,13 @@ TEMPLATES = (
     "{a}, {b} and {c}: that is the answer here.",
     "In short: {a}, {b}, and also {c}.",
 )
+# answers that carry their question's topic: its words restated, then the cluster's
+TOPIC_TEMPLATES = (
+    "{topic}? The answer involves {a}, {b} and {c}.",
+    "As for {topic}: it comes down to {a}, {b} and {c}.",
+    "{a}, {b} and {c}: that is the answer to {topic}.",
+    "On {topic}, in short: {a}, {b}, and also {c}.",
+)
 ZIPF_S = 1.1
 SAMPLE_EVERY = 1000
 
@@ -51,7 +59,8 @@ SAMPLE_EVERY = 1000
 class Stream:
     """Questions of a set's clusters, their answers, and a Zipf-like draw over them."""
 
-    def __init__(self, pairs: list[Pair], seed: int) -> None:
+    def __init__(self, pairs: list[Pair], seed: int, topical: bool = False) -> None:
+        self.topical = topical
         self.clusters = DuplicateClusters(pairs)
         members: dict[str, list[str]] = {}
         for pair in pairs:
@@ -70,6 +79,9 @@ class Stream:
 
     def answers(self, question: str) -> list[str]:
         a, b, c = self.answer_words.get(self.clusters.of(question), ("nothing", "known", "here"))
+        if self.topical:
+            topic = question.strip().rstrip("?").strip()
+            return [t.format(topic=topic, a=a, b=b, c=c) for t in TOPIC_TEMPLATES]
         return [t.format(a=a, b=b, c=c) for t in TEMPLATES]
 
     def draw(self, count: int, seed: int) -> list[str]:
@@ -105,6 +117,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
                     "true_wrong_rate": round(wrong / max(1, semantic), 4),
                     "estimate": estimated["estimate"], "low": estimated["low"],
                     "high": estimated["high"], "audits": estimated["audits"],
+                    "observed": estimated.get("observed"),
                 })  # fmt: skip
         final = svc.http.get("/v1/stats").json()
     half = len(questions) // 2
@@ -161,6 +174,45 @@ def equivalence_error(stream: Stream, embed: Any, cut: float, count: int = 500) 
     }
 
 
+def near_pair_error(
+    stream: Stream, embed: Any, cut: float, radius: float = 0.35, count: int = 400
+) -> dict[str, Any]:
+    """How often the answer check errs on the pairs a cache serves: each of up to 4,000 of
+    the stream's questions with its nearest other question inside ``radius``, answered as
+    the stream's upstream answers them (one wording drawn for each); "same" when both are
+    in one cluster. Up to ``count`` pairs of each kind."""
+    rng = random.Random(7)
+    questions = sorted({q for qs in stream.members.values() for q in qs})
+    questions = rng.sample(questions, min(4000, len(questions)))
+    vectors = np.asarray(embed(questions))
+    same: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
+    for position, vector in enumerate(vectors):
+        distances = 2 - 2 * vectors @ vector
+        distances[position] = 4.0
+        nearest = int(np.argmin(distances))
+        if distances[nearest] >= radius or distances[nearest] <= 1e-6:
+            continue
+        pair = (questions[nearest], questions[position])
+        (same if stream.clusters.same(*pair) else other).append(pair)
+    same, other = same[:count], other[:count]
+
+    def agrees(pairs: list[tuple[str, str]]) -> list[bool]:
+        texts = [(rng.choice(stream.answers(a)), rng.choice(stream.answers(b))) for a, b in pairs]
+        found = embed([t for pair in texts for t in pair])
+        return [same_answer(a, b, found[2 * i], found[2 * i + 1], cut)
+                for i, (a, b) in enumerate(texts)]  # fmt: skip
+
+    return {
+        "cut": cut,
+        "radius": radius,
+        "same_pairs": len(same),
+        "different_pairs": len(other),
+        "equivalent_called_different": round(1 - float(np.mean(agrees(same))), 4),
+        "different_called_equivalent": round(float(np.mean(agrees(other))), 4),
+    }
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -189,14 +241,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--runs", default="", help="only these runs (comma-separated)")
     parser.add_argument("--name", default="audit", help="bench/results/<name>.json")
+    parser.add_argument("--sets", default="qqp,stsb,qqp_topic", help="only these streams")
     args = parser.parse_args()
     qqp = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed)
     stsb = Stream(read_stsb(DATA / "stsb_train_dev.jsonl", "dev"), args.seed)
     embedder = load_embedder("onnx", None, None, "models/onnx")
+    topical = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed, True)
     results: dict[str, Any] = {
         "parameters": vars(args),
         "equivalence_check": equivalence_error(qqp, embedder.encode, 0.8),
-        "qqp": {}, "stsb": {},
+        "equivalence_check_near_pairs": near_pair_error(qqp, embedder.encode, 0.8),
+        "equivalence_check_topic_answers": near_pair_error(topical, embedder.encode, 0.8),
+        "check_error_corrected_for": vars(check_error(Settings())),
+        "qqp": {}, "stsb": {}, "qqp_topic": {},
     }  # fmt: skip
     print(results["equivalence_check"], flush=True)
     runs: dict[str, dict[str, Any]] = {
@@ -211,12 +268,20 @@ def main() -> None:
                                    "max_wrong_rate": "static"},
         "pair_bound_at_pair": {"pair_model": "on", "audit_rate": args.audit_rate,
                                "max_wrong_rate": "pair_model"},
+        "pair_bound_at_half_pair": {"pair_model": "on", "audit_rate": args.audit_rate,
+                                    "max_wrong_rate": "pair_model/2"},
+        # every HIT audited: the estimate against the truth where the answer check is hard
+        "pair_model_every_hit": {"pair_model": "on", "audit_rate": 1.0},
     }  # fmt: skip
     chosen = set(args.runs.split(",")) if args.runs else set(runs)
-    for set_name, stream, names in (("qqp", qqp, list(runs)),
-                                    ("stsb", stsb, ["static", "static_bound_5pct",
-                                                    "static_bound_at_static"])):  # fmt: skip
-        names = [name for name in names if name in chosen]
+    default_bounds = ["pair_model", "pair_bound_at_pair", "pair_bound_at_half_pair"]
+    for set_name, stream, names in (
+        ("qqp", qqp, [n for n in runs if n != "pair_model_every_hit"]),
+        ("stsb", stsb, ["static", "static_bound_5pct", "static_bound_at_static",
+                        *default_bounds]),
+        ("qqp_topic", topical, ["pair_model_every_hit"]),
+    ):  # fmt: skip
+        names = [name for name in names if name in chosen and set_name in args.sets.split(",")]
         if not names:
             continue
         questions = stream.draw(args.queries, args.seed)
@@ -227,12 +292,12 @@ def main() -> None:
                 started = time.perf_counter()
                 settings = dict(runs[name])
                 peer = settings.get("max_wrong_rate")
-                if isinstance(peer, str):  # a peer's rate: its run must come first
-                    if peer not in results[set_name]:
+                if isinstance(peer, str):  # a peer's rate (or half): its run must come first
+                    peer_name, _, half = peer.partition("/")
+                    if peer_name not in results[set_name]:
                         continue
-                    settings["max_wrong_rate"] = max(
-                        0.001, results[set_name][peer]["true_wrong_rate"]
-                    )
+                    rate = results[set_name][peer_name]["true_wrong_rate"]
+                    settings["max_wrong_rate"] = max(0.001, rate / (2 if half else 1))
                 outcome = run(stream, questions, upstream, **settings)
                 results[set_name][name] = outcome
                 last = outcome["second_half_true_wrong_rate"]

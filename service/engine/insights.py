@@ -55,10 +55,11 @@ async def insights(
 
 
 async def current_stats(
-    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None
-) -> dict[str, Any]:
+    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None,
+    check: wrong_rate.CheckError = wrong_rate.EXACT,
+) -> dict[str, Any]:  # fmt: skip
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
-    with this replica's decision stage."""
+    with this replica's decision stage; the wrong-answer estimate corrected for ``check``."""
     counts = await store.search.count_by_namespace()
     numbers = await read_stats(store.client, counts, namespaces)
     numbers["decision"] = decision.describe()
@@ -66,8 +67,8 @@ async def current_stats(
     audited = await store.audits.counts(sorted(numbers["namespaces"]))
     total: dict[str, float] = {}
     for ns, audit_counts in audited.items():
-        numbers["namespaces"][ns]["wrong_answer_rate"] = wrong_rate.summary(audit_counts)
+        numbers["namespaces"][ns]["wrong_answer_rate"] = wrong_rate.summary(audit_counts, check)
         for name, value in audit_counts.items():
             total[name] = total.get(name, 0.0) + value
-    numbers["wrong_answer_rate"] = wrong_rate.summary(total)
+    numbers["wrong_answer_rate"] = wrong_rate.summary(total, check)
     return numbers
