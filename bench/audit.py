@@ -91,9 +91,10 @@ class Stream:
         return [chooser.choice(self.members[self.order[i]]) for i in picks]
 
 
-def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
+def run(stream: Stream, questions: list[str], upstream: MeaningUpstream, embed: Any,
         **settings: Any) -> dict[str, Any]:  # fmt: skip
-    """The stream through one replica: truth, estimate over time, hits and cost."""
+    """The stream through one replica: truth, estimate over time, hits and cost, and how
+    the answer check does on the semantic HITs it served."""
     service = ServiceProcess(
         sim_latency_ms=0, log_level="error", llm="openai", openai_base_url=upstream.base_url,
         openai_api_key="sk-bench", openai_model="meaning", llm_max_retries=0,
@@ -101,6 +102,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
     )  # fmt: skip
     semantic = wrong = hits = 0
     timeline, hit_ms = [], []
+    served: list[tuple[str, str, bool]] = []
     with service as svc:
         for position, question in enumerate(questions, 1):
             answer = svc.query(question).json()
@@ -109,7 +111,9 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
                 if (answer["distance"] or 0) > 0:
                     semantic += 1
                     hit_ms.append(answer["latency_ms"])
-                    wrong += not stream.clusters.same(answer["matched_prompt"], question)
+                    truly_wrong = not stream.clusters.same(answer["matched_prompt"], question)
+                    wrong += truly_wrong
+                    served.append((answer["matched_prompt"], question, truly_wrong))
             if position % SAMPLE_EVERY == 0 or position == len(questions):
                 estimated = svc.http.get("/v1/stats").json()["wrong_answer_rate"]
                 timeline.append({
@@ -135,6 +139,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
         "audit_cost_usd": final["wrong_answer_rate"]["cost_usd"],
         "llm_calls_for_misses": final["misses"],
         "semantic_hit_latency_ms": percentiles(hit_ms) if hit_ms else None,
+        "answer_check_on_served": served_pair_error(stream, embed, 0.8, served),
     }
 
 
@@ -174,42 +179,34 @@ def equivalence_error(stream: Stream, embed: Any, cut: float, count: int = 500) 
     }
 
 
-def near_pair_error(
-    stream: Stream, embed: Any, cut: float, radius: float = 0.35, count: int = 400
+def served_pair_error(
+    stream: Stream, embed: Any, cut: float, served: list[tuple[str, str, bool]], seed: int = 7
 ) -> dict[str, Any]:
-    """How often the answer check errs on the pairs a cache serves: each of up to 4,000 of
-    the stream's questions with its nearest other question inside ``radius``, answered as
-    the stream's upstream answers them (one wording drawn for each); "same" when both are
-    in one cluster. Up to ``count`` pairs of each kind."""
-    rng = random.Random(7)
-    questions = sorted({q for qs in stream.members.values() for q in qs})
-    questions = rng.sample(questions, min(4000, len(questions)))
-    vectors = np.asarray(embed(questions))
-    same: list[tuple[str, str]] = []
-    other: list[tuple[str, str]] = []
-    for position, vector in enumerate(vectors):
-        distances = 2 - 2 * vectors @ vector
-        distances[position] = 4.0
-        nearest = int(np.argmin(distances))
-        if distances[nearest] >= radius or distances[nearest] <= 1e-6:
-            continue
-        pair = (questions[nearest], questions[position])
-        (same if stream.clusters.same(*pair) else other).append(pair)
-    same, other = same[:count], other[:count]
-
-    def agrees(pairs: list[tuple[str, str]]) -> list[bool]:
-        texts = [(rng.choice(stream.answers(a)), rng.choice(stream.answers(b))) for a, b in pairs]
-        found = embed([t for pair in texts for t in pair])
-        return [same_answer(a, b, found[2 * i], found[2 * i + 1], cut)
-                for i, (a, b) in enumerate(texts)]  # fmt: skip
-
+    """How often the answer check errs on the semantic HITs a run served (stored question,
+    asked question, truly wrong), each answered as the stream's upstream answers them (one
+    wording drawn for each): as an audit of every one of them would compare them."""
+    rng = random.Random(seed)
+    texts = [(rng.choice(stream.answers(stored)), rng.choice(stream.answers(asked)))
+             for stored, asked, _ in served]  # fmt: skip
+    found = embed([t for pair in texts for t in pair]) if texts else []
+    same = [same_answer(a, b, found[2 * i], found[2 * i + 1], cut)
+            for i, (a, b) in enumerate(texts)]  # fmt: skip
+    wrong = [truly_wrong for _, _, truly_wrong in served]
+    wrong_count = sum(wrong)
     return {
         "cut": cut,
-        "radius": radius,
-        "same_pairs": len(same),
-        "different_pairs": len(other),
-        "equivalent_called_different": round(1 - float(np.mean(agrees(same))), 4),
-        "different_called_equivalent": round(float(np.mean(agrees(other))), 4),
+        "served": len(served),
+        "truly_wrong": wrong_count,
+        "different_called_equivalent": round(
+            sum(s and w for s, w in zip(same, wrong, strict=True)) / max(1, wrong_count), 4
+        ),
+        "equivalent_called_different": round(
+            sum(not s and not w for s, w in zip(same, wrong, strict=True))
+            / max(1, len(wrong) - wrong_count),
+            4,
+        ),
+        "observed_wrong_rate": round(sum(not s for s in same) / max(1, len(same)), 4),
+        "true_wrong_rate": round(wrong_count / max(1, len(wrong)), 4),
     }
 
 
@@ -250,8 +247,6 @@ def main() -> None:
     results: dict[str, Any] = {
         "parameters": vars(args),
         "equivalence_check": equivalence_error(qqp, embedder.encode, 0.8),
-        "equivalence_check_near_pairs": near_pair_error(qqp, embedder.encode, 0.8),
-        "equivalence_check_topic_answers": near_pair_error(topical, embedder.encode, 0.8),
         "check_error_corrected_for": vars(check_error(Settings())),
         "qqp": {}, "stsb": {}, "qqp_topic": {},
     }  # fmt: skip
@@ -298,7 +293,7 @@ def main() -> None:
                         continue
                     rate = results[set_name][peer_name]["true_wrong_rate"]
                     settings["max_wrong_rate"] = max(0.001, rate / (2 if half else 1))
-                outcome = run(stream, questions, upstream, **settings)
+                outcome = run(stream, questions, upstream, embedder.encode, **settings)
                 results[set_name][name] = outcome
                 last = outcome["second_half_true_wrong_rate"]
                 print(f"{set_name} {name}: hit rate {outcome['hit_rate']}, true wrong "
