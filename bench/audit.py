@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import DATA, RESULTS, ServiceProcess, percentiles, write_results
 from index.embedding.embedder import load_embedder
-from service.engine.audits import same_answer
+from service.engine.audits import check_error, same_answer
+from service.settings import Settings
 from tests.fake_upstream import MeaningUpstream
 from training.pair_data import DuplicateClusters, Pair, pairs_in, read_pairs, read_stsb
 
@@ -44,6 +45,13 @@ TEMPLATES = (
     "{a}, {b} and {c}: that is the answer here.",
     "In short: {a}, {b}, and also {c}.",
 )
+# answers that carry their question's topic: its words restated, then the cluster's
+TOPIC_TEMPLATES = (
+    "{topic}? The answer involves {a}, {b} and {c}.",
+    "As for {topic}: it comes down to {a}, {b} and {c}.",
+    "{a}, {b} and {c}: that is the answer to {topic}.",
+    "On {topic}, in short: {a}, {b}, and also {c}.",
+)
 ZIPF_S = 1.1
 SAMPLE_EVERY = 1000
 
@@ -51,7 +59,8 @@ SAMPLE_EVERY = 1000
 class Stream:
     """Questions of a set's clusters, their answers, and a Zipf-like draw over them."""
 
-    def __init__(self, pairs: list[Pair], seed: int) -> None:
+    def __init__(self, pairs: list[Pair], seed: int, topical: bool = False) -> None:
+        self.topical = topical
         self.clusters = DuplicateClusters(pairs)
         members: dict[str, list[str]] = {}
         for pair in pairs:
@@ -70,6 +79,9 @@ class Stream:
 
     def answers(self, question: str) -> list[str]:
         a, b, c = self.answer_words.get(self.clusters.of(question), ("nothing", "known", "here"))
+        if self.topical:
+            topic = question.strip().rstrip("?").strip()
+            return [t.format(topic=topic, a=a, b=b, c=c) for t in TOPIC_TEMPLATES]
         return [t.format(a=a, b=b, c=c) for t in TEMPLATES]
 
     def draw(self, count: int, seed: int) -> list[str]:
@@ -79,9 +91,10 @@ class Stream:
         return [chooser.choice(self.members[self.order[i]]) for i in picks]
 
 
-def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
+def run(stream: Stream, questions: list[str], upstream: MeaningUpstream, embed: Any,
         **settings: Any) -> dict[str, Any]:  # fmt: skip
-    """The stream through one replica: truth, estimate over time, hits and cost."""
+    """The stream through one replica: truth, estimate over time, hits and cost, and how
+    the answer check does on the semantic HITs it served."""
     service = ServiceProcess(
         sim_latency_ms=0, log_level="error", llm="openai", openai_base_url=upstream.base_url,
         openai_api_key="sk-bench", openai_model="meaning", llm_max_retries=0,
@@ -89,6 +102,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
     )  # fmt: skip
     semantic = wrong = hits = 0
     timeline, hit_ms = [], []
+    served: list[tuple[str, str, bool]] = []
     with service as svc:
         for position, question in enumerate(questions, 1):
             answer = svc.query(question).json()
@@ -97,7 +111,9 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
                 if (answer["distance"] or 0) > 0:
                     semantic += 1
                     hit_ms.append(answer["latency_ms"])
-                    wrong += not stream.clusters.same(answer["matched_prompt"], question)
+                    truly_wrong = not stream.clusters.same(answer["matched_prompt"], question)
+                    wrong += truly_wrong
+                    served.append((answer["matched_prompt"], question, truly_wrong))
             if position % SAMPLE_EVERY == 0 or position == len(questions):
                 estimated = svc.http.get("/v1/stats").json()["wrong_answer_rate"]
                 timeline.append({
@@ -105,6 +121,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
                     "true_wrong_rate": round(wrong / max(1, semantic), 4),
                     "estimate": estimated["estimate"], "low": estimated["low"],
                     "high": estimated["high"], "audits": estimated["audits"],
+                    "observed": estimated.get("observed"),
                 })  # fmt: skip
         final = svc.http.get("/v1/stats").json()
     half = len(questions) // 2
@@ -122,6 +139,7 @@ def run(stream: Stream, questions: list[str], upstream: MeaningUpstream,
         "audit_cost_usd": final["wrong_answer_rate"]["cost_usd"],
         "llm_calls_for_misses": final["misses"],
         "semantic_hit_latency_ms": percentiles(hit_ms) if hit_ms else None,
+        "answer_check_on_served": served_pair_error(stream, embed, 0.8, served),
     }
 
 
@@ -161,6 +179,37 @@ def equivalence_error(stream: Stream, embed: Any, cut: float, count: int = 500) 
     }
 
 
+def served_pair_error(
+    stream: Stream, embed: Any, cut: float, served: list[tuple[str, str, bool]], seed: int = 7
+) -> dict[str, Any]:
+    """How often the answer check errs on the semantic HITs a run served (stored question,
+    asked question, truly wrong), each answered as the stream's upstream answers them (one
+    wording drawn for each): as an audit of every one of them would compare them."""
+    rng = random.Random(seed)
+    texts = [(rng.choice(stream.answers(stored)), rng.choice(stream.answers(asked)))
+             for stored, asked, _ in served]  # fmt: skip
+    found = embed([t for pair in texts for t in pair]) if texts else []
+    same = [same_answer(a, b, found[2 * i], found[2 * i + 1], cut)
+            for i, (a, b) in enumerate(texts)]  # fmt: skip
+    wrong = [truly_wrong for _, _, truly_wrong in served]
+    wrong_count = sum(wrong)
+    return {
+        "cut": cut,
+        "served": len(served),
+        "truly_wrong": wrong_count,
+        "different_called_equivalent": round(
+            sum(s and w for s, w in zip(same, wrong, strict=True)) / max(1, wrong_count), 4
+        ),
+        "equivalent_called_different": round(
+            sum(not s and not w for s, w in zip(same, wrong, strict=True))
+            / max(1, len(wrong) - wrong_count),
+            4,
+        ),
+        "observed_wrong_rate": round(sum(not s for s in same) / max(1, len(same)), 4),
+        "true_wrong_rate": round(wrong_count / max(1, len(wrong)), 4),
+    }
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -189,14 +238,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--runs", default="", help="only these runs (comma-separated)")
     parser.add_argument("--name", default="audit", help="bench/results/<name>.json")
+    parser.add_argument("--sets", default="qqp,stsb,qqp_topic", help="only these streams")
     args = parser.parse_args()
     qqp = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed)
     stsb = Stream(read_stsb(DATA / "stsb_train_dev.jsonl", "dev"), args.seed)
     embedder = load_embedder("onnx", None, None, "models/onnx")
+    topical = Stream(pairs_in(read_pairs(DATA / "qqp_open.jsonl"), "dev"), args.seed, True)
     results: dict[str, Any] = {
         "parameters": vars(args),
         "equivalence_check": equivalence_error(qqp, embedder.encode, 0.8),
-        "qqp": {}, "stsb": {},
+        "check_error_corrected_for": vars(check_error(Settings())),
+        "qqp": {}, "stsb": {}, "qqp_topic": {},
     }  # fmt: skip
     print(results["equivalence_check"], flush=True)
     runs: dict[str, dict[str, Any]] = {
@@ -211,12 +263,20 @@ def main() -> None:
                                    "max_wrong_rate": "static"},
         "pair_bound_at_pair": {"pair_model": "on", "audit_rate": args.audit_rate,
                                "max_wrong_rate": "pair_model"},
+        "pair_bound_at_half_pair": {"pair_model": "on", "audit_rate": args.audit_rate,
+                                    "max_wrong_rate": "pair_model/2"},
+        # every HIT audited: the estimate against the truth where the answer check is hard
+        "pair_model_every_hit": {"pair_model": "on", "audit_rate": 1.0},
     }  # fmt: skip
     chosen = set(args.runs.split(",")) if args.runs else set(runs)
-    for set_name, stream, names in (("qqp", qqp, list(runs)),
-                                    ("stsb", stsb, ["static", "static_bound_5pct",
-                                                    "static_bound_at_static"])):  # fmt: skip
-        names = [name for name in names if name in chosen]
+    default_bounds = ["pair_model", "pair_bound_at_pair", "pair_bound_at_half_pair"]
+    for set_name, stream, names in (
+        ("qqp", qqp, [n for n in runs if n != "pair_model_every_hit"]),
+        ("stsb", stsb, ["static", "static_bound_5pct", "static_bound_at_static",
+                        *default_bounds]),
+        ("qqp_topic", topical, ["pair_model_every_hit"]),
+    ):  # fmt: skip
+        names = [name for name in names if name in chosen and set_name in args.sets.split(",")]
         if not names:
             continue
         questions = stream.draw(args.queries, args.seed)
@@ -227,13 +287,13 @@ def main() -> None:
                 started = time.perf_counter()
                 settings = dict(runs[name])
                 peer = settings.get("max_wrong_rate")
-                if isinstance(peer, str):  # a peer's rate: its run must come first
-                    if peer not in results[set_name]:
+                if isinstance(peer, str):  # a peer's rate (or half): its run must come first
+                    peer_name, _, half = peer.partition("/")
+                    if peer_name not in results[set_name]:
                         continue
-                    settings["max_wrong_rate"] = max(
-                        0.001, results[set_name][peer]["true_wrong_rate"]
-                    )
-                outcome = run(stream, questions, upstream, **settings)
+                    rate = results[set_name][peer_name]["true_wrong_rate"]
+                    settings["max_wrong_rate"] = max(0.001, rate / (2 if half else 1))
+                outcome = run(stream, questions, upstream, embedder.encode, **settings)
                 results[set_name][name] = outcome
                 last = outcome["second_half_true_wrong_rate"]
                 print(f"{set_name} {name}: hit rate {outcome['hit_rate']}, true wrong "

@@ -286,7 +286,9 @@ class SemanticCache:
         wrong-answer rate, and this process's decision stage."""
         runtime, ns = self._running(), self._namespace(namespace)
         await runtime.telemetry.flush()  # this process's counts first (else once a second)
-        return await current_stats(runtime.store, runtime.queries.decision.stage, {ns})
+        return await current_stats(
+            runtime.store, runtime.queries.decision.stage, {ns}, runtime.check_error
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -3,10 +3,12 @@ composition root; handlers reach it typed through ``service/http/dependencies.py
 
 from dataclasses import dataclass, field
 
+from index.decision.wrong_rate import CheckError
 from index.embedding.worker import EmbeddingWorker
 from index.store.redis_store import RedisStore
 from index.sync.replica_sync import ReplicaSync
 from index.vectors.local_index import LocalIndex
+from service.engine.audits import check_error
 from service.engine.entries import EntryManager
 from service.engine.feedback import FeedbackBook
 from service.engine.query_path import QueryPath
@@ -40,6 +42,11 @@ class Runtime:
     rate_limiter: RateLimiter
     # the Redis this replica started and watches (None: it was given a Redis URL)
     redis_supervisor: RedisSupervisor | None = field(default=None)
+
+    @property
+    def check_error(self) -> CheckError:
+        """How often the audits' answer check errs (the estimate is corrected for it)."""
+        return check_error(self.settings)
 
     # what ``/metrics`` reads at each scrape (service/engine/metrics.py's ReplicaView)
     def entries_by_namespace(self) -> dict[str, int]:

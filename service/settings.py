@@ -142,9 +142,7 @@ class Settings(BaseSettings):
     # than the static threshold at the same recall, but misses its precision target
     # (docs/hit-quality.md)
     verifier: Literal["on", "off"] = "off"
-    verifier_path: Path = Field(
-        default=Path("models/verifier/verifier.npz"), validate_default=True
-    )
+    verifier_path: Path = Field(default=Path("models/verifier/verifier.npz"), validate_default=True)
     verifier_radius: float | None = Field(default=None, gt=0, le=MAX_DISTANCE)
     verifier_cut: float | None = Field(default=None, ge=0, le=1)
     # the pair model's own knobs (unset: its build's operating point, chosen on tune); each
@@ -171,6 +169,11 @@ class Settings(BaseSettings):
     # serve: HITs are served; shadow: every request goes to the LLM and the cache only
     # measures what it would have served (docs/shadow.md; per tenant and per request: mode)
     mode: Literal["serve", "shadow"] = "serve"
+    # how often that check errs (different answers called the same; equal ones called
+    # different): the estimate and the bound are corrected for it (None: the embedding
+    # check's error as measured on hard answers, bench/audit.py; the LLM judge's: none)
+    audit_false_same: float | None = Field(default=None, ge=0, lt=0.5)
+    audit_false_different: float | None = Field(default=None, ge=0, lt=0.5)
     # an operator's bound on the wrong-answer rate of served semantic HITs (None: none; per
     # tenant and per request max_wrong_rate): HITs are served only as far as the audits
     # show the bound holds (index/decision/wrong_rate.py)

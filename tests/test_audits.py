@@ -15,9 +15,8 @@ from index.decision.wrong_rate import (
     estimate,
     evidence_group,
     evidence_interval,
-    served_radius,
+    open_groups,
     summary,
-    vouched_open,
     wilson,
 )
 from index.store import keys
@@ -245,6 +244,24 @@ def test_a_bound_with_no_evidence_errs_toward_a_miss_and_gathers_evidence_for_fr
     assert int(redis_client.hget(keys.audit_key("default"), f"evidence_sq:{band}")) == 4
 
 
+def test_a_bound_serves_on_its_priors_and_counts_what_each_group_is_offered(
+    start_service: Callable[..., CacheService], meaning: MeaningUpstream,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    """Before any audit the groups' priors decide: under a loose bound a near paraphrase is
+    served (the bound used to serve nothing until every band had evidence), under a tight
+    one it is not; a served semantic HIT is counted as offered to its group."""
+    service = audited(start_service, meaning, audit_rate=0.0)
+    service.query("What is the capital of France?")
+    tight = service.query("Tell me the capital of France", cache="only", max_wrong_rate=0.01)
+    assert tight.json()["status"] == "MISS"
+    loose = service.query("Tell me the capital of France", max_wrong_rate=0.4).json()
+    assert loose["status"] == "HIT" and loose["distance"] > 0
+    offered = f"offered:{band_of(loose['distance'])}"
+    wait_until(lambda: redis_client.hget(keys.audit_key("default"), offered) == b"1", 15,
+               message="the served HIT counted as offered")  # fmt: skip
+
+
 def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
     start_service: Callable[..., CacheService], meaning: MeaningUpstream,
     redis_client: redis.Redis,
@@ -272,27 +289,6 @@ def test_a_bound_serves_as_far_as_the_audits_show_it_holds(
     )  # fmt: skip
 
 
-def test_the_served_radius_pools_bands_and_errs_toward_a_miss() -> None:
-    assert served_radius({}, 0.05) == 0.0
-    few = {"evidence:<0.05": 10}  # 0 wrong of 10: the upper bound is 36 %
-    assert served_radius(few, 0.05) == 0.0 and served_radius(few, 0.4) == 0.05
-    many = {"evidence:<0.05": 150, "evidence:<0.1": 100, "evidence_wrong:<0.1": 2,
-            "evidence:<0.2": 50, "evidence_wrong:<0.2": 20}  # fmt: skip
-    assert served_radius(many, 0.05) == 0.1  # pooled 2/250 holds; adding 20/50 does not
-    assert served_radius(many, 0.2) == 0.2  # a band no evidence has seen is not opened alone
-    farther = {"evidence:<0.2": 200}  # evidence at 0.1-0.2 opens the nearer bands with it
-    assert served_radius(farther, 0.05) == 0.2
-    # a noisy nearest band does not close the edge beyond it: what is bounded is the rate
-    # of everything served inside the edge (QQP: 21/133 at < 0.05, 56/733 to < 0.2)
-    noisy = {"evidence:<0.05": 133, "evidence_wrong:<0.05": 21, "evidence:<0.1": 102,
-             "evidence_wrong:<0.1": 5, "evidence:<0.2": 498, "evidence_wrong:<0.2": 30,
-             "evidence:<0.35": 205, "evidence_wrong:<0.35": 87}  # fmt: skip
-    assert served_radius(noisy, 0.13) == 0.2 and served_radius(noisy, 0.05) == 0.0
-    # the estimate of served HITs is not the bound's evidence: a namespace that audited
-    # served HITs only has no evidence counted under the old names
-    assert served_radius({"audits:<0.05": 500}, 0.05) == 0.0
-
-
 def test_repeats_of_one_question_count_as_one_observation() -> None:
     """The STS-B stream served 62 % wrong under a bound of 37 % when every repeat counted as
     an observation: a few popular questions made the evidence look certain."""
@@ -302,18 +298,15 @@ def test_repeats_of_one_question_count_as_one_observation() -> None:
     assert low < wrong / counted < high and high - low > 0.4  # ~7 observations, not 160
     assert evidence_interval(160.0, 60.0, 160.0)[1] < 0.48  # as if independent: narrow
     repeated = {"evidence:<0.1": counted, "evidence_wrong:<0.1": wrong, "evidence_sq:<0.1": squares}
-    independent = {"evidence:<0.1": 1000, "evidence_wrong:<0.1": 30}
-    assert served_radius(independent, 0.05) == 0.1
-    assert served_radius(repeated, 0.5) == 0.0  # as if independent it would open at 0.5
+    independent = {"evidence:<0.1": 160, "evidence_wrong:<0.1": 60}
+    assert "<0.1" not in open_groups(independent, 0.3)  # 60 of 160 observed: closed
+    assert "<0.1" in open_groups(repeated, 0.3)  # ~7 observations: the prior still counts
 
 
-def test_the_vouched_group_opens_on_its_own_evidence() -> None:
+def test_the_vouched_group_is_counted_apart() -> None:
     assert evidence_group(0.2, vouched=True) == VOUCHED
     assert evidence_group(0.2, vouched=False) == "<0.35"
-    assert not vouched_open({}, 0.05)  # no evidence: a MISS
-    assert not vouched_open({f"evidence:{VOUCHED}": 80}, 0.05)  # 0 of 80: upper bound 6.7 %
-    assert vouched_open({f"evidence:{VOUCHED}": 120}, 0.05)  # 0 of 120: 4.6 %
-    assert not vouched_open({f"evidence:{VOUCHED}": 200, f"evidence_wrong:{VOUCHED}": 10}, 0.05)
+    assert evidence_group(0.2, vouched=False, confidence=0.83) == "p>=0.8"
     counted = summary({f"evidence:{VOUCHED}": 80, "evidence:<0.1": 3, "evidence_wrong:<0.1": 1})
     assert counted["bound_evidence"][VOUCHED]["audits"] == 80
     assert counted["bound_evidence"]["<0.1"]["wrong"] == 1 and counted["audits"] == 0

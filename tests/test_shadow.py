@@ -177,14 +177,19 @@ def test_shadow_measures_what_serving_then_does(
     assert shadow_table(numbers) is not None  # dyna-cache stats shows it
 
 
-def test_what_a_bound_lets_through_is_the_bands_its_evidence_opens() -> None:
-    counts = {"compared:<0.05": 40, "compared:<0.1": 30, "wrong:<0.1": 3,
-              "compared:<0.35": 30, "wrong:<0.35": 15}  # fmt: skip
+def test_what_a_bound_lets_through_is_the_groups_its_evidence_opens() -> None:
+    """The groups the bound's own rule would serve (``open_groups``), and the compared
+    would-be semantic HITs that fell in them."""
+    counts = {"compared:group:<0.05": 40, "compared:group:<0.1": 30, "wrong:group:<0.1": 3,
+              "compared:group:<0.35": 30, "wrong:group:<0.35": 15}  # fmt: skip
     evidence = {"evidence:<0.05": 400, "evidence:<0.1": 300, "evidence_wrong:<0.1": 3,
-                "evidence:<0.35": 300, "evidence_wrong:<0.35": 150}  # fmt: skip
-    assert let_through(counts, evidence, 0.05) == (0.1, 70, 3)
-    assert let_through(counts, evidence, 0.001) == (0.0, 0, 0)
-    assert let_through(counts, evidence, 0.5)[0] == 0.35
+                "evidence:<0.35": 300, "evidence_wrong:<0.35": 150,
+                "offered:<0.05": 400, "offered:<0.1": 300, "offered:<0.35": 300}  # fmt: skip
+    strict, loose = let_through(counts, evidence, 0.05), let_through(counts, evidence, 0.6)
+    assert "<0.35" not in strict[0] and {"<0.05", "<0.1"} <= set(strict[0])
+    assert strict[1:] == (70, 3)
+    assert "<0.35" in loose[0] and loose[1:] == (100, 18)
+    assert let_through(counts, evidence, 0.0001) == ([], 0, 0)
 
 
 def test_a_request_or_a_tenant_chooses_shadow_and_serve(

@@ -5,15 +5,19 @@ lookup looks, and whether a candidate may be served, from the namespace's audit 
 from collections.abc import Mapping
 from typing import Protocol
 
-from index.decision.wrong_rate import served_radius, vouched_open
+from index.decision.wrong_rate import EXACT, CheckError, evidence_group, open_groups
 from index.store.records import StoredEntry
 
 
 class Evidence(Protocol):
-    """The audit counts of a namespace as last read (read again in the background)."""
+    """The audit counts of a namespace as last read (read again in the background), and
+    how often the answer check behind them errs."""
+
+    @property
+    def check_error(self) -> CheckError: ...
 
     def counts(self, ns: str) -> Mapping[str, float] | None:
-        """None: none read yet (then nothing semantic is served under a bound)."""
+        """None: none read yet (then the groups' priors alone decide)."""
         ...
 
 
@@ -30,11 +34,14 @@ def within_bound(
     distance: float,
     radius: float,
     max_wrong_rate: float,
+    confidence: float | None = None,
+    check: CheckError = EXACT,
 ) -> bool:
-    """Inside the entry's verified radius when the vouched group holds the bound; else
-    inside ``radius`` and the distance bands that hold it. No evidence: not served."""
-    if counts is None:
+    """Whether the candidate's evidence group (vouched by its entry, else the judge's
+    ``confidence`` band, else the distance band) is open under the bound; past ``radius``
+    only a vouched candidate may be."""
+    vouched = entry.vouches(distance)
+    if not vouched and distance >= radius:
         return False
-    if entry.vouches(distance):
-        return vouched_open(counts, max_wrong_rate)
-    return distance < radius and distance < served_radius(counts, max_wrong_rate)
+    group = evidence_group(distance, vouched, confidence)
+    return group in open_groups(counts or {}, max_wrong_rate, check, ask=group)

@@ -137,7 +137,7 @@ class Decision:
             if confidence is not None and confidence < terms.cut:
                 refused: RefusedBy = "verifier" if judge.name == "verifier" else "pair-model"
                 return Verdict(distance=distance, confidence=confidence, refused_by=refused)
-        if self._within_bound(asked.ns, terms, entry, distance):
+        if self._within_bound(asked.ns, terms, entry, distance, confidence):
             return Verdict(entry, distance, confidence)
         return Verdict(
             distance=distance,
@@ -147,8 +147,14 @@ class Decision:
             withheld_distance=distance,
         )
 
-    def _within_bound(self, ns: str, terms: Terms, entry: StoredEntry, distance: float) -> bool:
+    def _within_bound(
+        self, ns: str, terms: Terms, entry: StoredEntry, distance: float,
+        confidence: float | None = None,
+    ) -> bool:  # fmt: skip
         if terms.max_wrong_rate is None or self.evidence is None:
             return True
         counts = self.evidence.counts(ns)
-        return within_bound(counts, entry, distance, terms.radius, terms.max_wrong_rate)
+        return within_bound(
+            counts, entry, distance, terms.radius, terms.max_wrong_rate, confidence,
+            self.evidence.check_error,
+        )  # fmt: skip

@@ -10,16 +10,23 @@ own error is measured in ``bench/audit.py``).
 
 The bound (``max_wrong_rate``) decides from *evidence groups*: every comparison of a
 candidate's answer with a fresh one (an audit of a served HIT, or a withheld candidate
-against the answer its MISS got) is counted in one group, ``vouched`` when the candidate
+against the answer its MISS got) is counted in one group: ``vouched`` when the candidate
 lay inside its entry's verified radius (the farthest distance at which a query was found
 right for that entry: a threshold learned per entry, as vCache learns one per cached
-prompt), else its distance band. The bands open out to the widest edge whose pooled
-evidence holds the bound; the vouched group opens on its own evidence, and may reach past
-the static threshold (``learn_radius``).
+prompt), else the judge's probability band when the judge gave one, else its distance
+band. Each group's wrong rate is a Beta posterior: a prior (the judge's own probability
+for its bands, a fixed rate per distance band) of modest weight, updated by the group's
+evidence. The groups open from the least wrong on, as long as the *served mix* (each
+group weighted by the candidates it was offered) keeps its estimate, plus a margin, under
+the bound: what is promised is the rate of all the semantic HITs served, not of each group.
+
+The answer check errs both ways (``CheckError``): the estimate is corrected for it, and
+the bound compared on the check's own scale.
 """
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # upper bounds of the distance bands an audit is counted in (squared L2), nearest first
@@ -32,6 +39,40 @@ Z_BOUND = 2.394
 # the evidence group of candidates no farther from their entry than a query found right for
 # it (the entry's verified radius): a decision learned per entry
 VOUCHED = "vouched"
+# the judge's probability bands (lower edges), and the prior wrong rate of each: one minus
+# its lower edge (the judge's own calibration, taken at the band's worst)
+JUDGED: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95)
+# the prior wrong rate of an unjudged candidate (the cascade's, the static stage's) by
+# distance band, and of a vouched one
+BAND_PRIOR: dict[str, float] = {"<0.05": 0.05, "<0.1": 0.1, "<0.2": 0.2, "<0.35": 0.3, "<4": 0.6}
+VOUCHED_PRIOR = 0.1
+# how many observations a prior is worth (modest: a group's own evidence soon outweighs it)
+PRIOR_WEIGHT = 20.0
+# the margin the served mix keeps under the bound, in standard deviations of its posterior
+MIX_Z = 0.5
+
+
+@dataclass(frozen=True)
+class CheckError:
+    """How often the answer check errs: different answers called the same
+    (``false_same``: a wrong HIT counted right), equal ones called different
+    (``false_different``)."""
+
+    false_same: float = 0.0
+    false_different: float = 0.0
+
+    def true_rate(self, observed: float) -> float:
+        """The wrong rate behind an ``observed`` one: (observed - false_different) /
+        (1 - false_same - false_different), inside [0, 1]."""
+        scale = 1.0 - self.false_same - self.false_different
+        return min(1.0, max(0.0, (observed - self.false_different) / scale))
+
+    def observed_rate(self, true: float) -> float:
+        """The wrong rate the check would observe when ``true`` is the truth."""
+        return self.false_different + true * (1.0 - self.false_same - self.false_different)
+
+
+EXACT = CheckError()
 
 
 def band_of(distance: float) -> str:
@@ -54,19 +95,22 @@ def wilson(wrong: float, audits: float, z: float = Z_95) -> tuple[float, float]:
     return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
 
 
-def estimate(wrong: int, audits: int) -> dict[str, Any]:
-    """The estimate with its interval, as ``/v1/stats`` reports it (null with no audits)."""
+def estimate(wrong: int, audits: int, check: CheckError = EXACT) -> dict[str, Any]:
+    """The estimate with its interval, as ``/v1/stats`` reports it (null with no audits),
+    corrected for the answer check's error (``observed``: as the check counted; the
+    interval's ends are corrected alike, so it widens by 1 / (1 - both error rates))."""
     low, high = wilson(wrong, audits)
     return {
-        "estimate": round(wrong / audits, 4) if audits else None,
-        "low": round(low, 4),
-        "high": round(high, 4),
+        "estimate": round(check.true_rate(wrong / audits), 4) if audits else None,
+        "low": round(check.true_rate(low), 4),
+        "high": round(check.true_rate(high), 4),
+        "observed": round(wrong / audits, 4) if audits else None,
         "audits": audits,
         "wrong": wrong,
     }
 
 
-def summary(counts: Mapping[str, float]) -> dict[str, Any]:
+def summary(counts: Mapping[str, float], check: CheckError = EXACT) -> dict[str, Any]:
     """A namespace's audit hash (``audits``, ``wrong``, ``audits:<band>``, ``wrong:<band>``,
     ``calls``, ``cost_usd``) as its estimate, per band and in total, and what the audits
     cost (the LLM calls they made: a pair audited before is counted again without one)."""
@@ -76,9 +120,10 @@ def summary(counts: Mapping[str, float]) -> dict[str, Any]:
         band = f"<{bound:g}"
         in_band = int(counts.get(f"audits:{band}", 0))
         if in_band:
-            by_band[band] = estimate(int(counts.get(f"wrong:{band}", 0)), in_band)
+            by_band[band] = estimate(int(counts.get(f"wrong:{band}", 0)), in_band, check)
     return {
-        **estimate(wrong, audits),
+        **estimate(wrong, audits, check),
+        "check_error": {"false_same": check.false_same, "false_different": check.false_different},
         "by_distance": by_band,
         "bound_evidence": bound_evidence(counts),
         "llm_calls": int(counts.get("calls", 0)),
@@ -86,10 +131,28 @@ def summary(counts: Mapping[str, float]) -> dict[str, Any]:
     }
 
 
-def evidence_group(distance: float, vouched: bool) -> str:
+def evidence_group(distance: float, vouched: bool, confidence: float | None = None) -> str:
     """The group a comparison is counted in for the bound: ``vouched`` when the entry's own
-    verified radius reaches this far, else the distance band."""
-    return VOUCHED if vouched else band_of(distance)
+    verified radius reaches this far, else the judge's probability band when it judged the
+    candidate, else the distance band."""
+    if vouched:
+        return VOUCHED
+    if confidence is not None:
+        return judged_band(confidence)
+    return band_of(distance)
+
+
+def judged_band(confidence: float) -> str:
+    """The name of the judge's probability band ``confidence`` falls in: ``"p>=0.8"``..."""
+    lower = max((edge for edge in JUDGED if confidence >= edge), default=0.0)
+    return f"p>={lower:g}"
+
+
+def prior_of(group: str) -> float:
+    """A group's prior wrong rate (see ``JUDGED``, ``BAND_PRIOR``)."""
+    if group.startswith("p>="):
+        return 1.0 - float(group[3:])
+    return VOUCHED_PRIOR if group == VOUCHED else BAND_PRIOR.get(group, BAND_PRIOR["<4"])
 
 
 def evidence_interval(
@@ -108,7 +171,7 @@ def evidence_interval(
 def effective_count(counted: float, squares: float) -> float:
     """How many independent observations ``counted`` comparisons are worth when their
     pairs' squared counts sum to ``squares``: counted² / squares (at most ``counted``)."""
-    return counted * counted / max(squares, counted)
+    return counted * counted / max(squares, counted) if counted > 0 else 0.0
 
 
 def _group(counts: Mapping[str, float], group: str) -> tuple[float, float, float]:
@@ -121,46 +184,65 @@ def _group(counts: Mapping[str, float], group: str) -> tuple[float, float, float
     )
 
 
+def groups_in(counts: Mapping[str, float]) -> list[str]:
+    """The evidence groups ``counts`` names (offered candidates or evidence)."""
+    named = (name.partition(":") for name in counts)
+    return sorted({group for kind, _, group in named if kind in ("evidence", "offered")})
+
+
 def bound_evidence(counts: Mapping[str, float]) -> dict[str, Any]:
     """What the bound decides from: each evidence group's comparisons (audits of served
-    HITs, and withheld candidates against their MISS's answer) with its interval."""
-    groups = [f"<{bound:g}" for bound in BANDS] + [VOUCHED]
+    HITs, and withheld candidates against their MISS's answer) with its interval, the
+    candidates it was offered, and its posterior wrong rate."""
     shown = {}
-    for group in groups:
+    for group in groups_in(counts):
         counted, wrong, squares = _group(counts, group)
-        if counted:
-            low, high = evidence_interval(counted, wrong, squares, Z_95)
-            shown[group] = {
-                "estimate": round(wrong / counted, 4), "low": round(low, 4),
-                "high": round(high, 4), "audits": int(counted), "wrong": int(wrong),
-                "effective": round(effective_count(counted, squares), 1),
-            }  # fmt: skip
+        low, high = evidence_interval(counted, wrong, squares, Z_95)
+        mean, _ = posterior(counts, group)
+        shown[group] = {
+            "estimate": round(wrong / counted, 4) if counted else None, "low": round(low, 4),
+            "high": round(high, 4), "audits": int(counted), "wrong": int(wrong),
+            "effective": round(effective_count(counted, squares), 1),
+            "offered": int(counts.get(f"offered:{group}", 0)),
+            "prior": prior_of(group), "posterior": round(mean, 4),
+        }  # fmt: skip
     return shown
 
 
-def vouched_open(counts: Mapping[str, float], max_wrong_rate: float) -> bool:
-    """Whether candidates inside their entry's verified radius may be served under the
-    bound: the vouched group's upper bound (``Z_BOUND``) is at or under ``max_wrong_rate``."""
-    return evidence_interval(*_group(counts, VOUCHED))[1] <= max_wrong_rate
+def posterior(counts: Mapping[str, float], group: str) -> tuple[float, float]:
+    """A group's wrong rate as a Beta posterior (mean, variance): its prior, worth
+    ``PRIOR_WEIGHT`` observations, updated by its evidence's effective observations (on
+    the check's scale)."""
+    counted, wrong, squares = _group(counts, group)
+    effective = effective_count(counted, squares) if counted else 0.0
+    seen_wrong = wrong / counted * effective if counted else 0.0
+    prior = prior_of(group)
+    alpha = PRIOR_WEIGHT * prior + seen_wrong
+    beta = PRIOR_WEIGHT * (1.0 - prior) + effective - seen_wrong
+    mean = alpha / (alpha + beta)
+    return mean, mean * (1.0 - mean) / (alpha + beta + 1.0)
 
 
-def served_radius(counts: Mapping[str, float], max_wrong_rate: float) -> float:
-    """How far semantic HITs not vouched for by their entry may be served under an
-    operator's bound on the wrong-answer rate: the widest band edge whose evidence, pooled
-    with every nearer band's, has its upper bound (``Z_BOUND``) at or under
-    ``max_wrong_rate``. What is bounded is the rate of all the HITs served inside that edge,
-    so a nearer band need not hold the bound on its own (on the QQP stream the nearest band,
-    near-identical questions of different clusters, read 16 % wrong where the three nearest
-    pooled read 8 %). A band with no evidence is never an edge (it opens only inside a
-    farther one that has some). 0 when no edge holds: then such candidates are MISSes whose
-    answers are compared with the candidate they withheld (evidence for free), until the
-    evidence is there."""
-    radius, counted, wrong, squares = 0.0, 0.0, 0.0, 0.0
-    for bound in BANDS:
-        in_band, wrong_in_band, squares_in_band = _group(counts, f"<{bound:g}")
-        counted += in_band
-        wrong += wrong_in_band
-        squares += squares_in_band
-        if in_band and evidence_interval(counted, wrong, squares)[1] <= max_wrong_rate:
-            radius = bound
-    return radius
+def open_groups(
+    counts: Mapping[str, float], max_wrong_rate: float, check: CheckError = EXACT, ask: str = ""
+) -> set[str]:
+    """The evidence groups whose candidates may be served under the bound: from the least
+    wrong (posterior mean) on, as long as the served mix, each group weighted by the
+    candidates it was offered (plus one), keeps its posterior mean plus ``MIX_Z`` standard
+    deviations at or under the bound (taken on the check's scale). ``ask``: a group to
+    consider even if no candidate of it was seen yet."""
+    bound = check.observed_rate(max_wrong_rate)
+    groups = set(groups_in(counts)) | ({ask} if ask else set())
+    rated = sorted((posterior(counts, group), group) for group in groups)
+    opened: set[str] = set()
+    weight = mean = variance = 0.0
+    for (group_mean, group_variance), group in rated:
+        share = float(counts.get(f"offered:{group}", 0)) + 1.0
+        total = weight + share
+        mixed = (mean * weight + group_mean * share) / total
+        spread = (variance * weight * weight + group_variance * share * share) / (total * total)
+        if mixed + MIX_Z * math.sqrt(spread) > bound:
+            break
+        weight, mean, variance = total, mixed, spread
+        opened.add(group)
+    return opened

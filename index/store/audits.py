@@ -77,6 +77,8 @@ class AuditLog:
         key = keys.audit_key(ns)
         async with self.client.pipeline(transaction=False) as pipe:
             _count_evidence(pipe, key, group, right, counted_before)
+            if not served:  # a served HIT is counted offered as it is served (``offered``)
+                pipe.hincrby(key, f"offered:{group}", 1)
             if served:
                 pipe.hincrby(key, "audits", 1)
                 pipe.hincrby(key, f"audits:{band}", 1)
@@ -90,6 +92,12 @@ class AuditLog:
         await self.scripts.audit_entry(
             keys=[keys.entry_key(ns, entry_id)], args=["au_right" if right else "au_wrong"]
         )
+
+    async def offered(self, ns: str, group: str) -> None:
+        """Count a served semantic HIT in its evidence group's traffic (``offered:<group>``;
+        a withheld candidate is counted with its comparison): the bound weighs each group
+        by the candidates it is offered."""
+        await self.client.hincrby(keys.audit_key(ns), f"offered:{group}", 1)
 
     async def mark_withheld(self, ns: str, entry_id: str, group: str, right: bool) -> None:
         """Keep on the entry a MISS stored what the candidate the bound withheld would have
@@ -108,6 +116,7 @@ class AuditLog:
             return
         async with self.client.pipeline(transaction=False) as pipe:
             _count_evidence(pipe, keys.audit_key(ns), group, right, counted_before=repeats)
+            pipe.hincrby(keys.audit_key(ns), f"offered:{group}", 1)
             await pipe.execute()
 
     async def counts(self, namespaces: list[str]) -> dict[str, dict[str, float]]:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from index.decision.wrong_rate import band_of, evidence_group
+from index.decision.wrong_rate import CheckError, band_of, evidence_group
 from index.embedding.worker import EmbeddingWorker
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.records import StoredEntry
@@ -71,6 +71,24 @@ def comparisons_off(settings: Settings) -> str | None:
     if settings.llm == "simulated" and not settings.audit_simulated:
         return SIMULATED
     return None
+
+
+# how often the embedding check errs where it is hard: answers that restate their question's
+# topic, on the semantic HITs a cache serves (bench/audit.py, the topic stream)
+EMBEDDING_CHECK_ERROR = CheckError(false_same=0.12, false_different=0.0)
+
+
+def check_error(settings: Settings) -> CheckError:
+    """The answer check's error rates the estimate and the bound are corrected for: the
+    operator's (``audit_false_same``, ``audit_false_different``), else the embedding check's
+    as measured, else none (the LLM judge's is not measured)."""
+    measured = EMBEDDING_CHECK_ERROR if settings.audit_check == "embedding" else CheckError()
+    return CheckError(
+        measured.false_same if settings.audit_false_same is None else settings.audit_false_same,
+        measured.false_different
+        if settings.audit_false_different is None
+        else settings.audit_false_different,
+    )
 
 
 def same_text(served: str, fresh: str) -> bool:
@@ -132,24 +150,37 @@ class Auditor:
         self._counts: dict[str, tuple[float, dict[str, float]]] = {}
         self._reading: set[str] = set()
         self.off = comparisons_off(settings)  # why nothing is compared (None: it is)
+        self.check_error = check_error(settings)
 
     def maybe_audit(
         self, ns: str, entry: StoredEntry, question: str, replay: Produce | None,
-        distance: float, rate: float,
+        distance: float, rate: float, confidence: float | None = None,
     ) -> None:  # fmt: skip
-        """Audit this HIT with probability ``rate`` by sending ``replay``, the request it
-        answered, again (in the background; never awaited); None: it cannot be, and is
-        counted as not audited."""
-        if self.off or distance <= 0 or rate <= 0 or self._chance.random() >= rate:
+        """Count a semantic HIT as offered to its evidence group (the bound weighs the
+        groups by it), and audit it with probability ``rate`` by sending ``replay``, the
+        request it answered, again (in the background; never awaited); None: it cannot be,
+        and is counted as not audited. Nothing is compared with the simulated LLM."""
+        if self.off or distance <= 0:
+            return
+        group = evidence_group(distance, entry.vouches(distance), confidence)
+        self._spawn(self._offered(ns, group))
+        if rate <= 0 or self._chance.random() >= rate:
             return
         if replay is None:
             self.metrics.audits_skipped.labels("unreplayable").inc()
             return
-        self._spawn(self._audit(ns, entry, question, replay, distance))
+        self._spawn(self._audit(ns, entry, question, replay, distance, group))
+
+    async def _offered(self, ns: str, group: str) -> None:
+        try:
+            await self.store.audits.offered(ns, group)
+        except STORE_UNAVAILABLE as error:
+            log.info("an offered candidate in %s not counted: %s", ns, error)
 
     async def _audit(
-        self, ns: str, entry: StoredEntry, question: str, replay: Produce, distance: float
-    ) -> None:
+        self, ns: str, entry: StoredEntry, question: str, replay: Produce, distance: float,
+        group: str,
+    ) -> None:  # fmt: skip
         budget = self.settings.audit_max_per_s
         normalised = normalise_prompt(question)
         try:
@@ -165,7 +196,7 @@ class Auditor:
                 await self.store.audits.counted_again(
                     ns, entry.entry_id, normalised, right, counted + 1
                 )
-                await self._count(ns, entry, distance, right, 0, True, counted)
+                await self._count(ns, group, distance, entry, right, 0, True, counted)
                 return
         except (CacheError, *STORE_UNAVAILABLE) as error:
             log.info("audit of entry %s in %s not done: %s", entry.entry_id, ns, error)
@@ -179,11 +210,11 @@ class Auditor:
             with contextlib.suppress(*STORE_UNAVAILABLE):
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
             return
-        await self._record(ns, entry, question, distance, fresh.text, calls=1)
+        await self._record(ns, entry, question, distance, group, fresh.text, calls=1)
 
     async def _record(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
-        calls: int, withheld: bool = False, stored_as: str | None = None,
+        self, ns: str, entry: StoredEntry, question: str, distance: float, group: str,
+        fresh: str, calls: int, withheld: bool = False, stored_as: str | None = None,
     ) -> None:  # fmt: skip
         """Compare, count (namespace, band, entry), keep the pair's verdict, and feed the
         entry's feedback; a withheld candidate's verdict is also kept on the entry its MISS
@@ -200,7 +231,7 @@ class Auditor:
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
                 return
             await self.store.audits.remember(ns, entry.entry_id, normalised, right)
-            group = await self._count(ns, entry, distance, right, calls + judge_calls, not withheld)
+            await self._count(ns, group, distance, entry, right, calls + judge_calls, not withheld)
             if stored_as is not None:
                 await self.store.audits.mark_withheld(ns, stored_as, group, right)
             # the entry learns from it: a wrong audit narrows its radius to this query's, a
@@ -212,14 +243,13 @@ class Auditor:
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
 
     async def _count(
-        self, ns: str, entry: StoredEntry, distance: float, right: bool, calls: int,
-        served: bool, counted_before: int = 0,
-    ) -> str:  # fmt: skip
-        """Count a comparison: as evidence for the bound (in the group the entry, as it was
-        when the candidate was found, puts it in; a pair ``counted_before`` times already),
-        and, for a served HIT, in the estimate; the group."""
+        self, ns: str, group: str, distance: float, entry: StoredEntry, right: bool,
+        calls: int, served: bool, counted_before: int = 0,
+    ) -> None:  # fmt: skip
+        """Count a comparison: as evidence for the bound (in ``group``, where the candidate
+        fell when it was found; a pair ``counted_before`` times already), and, for a served
+        HIT, in the estimate (a withheld candidate is also counted as offered)."""
         cost = calls * self.settings.price_per_call_usd
-        group = evidence_group(distance, entry.vouches(distance))
         await self.store.audits.record(
             ns, entry.entry_id, band_of(distance), group, right, served, calls, cost,
             counted_before,
@@ -227,11 +257,11 @@ class Auditor:
         if served:
             verdict = "right" if right else "wrong"
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
-        return group
 
     async def count_shadow(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, right: bool
-    ) -> None:
+        self, ns: str, entry: StoredEntry, question: str, distance: float, right: bool,
+        confidence: float | None = None,
+    ) -> None:  # fmt: skip
         """A would-be semantic HIT of shadow mode, compared with the LLM's answer to it:
         evidence for the bound, as a withheld candidate's is (not in the served estimate),
         a pair's repeats counted as an audited pair's are."""
@@ -245,7 +275,8 @@ class Auditor:
             await self.store.audits.counted_again(
                 ns, entry.entry_id, normalised, right, counted + 1
             )
-        await self._count(ns, entry, distance, right, 0, False, counted)
+        group = evidence_group(distance, entry.vouches(distance), confidence)
+        await self._count(ns, group, distance, entry, right, 0, False, counted)
 
     def counts(self, ns: str) -> Mapping[str, float] | None:
         """The namespace's audit evidence as last read, for the bound (``index/decision/
@@ -269,14 +300,15 @@ class Auditor:
 
     def audit_withheld(
         self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
-        stored_as: str | None,
+        stored_as: str | None, confidence: float | None = None,
     ) -> None:  # fmt: skip
         """A candidate the bound withheld, against the answer the MISS got from the LLM
         anyway (and kept as entry ``stored_as``): evidence that costs no call (in the
         background)."""
         if self.off:
             return
-        self._spawn(self._record(ns, entry, question, distance, fresh, 0, True, stored_as))
+        group = evidence_group(distance, entry.vouches(distance), confidence)
+        self._spawn(self._record(ns, entry, question, distance, group, fresh, 0, True, stored_as))
 
     def count_repeat(self, ns: str, entry: StoredEntry) -> None:
         """An exact repeat of an entry made by a MISS whose candidate the bound withheld:

@@ -56,10 +56,12 @@ async def insights(
 
 
 async def current_stats(
-    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None
-) -> dict[str, Any]:
+    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None,
+    check: wrong_rate.CheckError = wrong_rate.EXACT,
+) -> dict[str, Any]:  # fmt: skip
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
-    with this replica's decision stage; where shadow mode ran, what it would have served."""
+    with this replica's decision stage; the wrong-answer estimate corrected for ``check``;
+    where shadow mode ran, what it would have served."""
     counts = await store.search.count_by_namespace()
     numbers = await read_stats(store.stats, counts, namespaces)
     numbers["decision"] = decision.describe()
@@ -67,12 +69,12 @@ async def current_stats(
     audited = await store.audits.counts(sorted(numbers["namespaces"]))
     total: dict[str, float] = {}
     for ns, audit_counts in audited.items():
-        numbers["namespaces"][ns]["wrong_answer_rate"] = wrong_rate.summary(audit_counts)
+        numbers["namespaces"][ns]["wrong_answer_rate"] = wrong_rate.summary(audit_counts, check)
         for name, value in audit_counts.items():
             total[name] = total.get(name, 0.0) + value
-    numbers["wrong_answer_rate"] = wrong_rate.summary(total)
+    numbers["wrong_answer_rate"] = wrong_rate.summary(total, check)
     # shadow mode: what the cache would have served (service/engine/shadow.py)
-    per_ns, shadowed = await shadow_stats(store, audited)
+    per_ns, shadowed = await shadow_stats(store, audited, check)
     for ns, figures in per_ns.items():
         numbers["namespaces"][ns]["shadow"] = figures
     if shadowed is not None:

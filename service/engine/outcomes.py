@@ -48,8 +48,9 @@ class Outcomes:
             )
             if self.auditor is not None:  # in the background: the answer is not held up
                 self.auditor.maybe_audit(
-                    ns, entry, probe.key.question, probe.replay, distance, probe.audit_rate
-                )
+                    ns, entry, probe.key.question, probe.replay, distance, probe.audit_rate,
+                    resolution.confidence,
+                )  # fmt: skip
                 if not distance:
                     self.auditor.count_repeat(ns, entry)
             return resolution
@@ -99,6 +100,7 @@ class Outcomes:
                 missed.withheld_distance,
                 reply.text,
                 kept.entry_id if kept else None,
+                missed.confidence,
             )
 
     def outage(self, probe: Probe, error: Exception, consequence: str) -> None:

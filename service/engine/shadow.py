@@ -9,14 +9,22 @@ answer check (``Auditor.same_answer``: no extra LLM call, the fresh answer is th
 the verdict counted per distance band and per decision stage (``dc:shadow:{ns}``), and as
 evidence for the wrong-rate bound (so a bound serves from the first day of serving). What
 a bound would have let through is read from that evidence with the bound's own rule
-(``served_radius``).
+(``open_groups``: the evidence groups it would serve).
 """
 
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from index.decision.wrong_rate import BANDS, band_of, estimate, served_radius
+from index.decision.wrong_rate import (
+    BANDS,
+    EXACT,
+    CheckError,
+    band_of,
+    estimate,
+    evidence_group,
+    open_groups,
+)
 from index.store.connection import STORE_UNAVAILABLE
 from index.store.redis_store import RedisStore
 from service.engine.audits import Auditor
@@ -80,6 +88,7 @@ class Shadow:
             question = probe.key.question
             right, calls = await self.auditor.same_answer(entry.response, reply.text, question)
             band = band_of(distance)
+            group = evidence_group(distance, entry.vouches(distance), resolution.confidence)
             if right is None:
                 await self.store.shadow.add(ns, {"uncompared": 1, "calls": calls})
                 return
@@ -95,10 +104,14 @@ class Shadow:
                     f"wrong:{band}": wrong,
                     f"compared:stage:{stage}": 1,
                     f"wrong:stage:{stage}": wrong,
+                    f"compared:group:{group}": 1,
+                    f"wrong:group:{group}": wrong,
                     "calls": calls,
                 },
             )
-            await self.auditor.count_shadow(ns, entry, question, distance, right)
+            await self.auditor.count_shadow(
+                ns, entry, question, distance, right, resolution.confidence
+            )
         except (UpstreamFailed, UpstreamTimedOut, CacheError, *STORE_UNAVAILABLE) as error:
             log.info("a shadow request in %s not counted: %s", ns, error)
         except Exception:  # counting never takes anything down with it
@@ -113,29 +126,29 @@ class Shadow:
 
 
 def let_through(
-    counts: Mapping[str, float], evidence: Mapping[str, float], bound: float
-) -> tuple[float, float, float]:
+    counts: Mapping[str, float],
+    evidence: Mapping[str, float],
+    bound: float,
+    check: CheckError = EXACT,
+) -> tuple[list[str], float, float]:
     """What a bound would have let through of the compared would-be semantic HITs: the
-    edge it would serve inside (``served_radius`` of the namespace's evidence), and how
-    many of them lay inside it, and how many of those were wrong."""
-    radius = served_radius(evidence, bound)
-    served = wrong = 0.0
-    for edge in BANDS:
-        if edge <= radius:
-            served += counts.get(f"compared:<{edge:g}", 0.0)
-            wrong += counts.get(f"wrong:<{edge:g}", 0.0)
-    return radius, served, wrong
+    evidence groups it would serve (``open_groups`` of the namespace's evidence), and how
+    many of them fell in those groups, and how many of those were wrong."""
+    opened = sorted(open_groups(evidence, bound, check))
+    served = sum(counts.get(f"compared:group:{group}", 0.0) for group in opened)
+    wrong = sum(counts.get(f"wrong:group:{group}", 0.0) for group in opened)
+    return opened, served, wrong
 
 
 def summary(
-    counts: Mapping[str, float], bounds: Mapping[float, tuple[float | None, float, float]]
+    counts: Mapping[str, float], bounds: Mapping[float, tuple[list[str] | None, float, float]]
 ) -> dict[str, Any]:
     """A namespace's (or the total's) shadow counts as ``/v1/stats`` shows them: the
     would-be hit rates and savings, the would-be semantic HITs' wrong-answer rate with its
     interval (in total, per distance band, per decision stage), and per bound what it
-    would have let through (``bounds``: per bound, its edge, and the compared would-be
-    semantic HITs inside it and the wrong ones among them; the total's edge: None, each
-    namespace has its own)."""
+    would have let through (``bounds``: per bound, the evidence groups it would serve, and
+    the compared would-be semantic HITs in them and the wrong ones among them; the total's
+    groups: None, each namespace has its own)."""
 
     def count(name: str) -> int:
         return int(counts.get(name, 0))
@@ -173,29 +186,33 @@ def summary(
         "bounds": [
             {
                 "max_wrong_rate": bound,
-                "served_radius": radius,
+                "open_groups": groups,
                 "semantic_hits_served": int(served),
                 "share_of_semantic_hits": round(served / compared, 4) if compared else None,
                 "wrong_answer_rate": estimate(int(wrong), int(served)),
             }
-            for bound, (radius, served, wrong) in sorted(bounds.items())
+            for bound, (groups, served, wrong) in sorted(bounds.items())
         ],
     }
 
 
 async def shadow_stats(
-    store: RedisStore, evidence: Mapping[str, Mapping[str, float]]
+    store: RedisStore, evidence: Mapping[str, Mapping[str, float]], check: CheckError = EXACT
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
     """``/v1/stats``'s shadow figures of each namespace of ``evidence`` (its audit counts)
     that ran in shadow mode, and their total (None: none did)."""
     shadowed = await store.shadow.counts(sorted(evidence))
     per_ns: dict[str, dict[str, Any]] = {}
     total: dict[str, float] = {}
-    total_bounds = {bound: (None, 0.0, 0.0) for bound in BOUNDS_SHOWN}
+    total_bounds: dict[float, tuple[list[str] | None, float, float]] = {
+        bound: (None, 0.0, 0.0) for bound in BOUNDS_SHOWN
+    }
     for ns, counts in shadowed.items():
         if not counts:
             continue
-        bounds = {bound: let_through(counts, evidence[ns], bound) for bound in BOUNDS_SHOWN}
+        bounds: dict[float, tuple[list[str] | None, float, float]] = {
+            bound: let_through(counts, evidence[ns], bound, check) for bound in BOUNDS_SHOWN
+        }
         per_ns[ns] = summary(counts, bounds)
         for name, value in counts.items():
             total[name] = total.get(name, 0.0) + value

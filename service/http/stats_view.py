@@ -13,7 +13,9 @@ from service.runtime import Runtime
 async def stats_view(runtime: Runtime, namespaces: set[str] | None) -> dict[str, Any]:
     """``/v1/stats`` (``namespaces``: only those, as a tenant sees it; None: all, as the
     operator does, with the upstream's address)."""
-    numbers = await current_stats(runtime.store, runtime.queries.decision.stage, namespaces)
+    numbers = await current_stats(
+        runtime.store, runtime.queries.decision.stage, namespaces, runtime.check_error
+    )
     settings = runtime.settings
     numbers["llm"] = describe_llm(settings, operator=namespaces is None)
     numbers["mode"] = settings.mode
