@@ -102,8 +102,9 @@ def library_settings(settings: Settings | None, overrides: dict[str, Any]) -> Se
         chosen = Settings(**{**own_llm, **overrides})
     else:
         chosen = Settings.model_validate({**settings.model_dump(), **own_llm, **overrides})
-    if "replica_id" not in overrides and (settings is None or "replica_id" not in
-                                          settings.model_fields_set):  # fmt: skip
+    if "replica_id" not in overrides and (
+        settings is None or "replica_id" not in settings.model_fields_set
+    ):
         chosen = chosen.model_copy(
             update={"replica_id": f"{default_replica_id()}-lib{next(_instances)}"}
         )
@@ -131,9 +132,13 @@ class SemanticCache:
     ``TypeError``)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> None:
         validate_namespace(namespace)
         check_overrides(overrides)
         self.settings = library_settings(settings, overrides)
@@ -144,9 +149,13 @@ class SemanticCache:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, namespace: str = "default",
-        start_degraded: bool = False, **overrides: Any,
-    ) -> "SemanticCache":  # fmt: skip
+        cls,
+        settings: Settings | None = None,
+        *,
+        namespace: str = "default",
+        start_degraded: bool = False,
+        **overrides: Any,
+    ) -> "SemanticCache":
         """A cache with the service's settings object (or ``DYNACACHE_*`` from the
         environment), and keyword overrides of its fields."""
         return cls(settings, namespace=namespace, start_degraded=start_degraded, **overrides)
@@ -199,17 +208,28 @@ class SemanticCache:
     # -- the cache -------------------------------------------------------------------------
 
     async def check(
-        self, prompt: str, *, model: str | None = None, context: str | None = None,
-        user: str | None = None, threshold: float | None = None,
-        namespace: str | None = None, scope: ScopeMode | None = None,
-    ) -> Hit | Miss:  # fmt: skip
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        context: str | None = None,
+        user: str | None = None,
+        threshold: float | None = None,
+        namespace: str | None = None,
+        scope: ScopeMode | None = None,
+    ) -> Hit | Miss:
         """Look ``prompt`` up; never calls an LLM. A question that is not cached (per-user
         scope and no user named) is a Miss."""
         check_texts({"prompt": prompt, "model": model, "context": context, "user": user})
         request = QueryRequest(
-            prompt=prompt, model=model, context=context, user=user, threshold=threshold,
-            cache="only", scope=scope,
-        )  # fmt: skip
+            prompt=prompt,
+            model=model,
+            context=context,
+            user=user,
+            threshold=threshold,
+            cache="only",
+            scope=scope,
+        )
         started = time.perf_counter()
         try:
             return await self._resolve(request, namespace, _lookup_only)
@@ -218,20 +238,35 @@ class SemanticCache:
             return Miss(self._namespace(namespace), elapsed_ms)
 
     async def answer(
-        self, prompt: str, call_llm: CallLLM, *, model: str | None = None,
-        context: str | None = None, user: str | None = None, threshold: float | None = None,
-        ttl: int | None = None, ttl_policy: TtlPolicy | None = None,
-        cache: CacheMode = "default", namespace: str | None = None,
+        self,
+        prompt: str,
+        call_llm: CallLLM,
+        *,
+        model: str | None = None,
+        context: str | None = None,
+        user: str | None = None,
+        threshold: float | None = None,
+        ttl: int | None = None,
+        ttl_policy: TtlPolicy | None = None,
+        cache: CacheMode = "default",
+        namespace: str | None = None,
         scope: ScopeMode | None = None,
-    ) -> Hit | Miss:  # fmt: skip
+    ) -> Hit | Miss:
         """A stored answer when one serves; else ``call_llm(prompt)``'s, stored. Identical
         misses in flight (here or on any replica) share one call. ``cache``: ``default``,
         ``refresh`` (call and overwrite), ``bypass`` (call, store nothing)."""
         check_texts({"prompt": prompt, "model": model, "context": context, "user": user})
         request = QueryRequest(
-            prompt=prompt, model=model, context=context, user=user, threshold=threshold,
-            ttl=ttl, ttl_policy=ttl_policy, cache=cache, scope=scope,
-        )  # fmt: skip
+            prompt=prompt,
+            model=model,
+            context=context,
+            user=user,
+            threshold=threshold,
+            ttl=ttl,
+            ttl_policy=ttl_policy,
+            cache=cache,
+            scope=scope,
+        )
 
         async def produce(question: str) -> LLMReply:
             started = time.perf_counter()
@@ -246,24 +281,42 @@ class SemanticCache:
         return await self._resolve(request, namespace, produce)
 
     async def store(
-        self, prompt: str, response: str, *, model: str | None = None,
-        context: str | None = None, user: str | None = None, ttl: int | None = None,
-        ttl_policy: TtlPolicy | None = None, namespace: str | None = None,
-        message: dict[str, Any] | None = None, scope: ScopeMode | None = None,
-    ) -> str:  # fmt: skip
+        self,
+        prompt: str,
+        response: str,
+        *,
+        model: str | None = None,
+        context: str | None = None,
+        user: str | None = None,
+        ttl: int | None = None,
+        ttl_policy: TtlPolicy | None = None,
+        namespace: str | None = None,
+        message: dict[str, Any] | None = None,
+        scope: ScopeMode | None = None,
+    ) -> str:
         """Keep ``response`` as the answer to ``prompt``; the new entry's id. ``message``:
         the assistant message to keep with it (JSON-able; ``Hit.message`` gives it back;
         default ``{"role": "assistant", "content": response}``)."""
         runtime, ns = self._running(), self._namespace(namespace)
         check_texts(
-            {"prompt": prompt, "response": response, "model": model, "context": context,
-             "user": user},
+            {
+                "prompt": prompt,
+                "response": response,
+                "model": model,
+                "context": context,
+                "user": user,
+            },
             required=("prompt", "response"),
-        )  # fmt: skip
+        )
         request = QueryRequest(
-            prompt=prompt, model=model, context=context, user=user, ttl=ttl,
-            ttl_policy=ttl_policy, scope=scope,
-        )  # fmt: skip
+            prompt=prompt,
+            model=model,
+            context=context,
+            user=user,
+            ttl=ttl,
+            ttl_policy=ttl_policy,
+            scope=scope,
+        )
         if message is not None:
             try:
                 orjson.dumps(message)

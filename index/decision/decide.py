@@ -105,9 +105,12 @@ class Decision:
             return refused
         if not self._within_bound(asked.ns, terms, entry, nearest.distance):
             return Verdict(
-                distance=nearest.distance, refused_by="bound", nearest_id=nearest.entry_id,
-                withheld=entry, withheld_distance=nearest.distance,
-            )  # fmt: skip
+                distance=nearest.distance,
+                refused_by="bound",
+                nearest_id=nearest.entry_id,
+                withheld=entry,
+                withheld_distance=nearest.distance,
+            )
         return Verdict(entry, nearest.distance, nearest_id=nearest.entry_id)
 
     async def _judge(
@@ -148,13 +151,22 @@ class Decision:
         )
 
     def _within_bound(
-        self, ns: str, terms: Terms, entry: StoredEntry, distance: float,
+        self,
+        ns: str,
+        terms: Terms,
+        entry: StoredEntry,
+        distance: float,
         confidence: float | None = None,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         if terms.max_wrong_rate is None or self.evidence is None:
             return True
         counts = self.evidence.counts(ns)
         return within_bound(
-            counts, entry, distance, terms.radius, terms.max_wrong_rate, confidence,
+            counts,
+            entry,
+            distance,
+            terms.radius,
+            terms.max_wrong_rate,
+            confidence,
             self.evidence.check_error,
-        )  # fmt: skip
+        )

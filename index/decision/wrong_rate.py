@@ -1,27 +1,8 @@
-"""The wrong-answer rate of served semantic HITs, estimated from audits: its distance bands
-and its 95 % interval (Wilson's score interval, which stays inside [0, 1] and behaves at a
-handful of audits where the normal approximation does not).
-
-An audit asks the upstream the HIT's question again and compares the fresh answer with the
-one served (``service/engine/audits.py``). The estimate is wrong audits / audits; its
-interval assumes the audits were sampled at random from the served semantic HITs (they are:
-each is audited with the same probability) and counts the equivalence check as exact (its
-own error is measured in ``bench/audit.py``).
-
-The bound (``max_wrong_rate``) decides from *evidence groups*: every comparison of a
-candidate's answer with a fresh one (an audit of a served HIT, or a withheld candidate
-against the answer its MISS got) is counted in one group: ``vouched`` when the candidate
-lay inside its entry's verified radius (the farthest distance at which a query was found
-right for that entry: a threshold learned per entry, as vCache learns one per cached
-prompt), else the judge's probability band when the judge gave one, else its distance
-band. Each group's wrong rate is a Beta posterior: a prior (the judge's own probability
-for its bands, a fixed rate per distance band) of modest weight, updated by the group's
-evidence. The groups open from the least wrong on, as long as the *served mix* (each
-group weighted by the candidates it was offered) keeps its estimate, plus a margin, under
-the bound: what is promised is the rate of all the semantic HITs served, not of each group.
-
-The answer check errs both ways (``CheckError``): the estimate is corrected for it, and
-the bound compared on the check's own scale.
+"""The wrong-answer rate of served semantic HITs, estimated from audits (Wilson's interval,
+corrected for the answer check's own error), and the bound's rule: comparisons counted in
+evidence groups (vouched by the entry, else the judge's probability band, else the distance
+band), each a Beta posterior from a modest prior, opened from the least wrong on while the
+served mix stays under the bound. Why: ``docs/design.md``, "Why it is built so".
 """
 
 import math
@@ -200,12 +181,16 @@ def bound_evidence(counts: Mapping[str, float]) -> dict[str, Any]:
         low, high = evidence_interval(counted, wrong, squares, Z_95)
         mean, _ = posterior(counts, group)
         shown[group] = {
-            "estimate": round(wrong / counted, 4) if counted else None, "low": round(low, 4),
-            "high": round(high, 4), "audits": int(counted), "wrong": int(wrong),
+            "estimate": round(wrong / counted, 4) if counted else None,
+            "low": round(low, 4),
+            "high": round(high, 4),
+            "audits": int(counted),
+            "wrong": int(wrong),
             "effective": round(effective_count(counted, squares), 1),
             "offered": int(counts.get(f"offered:{group}", 0)),
-            "prior": prior_of(group), "posterior": round(mean, 4),
-        }  # fmt: skip
+            "prior": prior_of(group),
+            "posterior": round(mean, 4),
+        }
     return shown
 
 

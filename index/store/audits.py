@@ -67,9 +67,17 @@ class AuditLog:
         await self.client.delete(keys.audit_claim_key(ns, entry_id, normalised_prompt))
 
     async def record(
-        self, ns: str, entry_id: str, band: str, group: str, right: bool, served: bool,
-        calls: int, cost: float, counted_before: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        ns: str,
+        entry_id: str,
+        band: str,
+        group: str,
+        right: bool,
+        served: bool,
+        calls: int,
+        cost: float,
+        counted_before: int = 0,
+    ) -> None:
         """Count one comparison: in the bound's evidence ``group`` (a pair
         ``counted_before`` times already), on the entry, and, for a ``served`` HIT's audit,
         in the namespace's estimate (totals and ``band``); ``calls`` and ``cost``: what it

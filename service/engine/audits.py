@@ -1,34 +1,11 @@
 """Audited hits: how often the cache serves a wrong answer, measured on its own traffic.
 
-A share of the semantic HITs (``audit_rate``, per tenant; exact repeats are right by
-definition) is asked of the LLM again in the background, after the HIT was answered: the
-HIT's answer and its latency never change. The audit replays the request that was served,
-as a MISS of it would have sent it (``Probe.replay``: system and developer prompts, earlier
-turns, model, parameters, in the client API's own body, through the same client); a bare
-question would be another request, whose answer may differ from a right one (one asked for
-in another language, say). A HIT whose request cannot be replayed is not audited, and is
-counted as such (``dynacache_audits_skipped_total{reason="unreplayable"}``).
-
-The fresh answer is compared with the served one (the same normal form, else their
-embeddings' cosine at least ``audit_answer_cut``, or, with ``audit_check="llm"``, the
-upstream's own yes/no on whether both answer it alike); the verdict is counted in Redis
-per namespace and distance band (``/v1/stats``'s ``wrong_answer_rate``, with its 95 %
-interval) and on the entry, and the entry learns from it (``service/engine/feedback.py``):
-a wrong audit narrows the entry's radius as a wrong report does, a right one widens its
-verified radius. Audits are a random sample of the HITs, repeats included: the first
-audit of an (entry, query) pair calls the LLM and keeps its verdict, a later HIT of the
-same pair drawn for audit is counted again with it at no cost (deduplicating the pairs
-instead biased the sample toward rare questions: the estimate read 28 % where 13 % of the
-served semantic HITs were wrong). At most ``audit_max_per_s`` per namespace; the calls
-are counted as LLM calls and cost.
-
-With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
-as far as the audits show it holds (``index/decision/bound.py``); a
-candidate the bound withholds becomes a MISS, and the MISS's answer, which the LLM gave
-anyway, is compared with the withheld candidate's: evidence at no extra cost, so a
-namespace with too little of it (served nothing semantic yet) gathers it from its misses.
-That answer is the one to the very request the candidate was withheld from (the MISS's own
-call, whole or streamed), so it is a replay of that request by construction.
+A share of the semantic HITs is asked of the LLM again in the background by replaying the
+very request served (``Probe.replay``), and the fresh answer is compared with the served
+one; the verdict is counted per namespace and evidence group, and the entry learns from it
+(``service/engine/feedback.py``). A candidate the bound withheld is compared with its
+MISS's answer at no extra cost. Nothing is compared with the simulated LLM. Why each of
+these is so: ``docs/design.md``, "Why it is built so".
 """
 
 import contextlib
@@ -153,9 +130,15 @@ class Auditor:
         self.check_error = check_error(settings)
 
     def maybe_audit(
-        self, ns: str, entry: StoredEntry, question: str, replay: Produce | None,
-        distance: float, rate: float, confidence: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        ns: str,
+        entry: StoredEntry,
+        question: str,
+        replay: Produce | None,
+        distance: float,
+        rate: float,
+        confidence: float | None = None,
+    ) -> None:
         """Count a semantic HIT as offered to its evidence group (the bound weighs the
         groups by it), and audit it with probability ``rate`` by sending ``replay``, the
         request it answered, again (in the background; never awaited); None: it cannot be,
@@ -178,9 +161,14 @@ class Auditor:
             log.info("an offered candidate in %s not counted: %s", ns, error)
 
     async def _audit(
-        self, ns: str, entry: StoredEntry, question: str, replay: Produce, distance: float,
+        self,
+        ns: str,
+        entry: StoredEntry,
+        question: str,
+        replay: Produce,
+        distance: float,
         group: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         budget = self.settings.audit_max_per_s
         normalised = normalise_prompt(question)
         try:
@@ -205,17 +193,30 @@ class Auditor:
             fresh = await replay()
         except Exception as error:  # the upstream's, or an application's own call (library)
             known = isinstance(error, UpstreamFailed | UpstreamTimedOut | CacheError)
-            log.log(logging.INFO if known else logging.WARNING,
-                    "audit of entry %s in %s not done: %r", entry.entry_id, ns, error)  # fmt: skip
+            log.log(
+                logging.INFO if known else logging.WARNING,
+                "audit of entry %s in %s not done: %r",
+                entry.entry_id,
+                ns,
+                error,
+            )
             with contextlib.suppress(*STORE_UNAVAILABLE):
                 await self.store.audits.forget(ns, entry.entry_id, normalised)
             return
         await self._record(ns, entry, question, distance, group, fresh.text, calls=1)
 
     async def _record(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, group: str,
-        fresh: str, calls: int, withheld: bool = False, stored_as: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        ns: str,
+        entry: StoredEntry,
+        question: str,
+        distance: float,
+        group: str,
+        fresh: str,
+        calls: int,
+        withheld: bool = False,
+        stored_as: str | None = None,
+    ) -> None:
         """Compare, count (namespace, band, entry), keep the pair's verdict, and feed the
         entry's feedback; a withheld candidate's verdict is also kept on the entry its MISS
         was ``stored_as``, for its exact repeats to count again."""
@@ -243,25 +244,44 @@ class Auditor:
             log.exception("audit of entry %s in %s failed", entry.entry_id, ns)
 
     async def _count(
-        self, ns: str, group: str, distance: float, entry: StoredEntry, right: bool,
-        calls: int, served: bool, counted_before: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        ns: str,
+        group: str,
+        distance: float,
+        entry: StoredEntry,
+        right: bool,
+        calls: int,
+        served: bool,
+        counted_before: int = 0,
+    ) -> None:
         """Count a comparison: as evidence for the bound (in ``group``, where the candidate
         fell when it was found; a pair ``counted_before`` times already), and, for a served
         HIT, in the estimate (a withheld candidate is also counted as offered)."""
         cost = calls * self.settings.price_per_call_usd
         await self.store.audits.record(
-            ns, entry.entry_id, band_of(distance), group, right, served, calls, cost,
+            ns,
+            entry.entry_id,
+            band_of(distance),
+            group,
+            right,
+            served,
+            calls,
+            cost,
             counted_before,
-        )  # fmt: skip
+        )
         if served:
             verdict = "right" if right else "wrong"
             self.metrics.audits.labels(self.metrics.namespaces(ns), verdict).inc()
 
     async def count_shadow(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, right: bool,
+        self,
+        ns: str,
+        entry: StoredEntry,
+        question: str,
+        distance: float,
+        right: bool,
         confidence: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """A would-be semantic HIT of shadow mode, compared with the LLM's answer to it:
         evidence for the bound, as a withheld candidate's is (not in the served estimate),
         a pair's repeats counted as an audited pair's are."""
@@ -299,9 +319,15 @@ class Auditor:
             self._reading.discard(ns)
 
     def audit_withheld(
-        self, ns: str, entry: StoredEntry, question: str, distance: float, fresh: str,
-        stored_as: str | None, confidence: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        ns: str,
+        entry: StoredEntry,
+        question: str,
+        distance: float,
+        fresh: str,
+        stored_as: str | None,
+        confidence: float | None = None,
+    ) -> None:
         """A candidate the bound withheld, against the answer the MISS got from the LLM
         anyway (and kept as entry ``stored_as``): evidence that costs no call (in the
         background)."""

@@ -30,15 +30,17 @@ async def insights(
         for miss in closest:
             # a personal miss's nearest entry is in its scope: the same user's
             hidden = bool(miss.get("personal")) and not show_personal
-            closest_misses.append({
-                "prompt": None if hidden else miss["prompt"],
-                # None: gone since (or hidden)
-                "nearest_prompt": None if hidden else prompts.get(miss["nearest_id"]),
-                "distance": round(miss["distance"], 4),
-                "similarity": round(similarity(miss["distance"]), 4),
-                "confidence": miss.get("confidence"),
-                "personal": bool(miss.get("personal")),
-            })  # fmt: skip
+            closest_misses.append(
+                {
+                    "prompt": None if hidden else miss["prompt"],
+                    # None: gone since (or hidden)
+                    "nearest_prompt": None if hidden else prompts.get(miss["nearest_id"]),
+                    "distance": round(miss["distance"], 4),
+                    "similarity": round(similarity(miss["distance"]), 4),
+                    "confidence": miss.get("confidence"),
+                    "personal": bool(miss.get("personal")),
+                }
+            )
         served = await store.insights.most_served(ns, MOST_SERVED_SHOWN)
         found[ns] = {
             "closest_misses": closest_misses,
@@ -56,9 +58,11 @@ async def insights(
 
 
 async def current_stats(
-    store: RedisStore, decision: DecisionStage, namespaces: set[str] | None,
+    store: RedisStore,
+    decision: DecisionStage,
+    namespaces: set[str] | None,
     check: wrong_rate.CheckError = wrong_rate.EXACT,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """``/v1/stats``: totals, per namespace (only ``namespaces`` when given) and per replica,
     with this replica's decision stage; the wrong-answer estimate corrected for ``check``;
     where shadow mode ran, what it would have served."""

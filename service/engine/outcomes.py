@@ -48,9 +48,14 @@ class Outcomes:
             )
             if self.auditor is not None:  # in the background: the answer is not held up
                 self.auditor.maybe_audit(
-                    ns, entry, probe.key.question, probe.replay, distance, probe.audit_rate,
+                    ns,
+                    entry,
+                    probe.key.question,
+                    probe.replay,
+                    distance,
+                    probe.audit_rate,
                     resolution.confidence,
-                )  # fmt: skip
+                )
                 if not distance:
                     self.auditor.count_repeat(ns, entry)
             return resolution
@@ -83,9 +88,13 @@ class Outcomes:
         entry = resolution.entry
         served = (probe.ns, entry.entry_id, entry.exact_key) if entry is not None else None
         self.telemetry.record(
-            probe.ns, "miss", resolution.latency_ms, served=served, times=probe.times,
+            probe.ns,
+            "miss",
+            resolution.latency_ms,
+            served=served,
+            times=probe.times,
             distance=resolution.distance,
-        )  # fmt: skip
+        )
         if self.shadow is not None:
             self.shadow.observe(probe, resolution)
         return resolution
