@@ -23,10 +23,10 @@ served semantic HITs were wrong). At most ``audit_max_per_s`` per namespace; the
 are counted as LLM calls and cost.
 
 With a bound on the wrong-answer rate (``max_wrong_rate``), semantic HITs are served only
-as far as the audits show it holds (``index/decision/bound.py``); a
-candidate the bound withholds becomes a MISS, and the MISS's answer, which the LLM gave
-anyway, is compared with the withheld candidate's: evidence at no extra cost, so a
-namespace with too little of it (served nothing semantic yet) gathers it from its misses.
+from the evidence groups the bound opens (``index/decision/bound.py``); every served
+semantic HIT is counted as offered to its group; a candidate the bound withholds becomes a
+MISS, and the MISS's answer, which the LLM gave anyway, is compared with the withheld
+candidate's: evidence at no extra cost, gathered where the bound is closed.
 That answer is the one to the very request the candidate was withheld from (the MISS's own
 call, whole or streamed), so it is a replay of that request by construction.
 """
