@@ -12,13 +12,17 @@ the asked one's cluster (the protocol of ``bench/quality.py``).
 
 Runs on the same stream: the static threshold and the pair model without a bound (their
 true wrong rate; the estimate from ``--audit-rate`` audits, sampled every 1,000 queries),
-bounds of 5 % and 2 %, and bounds set to the static threshold's and the pair model's own
-true wrong rate on the stream (do they serve at least as many hits?). A second stream from
-STS-B's dev split (out of the training domain). Also measured: the equivalence check's
-error both ways, on rewordings of one answer and on the answers of different clusters.
-Writes bench/results/audit.json and audit.png.
+bounds of 5 % and 2 %, bounds set to the static threshold's and the pair model's own true
+wrong rate on the stream, and to half the pair model's (how many of its semantic HITs do
+they serve, and is the second half's true rate under the bound?). A second stream from
+STS-B's dev split (out of the training domain). A third, the QQP stream again with answers
+that carry their question's topic (its words restated, then the cluster's words), every HIT
+audited: where the answer check is hard. Also measured: the equivalence check's error both
+ways, on rewordings of one answer and on the answers of different clusters, and, per run,
+on the semantic HITs it served (``answer_check_on_served``). Writes bench/results/audit.json
+and audit.png (``--sets``: only some streams, e.g. one per process).
 
-    python bench/audit.py [--queries 20000] [--audit-rate 0.1]
+    python bench/audit.py [--queries 20000] [--audit-rate 0.1] [--sets qqp,stsb,qqp_topic]
 """
 
 import argparse

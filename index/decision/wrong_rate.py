@@ -13,10 +13,6 @@ from typing import Any
 # upper bounds of the distance bands an audit is counted in (squared L2), nearest first
 BANDS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.35, 4.0)
 Z_95 = 1.959964
-# the bound looks at six pooled groups (five band edges, the vouched group) and opens those
-# whose upper bound holds: each look one-sided at 0.05 / 6 (z = 2.394), so that all of them
-# hold together with 95 % confidence
-Z_BOUND = 2.394
 # the evidence group of candidates no farther from their entry than a query found right for
 # it (the entry's verified radius): a decision learned per entry
 VOUCHED = "vouched"
@@ -137,7 +133,7 @@ def prior_of(group: str) -> float:
 
 
 def evidence_interval(
-    counted: float, wrong: float, squares: float, z: float = Z_BOUND
+    counted: float, wrong: float, squares: float, z: float = Z_95
 ) -> tuple[float, float]:
     """The interval of a group's wrong rate from counts that repeat pairs: the rate is
     wrong / counted (weighted as the traffic is), the number of observations the effective
