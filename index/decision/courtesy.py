@@ -7,6 +7,7 @@ Low in the layers: the keying of a prompt reads it too."""
 
 import re
 
+COURTESY_CLAUSE_CONTENT = 2  # content words a courtesy clause may hold ("a hand", "a small")
 COURTESY_CLAUSE_WORDS = 12  # a greeting or a thanks of its own at an end, at most this long
 PROMPT_SENTENCES = 3  # this many sentences make a prompt of a text
 SENTENCE_END = re.compile(r"(?<=[.?!:])\s+|\n+")
@@ -71,6 +72,8 @@ COMMON = _words(
     should would will shall may might must has have had if there this that these those the
     a an in on at for to of and or but my your our their his her its i we you they he she"""
 )
+# who a greeting or a request addresses, right after it ("hi team", "could you")
+ADDRESSED = _words("you team all everyone folks there friend friends guys me us")
 MODALS = frozenset({"can", "could", "would", "will"})
 NUMBER_WORDS = _words(
     """two three four five six seven eight nine ten eleven twelve fifteen twenty
@@ -89,8 +92,14 @@ def courteous(words: list[str]) -> bool:
 
 
 def courtesy_clause(words: list[str]) -> bool:
+    """A short clause that greets, asks for help or thanks: a courtesy word, at most
+    ``COURTESY_CLAUSE_CONTENT`` words that are neither courtesy nor framing ("a hand", "a
+    small request"; "a small bakery in Lyon" is content), no task, format, number, code or
+    negation."""
+    content = sum(1 for w in words if w not in COURTESY and w not in FRAMING)
     return (
         len(words) <= COURTESY_CLAUSE_WORDS
+        and content <= COURTESY_CLAUSE_CONTENT
         and any(w in COURTESY for w in words)
         and not any(w in INSTRUCTION or w in DIRECTIVES or w in NEGATIONS for w in words)
         and not any(w.isdigit() or OPERATOR.fullmatch(w) for w in words)
@@ -131,13 +140,17 @@ def canonical(text: str) -> str:
 
 
 def _courteous_run(words: list[str]) -> int:
-    """How many opening words are courtesy (with at least one courtesy word among them)."""
+    """How many opening words are courtesy: through the last courtesy word of the opening
+    run of courtesy and framing words, and the words it addresses ("hi team", "could you");
+    0 without a courtesy word."""
     run = 0
     while run < len(words) and (words[run] in COURTESY or words[run] in FRAMING):
         run += 1
-    while run and not any(word in COURTESY for word in words[:run]):
-        run -= 1
-    return run
+    cut = 0
+    for position, word in enumerate(words[:run]):
+        if word in COURTESY or (cut and word in ADDRESSED):
+            cut = position + 1
+    return cut
 
 
 MAX_COURTESY_CUT = 2 * COURTESY_CLAUSE_WORDS  # the most words a courtesy opening or closing cut
