@@ -131,8 +131,16 @@ class Decision:
         if differs.neutral:  # the same prompt but for courtesy: no judge needed
             judge = None
         if is_hit(distance, terms.radius) and judge is not None and terms.cut is not None:
+            # under a bound every candidate is judged: its evidence group is the judge's
+            # probability band, whose prior is the judge's own (not a distance band's)
             pair = JudgedPair(
-                asked.text, entry.prompt, asked.vector, entry.vector, distance, runner_up
+                asked.text,
+                entry.prompt,
+                asked.vector,
+                entry.vector,
+                distance,
+                runner_up,
+                cascade=terms.max_wrong_rate is None,
             )
             with measure():
                 confidence = await self.stage.probability(judge, pair)

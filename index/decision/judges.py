@@ -24,6 +24,9 @@ class JudgedPair:
     cached_vector: np.ndarray | None
     distance: float
     runner_up: float | None  # the next candidate's distance, if any
+    # the cascade may settle a near candidate on its distance; not under a wrong-rate bound,
+    # whose evidence groups need the judge's probability for every candidate served
+    cascade: bool = True
 
 
 class Judge(Protocol):
@@ -46,7 +49,9 @@ class PairModelJudge:
         self.cut = model.cut
 
     def probability(self, candidate: JudgedPair) -> float | None:
-        return self.model.probability(candidate.query, candidate.cached, candidate.distance)
+        return self.model.probability(
+            candidate.query, candidate.cached, candidate.distance, candidate.cascade
+        )
 
 
 class VerifierJudge:

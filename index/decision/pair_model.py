@@ -89,11 +89,13 @@ class PairModel:
         """The served probability from the model's and the candidates' distances."""
         return combined(model_probabilities, distances, self.stack)
 
-    def probability(self, query: str, cached: str, distance: float) -> float | None:
+    def probability(
+        self, query: str, cached: str, distance: float, cascade: bool = True
+    ) -> float | None:
         """What a candidate at ``distance`` is judged (the rules of ``spans.py`` stand above
-        it): None when it is nearer than ``serve_below`` (served on its distance, the model
-        not run); else the combined probability."""
-        if distance < self.serve_below:
+        it): None when it is nearer than ``serve_below`` and ``cascade`` allows (served on
+        its distance, the model not run); else the combined probability."""
+        if cascade and distance < self.serve_below:
             return None
         raw = self.probabilities([(query, cached)])
         return float(self.served_probabilities(raw, np.array([distance]))[0])
