@@ -7,6 +7,21 @@ from rich.console import Group
 from rich.table import Table
 
 
+def _numbers_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table with a namespace column, then ``columns`` of right-aligned numbers."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("namespace", no_wrap=True, overflow="fold")
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    return table
+
+
 def wrong_cell(rate: dict[str, Any] | None) -> str:
     """The audited wrong-answer rate as ``4.2 [2–8] 120`` (estimate, 95 % interval,
     audits); ``-`` without audits."""
@@ -20,26 +35,20 @@ def wrong_cell(rate: dict[str, Any] | None) -> str:
 
 def stats_table(stats: dict[str, Any]) -> Table:
     """/v1/stats as a table: one row per namespace and a total."""
-    table = Table(
-        title="Dyna-Cache",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+    table = _numbers_table(
+        "Dyna-Cache",
+        (
+            "entries",
+            "reqs",
+            "hits",
+            "misses",
+            "hit %",
+            "hit p50\nms",
+            "miss p50\nms",
+            "saved\n$",
+            "wrong %\n[95 % CI] n",
+        ),
     )
-    table.add_column("namespace", no_wrap=True, overflow="fold")
-    for column in (
-        "entries",
-        "reqs",
-        "hits",
-        "misses",
-        "hit %",
-        "hit p50\nms",
-        "miss p50\nms",
-        "saved\n$",
-        "wrong %\n[95 % CI] n",
-    ):
-        table.add_column(column, justify="right", no_wrap=True)
 
     def row(name: str, numbers: dict[str, Any], style: str | None = None) -> None:
         latency = numbers.get("latency_ms", {})
@@ -78,26 +87,20 @@ def shadow_table(stats: dict[str, Any]) -> Table | None:
     (None: none did)."""
     if "shadow" not in stats:
         return None
-    table = Table(
-        title="Shadow mode: what the cache would have served",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+    table = _numbers_table(
+        "Shadow mode: what the cache would have served",
+        (
+            "reqs",
+            "hit %",
+            "exact %",
+            "semantic %",
+            "calls\nsaved",
+            "saved\n$",
+            "saved\ns",
+            "wrong %\n[95 % CI] n",
+            "bound 5 %\nserves",
+        ),
     )
-    table.add_column("namespace", no_wrap=True, overflow="fold")
-    for column in (
-        "reqs",
-        "hit %",
-        "exact %",
-        "semantic %",
-        "calls\nsaved",
-        "saved\n$",
-        "saved\ns",
-        "wrong %\n[95 % CI] n",
-        "bound 5 %\nserves",
-    ):
-        table.add_column(column, justify="right", no_wrap=True)
 
     def row(name: str, shadow: dict[str, Any], style: str | None = None) -> None:
         bound = next((b for b in shadow["bounds"] if b["max_wrong_rate"] == 0.05), None)
